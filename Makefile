@@ -1,0 +1,40 @@
+# Two commands: `make run` and `make test`. Everything else is a helper.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint check-gen gen buf clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/honcho-grpc up
+
+gen: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+# Regenerate into a scratch dir and fail on any difference with the committed stubs.
+check-gen: $(STAMP)
+	rm -rf build/gen-check && $(BIN)/python scripts/gen_protos.py build/gen-check >/dev/null
+	diff -r honcho_grpc/gen build/gen-check -x __pycache__
+
+buf: $(STAMP)
+	$(BIN)/buf lint
+	$(BIN)/buf format -d --exit-code
+
+lint: $(STAMP)
+	$(BIN)/ruff check honcho_grpc tests bench scripts
+	$(BIN)/mypy honcho_grpc
+
+test: $(STAMP) check-gen buf lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Database access: the embedded PostgreSQL launcher, the connection pool and migrations."""

@@ -1,0 +1,145 @@
+"""One settings model for the server, the worker and the CLI.
+
+Each section is its own `BaseSettings` with an env prefix, so a value is named `SECTION_KEY` in
+the environment (`DB_CONNECTION_URI`, `LLM_OPENAI_API_KEY`, `AUTH_USE_AUTH`) and lives under
+`[section]` in `config.toml`. Precedence: defaults < config.toml < .env < environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE = Path(os.environ.get("HONCHO_CONFIG_FILE", "config.toml"))
+
+
+class _Section(BaseSettings):
+    """Base for a settings section: env prefix `<SECTION>_`, TOML table `[<section>]`."""
+
+    section: ClassVar[str] = ""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        prefix = f"{cls.section.upper()}_" if cls.section else ""
+        cls.model_config = SettingsConfigDict(
+            env_prefix=prefix, env_file=".env", extra="ignore", case_sensitive=False,
+            toml_file=CONFIG_FILE,
+            toml_table_header=(cls.section,) if cls.section else (),
+        )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: explicit arguments, environment, .env, config.toml, then defaults.
+        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class AppSettings(_Section):
+    section: ClassVar[str] = "app"
+    log_level: str = "INFO"
+    max_message_chars: int = 25_000
+    max_file_bytes: int = 5 * 1024 * 1024
+    get_context_max_tokens: int = 100_000
+    session_observers_limit: int = 10
+    default_page_size: int = 50
+    max_page_size: int = 100
+    idempotency_retention_hours: int = 72
+
+
+class ServerSettings(_Section):
+    section: ClassVar[str] = "server"
+    host: str = "127.0.0.1"
+    port: int = 50051
+    max_receive_message_bytes: int = 8 * 1024 * 1024
+    max_send_message_bytes: int = 8 * 1024 * 1024
+    max_concurrent_rpcs: int = 1000
+    shutdown_grace_seconds: float = 10.0
+    reflection: bool = True
+    # Let clients ping every 10 s during long quiet streams without being told "too_many_pings".
+    min_ping_interval_ms: int = 10_000
+    # Run the embedding backlog inside the server process (the worker can run it too).
+    embed_in_server: bool = True
+
+
+class DBSettings(_Section):
+    section: ClassVar[str] = "db"
+    # Empty: start the embedded PostgreSQL under `data_dir`.
+    connection_uri: str = ""
+    data_dir: Path = Path(".data/pg")
+    embedded_port: int = 0  # 0 picks a free port
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    command_timeout_seconds: float = 30.0
+    fsync: bool = True
+
+    def uri(self) -> str:
+        return self.connection_uri or os.environ.get("DATABASE_URL", "")
+
+
+class EmbeddingSettings(_Section):
+    section: ClassVar[str] = "embedding"
+    provider: Literal["local", "openai", "fake"] = "local"
+    model: str = "all-MiniLM-L6-v2-onnx-int8"
+    dimensions: int = 384
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    batch_size: int = 64
+    threads: int = 2
+    backlog_poll_seconds: float = 5.0
+
+
+class LLMSettings(_Section):
+    section: ClassVar[str] = "llm"
+    provider: Literal["local", "openai", "anthropic"] = "local"
+    model: str = ""
+    fallback_model: str = ""
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    anthropic_api_key: str = ""
+    anthropic_base_url: str = ""
+    timeout_seconds: float = 60.0
+    max_retries: int = 3
+    structured_output_mode: Literal["json_schema", "json_object"] = "json_schema"
+    max_output_tokens: int = 2048
+
+
+class AuthSettings(_Section):
+    section: ClassVar[str] = "auth"
+    use_auth: bool = False
+    jwt_secret: str = ""
+
+
+class SummarySettings(_Section):
+    section: ClassVar[str] = "summary"
+    enabled: bool = True
+    messages_per_short_summary: int = 20
+    messages_per_long_summary: int = 60
+
+
+class Settings:
+    """All sections, read once at start-up and passed down explicitly (no globals)."""
+
+    def __init__(self, **overrides: dict[str, Any]) -> None:
+        self.app = AppSettings(**overrides.get("app", {}))
+        self.server = ServerSettings(**overrides.get("server", {}))
+        self.db = DBSettings(**overrides.get("db", {}))
+        self.embedding = EmbeddingSettings(**overrides.get("embedding", {}))
+        self.llm = LLMSettings(**overrides.get("llm", {}))
+        self.auth = AuthSettings(**overrides.get("auth", {}))
+        self.summary = SummarySettings(**overrides.get("summary", {}))
