@@ -1,0 +1,67 @@
+"""Command line: `honcho-grpc serve | worker | up | migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from honcho_grpc.settings import Settings
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.app.log_level.upper(), stream=sys.stderr,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+               '"message":"%(message)s"}',
+    )
+
+
+async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
+    from honcho_grpc.db.pool import open_database, reset_embeddings as reset
+
+    db = await open_database(settings, migrate=True) if not reset_embeddings else None
+    if db is None:
+        # Resizing must happen before the dimension check that open_database performs.
+        import asyncpg
+
+        from honcho_grpc.db.pool import apply_migrations, start_embedded
+
+        embedded = None if settings.db.uri() else start_embedded(settings)
+        dsn = settings.db.uri() or (embedded.dsn if embedded else "")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn)
+            await reset(conn, settings.embedding.dimensions)
+        finally:
+            await conn.close()
+            if embedded:
+                embedded.stop()
+        print(f"embeddings reset to {settings.embedding.dimensions} dimensions")
+        return
+    await db.close()
+    print("migrations applied")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="honcho-grpc")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gRPC server")
+    sub.add_parser("up", help="run the server and the worker together")
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    migrate.add_argument("--reset-embeddings", action="store_true",
+                         help="resize vector columns to EMBEDDING_DIMENSIONS and re-embed")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    _setup_logging(settings)
+    if args.command in ("serve", "up"):
+        from honcho_grpc.server.app import serve
+
+        asyncio.run(serve(settings))
+    elif args.command == "migrate":
+        asyncio.run(_migrate(settings, args.reset_embeddings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Opening the database: embedded or external server, version checks, migrations, the pool."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from honcho_grpc.db.embedded import EmbeddedPostgres
+from honcho_grpc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIN_PGVECTOR = (0, 7)
+MIGRATION_LOCK = 7_424_301  # advisory lock id: one migrator at a time across processes
+EMBEDDING_COLUMNS = (("message_embeddings", "embedding"), ("conclusions", "embedding"))
+
+
+class DatabaseConfigError(RuntimeError):
+    """The configured database cannot be used (missing pgvector, wrong dimension...)."""
+
+
+def _encode_json(value: Any) -> str:
+    # Strings are taken as already-serialised JSON: the filter compiler passes `$n::jsonb` text.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=json.loads,
+                              schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=_encode_json, decoder=json.loads,
+                              schema="pg_catalog")
+    await register_vector(conn)
+
+
+@dataclass
+class Database:
+    """The pool plus, when we started it, the embedded server behind it."""
+
+    pool: asyncpg.Pool
+    dsn: str
+    embedded: EmbeddedPostgres | None = None
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def start_embedded(settings: Settings) -> EmbeddedPostgres:
+    pg = EmbeddedPostgres(settings.db.data_dir, port=settings.db.embedded_port,
+                          fsync=settings.db.fsync)
+    pg.start()
+    return pg
+
+
+async def open_database(settings: Settings, *, migrate: bool = True) -> Database:
+    """Connect (starting the embedded server if no URI is configured), migrate, return a pool."""
+    embedded = None
+    dsn = settings.db.uri()
+    if not dsn:
+        embedded = start_embedded(settings)
+        dsn = embedded.dsn
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await check_pgvector(conn)
+            if migrate:
+                await apply_migrations(conn)
+            await check_embedding_dimensions(conn, settings.embedding.dimensions)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            dsn, min_size=settings.db.pool_min_size, max_size=settings.db.pool_max_size,
+            init=init_connection, command_timeout=settings.db.command_timeout_seconds,
+        )
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    return Database(pool=pool, dsn=dsn, embedded=embedded)
+
+
+async def check_pgvector(conn: asyncpg.Connection) -> None:
+    version = await conn.fetchval(
+        "SELECT coalesce(e.extversion, a.default_version) FROM pg_available_extensions a "
+        "LEFT JOIN pg_extension e ON e.extname = a.name WHERE a.name = 'vector'"
+    )
+    if version is None:
+        raise DatabaseConfigError(
+            "the database server has no pgvector extension; install pgvector >= 0.7 or unset "
+            "DB_CONNECTION_URI to use the embedded PostgreSQL"
+        )
+    parts = tuple(int(p) for p in version.split(".")[:2])
+    if parts < MIN_PGVECTOR:
+        raise DatabaseConfigError(f"pgvector {version} is too old; honcho-grpc needs >= 0.7")
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every bundled migration, in order."""
+    found = []
+    for entry in resources.files("honcho_grpc.db.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns the names applied."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            log.info("applied migration %s", name)
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied
+
+
+async def _column_dims(conn: asyncpg.Connection, table: str, column: str) -> int:
+    return int(await conn.fetchval(
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2",
+        table, column,
+    ))
+
+
+async def check_embedding_dimensions(conn: asyncpg.Connection, dims: int) -> None:
+    """The vector columns must match the configured embedding size.
+
+    An empty database is adapted silently; one holding vectors of another size is refused
+    with the command that converts it (`honcho-grpc migrate --reset-embeddings`).
+    """
+    mismatched = [
+        (table, column) for table, column in EMBEDDING_COLUMNS
+        if await _column_dims(conn, table, column) != dims
+    ]
+    if not mismatched:
+        return
+    stored = await conn.fetchval(
+        "SELECT (SELECT count(*) FROM message_embeddings) + "
+        "(SELECT count(*) FROM conclusions WHERE embedding IS NOT NULL)"
+    )
+    if stored:
+        current = await _column_dims(conn, *mismatched[0])
+        raise DatabaseConfigError(
+            f"the database stores {current}-dimensional embeddings but EMBEDDING_DIMENSIONS is "
+            f"{dims}; run `honcho-grpc migrate --reset-embeddings` to re-embed everything"
+        )
+    await reset_embeddings(conn, dims)
+
+
+async def reset_embeddings(conn: asyncpg.Connection, dims: int) -> None:
+    """Drop every stored vector, resize the columns and put all messages back in the backlog."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM message_embeddings")
+        await conn.execute("UPDATE conclusions SET embedding = NULL, model = NULL "
+                           "WHERE embedding IS NOT NULL")
+        for table, column in EMBEDDING_COLUMNS:
+            await conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE vector({dims:d})")
+        await conn.execute(
+            "INSERT INTO embedding_backlog (workspace_id, message_id) "
+            "SELECT workspace_id, message_id FROM messages ON CONFLICT DO NOTHING"
+        )

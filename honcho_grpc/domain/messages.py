@@ -1,0 +1,73 @@
+"""Writing messages: one transaction stores them, joins their authors to the session, adds
+them to the embedding backlog and enqueues the background work they cause."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from honcho_grpc.domain.config import effective
+from honcho_grpc.settings import Settings
+from honcho_grpc.store import members, queue
+from honcho_grpc.store import messages as store
+from honcho_grpc.store import resources
+from honcho_grpc.store.messages import NewMessage
+from honcho_grpc.store.queue import Job
+
+MAX_OBSERVERS = 10
+
+
+async def write_messages(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
+                         session_id: str, batch: Sequence[NewMessage]) -> list[asyncpg.Record]:
+    """Store a batch atomically (the caller owns the transaction)."""
+    await resources.ensure_workspace(conn, workspace_id)
+    await resources.ensure_session(conn, workspace_id, session_id)
+    authors = [m.peer_id for m in batch]
+    await resources.ensure_peers(conn, workspace_id, authors)
+    await members.join_authors(conn, workspace_id, session_id, authors)
+    first_seq, session_config = await store.reserve_sequence(conn, workspace_id, session_id,
+                                                             len(batch))
+    rows = await store.insert_messages(conn, workspace_id, session_id, first_seq, list(batch))
+    await store.add_to_embedding_backlog(conn, workspace_id, [r["message_id"] for r in rows])
+    await queue.notify_embedder(conn)
+    workspace_config = await conn.fetchval(
+        "SELECT configuration FROM workspaces WHERE workspace_id = $1", workspace_id)
+    jobs = await _jobs_for(conn, settings, workspace_id, session_id, rows, workspace_config,
+                           session_config)
+    await queue.enqueue(conn, workspace_id, jobs)
+    return rows
+
+
+async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
+                    session_id: str, rows: list[asyncpg.Record],
+                    workspace_config: dict[str, Any], session_config: dict[str, Any]) -> list[Job]:
+    """Representation jobs (who observes each sender) and summary jobs (every N messages)."""
+    members_ = await members.observation_settings(conn, workspace_id, session_id)
+    watchers = [m["peer_id"] for m in members_ if m["active"] and m["observe_others"]]
+    observed_ok = {m["peer_id"]: m["observe_me"] for m in members_}
+    jobs: list[Job] = []
+    for row in rows:
+        config = effective(settings, workspace_config, session_config, row["configuration"])
+        sender = row["peer_id"]
+        if config.reasoning_enabled and observed_ok.get(sender, True):
+            observers = [sender] + [w for w in watchers if w != sender]
+            jobs.append(Job(
+                task_type="representation", session_id=session_id,
+                work_unit_key=f"representation:{workspace_id}:{session_id}:{sender}",
+                payload={"message_id": row["message_id"], "seq": row["seq"], "observed": sender,
+                         "observers": observers[:MAX_OBSERVERS],
+                         "custom_instructions": config.custom_instructions},
+            ))
+        if not config.summary_enabled:
+            continue
+        for kind, every in (("short", config.short_every), ("long", config.long_every)):
+            if every > 0 and row["seq"] % every == 0:
+                jobs.append(Job(
+                    task_type="summary", session_id=session_id,
+                    work_unit_key=f"summary:{workspace_id}:{session_id}:{kind}",
+                    payload={"summary_type": kind, "message_id": row["message_id"],
+                             "seq": row["seq"], "every": every},
+                ))
+    return jobs

@@ -1,0 +1,1 @@
+"""The gRPC server: composition root, interceptors, validation and the servicers."""

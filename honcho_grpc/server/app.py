@@ -1,0 +1,164 @@
+"""Composition root: build the server from its dependencies, run it, shut it down gently."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from honcho_grpc.db.pool import Database, open_database
+from honcho_grpc.domain.embedding import EmbeddingBacklog
+from honcho_grpc.gen.honcho.v1 import (
+    conclusion_pb2,
+    conclusion_pb2_grpc,
+    dialectic_pb2,
+    dialectic_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
+    key_pb2,
+    key_pb2_grpc,
+    message_pb2,
+    message_pb2_grpc,
+    peer_pb2,
+    peer_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    webhook_pb2,
+    webhook_pb2_grpc,
+    workspace_pb2,
+    workspace_pb2_grpc,
+)
+from honcho_grpc.providers.embeddings import build_embedder
+from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.errors import ErrorInterceptor
+from honcho_grpc.server.servicers import pending
+from honcho_grpc.server.servicers.conclusion import ConclusionServicer
+from honcho_grpc.server.servicers.message import MessageServicer
+from honcho_grpc.server.servicers.peer import PeerServicer
+from honcho_grpc.server.servicers.search import SearchServicer
+from honcho_grpc.server.servicers.session import SessionServicer
+from honcho_grpc.server.servicers.workspace import WorkspaceServicer
+from honcho_grpc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (workspace_pb2, "WorkspaceService"), (peer_pb2, "PeerService"),
+        (session_pb2, "SessionService"), (message_pb2, "MessageService"),
+        (search_pb2, "SearchService"), (conclusion_pb2, "ConclusionService"),
+        (dialectic_pb2, "DialecticService"), (webhook_pb2, "WebhookService"),
+        (event_pb2, "EventService"), (key_pb2, "KeyService"),
+    )
+)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    s = settings.server
+    return [
+        ("grpc.max_receive_message_length", s.max_receive_message_bytes),
+        ("grpc.max_send_message_length", s.max_send_message_bytes),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", s.min_ping_interval_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | None = None
+                 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """An unstarted server with every service, health and (optionally) reflection."""
+    server = grpc.aio.server(
+        interceptors=[*(interceptors or []), ErrorInterceptor()],
+        options=server_options(deps.settings),
+        maximum_concurrent_rpcs=deps.settings.server.max_concurrent_rpcs,
+    )
+    workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(WorkspaceServicer(deps), server)
+    peer_pb2_grpc.add_PeerServiceServicer_to_server(PeerServicer(deps), server)
+    session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(deps), server)
+    message_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(deps), server)
+    search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(deps), server)
+    conclusion_pb2_grpc.add_ConclusionServiceServicer_to_server(ConclusionServicer(deps), server)
+    dialectic_pb2_grpc.add_DialecticServiceServicer_to_server(pending.PendingDialectic(), server)
+    webhook_pb2_grpc.add_WebhookServiceServicer_to_server(pending.PendingWebhook(), server)
+    event_pb2_grpc.add_EventServiceServicer_to_server(pending.PendingEvent(), server)
+    key_pb2_grpc.add_KeyServiceServicer_to_server(pending.PendingKey(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if deps.settings.server.reflection:
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server, health_servicer
+
+
+async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = (health_pb2.HealthCheckResponse.SERVING if serving
+              else health_pb2.HealthCheckResponse.NOT_SERVING)
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, status)
+
+
+@dataclass
+class Running:
+    """A started server and what it owns."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    deps: Deps
+    port: int
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first (load balancers drain), then let in-flight calls finish."""
+        await self.health.enter_graceful_shutdown()
+        self.stop_event.set()
+        grace = self.deps.settings.server.shutdown_grace_seconds if grace is None else grace
+        await self.server.stop(grace)
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def start(settings: Settings, db: Database, *, embedder: object | None = None,
+                background: bool = True) -> Running:
+    """Start serving on settings.server.host:port (port 0 picks one)."""
+    embedder = embedder or build_embedder(settings.embedding)
+    deps = Deps(settings=settings, db=db, embedder=embedder)
+    server, health_servicer = build_server(deps)
+    port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
+    await server.start()
+    running = Running(server, health_servicer, deps, port)
+    if background and settings.server.embed_in_server:
+        backlog = EmbeddingBacklog(db.pool, embedder, settings.embedding.batch_size,
+                                   settings.embedding.backlog_poll_seconds)
+        running.tasks.append(asyncio.create_task(backlog.run(running.stop_event)))
+    await set_serving(health_servicer, True)
+    return running
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM: database, server, embedding backlog; then shut down."""
+    db = await open_database(settings)
+    try:
+        running = await start(settings, db)
+        log.info("honcho-grpc listening on %s:%d", settings.server.host, running.port)
+        print(f"honcho-grpc serving on {settings.server.host}:{running.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await running.stop()
+    finally:
+        await db.close()

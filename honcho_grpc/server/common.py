@@ -1,0 +1,64 @@
+"""Small helpers shared by servicers: field masks, page sizes, metadata, 404s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message as ProtoMessage
+
+from honcho_grpc.errors import HonchoError, not_found
+from honcho_grpc.server import convert
+from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.validate import Checker
+from honcho_grpc.server.validate import page_size as _page_size
+
+OUTPUT_ONLY = frozenset({"id", "workspace_id", "session_id", "peer_id", "create_time", "active",
+                         "token_count", "sequence", "content"})
+
+
+def mask_changes(resource: ProtoMessage, mask: field_mask_pb2.FieldMask, allowed: set[str],
+                 c: Checker, field: str) -> dict[str, Any]:
+    """Columns to update from an AIP-134 field mask: absent = every populated field, `*` = all
+    allowed fields, unknown paths rejected, output-only paths ignored."""
+    paths = list(mask.paths)
+    if not paths:
+        paths = [p for p in sorted(allowed) if resource.HasField(p)]
+    elif paths == ["*"]:
+        paths = sorted(allowed)
+    changes: dict[str, Any] = {}
+    for path in paths:
+        top = path.split(".", 1)[0]
+        if top in allowed and path == top:
+            value = getattr(resource, top)
+            changes[top] = convert.to_dict(value)
+        elif top in OUTPUT_ONLY:
+            continue
+        else:
+            c.fail(f"{field}.paths", f"cannot update {path!r}; updatable: {sorted(allowed)}")
+    return changes
+
+
+def page_size(deps: Deps, value: int, c: Checker) -> int:
+    return _page_size("page_size", value, deps.settings.app.default_page_size,
+                      deps.settings.app.max_page_size, c)
+
+
+def filters(c: Checker, value: Any) -> dict[str, Any] | None:
+    """The filter Struct as a dict (None when empty); compiled and checked by the store."""
+    data = c.struct("filters", value)
+    return data or None
+
+
+def require(row: Any, kind: str, **ids: str) -> Any:
+    if row is None:
+        raise not_found(kind, **ids)
+    return row
+
+
+def check_found(found: bool, kind: str, **ids: str) -> None:
+    if not found:
+        raise not_found(kind, **ids)
+
+
+__all__ = ["HonchoError", "check_found", "filters", "mask_changes", "page_size", "require"]

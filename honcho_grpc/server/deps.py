@@ -1,0 +1,21 @@
+"""What the servicers need, built once by the composition root (server/app.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from honcho_grpc.db.pool import Database
+from honcho_grpc.settings import Settings
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    db: Database
+    embedder: Any  # honcho_grpc.providers.embeddings.Embedder
+    llm: Any = None  # honcho_grpc.providers.llm.LLMProvider, once built
+
+    @property
+    def pool(self) -> Any:
+        return self.db.pool

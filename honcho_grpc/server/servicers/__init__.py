@@ -1,0 +1,1 @@
+"""gRPC servicers: validate input, call the domain or the store, convert the result."""

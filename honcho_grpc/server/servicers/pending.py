@@ -1,0 +1,36 @@
+"""Services whose logic arrives with later issues. Every RPC answers UNIMPLEMENTED with a
+message naming the method, rather than the generated base class's bare NotImplementedError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from honcho_grpc.errors import unimplemented
+from honcho_grpc.gen.honcho.v1 import (
+    dialectic_pb2_grpc,
+    event_pb2_grpc,
+    key_pb2_grpc,
+    webhook_pb2_grpc,
+)
+
+
+def _pending(service: str, methods: tuple[str, ...]) -> dict[str, Any]:
+    def make(name: str) -> Any:
+        async def handler(self: Any, request: Any, context: Any) -> Any:
+            raise unimplemented(f"{service}.{name}")
+
+        return handler
+
+    return {name: make(name) for name in methods}
+
+
+PendingDialectic = type("PendingDialectic", (dialectic_pb2_grpc.DialecticServiceServicer,),
+                        _pending("DialecticService", ("Chat", "StreamChat")))
+PendingWebhook = type("PendingWebhook", (webhook_pb2_grpc.WebhookServiceServicer,),
+                      _pending("WebhookService", ("CreateWebhookEndpoint",
+                                                  "ListWebhookEndpoints",
+                                                  "DeleteWebhookEndpoint", "TestWebhook")))
+PendingEvent = type("PendingEvent", (event_pb2_grpc.EventServiceServicer,),
+                    _pending("EventService", ("WatchEvents",)))
+PendingKey = type("PendingKey", (key_pb2_grpc.KeyServiceServicer,),
+                  _pending("KeyService", ("CreateKey",)))

@@ -1,0 +1,37 @@
+"""SearchService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from honcho_grpc.domain.search import Scope, search_messages
+from honcho_grpc.gen.honcho.v1 import search_pb2 as pb
+from honcho_grpc.gen.honcho.v1 import search_pb2_grpc as rpc
+from honcho_grpc.server import common, convert
+from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.validate import checking
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+MAX_LIMIT = 100
+
+
+class SearchServicer(rpc.SearchServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def SearchMessages(self, request: pb.SearchMessagesRequest,
+                             context: Ctx) -> pb.SearchMessagesResponse:
+        with checking() as c:
+            c.id("workspace_id", request.workspace_id)
+            c.text("query", request.query, max_chars=10_000)
+            c.id("session_id", request.session_id, required=False)
+            c.id("peer_id", request.peer_id, required=False)
+            c.range("limit", request.limit, 0, MAX_LIMIT)
+            filters = common.filters(c, request.filters)
+        scope = Scope(request.workspace_id, request.session_id, request.peer_id)
+        hits = await search_messages(self.deps.pool, self.deps.embedder, scope, request.query,
+                                     filters, request.limit or 10)
+        return pb.SearchMessagesResponse(
+            hits=[pb.SearchHit(message=convert.message(h.row), score=h.score) for h in hits])

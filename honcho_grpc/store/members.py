@@ -1,0 +1,133 @@
+"""SQL for session membership: who is in a session and with which observation settings."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from honcho_grpc.store.filters import Params
+from honcho_grpc.store.pages import Page, binding, keyset_page
+from honcho_grpc.store.resources import ensure_peers
+
+Conn = asyncpg.Connection
+# peer_id -> (observe_me, observe_others); None keeps/inherits.
+PeerSettings = dict[str, tuple[bool | None, bool | None]]
+
+
+async def add_peers(conn: Conn, workspace_id: str, session_id: str,
+                    peers: PeerSettings) -> None:
+    """Join (or re-join) peers, creating them if needed. Given settings overwrite old ones."""
+    if not peers:
+        return
+    ids = sorted(peers)
+    await ensure_peers(conn, workspace_id, ids)
+    await conn.execute(
+        """
+        INSERT INTO session_peers (workspace_id, session_id, peer_id, observe_me, observe_others)
+        SELECT $1, $2, p.id, p.me, p.others
+        FROM unnest($3::text[], $4::boolean[], $5::boolean[]) AS p(id, me, others)
+        ON CONFLICT (workspace_id, session_id, peer_id) DO UPDATE SET
+            observe_me = coalesce(EXCLUDED.observe_me, session_peers.observe_me),
+            observe_others = coalesce(EXCLUDED.observe_others, session_peers.observe_others),
+            joined_at = CASE WHEN session_peers.left_at IS NULL THEN session_peers.joined_at
+                             ELSE now() END,
+            left_at = NULL
+        """,
+        workspace_id, session_id, ids, [peers[p][0] for p in ids], [peers[p][1] for p in ids],
+    )
+
+
+async def join_authors(conn: Conn, workspace_id: str, session_id: str,
+                       peer_ids: list[str]) -> None:
+    """Authors of new messages become members (peers must exist)."""
+    await conn.execute(
+        """
+        INSERT INTO session_peers (workspace_id, session_id, peer_id)
+        SELECT $1, $2, unnest($3::text[])
+        ON CONFLICT (workspace_id, session_id, peer_id) DO UPDATE
+            SET left_at = NULL, joined_at = now()
+            WHERE session_peers.left_at IS NOT NULL
+        """,
+        workspace_id, session_id, sorted(set(peer_ids)),
+    )
+
+
+async def remove_peers(conn: Conn, workspace_id: str, session_id: str,
+                       peer_ids: list[str]) -> None:
+    await conn.execute(
+        "UPDATE session_peers SET left_at = now() WHERE workspace_id = $1 AND session_id = $2 "
+        "AND peer_id = ANY($3::text[]) AND left_at IS NULL", workspace_id, session_id, peer_ids,
+    )
+
+
+async def set_peers(conn: Conn, workspace_id: str, session_id: str, peers: PeerSettings) -> None:
+    """Make the active member set exactly `peers`."""
+    await conn.execute(
+        "UPDATE session_peers SET left_at = now() WHERE workspace_id = $1 AND session_id = $2 "
+        "AND left_at IS NULL AND NOT (peer_id = ANY($3::text[]))",
+        workspace_id, session_id, sorted(peers),
+    )
+    await add_peers(conn, workspace_id, session_id, peers)
+
+
+async def active_members(conn: Conn | asyncpg.Pool, workspace_id: str,
+                         session_id: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT * FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
+        "AND left_at IS NULL ORDER BY peer_id", workspace_id, session_id,
+    ))
+
+
+async def list_members(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
+                       include_inactive: bool, page_size: int, token: str) -> Page:
+    params = Params()
+    where = (f"sp.workspace_id = {params.add(workspace_id)} AND "
+             f"sp.session_id = {params.add(session_id)}")
+    if not include_inactive:
+        where += " AND sp.left_at IS NULL"
+    return await keyset_page(
+        conn, select="SELECT sp.* FROM session_peers sp", where=where, params=params,
+        order=("sp.peer_id",), reverse=False, page_size=page_size, token=token,
+        bound_to=binding("members", workspace_id, session_id, include_inactive),
+    )
+
+
+async def get_member(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
+                     peer_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
+        "AND peer_id = $3", workspace_id, session_id, peer_id,
+    )
+
+
+async def set_member_config(conn: Conn, workspace_id: str, session_id: str, peer_id: str,
+                            observe_me: bool | None,
+                            observe_others: bool | None) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE session_peers SET observe_me = coalesce($4, observe_me), "
+        "observe_others = coalesce($5, observe_others) "
+        "WHERE workspace_id = $1 AND session_id = $2 AND peer_id = $3 RETURNING *",
+        workspace_id, session_id, peer_id, observe_me, observe_others,
+    )
+
+
+async def count_observers(conn: Conn, workspace_id: str, session_id: str) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
+        "AND left_at IS NULL AND observe_others", workspace_id, session_id,
+    ))
+
+
+async def observation_settings(conn: Conn, workspace_id: str,
+                               session_id: str) -> list[asyncpg.Record]:
+    """Every member (active or not) with the settings that decide who observes whom."""
+    return list(await conn.fetch(
+        """
+        SELECT sp.peer_id, sp.left_at IS NULL AS active,
+               coalesce(sp.observe_me, (p.configuration->>'observe_me')::boolean, true)
+                   AS observe_me,
+               coalesce(sp.observe_others, false) AS observe_others
+        FROM session_peers sp JOIN peers p USING (workspace_id, peer_id)
+        WHERE sp.workspace_id = $1 AND sp.session_id = $2
+        """,
+        workspace_id, session_id,
+    ))

@@ -1,0 +1,129 @@
+"""SQL for messages: batch insert with gap-free sequence numbers, reads, metadata updates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from honcho_grpc.store import filters as f
+from honcho_grpc.store.pages import Page, binding, keyset_page
+
+Conn = asyncpg.Connection
+
+# Never `SELECT *`: the generated tsvector column has no binary codec and is internal.
+COLUMNS = ("workspace_id, message_id, session_id, peer_id, seq, content, metadata, "
+           "configuration, internal_metadata, token_count, created_at")
+M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+
+
+@dataclass
+class NewMessage:
+    message_id: str
+    peer_id: str
+    content: str
+    metadata: dict[str, Any]
+    configuration: dict[str, Any]
+    token_count: int
+    created_at: datetime | None
+    internal_metadata: dict[str, Any] | None = None
+
+
+async def reserve_sequence(conn: Conn, workspace_id: str, session_id: str,
+                           count: int) -> tuple[int, dict[str, Any]]:
+    """Take `count` sequence numbers. The UPDATE holds the session row lock until commit, so
+    concurrent writers to one session queue up and numbers stay gap-free (a rollback returns
+    them). Returns the first number and the session's configuration."""
+    row = await conn.fetchrow(
+        "UPDATE sessions SET last_seq = last_seq + $3 WHERE workspace_id = $1 "
+        "AND session_id = $2 RETURNING last_seq, configuration", workspace_id, session_id, count,
+    )
+    assert row is not None, "session must exist"
+    return int(row["last_seq"]) - count + 1, row["configuration"]
+
+
+async def insert_messages(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
+                          messages: list[NewMessage]) -> list[asyncpg.Record]:
+    rows = await conn.fetch(
+        f"""
+        INSERT INTO messages (workspace_id, message_id, session_id, peer_id, seq, content,
+                              metadata, configuration, internal_metadata, token_count,
+                              created_at)
+        SELECT $1, m.id, $2, m.peer, m.seq, m.content, m.meta, m.conf, m.internal, m.tokens,
+               coalesce(m.created, now())
+        FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::jsonb[],
+                    $8::jsonb[], $9::jsonb[], $10::int[], $11::timestamptz[])
+             AS m(id, peer, seq, content, meta, conf, internal, tokens, created)
+        RETURNING {COLUMNS}
+        """,
+        workspace_id, session_id,
+        [m.message_id for m in messages], [m.peer_id for m in messages],
+        list(range(first_seq, first_seq + len(messages))), [m.content for m in messages],
+        [m.metadata for m in messages], [m.configuration for m in messages],
+        [m.internal_metadata or {} for m in messages], [m.token_count for m in messages],
+        [m.created_at for m in messages],
+    )
+    return sorted(rows, key=lambda r: r["seq"])
+
+
+async def add_to_embedding_backlog(conn: Conn, workspace_id: str, message_ids: list[str]) -> None:
+    await conn.execute(
+        "INSERT INTO embedding_backlog (workspace_id, message_id) "
+        "SELECT $1, unnest($2::text[])", workspace_id, message_ids,
+    )
+
+
+async def get_message(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
+                      message_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM messages WHERE workspace_id = $1 AND session_id = $2 "
+        "AND message_id = $3", workspace_id, session_id, message_id,
+    )
+
+
+async def list_messages(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
+                        filters: dict[str, Any] | None, reverse: bool, page_size: int,
+                        token: str) -> Page:
+    params = f.Params()
+    where = (f"m.workspace_id = {params.add(workspace_id)} AND "
+             f"m.session_id = {params.add(session_id)} AND "
+             + f.compile_filter(filters, f.message_filters("m"), params))
+    return await keyset_page(
+        conn, select=f"SELECT {M_COLUMNS} FROM messages m", where=where, params=params,
+        order=("m.seq",), reverse=reverse, page_size=page_size, token=token,
+        bound_to=binding("messages", workspace_id, session_id, filters, reverse),
+    )
+
+
+async def update_metadata(conn: Conn, workspace_id: str, session_id: str, message_id: str,
+                          metadata: dict[str, Any]) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"UPDATE messages SET metadata = $4 WHERE workspace_id = $1 AND session_id = $2 "
+        f"AND message_id = $3 RETURNING {COLUMNS}", workspace_id, session_id, message_id,
+        metadata,
+    )
+
+
+async def delete_message(conn: Conn, workspace_id: str, session_id: str,
+                         message_id: str) -> bool:
+    """The embedding and backlog rows go by foreign key; queued jobs about the message and
+    summaries that include it are removed here; the caller deletes derived conclusions."""
+    await conn.execute(
+        "DELETE FROM queue WHERE workspace_id = $1 AND session_id = $2 "
+        "AND payload->>'message_id' = $3 AND status IN ('pending', 'failed')",
+        workspace_id, session_id, message_id,
+    )
+    seq = await conn.fetchval(
+        "DELETE FROM messages WHERE workspace_id = $1 AND session_id = $2 AND message_id = $3 "
+        "RETURNING seq", workspace_id, session_id, message_id,
+    )
+    if seq is None:
+        return False
+    # Summaries chain forward, so every summary reaching this message has read its content.
+    await conn.execute(
+        "DELETE FROM summaries WHERE workspace_id = $1 AND session_id = $2 "
+        "AND last_message_seq >= $3", workspace_id, session_id, seq,
+    )
+    return True

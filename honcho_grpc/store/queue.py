@@ -1,0 +1,43 @@
+"""Enqueueing background work. Always called inside the transaction of the causing write, so
+a job exists exactly when its cause was committed; NOTIFY is delivered at commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+QUEUE_CHANNEL = "honcho_queue"
+EMBED_CHANNEL = "honcho_embed"
+
+
+@dataclass
+class Job:
+    task_type: str
+    work_unit_key: str
+    payload: dict[str, Any]
+    session_id: str | None = None
+    trace_context: dict[str, str] | None = field(default=None)
+
+
+async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) -> None:
+    if not jobs:
+        return
+    await conn.execute(
+        """
+        INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload,
+                           trace_context)
+        SELECT $1, j.task_type, j.key, j.session_id, j.payload, j.trace
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+             AS j(task_type, key, session_id, payload, trace)
+        """,
+        workspace_id, [j.task_type for j in jobs], [j.work_unit_key for j in jobs],
+        [j.session_id for j in jobs], [j.payload for j in jobs],
+        [j.trace_context for j in jobs],
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)
+
+
+async def notify_embedder(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_notify($1, '')", EMBED_CHANNEL)

@@ -1,0 +1,281 @@
+"""Messages through the real server: batches, atomicity, sequence numbers under concurrent
+writers, request_id replay, import, upload, deletes and their cascades."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from honcho_grpc.db.pool import Database
+from honcho_grpc.gen.honcho.v1 import (
+    conclusion_pb2,
+    message_pb2,
+    peer_pb2,
+    session_pb2,
+    workspace_pb2,
+)
+from tests.conftest import Stubs
+from tests.helpers import fails
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+
+
+def msg(peer: str, content: str, **metadata: object) -> message_pb2.MessageInput:
+    m = message_pb2.MessageInput(peer_id=peer, content=content)
+    if metadata:
+        m.metadata.update(metadata)
+    return m
+
+
+def create(ws: str, session: str, *messages: message_pb2.MessageInput,
+           request_id: str = "") -> message_pb2.CreateMessagesRequest:
+    return message_pb2.CreateMessagesRequest(workspace_id=ws, session_id=session,
+                                             messages=list(messages), request_id=request_id)
+
+
+async def count(db: Database, table: str, ws: str) -> int:
+    return int(await db.pool.fetchval(f"SELECT count(*) FROM {table} WHERE workspace_id = $1",
+                                      ws))
+
+
+async def test_create_batch_autocreates_and_joins(stubs: Stubs, db: Database, ws: str) -> None:
+    r = await stubs.messages.CreateMessages(create(
+        ws, "s", msg("alice", "I love hiking in the Alps"), msg("bob", "Nice, when?", k=1)))
+    assert [m.sequence for m in r.messages] == [1, 2]
+    assert all(m.token_count > 0 and m.id for m in r.messages)
+    assert r.messages[1].metadata["k"] == 1
+    members = await stubs.sessions.ListSessionPeers(session_pb2.ListSessionPeersRequest(
+        workspace_id=ws, session_id="s"))
+    assert [m.peer_id for m in members.peers] == ["alice", "bob"]
+    # Background work was enqueued in the same transaction: both embeddings and reasoning.
+    assert await count(db, "queue", ws) == 2
+    assert await count(db, "embedding_backlog", ws) + await count(
+        db, "message_embeddings", ws) == 2
+    got = await stubs.messages.GetMessage(message_pb2.GetMessageRequest(
+        workspace_id=ws, session_id="s", message_id=r.messages[0].id))
+    assert got.message.content == "I love hiking in the Alps"
+
+
+async def test_batch_is_atomic(stubs: Stubs, db: Database, ws: str) -> None:
+    await fails(stubs.messages.CreateMessages(create(
+        ws, "s", msg("alice", "fine"), msg("bob", "x" * 25_001))), INVALID,
+        field="messages[1].content")
+    await fails(stubs.messages.CreateMessages(create(ws, "s")), INVALID, field="messages")
+    await fails(stubs.messages.CreateMessages(create(
+        ws, "s", *[msg("a", "m")] * 101)), INVALID, field="messages")
+    await fails(stubs.messages.CreateMessages(create(ws, "s", msg("bad peer", "m"))), INVALID,
+                field="messages[0].peer_id")
+    await fails(stubs.messages.CreateMessages(create(ws, "s", msg("a", "nul\x00"))), INVALID)
+    assert await count(db, "messages", ws) == 0
+    assert await db.pool.fetchval("SELECT count(*) FROM workspaces WHERE workspace_id = $1",
+                                  ws) == 0
+
+
+async def test_concurrent_writers_get_gap_free_sequences(stubs: Stubs, ws: str) -> None:
+    async def writer(i: int) -> None:
+        await stubs.messages.CreateMessages(create(
+            ws, "busy", *[msg(f"p{i % 3}", f"writer {i} message {j}") for j in range(10)]))
+
+    await asyncio.gather(*(writer(i) for i in range(12)))
+    seqs, token = [], ""
+    while True:
+        page = await stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
+            workspace_id=ws, session_id="busy", page_size=100, page_token=token))
+        seqs += [m.sequence for m in page.messages]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seqs == list(range(1, 121))
+
+
+async def test_request_id_replays_first_result(stubs: Stubs, db: Database, ws: str) -> None:
+    rid = str(uuid.uuid4())
+    first = await stubs.messages.CreateMessages(create(ws, "s", msg("a", "hello"),
+                                                       request_id=rid))
+    again = await stubs.messages.CreateMessages(create(ws, "s", msg("a", "hello"),
+                                                       request_id=rid))
+    assert first == again
+    assert await count(db, "messages", ws) == 1
+    await fails(stubs.messages.CreateMessages(create(ws, "s", msg("a", "other"),
+                                                     request_id=rid)), INVALID,
+                reason="REQUEST_ID_REUSED")
+    await fails(stubs.messages.CreateMessages(create(ws, "s", msg("a", "x"),
+                                                     request_id="not-a-uuid")), INVALID,
+                field="request_id")
+    # Concurrent duplicates: one write, identical answers.
+    rid2 = str(uuid.uuid4())
+    results = await asyncio.gather(*(stubs.messages.CreateMessages(
+        create(ws, "s", msg("a", "race"), request_id=rid2)) for _ in range(5)))
+    assert all(r == results[0] for r in results)
+    assert await count(db, "messages", ws) == 2
+
+
+async def test_created_at_and_list_filters(stubs: Stubs, ws: str) -> None:
+    when = timestamp_pb2.Timestamp(seconds=1_700_000_000)
+    m = msg("a", "old news", topic="x")
+    m.create_time.CopyFrom(when)
+    await stubs.messages.CreateMessages(create(ws, "s", m, msg("b", "new", topic="y")))
+    filters = struct_pb2.Struct()
+    filters.update({"AND": [{"created_at": {"lt": "2024-01-01T00:00:00Z"}},
+                            {"metadata": {"topic": "x"}}]})
+    page = await stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
+        workspace_id=ws, session_id="s", filters=filters))
+    assert [x.content for x in page.messages] == ["old news"]
+    assert page.messages[0].create_time.seconds == when.seconds
+    bad = struct_pb2.Struct()
+    bad.update({"metadata": {"topic": {"regex": ".*"}}})
+    await fails(stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
+        workspace_id=ws, session_id="s", filters=bad)), INVALID)
+    injection = struct_pb2.Struct()
+    injection.update({"metadata": {"a'; DROP TABLE messages; --": "x"}})
+    page = await stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
+        workspace_id=ws, session_id="s", filters=injection))
+    assert list(page.messages) == []
+    await fails(stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
+        workspace_id=ws, session_id="missing")), NOT_FOUND, reason="SESSION_NOT_FOUND")
+
+
+async def test_update_and_delete_message(stubs: Stubs, db: Database, ws: str) -> None:
+    r = await stubs.messages.CreateMessages(create(ws, "s", msg("a", "one"), msg("a", "two")))
+    target = r.messages[0]
+    updated = target.__class__()
+    updated.CopyFrom(target)
+    updated.metadata.update({"edited": True})
+    out = await stubs.messages.UpdateMessage(message_pb2.UpdateMessageRequest(message=updated))
+    assert out.message.metadata["edited"] is True and out.message.content == "one"
+    # A conclusion derived from the message goes with it.
+    await db.pool.execute(
+        "INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, "
+        "session_id, content, source_message_ids) VALUES ($1, 'c1', 'a', 'a', 's', 'x', $2)",
+        ws, [target.id])
+    await stubs.messages.DeleteMessage(message_pb2.DeleteMessageRequest(
+        workspace_id=ws, session_id="s", message_id=target.id))
+    await fails(stubs.messages.GetMessage(message_pb2.GetMessageRequest(
+        workspace_id=ws, session_id="s", message_id=target.id)), NOT_FOUND,
+        reason="MESSAGE_NOT_FOUND")
+    assert await count(db, "conclusions", ws) == 0
+    assert await count(db, "messages", ws) == 1
+    await fails(stubs.messages.DeleteMessage(message_pb2.DeleteMessageRequest(
+        workspace_id=ws, session_id="s", message_id=target.id)), NOT_FOUND)
+
+
+async def test_deletes_cascade(stubs: Stubs, db: Database, ws: str) -> None:
+    for s in ("s1", "s2"):
+        await stubs.messages.CreateMessages(create(ws, s, msg("alice", f"hi in {s}"),
+                                                   msg("bob", "hey")))
+    await stubs.conclusions.CreateConclusions(conclusion_pb2.CreateConclusionsRequest(
+        workspace_id=ws, conclusions=[conclusion_pb2.ConclusionInput(
+            observer_id="bob", observed_id="alice", session_id="s1", content="alice says hi")]))
+    await stubs.sessions.DeleteSession(session_pb2.DeleteSessionRequest(workspace_id=ws,
+                                                                        session_id="s1"))
+    assert await count(db, "messages", ws) == 2
+    assert await count(db, "conclusions", ws) == 0
+    assert await db.pool.fetchval("SELECT count(*) FROM queue WHERE workspace_id = $1 "
+                                  "AND session_id = 's1'", ws) == 0
+    await stubs.peers.DeletePeer(peer_pb2.DeletePeerRequest(workspace_id=ws, peer_id="alice"))
+    assert await count(db, "messages", ws) == 1
+    await stubs.workspaces.DeleteWorkspace(workspace_pb2.DeleteWorkspaceRequest(
+        workspace_id=ws))
+    for table in ("messages", "peers", "sessions", "session_peers", "queue",
+                  "embedding_backlog", "message_embeddings", "conclusions"):
+        assert await count(db, table, ws) == 0, table
+
+
+async def test_delete_is_idempotent_with_request_id(stubs: Stubs, ws: str) -> None:
+    await stubs.sessions.GetOrCreateSession(session_pb2.GetOrCreateSessionRequest(
+        workspace_id=ws, session_id="s"))
+    rid = str(uuid.uuid4())
+    req = session_pb2.DeleteSessionRequest(workspace_id=ws, session_id="s", request_id=rid)
+    await stubs.sessions.DeleteSession(req)
+    await stubs.sessions.DeleteSession(req)  # the replay succeeds instead of NOT_FOUND
+    await fails(stubs.sessions.DeleteSession(session_pb2.DeleteSessionRequest(
+        workspace_id=ws, session_id="s")), NOT_FOUND)
+
+
+async def test_import_messages(stubs: Stubs, db: Database, ws: str) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for c in range(5):
+            yield message_pb2.ImportMessagesRequest(
+                workspace_id=ws, session_id=f"s{c % 2}",
+                messages=[msg(f"p{i % 4}", f"chunk {c} line {i}") for i in range(200)])
+
+    r = await stubs.messages.ImportMessages(chunks())
+    assert r.imported_count == 1000 and r.session_count == 2
+    assert await count(db, "messages", ws) == 1000
+    seqs = await db.pool.fetch("SELECT seq FROM messages WHERE workspace_id = $1 "
+                               "AND session_id = 's0' ORDER BY seq", ws)
+    assert [x["seq"] for x in seqs] == list(range(1, 601))
+
+
+async def test_import_is_all_or_nothing(stubs: Stubs, db: Database, ws: str) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield message_pb2.ImportMessagesRequest(workspace_id=ws, session_id="s",
+                                                messages=[msg("a", "good")] * 10)
+        yield message_pb2.ImportMessagesRequest(workspace_id=ws, session_id="s",
+                                                messages=[msg("a", "")])
+
+    await fails(stubs.messages.ImportMessages(chunks()), INVALID, field="messages[0].content")
+    assert await count(db, "messages", ws) == 0
+
+
+def upload(ws: str, data: bytes, content_type: str, chunk: int = 1000):  # type: ignore[no-untyped-def]
+    async def parts():  # type: ignore[no-untyped-def]
+        yield message_pb2.UploadFileRequest(header=message_pb2.UploadFileHeader(
+            workspace_id=ws, session_id="docs", peer_id="alice", filename="f",
+            content_type=content_type))
+        for i in range(0, len(data), chunk):
+            yield message_pb2.UploadFileRequest(chunk=data[i:i + chunk])
+
+    return parts()
+
+
+async def test_upload_text_and_json(stubs: Stubs, ws: str) -> None:
+    text = ("A paragraph about hiking. " * 800 + "\n\n") * 3  # ~62k chars -> several chunks
+    r = await stubs.messages.UploadFile(upload(ws, text.encode(), "text/plain"))
+    assert len(r.messages) >= 3
+    assert all(len(m.content) <= 25_000 for m in r.messages)
+    assert "".join(m.content for m in r.messages).replace(" ", "") == text.replace(
+        " ", "").replace("\n", "")
+    r = await stubs.messages.UploadFile(upload(ws, json.dumps({"a": [1, 2]}).encode(),
+                                               "application/json"))
+    assert json.loads(r.messages[0].content) == {"a": [1, 2]}
+    await fails(stubs.messages.UploadFile(upload(ws, b"{not json", "application/json")),
+                INVALID, reason="FILE_NOT_JSON")
+    await fails(stubs.messages.UploadFile(upload(ws, b"x", "image/png")), INVALID,
+                field="header.content_type")
+
+
+async def test_upload_pdf(stubs: Stubs, ws: str) -> None:
+    r = await stubs.messages.UploadFile(upload(ws, _tiny_pdf("Hello from a PDF"),
+                                               "application/pdf"))
+    assert "Hello from a PDF" in r.messages[0].content
+    await fails(stubs.messages.UploadFile(upload(ws, b"%PDF-garbage", "application/pdf")),
+                INVALID, reason="FILE_NOT_PDF")
+
+
+def _tiny_pdf(text: str) -> bytes:
+    """A minimal one-page PDF with `text` in Helvetica, built by hand (no PDF writer needed)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for i, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)
+    return bytes(out)
