@@ -1,0 +1,21 @@
+# honcho-grpc service image: server (default) or worker (`honcho-grpc worker`).
+# Small: python slim, no compilers in the final stage, runs as an unprivileged user.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY honcho_grpc ./honcho_grpc
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home /app honcho
+COPY --from=build /install /usr/local
+WORKDIR /app
+USER honcho
+ENV SERVER_HOST=0.0.0.0 SERVER_PORT=50051 DB_DATA_DIR=/app/.data/pg
+EXPOSE 50051
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
+  CMD python -c "import grpc,sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
+c=grpc.insecure_channel('127.0.0.1:50051'); \
+sys.exit(0 if g.HealthStub(c).Check(h.HealthCheckRequest(),timeout=2).status==1 else 1)"
+ENTRYPOINT ["honcho-grpc"]
+CMD ["serve"]
