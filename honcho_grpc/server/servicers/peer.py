@@ -1,4 +1,4 @@
-"""PeerService (cards and representations arrive with the dialectic issue)."""
+"""PeerService: peers, their sessions, cards and representations."""
 
 from __future__ import annotations
 
@@ -7,14 +7,22 @@ from typing import Any
 import grpc
 
 from honcho_grpc.domain.idempotent import run_write
+from honcho_grpc.domain.representation import (
+    DEFAULT_MAX,
+    RepresentationQuery,
+    render,
+    select_conclusions,
+)
 from honcho_grpc.gen.honcho.v1 import peer_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import peer_pb2_grpc as rpc
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
-from honcho_grpc.store import resources
+from honcho_grpc.store import memory, resources
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+MAX_CARD_ENTRIES = 40
+MAX_CARD_ENTRY_CHARS = 200
 
 
 class PeerServicer(rpc.PeerServiceServicer):
@@ -94,3 +102,77 @@ class PeerServicer(rpc.PeerServiceServicer):
                                                   size, request.page_token)
         return pb.ListPeerSessionsResponse(sessions=[convert.session(r) for r in page.rows],
                                            next_page_token=page.next_token)
+
+    async def _require_peers(self, conn: Any, workspace_id: str, *peer_ids: str) -> None:
+        for peer_id in dict.fromkeys(peer_ids):
+            common.require(await resources.get_peer(conn, workspace_id, peer_id), "peer",
+                           workspaceId=workspace_id, peerId=peer_id)
+
+    async def GetPeerCard(self, request: pb.GetPeerCardRequest,
+                          context: Ctx) -> pb.GetPeerCardResponse:
+        with checking() as c:
+            c.id("workspace_id", request.workspace_id)
+            c.id("peer_id", request.peer_id)
+            c.id("target_id", request.target_id, required=False)
+        target = request.target_id or request.peer_id
+        await self._require_peers(self.deps.pool, request.workspace_id, request.peer_id, target)
+        entries = await memory.peer_card(self.deps.pool, request.workspace_id, request.peer_id,
+                                         target)
+        return pb.GetPeerCardResponse(entries=entries or [], exists=entries is not None)
+
+    async def SetPeerCard(self, request: pb.SetPeerCardRequest,
+                          context: Ctx) -> pb.SetPeerCardResponse:
+        with checking() as c:
+            c.id("workspace_id", request.workspace_id)
+            c.id("peer_id", request.peer_id)
+            c.id("target_id", request.target_id, required=False)
+            if len(request.entries) > MAX_CARD_ENTRIES:
+                c.fail("entries", f"holds more than {MAX_CARD_ENTRIES} entries")
+            for i, entry in enumerate(request.entries):
+                c.text(f"entries[{i}]", entry, max_chars=MAX_CARD_ENTRY_CHARS)
+        target = request.target_id or request.peer_id
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            await self._require_peers(conn, request.workspace_id, request.peer_id, target)
+            stored = await memory.set_peer_card(conn, request.workspace_id, request.peer_id,
+                                                target, list(request.entries))
+        return pb.SetPeerCardResponse(entries=stored)
+
+    def _representation_query(self, request: Any, session_id: str,
+                              include_most_frequent: bool) -> RepresentationQuery:
+        with checking() as c:
+            c.id("workspace_id", request.workspace_id)
+            c.id("peer_id", request.peer_id)
+            c.id("target_id", request.target_id, required=False)
+            c.id("session_id", session_id, required=False)
+            c.text("search_query", request.search_query, max_chars=10_000, min_chars=0)
+            c.range("search_top_k", request.search_top_k, 0, 100)
+            c.range("search_max_distance", request.search_max_distance, 0, 1)
+            c.range("max_conclusions", request.max_conclusions, 0, 100)
+        return RepresentationQuery(
+            workspace_id=request.workspace_id, observer_id=request.peer_id,
+            observed_id=request.target_id or request.peer_id, session_id=session_id or None,
+            search_query=request.search_query, search_top_k=request.search_top_k,
+            search_max_distance=request.search_max_distance,
+            include_most_frequent=include_most_frequent,
+            max_conclusions=request.max_conclusions or DEFAULT_MAX)
+
+    async def GetRepresentation(self, request: pb.GetRepresentationRequest,
+                                context: Ctx) -> pb.GetRepresentationResponse:
+        q = self._representation_query(request, request.session_id,
+                                       request.include_most_frequent)
+        await self._require_peers(self.deps.pool, q.workspace_id, q.observer_id, q.observed_id)
+        rows = await select_conclusions(self.deps.pool, self.deps.embedder, q)
+        return pb.GetRepresentationResponse(representation=render(rows),
+                                            conclusion_ids=[r["conclusion_id"] for r in rows])
+
+    async def GetPeerContext(self, request: pb.GetPeerContextRequest,
+                             context: Ctx) -> pb.GetPeerContextResponse:
+        frequent = (request.include_most_frequent
+                    if request.HasField("include_most_frequent") else True)
+        q = self._representation_query(request, "", frequent)
+        await self._require_peers(self.deps.pool, q.workspace_id, q.observer_id, q.observed_id)
+        rows = await select_conclusions(self.deps.pool, self.deps.embedder, q)
+        card = await memory.peer_card(self.deps.pool, q.workspace_id, q.observer_id,
+                                      q.observed_id)
+        return pb.GetPeerContextResponse(peer_id=q.observer_id, target_id=q.observed_id,
+                                         representation=render(rows), peer_card=card or [])

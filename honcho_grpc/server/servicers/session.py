@@ -1,4 +1,4 @@
-"""SessionService (GetContext and GetSummaries arrive with the dialectic issue)."""
+"""SessionService: sessions, membership, context and summaries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 import grpc
 
+from honcho_grpc.domain.context import build_context
 from honcho_grpc.domain.idempotent import run_write
+from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
 from honcho_grpc.errors import HonchoError, already_exists
 from honcho_grpc.gen.honcho.v1 import resources_pb2
 from honcho_grpc.gen.honcho.v1 import session_pb2 as pb
@@ -16,7 +18,7 @@ from honcho_grpc.ids import new_id
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking
-from honcho_grpc.store import members, resources
+from honcho_grpc.store import members, memory, resources
 from honcho_grpc.store.members import PeerSettings
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -228,6 +230,54 @@ class SessionServicer(rpc.SessionServiceServicer):
             await self._check_observer_limit(conn, request.workspace_id, request.session_id)
         return pb.SetSessionPeerConfigResponse(
             configuration=convert.session_peer(row).configuration)
+
+    async def GetContext(self, request: pb.GetContextRequest,
+                         context: Ctx) -> pb.GetContextResponse:
+        limit = self.deps.settings.app.get_context_max_tokens
+        with checking() as c:
+            c.id("workspace_id", request.workspace_id)
+            c.id("session_id", request.session_id)
+            c.range("tokens", request.tokens, 0, limit)
+            c.id("peer_target", request.peer_target, required=False)
+            c.id("peer_perspective", request.peer_perspective, required=False)
+            if request.peer_perspective and not request.peer_target:
+                c.fail("peer_perspective", "needs peer_target")
+            c.text("search_query", request.search_query, max_chars=10_000, min_chars=0)
+            c.range("search_top_k", request.search_top_k, 0, 100)
+            c.range("search_max_distance", request.search_max_distance, 0, 1)
+            c.range("max_conclusions", request.max_conclusions, 0, 100)
+        await self._require_session(self.deps.pool, request.workspace_id, request.session_id)
+        rep = None
+        if request.peer_target:
+            rep = RepresentationQuery(
+                workspace_id=request.workspace_id,
+                observer_id=request.peer_perspective or request.peer_target,
+                observed_id=request.peer_target,
+                session_id=request.session_id if request.limit_to_session else None,
+                search_query=request.search_query, search_top_k=request.search_top_k,
+                search_max_distance=request.search_max_distance,
+                include_most_frequent=request.include_most_frequent,
+                max_conclusions=request.max_conclusions or DEFAULT_MAX)
+        ctx = await build_context(
+            self.deps.pool, self.deps.embedder, workspace_id=request.workspace_id,
+            session_id=request.session_id, budget=request.tokens or limit,
+            include_summary=request.summary if request.HasField("summary") else True,
+            representation=rep)
+        return pb.GetContextResponse(
+            session_id=request.session_id, messages=[convert.message(m) for m in ctx.messages],
+            summary=convert.summary(ctx.summary), peer_representation=ctx.representation,
+            peer_card=ctx.peer_card)
+
+    async def GetSummaries(self, request: pb.GetSummariesRequest,
+                           context: Ctx) -> pb.GetSummariesResponse:
+        with checking() as c:
+            c.id("workspace_id", request.workspace_id)
+            c.id("session_id", request.session_id)
+        await self._require_session(self.deps.pool, request.workspace_id, request.session_id)
+        found = await memory.summaries(self.deps.pool, request.workspace_id, request.session_id)
+        return pb.GetSummariesResponse(session_id=request.session_id,
+                                       short_summary=convert.summary(found.get("short")),
+                                       long_summary=convert.summary(found.get("long")))
 
 
 async def clone_session(conn: Any, workspace_id: str, source_id: str, target_id: str,

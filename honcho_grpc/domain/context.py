@@ -1,0 +1,57 @@
+"""GetContext: prompt-ready context for a session within a token budget.
+
+Budget order: the target's representation and peer card first; then about 40% of what is
+left for the best-fitting summary (the long one when it fits and says more, else the short
+one); the rest for the newest messages after the summary's coverage, oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from honcho_grpc.domain.representation import RepresentationQuery, render, select_conclusions
+from honcho_grpc.providers.tokens import count_tokens
+from honcho_grpc.store import memory
+
+SUMMARY_SHARE = 0.4
+
+
+@dataclass
+class Context:
+    messages: list[asyncpg.Record] = field(default_factory=list)
+    summary: asyncpg.Record | None = None
+    representation: str = ""
+    peer_card: list[str] = field(default_factory=list)
+
+
+def pick_summary(found: dict[str, asyncpg.Record], budget: int) -> asyncpg.Record | None:
+    fitting = [s for s in (found.get("long"), found.get("short"))
+               if s is not None and s["token_count"] <= budget]
+    # Prefer the one covering the most; on a tie the longer (the long tier says more).
+    return max(fitting, key=lambda s: (s["last_message_seq"], s["token_count"]), default=None)
+
+
+async def build_context(pool: asyncpg.Pool, embedder: Any, *, workspace_id: str,
+                        session_id: str, budget: int, include_summary: bool,
+                        representation: RepresentationQuery | None) -> Context:
+    ctx = Context()
+    if representation is not None:
+        rows = await select_conclusions(pool, embedder, representation)
+        ctx.representation = render(rows)
+        ctx.peer_card = await memory.peer_card(
+            pool, workspace_id, representation.observer_id, representation.observed_id) or []
+        budget -= count_tokens(ctx.representation) + sum(count_tokens(e) for e in ctx.peer_card)
+    budget = max(budget, 0)
+    covered = 0
+    if include_summary:
+        ctx.summary = pick_summary(await memory.summaries(pool, workspace_id, session_id),
+                                   int(budget * SUMMARY_SHARE))
+        if ctx.summary is not None:
+            budget -= ctx.summary["token_count"]
+            covered = ctx.summary["last_message_seq"]
+    ctx.messages = await memory.recent_messages_within(pool, workspace_id, session_id, covered,
+                                                       budget)
+    return ctx

@@ -1,0 +1,73 @@
+"""The working representation: what an observer holds about an observed peer, picked from
+semantic matches, the most reinforced and the most recent conclusions, rendered as markdown
+by level."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from honcho_grpc.store import memory
+
+DEFAULT_MAX = 25
+SECTIONS = (("explicit", "Explicit"), ("deductive", "Deductive"), ("inductive", "Inductive"),
+            ("contradiction", "Contradictions"))
+
+
+@dataclass
+class RepresentationQuery:
+    workspace_id: str
+    observer_id: str
+    observed_id: str
+    session_id: str | None = None
+    search_query: str = ""
+    search_top_k: int = 0
+    search_max_distance: float = 0.0
+    include_most_frequent: bool = False
+    max_conclusions: int = DEFAULT_MAX
+
+
+async def select_conclusions(pool: asyncpg.Pool, embedder: Any,
+                             q: RepresentationQuery) -> list[asyncpg.Record]:
+    """Semantic matches first (a third of the budget, or search_top_k), then the most
+    reinforced (a third with a query, half without), then the most recent; no duplicates."""
+    total = q.max_conclusions or DEFAULT_MAX
+    picked: dict[str, asyncpg.Record] = {}
+
+    def take(rows: list[asyncpg.Record], limit: int) -> None:
+        for row in rows:
+            if len(picked) >= total or limit <= 0:
+                return
+            if row["conclusion_id"] not in picked:
+                picked[row["conclusion_id"]] = row
+                limit -= 1
+
+    pair = (q.workspace_id, q.observer_id, q.observed_id, q.session_id)
+    if q.search_query:
+        k = q.search_top_k or max(1, total // 3)
+        vector = await embedder.embed_one(q.search_query)
+        take(await memory.conclusions_semantic(pool, *pair, vector, k, q.search_max_distance), k)
+    if q.include_most_frequent:
+        k = total // 3 if q.search_query else total // 2
+        take(await memory.conclusions_reinforced(pool, *pair, k), k)
+    remaining = total - len(picked)
+    take(await memory.conclusions_recent(pool, *pair, total), remaining)
+    return list(picked.values())
+
+
+def render(rows: list[asyncpg.Record]) -> str:
+    """Markdown: one section per level, each line prefixed with its time; derived ones list
+    their premises."""
+    parts: list[str] = []
+    for level, title in SECTIONS:
+        lines = [
+            f"- [{r['created_at']:%Y-%m-%d %H:%M:%S}] {r['content']}"
+            + (f" (premises: {', '.join(r['premise_ids'])})" if r["premise_ids"] else "")
+            for r in sorted((r for r in rows if r["level"] == level),
+                            key=lambda r: r["created_at"])
+        ]
+        if lines:
+            parts.append(f"## {title} conclusions\n" + "\n".join(lines))
+    return "\n\n".join(parts)

@@ -1,0 +1,101 @@
+"""SQL for what the worker derives and callers read at prompt time: summaries, peer cards,
+conclusions picked for a representation, recent messages within a token budget."""
+
+from __future__ import annotations
+
+import asyncpg
+import numpy as np
+
+from honcho_grpc.store.conclusions import C_COLUMNS
+from honcho_grpc.store.messages import M_COLUMNS
+
+Conn = asyncpg.Connection | asyncpg.Pool
+# Rows scanned at most when filling a token budget with recent messages (each >= 1 token).
+MAX_CONTEXT_MESSAGES = 2000
+
+
+async def summaries(conn: Conn, workspace_id: str, session_id: str) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT * FROM summaries WHERE workspace_id = $1 AND session_id = $2",
+        workspace_id, session_id)
+    return {r["summary_type"]: r for r in rows}
+
+
+async def peer_card(conn: Conn, workspace_id: str, observer_id: str,
+                    observed_id: str) -> list[str] | None:
+    entries = await conn.fetchval(
+        "SELECT entries FROM peer_cards WHERE workspace_id = $1 AND observer_id = $2 "
+        "AND observed_id = $3", workspace_id, observer_id, observed_id)
+    return list(entries) if entries is not None else None
+
+
+async def set_peer_card(conn: asyncpg.Connection, workspace_id: str, observer_id: str,
+                        observed_id: str, entries: list[str]) -> list[str]:
+    stored = await conn.fetchval(
+        "INSERT INTO peer_cards (workspace_id, observer_id, observed_id, entries) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (workspace_id, observer_id, observed_id) "
+        "DO UPDATE SET entries = EXCLUDED.entries, updated_at = now() RETURNING entries",
+        workspace_id, observer_id, observed_id, entries)
+    return list(stored)
+
+
+def _pair(session_id: str | None) -> str:
+    base = ("c.workspace_id = $1 AND c.observer_id = $2 AND c.observed_id = $3 "
+            "AND c.invalidated_at IS NULL")
+    # Derived levels span sessions, so a session restriction serves explicit ones only.
+    return base + (" AND c.session_id = $4 AND c.level = 'explicit'" if session_id else "")
+
+
+async def conclusions_recent(conn: Conn, workspace_id: str, observer_id: str, observed_id: str,
+                             session_id: str | None, limit: int) -> list[asyncpg.Record]:
+    args = [workspace_id, observer_id, observed_id] + ([session_id] if session_id else [])
+    return list(await conn.fetch(
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(session_id)} "
+        f"ORDER BY c.created_at DESC LIMIT {int(limit)}", *args))
+
+
+async def conclusions_reinforced(conn: Conn, workspace_id: str, observer_id: str,
+                                 observed_id: str, session_id: str | None,
+                                 limit: int) -> list[asyncpg.Record]:
+    args = [workspace_id, observer_id, observed_id] + ([session_id] if session_id else [])
+    return list(await conn.fetch(
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(session_id)} "
+        f"AND c.times_derived > 1 ORDER BY c.times_derived DESC, c.created_at DESC "
+        f"LIMIT {int(limit)}", *args))
+
+
+async def conclusions_semantic(conn: Conn, workspace_id: str, observer_id: str,
+                               observed_id: str, session_id: str | None, vector: np.ndarray,
+                               limit: int, max_distance: float) -> list[asyncpg.Record]:
+    args: list[object] = [workspace_id, observer_id, observed_id]
+    where = _pair(session_id)
+    if session_id:
+        args.append(session_id)
+    args.append(vector)
+    q = f"${len(args)}::vector"
+    if max_distance > 0:
+        args.append(max_distance)
+        where += f" AND (c.embedding <=> {q}) <= ${len(args)}"
+    return list(await conn.fetch(
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE {where} AND c.embedding IS NOT NULL "
+        f"ORDER BY c.embedding <=> {q} LIMIT {int(limit)}", *args))
+
+
+async def recent_messages_within(conn: Conn, workspace_id: str, session_id: str,
+                                 after_seq: int, budget: int) -> list[asyncpg.Record]:
+    """Newest messages after `after_seq` whose token counts add up to at most `budget`,
+    oldest first. Reads backwards from the newest through the (session, seq) index and stops
+    early, so the cost does not grow with the session's length."""
+    if budget <= 0:
+        return []
+    rows = await conn.fetch(
+        f"""
+        SELECT * FROM (
+            SELECT {M_COLUMNS}, sum(m.token_count) OVER (ORDER BY m.seq DESC) AS running
+            FROM messages m
+            WHERE m.workspace_id = $1 AND m.session_id = $2 AND m.seq > $3
+            ORDER BY m.seq DESC LIMIT $5
+        ) recent WHERE running <= $4 ORDER BY seq
+        """,
+        workspace_id, session_id, after_seq, budget, min(budget, MAX_CONTEXT_MESSAGES))
+    return list(rows)
