@@ -8,6 +8,8 @@ can share the server and run in any order.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,17 +35,26 @@ from honcho_grpc.server.app import Running, start
 from honcho_grpc.settings import Settings
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A temp dir the unprivileged database user can reach (pytest's tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_dsn() -> Iterator[str]:
     """A real PostgreSQL with pgvector: DATABASE_URL if set, else our embedded launcher."""
     external = os.environ.get("DATABASE_URL")
     if external:
         yield external
         return
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", fsync=False)
+    root = scratch_dir("honcho-test-pg-")
+    pg = EmbeddedPostgres(root / "data", fsync=False)
     dsn = pg.start()
     yield dsn
     pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def make_settings(dsn: str, **overrides: dict[str, Any]) -> Settings:

@@ -90,6 +90,15 @@ class EmbeddedPostgres:
         if self._user is not None:
             for path in (self.data_dir.parent, sock):
                 os.chown(path, self._user.pw_uid, self._user.pw_gid)
+            self._check_reachable(self.data_dir.parent)
+
+    def _check_reachable(self, path: Path) -> None:
+        """The unprivileged user must be able to traverse to the data directory."""
+        for parent in path.parents:
+            if not os.stat(parent).st_mode & 0o001:
+                raise EmbeddedPostgresError(
+                    f"{parent} is not traversable by user {UNPRIVILEGED_USER!r}, which runs "
+                    "PostgreSQL when we are root; put DB_DATA_DIR elsewhere or chmod o+x it")
 
     def _initdb(self, bins: Path) -> None:
         if (self.data_dir / "PG_VERSION").exists():

@@ -50,7 +50,7 @@ async def select_conclusions(pool: asyncpg.Pool, embedder: Any,
         vector = await embedder.embed_one(q.search_query)
         take(await memory.conclusions_semantic(pool, *pair, vector, k, q.search_max_distance), k)
     if q.include_most_frequent:
-        k = total // 3 if q.search_query else total // 2
+        k = max(1, total // 3 if q.search_query else total // 2)
         take(await memory.conclusions_reinforced(pool, *pair, k), k)
     remaining = total - len(picked)
     take(await memory.conclusions_recent(pool, *pair, total), remaining)

@@ -128,9 +128,14 @@ async def test_created_at_and_list_filters(stubs: Stubs, ws: str) -> None:
     assert [x.content for x in page.messages] == ["old news"]
     assert page.messages[0].create_time.seconds == when.seconds
     bad = struct_pb2.Struct()
-    bad.update({"metadata": {"topic": {"regex": ".*"}}})
+    bad.update({"peer_id": {"regex": ".*"}})
     await fails(stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
         workspace_id=ws, session_id="s", filters=bad)), INVALID)
+    mixed = struct_pb2.Struct()
+    mixed.update({"metadata": {"topic": {"gte": 1, "x": 2}}})
+    await fails(stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
+        workspace_id=ws, session_id="s", filters=mixed)), INVALID,
+        field="filters.metadata.topic")
     injection = struct_pb2.Struct()
     injection.update({"metadata": {"a'; DROP TABLE messages; --": "x"}})
     page = await stubs.messages.ListMessages(message_pb2.ListMessagesRequest(

@@ -1,0 +1,150 @@
+"""Dialectic: answer a peer's question about a target peer from what the observer knows.
+
+Flow: gather (peer cards, semantic matches among explicit and derived conclusions, session
+summary and recent messages, message search for specifics) -> prompt -> an optional bounded
+tool loop (from `low` up, for providers that support tools) -> the answer, streamed.
+Only valid (not superseded) conclusions are used. With nothing known, the prompt and the
+local provider both abstain rather than invent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from honcho_grpc.domain.search import Scope, search_messages
+from honcho_grpc.store import memory
+
+SESSION_HISTORY_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class Level:
+    prefetch: int          # conclusions fetched per group (explicit, derived)
+    messages: int          # message search hits
+    tool_iterations: int   # 0: no tool loop
+    max_tokens: int
+
+
+LEVELS = {
+    "minimal": Level(prefetch=10, messages=5, tool_iterations=0, max_tokens=400),
+    "low": Level(prefetch=25, messages=10, tool_iterations=2, max_tokens=1500),
+    "medium": Level(prefetch=25, messages=15, tool_iterations=3, max_tokens=2000),
+    "high": Level(prefetch=40, messages=20, tool_iterations=5, max_tokens=3000),
+    "max": Level(prefetch=60, messages=30, tool_iterations=8, max_tokens=4000),
+}
+
+
+@dataclass
+class Question:
+    workspace_id: str
+    observer_id: str
+    target_id: str
+    query: str
+    session_id: str | None = None
+    level: str = "low"
+    response_format: dict[str, Any] | None = None
+
+
+@dataclass
+class Gathered:
+    observer_card: list[str] = field(default_factory=list)
+    target_card: list[str] = field(default_factory=list)
+    explicit: list[asyncpg.Record] = field(default_factory=list)
+    derived: list[asyncpg.Record] = field(default_factory=list)
+    summary: str = ""
+    recent: list[asyncpg.Record] = field(default_factory=list)
+    hits: list[asyncpg.Record] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.target_card or self.explicit or self.derived or self.summary
+                    or self.recent or self.hits)
+
+    def conclusion_ids(self) -> list[str]:
+        return [r["conclusion_id"] for r in (*self.explicit, *self.derived)]
+
+
+async def gather(pool: asyncpg.Pool, embedder: Any, q: Question) -> Gathered:
+    level = LEVELS[q.level]
+    g = Gathered()
+    ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
+    g.target_card = await memory.peer_card(pool, ws, obs, tgt) or []
+    if obs != tgt:
+        g.observer_card = await memory.peer_card(pool, ws, obs, obs) or []
+    vector = await embedder.embed_one(q.query)
+    nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, None, vector,
+                                                level.prefetch * 2, 0.0)
+    g.explicit = [r for r in nearest if r["level"] == "explicit"][:level.prefetch]
+    g.derived = [r for r in nearest if r["level"] != "explicit"][:level.prefetch]
+    if q.session_id:
+        found = await memory.summaries(pool, ws, q.session_id)
+        best = found.get("short") or found.get("long")
+        after = best["last_message_seq"] if best else 0
+        g.summary = best["content"] if best else ""
+        g.recent = await memory.recent_messages_within(pool, ws, q.session_id, after,
+                                                       SESSION_HISTORY_TOKENS)
+    # Message search for specifics: only the target's own words, from sessions the
+    # observer shared with them (the global view, observer == target, sees all of them).
+    hits = await search_messages(pool, embedder, Scope(ws, peer_id=tgt), q.query, None,
+                                 level.messages)
+    visible = await _visible_sessions(pool, ws, obs) if obs != tgt else None
+    g.hits = [h.row for h in hits if visible is None or h.row["session_id"] in visible]
+    return g
+
+
+async def _visible_sessions(pool: asyncpg.Pool, workspace_id: str, peer_id: str) -> set[str]:
+    rows = await pool.fetch("SELECT session_id FROM session_peers WHERE workspace_id = $1 "
+                            "AND peer_id = $2", workspace_id, peer_id)
+    return {r["session_id"] for r in rows}
+
+
+def _when(value: datetime) -> str:
+    return f"{value:%Y-%m-%d %H:%M}"
+
+
+def system_prompt(q: Question) -> str:
+    view = ("your own memory of yourself" if q.observer_id == q.target_id
+            else f"what {q.observer_id} knows about {q.target_id}")
+    return (
+        f"You answer questions about the peer '{q.target_id}' using only {view}, given "
+        "below as conclusions, a peer card, session history and message excerpts. Be concise "
+        "and specific; cite dates when they matter. When sources disagree, say so rather "
+        "than choosing silently. If the context does not contain the answer, say plainly "
+        f"that you don't have that information about {q.target_id}; never invent facts."
+    )
+
+
+def context_block(g: Gathered) -> str:
+    parts: list[str] = []
+    if g.target_card:
+        parts.append("Peer card:\n" + "\n".join(f"- {e}" for e in g.target_card))
+    if g.observer_card:
+        parts.append("The asker's own card:\n" + "\n".join(f"- {e}" for e in g.observer_card))
+    if g.explicit:
+        parts.append("Conclusions (explicit):\n" + "\n".join(
+            f"- [{_when(r['created_at'])}] {r['content']}" for r in g.explicit))
+    if g.derived:
+        parts.append("Conclusions (derived):\n" + "\n".join(
+            f"- [{r['level']}; id {r['conclusion_id']}] {r['content']}" for r in g.derived))
+    if g.summary:
+        parts.append("Session summary:\n" + g.summary)
+    if g.recent:
+        parts.append("Recent session messages:\n" + "\n".join(
+            f"[{_when(r['created_at'])}] {r['peer_id']}: {r['content']}" for r in g.recent))
+    if g.hits:
+        parts.append("Relevant message excerpts:\n" + "\n".join(
+            f"[{_when(r['created_at'])}] {r['peer_id']}: {r['content']}" for r in g.hits))
+    return "\n\n".join(parts) if parts else "(nothing is known yet)"
+
+
+def user_prompt(q: Question, g: Gathered) -> str:
+    fmt = ""
+    if q.response_format:
+        fmt = ("\n\nAnswer with JSON only, matching this JSON Schema:\n"
+               + json.dumps(q.response_format))
+    return f"Context:\n{context_block(g)}\n\nQuestion: {q.query}{fmt}"
