@@ -35,7 +35,8 @@ class InvalidArgument(HonchoError):
     code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
 
     @classmethod
-    def field(cls, name: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
+    def field(cls, name: str, description: str,
+              reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
         return cls(message=f"{name}: {description}", reason=reason,
                    violations=[FieldViolation(name, description)], metadata={"field": name})
 

@@ -47,7 +47,8 @@ class _Section(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # First wins: explicit arguments, environment, .env, config.toml, then defaults.
-        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, dotenv_settings,
+                TomlConfigSettingsSource(settings_cls))
 
 
 class AppSettings(_Section):

@@ -10,9 +10,8 @@ import asyncpg
 
 from honcho_grpc.domain.config import effective
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import members, queue
+from honcho_grpc.store import members, queue, resources
 from honcho_grpc.store import messages as store
-from honcho_grpc.store import resources
 from honcho_grpc.store.messages import NewMessage
 from honcho_grpc.store.queue import Job
 

@@ -12,7 +12,7 @@ import hashlib
 import re
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,7 +37,8 @@ class EmbeddingDimensionError(RuntimeError):
 
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    out: np.ndarray = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
 
 
 class LocalEmbedder:
@@ -50,8 +51,8 @@ class LocalEmbedder:
         self.threads = threads
         self.batch_size = batch_size
         self._lock = threading.Lock()
-        self._session: object | None = None
-        self._tokenizer: object | None = None
+        self._session: Any = None  # onnxruntime.InferenceSession once warm
+        self._tokenizer: Any = None  # tokenizers.Tokenizer once warm
 
     def warm(self) -> None:
         """Load the tokenizer and the model (0.3 s); safe to call from several threads."""
@@ -74,10 +75,10 @@ class LocalEmbedder:
 
     def _run(self, texts: list[str]) -> np.ndarray:
         self.warm()
-        encodings = self._tokenizer.encode_batch(texts)  # type: ignore[attr-defined]
+        encodings = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        hidden = self._session.run(  # type: ignore[attr-defined]
+        hidden = self._session.run(
             None, {"input_ids": ids, "attention_mask": mask,
                    "token_type_ids": np.zeros_like(ids)})[0]
         weights = mask[:, :, None].astype(np.float32)
@@ -147,7 +148,8 @@ class FakeEmbedder:
             seed = int.from_bytes(digest, "little")
             vec += np.random.default_rng(seed).standard_normal(self.dimensions,
                                                                dtype=np.float32)
-        return _normalise(vec[None, :])[0]
+        out: np.ndarray = _normalise(vec[None, :])[0]
+        return out
 
     async def embed(self, texts: list[str]) -> list[np.ndarray]:
         return [self._vector(t) for t in texts]

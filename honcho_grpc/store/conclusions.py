@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from honcho_grpc.store import filters as f
 from honcho_grpc.store.pages import Page, binding, keyset_page
 
-Conn = asyncpg.Connection
+Conn: TypeAlias = asyncpg.Connection
 
 COLUMNS = ("workspace_id, conclusion_id, observer_id, observed_id, session_id, content, level, "
            "premise_ids, source_message_ids, times_derived, internal_metadata, created_at, "
@@ -97,7 +97,7 @@ async def query_conclusions(conn: Conn | asyncpg.Pool, workspace_id: str, observ
 
 async def delete_conclusion(conn: Conn, workspace_id: str, conclusion_id: str) -> bool:
     """Deletes the conclusion and, transitively, conclusions that used it as a premise."""
-    status = await conn.execute(
+    status: str = await conn.execute(
         """
         WITH RECURSIVE doomed(conclusion_id) AS (
             SELECT $2::text

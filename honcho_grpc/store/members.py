@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import asyncpg
 
 from honcho_grpc.store.filters import Params
 from honcho_grpc.store.pages import Page, binding, keyset_page
 from honcho_grpc.store.resources import ensure_peers
 
-Conn = asyncpg.Connection
+Conn: TypeAlias = asyncpg.Connection
 # peer_id -> (observe_me, observe_others); None keeps/inherits.
 PeerSettings = dict[str, tuple[bool | None, bool | None]]
 

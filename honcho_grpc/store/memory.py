@@ -3,13 +3,15 @@ conclusions picked for a representation, recent messages within a token budget."
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import asyncpg
 import numpy as np
 
 from honcho_grpc.store.conclusions import C_COLUMNS
 from honcho_grpc.store.messages import M_COLUMNS
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 # Rows scanned at most when filling a token budget with recent messages (each >= 1 token).
 MAX_CONTEXT_MESSAGES = 2000
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from honcho_grpc.store import filters as f
 from honcho_grpc.store.pages import Page, binding, keyset_page
 
-Conn = asyncpg.Connection
+Conn: TypeAlias = asyncpg.Connection
 
 # Never `SELECT *`: the generated tsvector column has no binary codec and is internal.
 COLUMNS = ("workspace_id, message_id, session_id, peer_id, seq, content, metadata, "

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from honcho_grpc.store import filters as f
 from honcho_grpc.store.pages import Page, binding, keyset_page
 
-Conn = asyncpg.Connection
+Conn: TypeAlias = asyncpg.Connection
 
 
 async def ensure_workspace(conn: Conn, workspace_id: str) -> None:
@@ -69,7 +69,7 @@ async def update_workspace(conn: Conn, workspace_id: str,
 
 
 async def delete_workspace(conn: Conn, workspace_id: str) -> bool:
-    status = await conn.execute("DELETE FROM workspaces WHERE workspace_id = $1", workspace_id)
+    status: str = await conn.execute("DELETE FROM workspaces WHERE workspace_id = $1", workspace_id)
     return status != "DELETE 0"
 
 
@@ -124,7 +124,7 @@ async def delete_peer(conn: Conn, workspace_id: str, peer_id: str) -> bool:
         "DELETE FROM queue WHERE workspace_id = $1 AND (payload->>'observed' = $2 "
         "OR payload->>'observer' = $2)", workspace_id, peer_id,
     )
-    status = await conn.execute(
+    status: str = await conn.execute(
         "DELETE FROM peers WHERE workspace_id = $1 AND peer_id = $2", workspace_id, peer_id
     )
     return status != "DELETE 0"
@@ -195,7 +195,7 @@ async def delete_session(conn: Conn, workspace_id: str, session_id: str) -> bool
     """Messages, embeddings, memberships, summaries, queue items and conclusions derived in
     the session go with it (foreign keys); conclusions built on those go too."""
     await delete_conclusions_derived_from(conn, workspace_id, session_id=session_id)
-    status = await conn.execute(
+    status: str = await conn.execute(
         "DELETE FROM sessions WHERE workspace_id = $1 AND session_id = $2",
         workspace_id, session_id,
     )
@@ -213,7 +213,7 @@ async def delete_conclusions_derived_from(conn: Conn, workspace_id: str, *,
     else:
         seed = "c.source_message_ids && $2::text[]"
         arg = message_ids or []
-    status = await conn.execute(
+    status: str = await conn.execute(
         f"""
         WITH RECURSIVE doomed(conclusion_id) AS (
             SELECT c.conclusion_id FROM conclusions c WHERE c.workspace_id = $1 AND {seed}

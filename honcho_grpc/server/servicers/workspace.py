@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 
 from honcho_grpc.domain.idempotent import run_write
+from honcho_grpc.errors import unimplemented
 from honcho_grpc.gen.honcho.v1 import workspace_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import workspace_pb2_grpc as rpc
 from honcho_grpc.server import common, convert
@@ -93,6 +94,10 @@ class WorkspaceServicer(rpc.WorkspaceServiceServicer):
                 setattr(target, row["status"], getattr(target, row["status"]) + row["n"])
         response.sessions.pop("", None)
         return response
+
+    async def ScheduleDream(self, request: pb.ScheduleDreamRequest,
+                            context: Ctx) -> pb.ScheduleDreamResponse:
+        raise unimplemented("WorkspaceService.ScheduleDream")
 
 
 async def queue_status(pool: Any, workspace_id: str, session_id: str, observer_id: str,
