@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from honcho_grpc.store import search_stats
 from honcho_grpc.store.queue import EMBED_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class EmbeddingBacklog:
                 [(r["workspace_id"], r["message_id"], self.embedder.model_id, v)
                  for r, v in zip(rows, vectors, strict=True)],
             )
+            await search_stats.add_messages(conn, [r["workspace_id"] for r in rows],
+                                            [r["message_id"] for r in rows])
             await conn.execute(
                 "DELETE FROM embedding_backlog b USING unnest($1::text[], $2::text[]) "
                 "AS d(ws, id) WHERE b.workspace_id = d.ws AND b.message_id = d.id",

@@ -1,0 +1,105 @@
+"""SQL for message search: candidate retrieval by full text and by vector, then BM25 and
+cosine scores for the candidates. Fusion happens in domain/search.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from honcho_grpc.store import filters as f
+
+K1, B = 1.2, 0.75
+
+
+@dataclass
+class Scope:
+    workspace_id: str
+    session_id: str = ""
+    peer_id: str = ""
+
+
+def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params) -> str:
+    clauses = [f"m.workspace_id = {params.add(scope.workspace_id)}"]
+    if scope.session_id:
+        clauses.append(f"m.session_id = {params.add(scope.session_id)}")
+    if scope.peer_id:
+        clauses.append(f"m.peer_id = {params.add(scope.peer_id)}")
+    clauses.append(f.compile_filter(filters, f.message_filters("m"), params))
+    return " AND ".join(clauses)
+
+
+async def rare_lexemes(conn: asyncpg.Connection, workspace_id: str, query: str,
+                       limit: int) -> list[str]:
+    """The query's lexemes, rarest in the workspace first (unknown ones count as rarest)."""
+    rows = await conn.fetch(
+        "SELECT q.lexeme FROM (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2)))"
+        " q LEFT JOIN lexeme_stats s ON s.workspace_id = $1 AND s.lexeme = q.lexeme "
+        "ORDER BY coalesce(s.ndoc, 0), q.lexeme LIMIT $3", workspace_id, query, limit)
+    return [r["lexeme"] for r in rows]
+
+
+async def text_candidates(conn: asyncpg.Connection, scope: Scope,
+                          filters: dict[str, Any] | None, lexemes: list[str],
+                          limit: int) -> list[str]:
+    """Messages containing any of `lexemes` (rare ones: a cheap GIN lookup), best first."""
+    if not lexemes:
+        return []
+    params = f.Params()
+    where = scope_sql(scope, filters, params)
+    # Lexemes are already normalised; quote each so to_tsquery treats it literally.
+    tsq = " | ".join("'" + lx.replace("'", "''") + "'" for lx in lexemes)
+    q = params.add(tsq)
+    rows = await conn.fetch(
+        f"SELECT m.message_id FROM messages m WHERE {where} "
+        f"AND m.search_text @@ to_tsquery('simple', {q}) "
+        f"ORDER BY ts_rank(m.search_text, to_tsquery('simple', {q})) DESC, m.seq DESC "
+        f"LIMIT {params.add(limit)}", *params.values)
+    return [r["message_id"] for r in rows]
+
+
+async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
+                            filters: dict[str, Any] | None, vector: np.ndarray,
+                            limit: int) -> list[str]:
+    params = f.Params()
+    where = scope_sql(scope, filters, params)
+    q = params.add(vector)
+    rows = await conn.fetch(
+        f"SELECT m.message_id FROM message_embeddings e JOIN messages m "
+        f"ON m.workspace_id = e.workspace_id AND m.message_id = e.message_id "
+        f"WHERE e.workspace_id = {params.add(scope.workspace_id)} AND {where} "
+        f"ORDER BY e.embedding <=> {q}::vector LIMIT {params.add(limit)}", *params.values)
+    return [r["message_id"] for r in rows]
+
+
+async def score_candidates(conn: asyncpg.Connection, workspace_id: str, query: str,
+                           vector: np.ndarray, ids: list[str]) -> list[asyncpg.Record]:
+    """BM25 (Okapi, k1 1.2, b 0.75, lengths in lexemes) and cosine similarity per candidate;
+    cosine is NULL for messages not embedded yet."""
+    return list(await conn.fetch(
+        f"""
+        WITH q AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2))),
+        st AS (SELECT greatest(docs, 1) AS docs,
+                      greatest(total_length::float8 / greatest(docs, 1), 1) AS avgdl
+               FROM search_stats WHERE workspace_id = $1
+               UNION ALL SELECT 1, 1 LIMIT 1),
+        idf AS (SELECT q.lexeme, ln(1 + (st.docs - coalesce(l.ndoc, 0) + 0.5)
+                                     / (coalesce(l.ndoc, 0) + 0.5)) AS idf
+                FROM q CROSS JOIN st
+                LEFT JOIN lexeme_stats l ON l.workspace_id = $1 AND l.lexeme = q.lexeme),
+        cand AS (SELECT m.message_id, m.search_text FROM messages m
+                 WHERE m.workspace_id = $1 AND m.message_id = ANY($4::text[])),
+        bm AS (SELECT c.message_id, sum(i.idf * t.tf * {K1 + 1}
+                   / (t.tf + {K1} * (1 - {B} + {B} * length(c.search_text) / st.avgdl))) AS bm25
+               FROM cand c CROSS JOIN st, unnest(c.search_text) u
+               JOIN idf i ON i.lexeme = u.lexeme,
+               LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t
+               GROUP BY c.message_id)
+        SELECT c.message_id, coalesce(bm.bm25, 0) AS bm25,
+               1 - (e.embedding <=> $3::vector) AS cosine
+        FROM cand c LEFT JOIN bm USING (message_id)
+        LEFT JOIN message_embeddings e ON e.workspace_id = $1 AND e.message_id = c.message_id
+        """,
+        workspace_id, query, vector, ids))

@@ -1,0 +1,49 @@
+"""SQL for the BM25 corpus statistics (lexeme document frequencies per workspace)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def uncount_where(conn: asyncpg.Connection, workspace_id: str, condition: str,
+                        *args: object) -> None:
+    """Remove messages matching `condition` (SQL over alias m, args from $2) from the
+    statistics; messages still in the embedding backlog were never counted."""
+    ids = [r["message_id"] for r in await conn.fetch(
+        f"SELECT m.message_id FROM messages m WHERE m.workspace_id = $1 AND {condition} "
+        "AND NOT EXISTS (SELECT 1 FROM embedding_backlog b WHERE b.workspace_id = $1 "
+        "AND b.message_id = m.message_id)", workspace_id, *args)]
+    if ids:
+        await add_messages(conn, [workspace_id] * len(ids), ids, sign=-1)
+
+
+async def add_messages(conn: asyncpg.Connection, workspace_ids: list[str],
+                       message_ids: list[str], sign: int = 1) -> None:
+    """Count (sign=1) or uncount (sign=-1) messages in their workspace's statistics.
+    Lexemes are written in sorted order so that concurrent writers cannot deadlock."""
+    await conn.execute(
+        """
+        INSERT INTO lexeme_stats (workspace_id, lexeme, ndoc)
+        SELECT m.workspace_id, u.lexeme, $3 * count(*)
+        FROM messages m JOIN unnest($1::text[], $2::text[]) AS b(ws, id)
+          ON m.workspace_id = b.ws AND m.message_id = b.id,
+          unnest(m.search_text) AS u
+        GROUP BY m.workspace_id, u.lexeme ORDER BY m.workspace_id, u.lexeme
+        ON CONFLICT (workspace_id, lexeme)
+        DO UPDATE SET ndoc = greatest(lexeme_stats.ndoc + EXCLUDED.ndoc, 0)
+        """,
+        workspace_ids, message_ids, sign,
+    )
+    await conn.execute(
+        """
+        INSERT INTO search_stats (workspace_id, docs, total_length)
+        SELECT m.workspace_id, $3 * count(*), $3 * sum(length(m.search_text))
+        FROM messages m JOIN unnest($1::text[], $2::text[]) AS b(ws, id)
+          ON m.workspace_id = b.ws AND m.message_id = b.id
+        GROUP BY m.workspace_id ORDER BY m.workspace_id
+        ON CONFLICT (workspace_id) DO UPDATE SET
+            docs = greatest(search_stats.docs + EXCLUDED.docs, 0),
+            total_length = greatest(search_stats.total_length + EXCLUDED.total_length, 0)
+        """,
+        workspace_ids, message_ids, sign,
+    )
