@@ -38,7 +38,7 @@ class EmbeddingBacklog:
             rows = await conn.fetch(
                 """
                 SELECT b.workspace_id, b.message_id, b.attempts, m.peer_id, m.content
-                FROM embedding_backlog b JOIN messages m
+                FROM embedding_backlog b LEFT JOIN messages m
                   ON m.workspace_id = b.workspace_id AND m.message_id = b.message_id
                 WHERE b.run_after <= now() ORDER BY b.run_after LIMIT $1
                 FOR UPDATE OF b SKIP LOCKED
@@ -47,6 +47,11 @@ class EmbeddingBacklog:
             )
             if not rows:
                 return 0
+            orphans = [r for r in rows if r["content"] is None]  # message deleted meanwhile
+            rows = [r for r in rows if r["content"] is not None]
+            await self._forget(conn, orphans)
+            if not rows:
+                return len(orphans)
             try:
                 vectors = await self.embedder.embed(
                     [embedding_text(r["peer_id"], r["content"]) for r in rows])
@@ -64,12 +69,16 @@ class EmbeddingBacklog:
             )
             await search_stats.add_messages(conn, [r["workspace_id"] for r in rows],
                                             [r["message_id"] for r in rows])
+            await self._forget(conn, rows)
+            return len(rows) + len(orphans)
+
+    async def _forget(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        if rows:
             await conn.execute(
                 "DELETE FROM embedding_backlog b USING unnest($1::text[], $2::text[]) "
                 "AS d(ws, id) WHERE b.workspace_id = d.ws AND b.message_id = d.id",
                 [r["workspace_id"] for r in rows], [r["message_id"] for r in rows],
             )
-            return len(rows)
 
     async def _back_off(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
                         exc: Exception) -> None:

@@ -8,8 +8,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from honcho_grpc.store import backlog, search_stats
 from honcho_grpc.store import filters as f
-from honcho_grpc.store import search_stats
 from honcho_grpc.store.pages import Page, binding, keyset_page
 
 Conn: TypeAlias = asyncpg.Connection
@@ -116,8 +116,9 @@ async def delete_message(conn: Conn, workspace_id: str, session_id: str,
         "AND payload->>'message_id' = $3 AND status IN ('pending', 'failed')",
         workspace_id, session_id, message_id,
     )
-    await search_stats.uncount_where(conn, workspace_id, "m.session_id = $2 AND m.message_id = $3",
-                                     session_id, message_id)
+    condition = "m.session_id = $2 AND m.message_id = $3"
+    await search_stats.uncount_where(conn, workspace_id, condition, session_id, message_id)
+    await backlog.forget_where(conn, workspace_id, condition, session_id, message_id)
     seq = await conn.fetchval(
         "DELETE FROM messages WHERE workspace_id = $1 AND session_id = $2 AND message_id = $3 "
         "RETURNING seq", workspace_id, session_id, message_id,

@@ -6,8 +6,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from honcho_grpc.store import backlog, search_stats
 from honcho_grpc.store import filters as f
-from honcho_grpc.store import search_stats
 from honcho_grpc.store.pages import Page, binding, keyset_page
 
 Conn: TypeAlias = asyncpg.Connection
@@ -126,6 +126,7 @@ async def delete_peer(conn: Conn, workspace_id: str, peer_id: str) -> bool:
         "OR payload->>'observer' = $2)", workspace_id, peer_id,
     )
     await search_stats.uncount_where(conn, workspace_id, "m.peer_id = $2", peer_id)
+    await backlog.forget_where(conn, workspace_id, "m.peer_id = $2", peer_id)
     status: str = await conn.execute(
         "DELETE FROM peers WHERE workspace_id = $1 AND peer_id = $2", workspace_id, peer_id
     )
@@ -198,6 +199,7 @@ async def delete_session(conn: Conn, workspace_id: str, session_id: str) -> bool
     the session go with it (foreign keys); conclusions built on those go too."""
     await delete_conclusions_derived_from(conn, workspace_id, session_id=session_id)
     await search_stats.uncount_where(conn, workspace_id, "m.session_id = $2", session_id)
+    await backlog.forget_where(conn, workspace_id, "m.session_id = $2", session_id)
     status: str = await conn.execute(
         "DELETE FROM sessions WHERE workspace_id = $1 AND session_id = $2",
         workspace_id, session_id,
