@@ -133,6 +133,56 @@ class SummarySettings(_Section):
     messages_per_long_summary: int = 60
 
 
+class QueueSettings(_Section):
+    """The background queue and its worker processes."""
+
+    section: ClassVar[str] = "queue"
+    # Work units (one session + observed peer, one summary tier...) one worker runs at once.
+    concurrency: int = 4
+    # A crashed worker's units are taken over this long after its last heartbeat.
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    # NOTIFY wakes workers at once; the poll only covers a missed notification.
+    poll_seconds: float = 5.0
+    max_attempts: int = 5
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    # Pending messages of one unit are derived together up to this many tokens. Never a wait:
+    # whatever is pending when a worker is free is taken at once.
+    batch_max_tokens: int = 4096
+    batch_max_messages: int = 50
+    completed_retention_seconds: float = 24 * 3600
+    housekeeping_seconds: float = 60.0
+    pool_max_size: int = 10
+    # Empty: "<hostname>-<pid>".
+    worker_id: str = ""
+
+
+class DreamSettings(_Section):
+    section: ClassVar[str] = "dream"
+    enabled: bool = True
+    # New explicit conclusions about a pair since its last dream that trigger the next one.
+    conclusion_threshold: int = 50
+    min_interval_seconds: float = 3600.0
+    max_conclusions: int = 200
+
+
+class PeerCardSettings(_Section):
+    section: ClassVar[str] = "peer_card"
+    use: bool = True
+    create: bool = True
+
+
+class WebhookSettings(_Section):
+    section: ClassVar[str] = "webhook"
+    # Signs every delivery (X-Honcho-Signature: hex HMAC-SHA256 of the body).
+    secret: str = ""
+    # Private, loopback and link-local targets are refused unless this is set.
+    allow_private: bool = False
+    timeout_seconds: float = 10.0
+    max_endpoints: int = 10
+
+
 class Settings:
     """All sections, read once at start-up and passed down explicitly (no globals)."""
 
@@ -144,3 +194,7 @@ class Settings:
         self.llm = LLMSettings(**overrides.get("llm", {}))
         self.auth = AuthSettings(**overrides.get("auth", {}))
         self.summary = SummarySettings(**overrides.get("summary", {}))
+        self.queue = QueueSettings(**overrides.get("queue", {}))
+        self.dream = DreamSettings(**overrides.get("dream", {}))
+        self.peer_card = PeerCardSettings(**overrides.get("peer_card", {}))
+        self.webhook = WebhookSettings(**overrides.get("webhook", {}))

@@ -10,13 +10,13 @@ and ranked by the text arm.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from honcho_grpc.store import search as store
-from honcho_grpc.store.messages import M_COLUMNS
 from honcho_grpc.store.search import Scope
 
 TEXT_WEIGHT = 0.5        # 1 - TEXT_WEIGHT goes to the vector arm
@@ -48,22 +48,24 @@ def fuse(scored: list[asyncpg.Record]) -> dict[str, float]:
 
 async def search_messages(pool: asyncpg.Pool, embedder: Any, scope: Scope, query: str,
                           filters: dict[str, Any] | None, limit: int) -> list[Hit]:
-    vector = await embedder.embed_one(query)
     n = max(CANDIDATES, limit * 4)
-    async with pool.acquire() as conn, conn.transaction():
-        # Filtered HNSW scans keep going until enough rows pass the filter (pgvector 0.8).
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {int(n)}")
-        lexemes = await store.rare_lexemes(conn, scope.workspace_id, query, RARE_LEXEMES)
-        ids = dict.fromkeys(await store.text_candidates(conn, scope, filters, lexemes, n))
-        ids.update(dict.fromkeys(await store.vector_candidates(conn, scope, filters, vector, n)))
-        if not ids:
-            return []
-        scores = fuse(await store.score_candidates(conn, scope.workspace_id, query, vector,
-                                                   list(ids)))
-        best = sorted(scores, key=lambda k: -scores[k])[:limit]
-        rows = await conn.fetch(
-            f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 "
-            "AND m.message_id = ANY($2::text[])", scope.workspace_id, best)
-    by_id = {r["message_id"]: r for r in rows}
-    return [Hit(by_id[m], scores[m]) for m in best if m in by_id]
+    # The query is embedded (in a thread) while the text arm runs in the database.
+    embedding = asyncio.ensure_future(embedder.embed_one(query))
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await store.tune_vector_scan(conn, n)
+            lexemes = await store.rare_lexemes(conn, scope.workspace_id, query, RARE_LEXEMES)
+            ids = dict.fromkeys(await store.text_candidates(conn, scope, filters, lexemes, n))
+            vector = await embedding
+            ids.update(dict.fromkeys(
+                await store.vector_candidates(conn, scope, filters, vector, n)))
+            if not ids:
+                return []
+            scored = await store.score_candidates(conn, scope.workspace_id, query, vector,
+                                                  list(ids))
+    finally:
+        if not embedding.done():
+            embedding.cancel()
+    scores = fuse(scored)
+    rows = sorted(scored, key=lambda r: -scores[r["message_id"]])[:limit]
+    return [Hit(r, scores[r["message_id"]]) for r in rows]

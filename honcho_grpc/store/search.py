@@ -10,6 +10,7 @@ import asyncpg
 import numpy as np
 
 from honcho_grpc.store import filters as f
+from honcho_grpc.store.messages import M_COLUMNS
 
 K1, B = 1.2, 0.75
 
@@ -29,6 +30,13 @@ def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params) ->
         clauses.append(f"m.peer_id = {params.add(scope.peer_id)}")
     clauses.append(f.compile_filter(filters, f.message_filters("m"), params))
     return " AND ".join(clauses)
+
+
+async def tune_vector_scan(conn: asyncpg.Connection, ef_search: int) -> None:
+    """For this transaction: filtered HNSW scans keep going until enough rows pass the
+    filter (pgvector 0.8 iterative scans), with a candidate list of `ef_search`."""
+    await conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                       "set_config('hnsw.ef_search', $1, true)", str(ef_search))
 
 
 async def rare_lexemes(conn: asyncpg.Connection, workspace_id: str, query: str,
@@ -76,8 +84,8 @@ async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
 
 async def score_candidates(conn: asyncpg.Connection, workspace_id: str, query: str,
                            vector: np.ndarray, ids: list[str]) -> list[asyncpg.Record]:
-    """BM25 (Okapi, k1 1.2, b 0.75, lengths in lexemes) and cosine similarity per candidate;
-    cosine is NULL for messages not embedded yet."""
+    """Each candidate message with its BM25 (Okapi, k1 1.2, b 0.75, lengths in lexemes) and
+    cosine similarity; cosine is NULL for messages not embedded yet."""
     return list(await conn.fetch(
         f"""
         WITH q AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2))),
@@ -97,9 +105,10 @@ async def score_candidates(conn: asyncpg.Connection, workspace_id: str, query: s
                JOIN idf i ON i.lexeme = u.lexeme,
                LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t
                GROUP BY c.message_id)
-        SELECT c.message_id, coalesce(bm.bm25, 0) AS bm25,
+        SELECT {M_COLUMNS}, coalesce(bm.bm25, 0) AS bm25,
                1 - (e.embedding <=> $3::vector) AS cosine
-        FROM cand c LEFT JOIN bm USING (message_id)
+        FROM cand c JOIN messages m ON m.workspace_id = $1 AND m.message_id = c.message_id
+        LEFT JOIN bm ON bm.message_id = c.message_id
         LEFT JOIN message_embeddings e ON e.workspace_id = $1 AND e.message_id = c.message_id
         """,
         workspace_id, query, vector, ids))
