@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, json_format
 from google.protobuf.message import Message as ProtoMessage
 
 from honcho_grpc.errors import HonchoError, not_found
@@ -13,6 +13,7 @@ from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker
 from honcho_grpc.server.validate import page_size as _page_size
 
+MAX_FILTER_BYTES = 16 * 1024
 OUTPUT_ONLY = frozenset({"id", "workspace_id", "session_id", "peer_id", "create_time", "active",
                          "token_count", "sequence", "content"})
 
@@ -45,9 +46,15 @@ def page_size(deps: Deps, value: int, c: Checker) -> int:
 
 
 def filters(c: Checker, value: Any) -> dict[str, Any] | None:
-    """The filter Struct as a dict (None when empty); compiled and checked by the store."""
-    data = c.struct("filters", value)
-    return data or None
+    """The filter Struct as a dict (None when empty). Its shape, depth and operands are
+    checked by the compiler (store/filters.py); here only its size is bounded."""
+    if value is None or not value.fields:
+        return None
+    if value.ByteSize() > MAX_FILTER_BYTES:
+        c.fail("filters", f"is larger than {MAX_FILTER_BYTES} bytes")
+        return None
+    data: dict[str, Any] = json_format.MessageToDict(value)
+    return data
 
 
 def require(row: Any, kind: str, **ids: str) -> Any:
