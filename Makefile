@@ -22,12 +22,17 @@ gen: $(STAMP)
 
 # Regenerate into a scratch dir and fail on any difference with the committed stubs.
 check-gen: $(STAMP)
-	rm -rf build/gen-check && $(BIN)/python scripts/gen_protos.py build/gen-check >/dev/null
+	rm -rf build/gen-check && $(BIN)/python scripts/gen_protos.py build/gen-check >/dev/null 2>&1
 	diff -r honcho_grpc/gen build/gen-check -x __pycache__
 
+# Lint, format, and wire/source compatibility with the previous commit (FILE level: what
+# Python imports need). A clone without history has no previous commit to compare with.
 buf: $(STAMP)
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
+	if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  $(BIN)/buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no previous commit, skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check honcho_grpc tests bench scripts
