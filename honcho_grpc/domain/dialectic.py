@@ -9,7 +9,10 @@ local provider both abstain rather than invent.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +20,8 @@ from typing import Any
 import asyncpg
 
 from honcho_grpc.domain.search import Scope, search_messages
+from honcho_grpc.errors import unimplemented
+from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store import memory
 
 SESSION_HISTORY_TOKENS = 4096
@@ -79,6 +84,9 @@ async def gather(pool: asyncpg.Pool, embedder: Any, q: Question) -> Gathered:
     vector = await embedder.embed_one(q.query)
     nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, None, vector,
                                                 level.prefetch * 2, 0.0)
+    # The newest ones too: a conclusion may not have its vector yet, and recency matters.
+    recent = await memory.conclusions_recent(pool, ws, obs, tgt, None, level.prefetch)
+    nearest = list({r["conclusion_id"]: r for r in (*nearest, *recent)}.values())
     g.explicit = [r for r in nearest if r["level"] == "explicit"][:level.prefetch]
     g.derived = [r for r in nearest if r["level"] != "explicit"][:level.prefetch]
     if q.session_id:
@@ -148,3 +156,92 @@ def user_prompt(q: Question, g: Gathered) -> str:
         fmt = ("\n\nAnswer with JSON only, matching this JSON Schema:\n"
                + json.dumps(q.response_format))
     return f"Context:\n{context_block(g)}\n\nQuestion: {q.query}{fmt}"
+
+
+# -- the offline answer -------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP_WORDS = (
+    "a an the and or but if of to in on at for with by from is are was were be been do does "
+    "did have has had i you he she it we they me him her us them my your his its our their "
+    "this that what which who whom when where why how not no so as can will about know tell "
+    "does did any some")
+_STOP = frozenset(_STOP_WORDS.split())
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+
+
+def evidence_lines(g: Gathered) -> list[str]:
+    """Every piece of context as one line of plain text, most trusted kinds first."""
+    lines = [e.split(":", 1)[-1].strip() for e in g.target_card]
+    lines += [r["content"] for r in (*g.explicit, *g.derived)]
+    lines += [f"{r['peer_id']} said: {r['content']}" for r in (*g.hits, *g.recent)]
+    if g.summary:
+        lines += [s.strip() for s in g.summary.split(". ") if s.strip()]
+    return list(dict.fromkeys(lines))
+
+
+def local_answer(q: Question, g: Gathered, max_lines: int = 3) -> str:
+    """The `local` provider's answer: the context lines sharing the most words with the
+    question, quoted as they are; an honest "I don't know" when none shares any. No model is
+    involved, so it never says more than the memory holds."""
+    asked = _words(q.query) - _words(q.target_id)
+    scored = [(len(asked & _words(line)), i, line) for i, line in enumerate(evidence_lines(g))]
+    relevant = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))[:max_lines]
+    if not relevant:
+        return (f"I don't have information about {q.target_id} that answers this yet.")
+    facts = "; ".join(line.rstrip(".") for _, _, line in relevant)
+    return f"Based on what is known about {q.target_id}: {facts}."
+
+
+def local_json(q: Question, g: Gathered) -> dict[str, Any]:
+    """A JSON answer for `response_format` without a model: every required string property
+    gets the composed answer, other types their empty value (validated by the caller)."""
+    schema = q.response_format or {}
+    answer = local_answer(q, g)
+    empty: dict[str, Any] = {"string": answer, "number": 0, "integer": 0, "boolean": False,
+                             "array": [], "object": {}, "null": None}
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return {name: empty.get(str(spec.get("type", "string")), answer)
+            for name, spec in props.items() if isinstance(spec, dict)}
+
+
+# -- answering ------------------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    """Filled in while the answer streams; complete once the stream ends."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    conclusion_ids: list[str] = field(default_factory=list)
+    finish_reason: str = "stop"
+
+
+async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: Any, q: Question,
+                        answer: Answer) -> AsyncGenerator[str, None]:
+    """Yield the answer's text as it is produced. `llm` is None for the offline `local`
+    provider; otherwise a provider from honcho_grpc.providers.llm."""
+    g = await gather(pool, embedder, q)
+    answer.conclusion_ids = g.conclusion_ids()
+    prompt = system_prompt(q) + "\n\n" + user_prompt(q, g)
+    answer.input_tokens = count_tokens(prompt)
+    if llm is None:
+        text = (json.dumps(local_json(q, g)) if q.response_format else local_answer(q, g))
+        answer.output_tokens = count_tokens(text)
+        # Word by word, like a model would, so clients see the same stream shape offline.
+        for piece in re.findall(r"\S+\s*", text):
+            yield piece
+            await asyncio.sleep(0)
+        return
+    async for piece in llm_answer(llm, q, g, answer):
+        yield piece
+
+
+async def llm_answer(llm: Any, q: Question, g: Gathered,
+                     answer: Answer) -> AsyncIterator[str]:
+    """A real provider's answer (the provider layer lands with the insights issue)."""
+    raise unimplemented(f"dialectic with the {type(llm).__name__} provider")
+    yield ""  # pragma: no cover - makes this an async generator

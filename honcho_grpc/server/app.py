@@ -41,6 +41,7 @@ from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.errors import ErrorInterceptor
 from honcho_grpc.server.servicers import pending
 from honcho_grpc.server.servicers.conclusion import ConclusionServicer
+from honcho_grpc.server.servicers.dialectic import DialecticServicer
 from honcho_grpc.server.servicers.message import MessageServicer
 from honcho_grpc.server.servicers.peer import PeerServicer
 from honcho_grpc.server.servicers.search import SearchServicer
@@ -87,7 +88,7 @@ def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | No
     message_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(deps), server)
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(deps), server)
     conclusion_pb2_grpc.add_ConclusionServiceServicer_to_server(ConclusionServicer(deps), server)
-    dialectic_pb2_grpc.add_DialecticServiceServicer_to_server(pending.PendingDialectic(), server)
+    dialectic_pb2_grpc.add_DialecticServiceServicer_to_server(DialecticServicer(deps), server)
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(pending.PendingWebhook(), server)
     event_pb2_grpc.add_EventServiceServicer_to_server(pending.PendingEvent(), server)
     key_pb2_grpc.add_KeyServiceServicer_to_server(pending.PendingKey(), server)

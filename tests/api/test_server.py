@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import dialectic_pb2, message_pb2, workspace_pb2
+from honcho_grpc.errors import HonchoError
+from honcho_grpc.gen.honcho.v1 import message_pb2, workspace_pb2
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import Running, start
+from honcho_grpc.server.servicers import pending
 from honcho_grpc.settings import Settings
 from tests.conftest import Stubs, make_settings, make_stubs
-from tests.helpers import fails
 
 
 async def test_health_serving(server: Running, stubs: Stubs) -> None:
@@ -38,12 +40,13 @@ async def test_reflection_lists_services(stubs: Stubs) -> None:
         break
 
 
-async def test_pending_methods_answer_unimplemented(stubs: Stubs) -> None:
-    failure = await fails(stubs.dialectic.Chat(dialectic_pb2.ChatRequest()),
-                          grpc.StatusCode.UNIMPLEMENTED, reason="NOT_IMPLEMENTED")
-    assert "DialecticService.Chat" in failure.error.details()
-    stream = stubs.dialectic.StreamChat(dialectic_pb2.StreamChatRequest())
-    await fails(stream.read(), grpc.StatusCode.UNIMPLEMENTED)
+async def test_pending_methods_answer_unimplemented() -> None:
+    """Services whose logic is still to come raise a named UNIMPLEMENTED error."""
+    servicer = pending.PendingEvent()
+    with pytest.raises(HonchoError) as caught:
+        await servicer.WatchEvents(None, None)
+    assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert "EventService.WatchEvents" in caught.value.message
 
 
 async def test_oversized_request_is_refused(settings: Settings, stubs: Stubs, ws: str) -> None:

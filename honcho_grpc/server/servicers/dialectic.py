@@ -1,0 +1,87 @@
+"""DialecticService: Chat and StreamChat."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from honcho_grpc.domain.dialectic import LEVELS, Answer, Question, stream_answer
+from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
+from honcho_grpc.gen.honcho.v1 import dialectic_pb2_grpc as rpc
+from honcho_grpc.gen.honcho.v1 import resources_pb2
+from honcho_grpc.server import common
+from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.validate import checking
+from honcho_grpc.store import resources
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+LEVEL_NAMES = {pb.REASONING_LEVEL_UNSPECIFIED: "low", pb.REASONING_LEVEL_MINIMAL: "minimal",
+               pb.REASONING_LEVEL_LOW: "low", pb.REASONING_LEVEL_MEDIUM: "medium",
+               pb.REASONING_LEVEL_HIGH: "high", pb.REASONING_LEVEL_MAX: "max"}
+FINISH = {"stop": pb.FINISH_REASON_STOP, "length": pb.FINISH_REASON_MAX_TOKENS}
+
+
+class DialecticServicer(rpc.DialecticServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def _question(self, query: pb.ChatQuery) -> Question:
+        with checking() as c:
+            c.id("query.workspace_id", query.workspace_id)
+            c.id("query.peer_id", query.peer_id)
+            c.id("query.target_id", query.target_id, required=False)
+            c.id("query.session_id", query.session_id, required=False)
+            c.text("query.query", query.query, max_chars=10_000)
+            if query.reasoning_level not in LEVEL_NAMES:
+                c.fail("query.reasoning_level", "is not a known reasoning level")
+            schema = c.struct("query.response_format", query.response_format)
+            if schema and schema.get("type", "object") != "object":
+                c.fail("query.response_format", "must be a JSON Schema of type object")
+        q = Question(workspace_id=query.workspace_id, observer_id=query.peer_id,
+                     target_id=query.target_id or query.peer_id, query=query.query,
+                     session_id=query.session_id or None,
+                     level=LEVEL_NAMES.get(query.reasoning_level, "low"),
+                     response_format=schema or None)
+        pool = self.deps.pool
+        for peer_id in dict.fromkeys((q.observer_id, q.target_id)):
+            common.require(await resources.get_peer(pool, q.workspace_id, peer_id), "peer",
+                           workspaceId=q.workspace_id, peerId=peer_id)
+        if q.session_id:
+            common.require(await resources.get_session(pool, q.workspace_id, q.session_id),
+                           "session", workspaceId=q.workspace_id, sessionId=q.session_id)
+        assert q.level in LEVELS
+        return q
+
+    async def Chat(self, request: pb.ChatRequest, context: Ctx) -> pb.ChatResponse:
+        q = await self._question(request.query)
+        answer = Answer()
+        parts = [p async for p in stream_answer(self.deps.pool, self.deps.embedder,
+                                                self.deps.llm, q, answer)]
+        return pb.ChatResponse(content="".join(parts), usage=_usage(answer),
+                               conclusion_ids=answer.conclusion_ids)
+
+    async def StreamChat(self, request: pb.StreamChatRequest,
+                         context: Ctx) -> AsyncIterator[pb.StreamChatResponse]:
+        q = await self._question(request.query)
+        answer = Answer()
+        # A client cancel or deadline raises CancelledError at the yield; closing the
+        # generator below then closes the provider's stream at once.
+        stream = stream_answer(self.deps.pool, self.deps.embedder, self.deps.llm, q, answer)
+        try:
+            async for piece in stream:
+                yield pb.StreamChatResponse(delta=pb.ChatDelta(content=piece))
+        finally:
+            await stream.aclose()
+        yield pb.StreamChatResponse(completion=pb.ChatCompletion(
+            finish_reason=FINISH.get(answer.finish_reason, pb.FINISH_REASON_STOP),
+            usage=_usage(answer), conclusion_ids=answer.conclusion_ids))
+
+
+def _usage(answer: Answer) -> resources_pb2.Usage:
+    return resources_pb2.Usage(input_tokens=answer.input_tokens,
+                               output_tokens=answer.output_tokens)
+
+
+

@@ -1,0 +1,100 @@
+"""Chat and StreamChat with the offline `local` provider: retrieval-composed answers streamed
+word by word, one completion with usage and the conclusions used, abstention on an empty
+memory, JSON answers, cancellation and errors as statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+from google.protobuf import struct_pb2
+
+from honcho_grpc.db.pool import Database
+from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
+from honcho_grpc.gen.honcho.v1 import message_pb2, peer_pb2
+from tests.conftest import Stubs
+from tests.helpers import fails
+
+
+async def seed(stubs: Stubs, db: Database, ws: str) -> None:
+    await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+        workspace_id=ws, session_id="s", messages=[
+            message_pb2.MessageInput(peer_id="alice", content="I work as a nurse in Lyon"),
+            message_pb2.MessageInput(peer_id="bob", content="Cool, I play the cello")]))
+    await db.pool.execute(
+        "INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, "
+        "session_id, content) VALUES ($1, 'c-nurse', 'alice', 'alice', 's', "
+        "'alice works as a nurse in Lyon')", ws)
+
+
+def query(ws: str, text: str, **kw: object) -> pb.ChatQuery:
+    return pb.ChatQuery(workspace_id=ws, peer_id="alice", query=text, **kw)  # type: ignore[arg-type]
+
+
+async def test_stream_chat_deltas_then_one_completion(stubs: Stubs, db: Database,
+                                                      ws: str) -> None:
+    await seed(stubs, db, ws)
+    deltas, completions = [], []
+    async for event in stubs.dialectic.StreamChat(pb.StreamChatRequest(
+            query=query(ws, "What is alice's job as a nurse?"))):
+        if event.HasField("delta"):
+            assert not completions, "no delta after the completion"
+            deltas.append(event.delta.content)
+        else:
+            completions.append(event.completion)
+    text = "".join(deltas)
+    assert len(deltas) > 3 and "nurse" in text
+    assert len(completions) == 1
+    done = completions[0]
+    assert done.finish_reason == pb.FINISH_REASON_STOP
+    assert done.usage.input_tokens > 0 and done.usage.output_tokens > 0
+    assert "c-nurse" in done.conclusion_ids
+    unary = await stubs.dialectic.Chat(pb.ChatRequest(
+        query=query(ws, "What is alice's job as a nurse?")))
+    assert unary.content == text
+
+
+async def test_abstains_when_nothing_is_known(stubs: Stubs, ws: str) -> None:
+    await stubs.peers.GetOrCreatePeer(peer_pb2.GetOrCreatePeerRequest(workspace_id=ws,
+                                                                      peer_id="alice"))
+    r = await stubs.dialectic.Chat(pb.ChatRequest(query=query(
+        ws, "What is her favourite film?", reasoning_level=pb.REASONING_LEVEL_MINIMAL)))
+    assert "don't have information" in r.content
+    assert list(r.conclusion_ids) == []
+
+
+async def test_json_answer_matches_the_schema(stubs: Stubs, db: Database, ws: str) -> None:
+    await seed(stubs, db, ws)
+    schema = struct_pb2.Struct()
+    schema.update({"type": "object", "properties": {"job": {"type": "string"},
+                                                    "confident": {"type": "boolean"}},
+                   "required": ["job"]})
+    r = await stubs.dialectic.Chat(pb.ChatRequest(query=query(
+        ws, "Which job as a nurse?", response_format=schema)))
+    answer = json.loads(r.content)
+    assert isinstance(answer["job"], str) and "nurse" in answer["job"]
+    assert isinstance(answer["confident"], bool)
+
+
+async def test_cancel_stops_the_stream(stubs: Stubs, db: Database, ws: str) -> None:
+    await seed(stubs, db, ws)
+    call = stubs.dialectic.StreamChat(pb.StreamChatRequest(query=query(ws, "nurse job?")))
+    first = await call.read()
+    assert first.HasField("delta")
+    call.cancel()
+    await asyncio.sleep(0.1)
+    assert call.cancelled()
+
+
+async def test_bad_input_and_unknown_peers(stubs: Stubs, ws: str) -> None:
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    await fails(stubs.dialectic.Chat(pb.ChatRequest(query=query(ws, ""))), invalid,
+                field="query.query")
+    await fails(stubs.dialectic.Chat(pb.ChatRequest(query=query(ws, "x", target_id="a b"))),
+                invalid, field="query.target_id")
+    await fails(stubs.dialectic.Chat(pb.ChatRequest(query=query(ws, "x"))),
+                grpc.StatusCode.NOT_FOUND, reason="PEER_NOT_FOUND")
+    # Errors in a stream arrive as a status, not inside the stream.
+    stream = stubs.dialectic.StreamChat(pb.StreamChatRequest(query=query(ws, "x")))
+    await fails(stream.read(), grpc.StatusCode.NOT_FOUND)
