@@ -21,6 +21,7 @@ import pytest
 
 from honcho_grpc.db.embedded import EmbeddedPostgres
 from honcho_grpc.db.pool import Database, open_database
+from honcho_grpc.domain.embedding import EmbeddingBacklog
 from honcho_grpc.gen.honcho.v1 import (
     conclusion_pb2_grpc,
     dialectic_pb2_grpc,
@@ -82,9 +83,21 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="session")
 async def server(settings: Settings, db: Database) -> AsyncIterator[Running]:
-    running = await start(settings, db, embedder=FakeEmbedder(settings.embedding.dimensions))
+    # No background embedder: tests drain the backlog themselves (`drain_backlog`), so that
+    # two drainers never race for the same rows.
+    running = await start(settings, db, embedder=FakeEmbedder(settings.embedding.dimensions),
+                          background=False)
     yield running
     await running.stop(grace=1.0)
+
+
+async def drain_backlog(db: Database, embedder: Any = None) -> int:
+    """Embed everything in the backlog now; returns how many messages were embedded."""
+    backlog = EmbeddingBacklog(db.pool, embedder or FakeEmbedder(384))
+    total = 0
+    while done := await backlog.drain_once():
+        total += done
+    return total
 
 
 @dataclass

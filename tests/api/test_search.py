@@ -3,14 +3,12 @@ and filters narrow the results."""
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 from google.protobuf import struct_pb2
 
 from honcho_grpc.db.pool import Database
 from honcho_grpc.gen.honcho.v1 import message_pb2, search_pb2
-from tests.conftest import Stubs
+from tests.conftest import Stubs, drain_backlog
 from tests.helpers import fails
 
 LINES = [
@@ -29,12 +27,9 @@ async def seed(stubs: Stubs, ws: str) -> None:
 
 
 async def wait_embedded(db: Database, ws: str) -> None:
-    for _ in range(100):
-        if not await db.pool.fetchval(
-                "SELECT count(*) FROM embedding_backlog WHERE workspace_id = $1", ws):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the embedding backlog did not drain")
+    await drain_backlog(db)
+    assert not await db.pool.fetchval(
+        "SELECT count(*) FROM embedding_backlog WHERE workspace_id = $1", ws)
 
 
 async def search(stubs: Stubs, ws: str, query: str, **kw: object) -> list[str]:

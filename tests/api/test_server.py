@@ -91,3 +91,24 @@ async def test_graceful_shutdown_drains_in_flight(pg_dsn: str, db: Database) -> 
     else:
         raise AssertionError("a stopped server must refuse calls")
     await channel.close()
+
+
+async def test_background_embedder_drains_on_notify(pg_dsn: str, db: Database, ws: str) -> None:
+    """A server's own embedder wakes on NOTIFY and embeds new messages shortly after."""
+    settings = make_settings(pg_dsn, embedding={"backlog_poll_seconds": 30.0})
+    running = await start(settings, db, embedder=FakeEmbedder(384))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        await make_stubs(channel).messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id="s",
+            messages=[message_pb2.MessageInput(peer_id="a", content="hello there")]))
+        for _ in range(100):  # far less than the 30 s poll: the NOTIFY woke it
+            if await db.pool.fetchval("SELECT count(*) FROM message_embeddings "
+                                      "WHERE workspace_id = $1", ws):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the message was not embedded")
+    finally:
+        await channel.close()
+        await running.stop(grace=1.0)

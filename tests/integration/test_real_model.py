@@ -3,7 +3,6 @@ whose query shares no word with the answer (only the vector arm can find it)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -14,7 +13,7 @@ from honcho_grpc.db.pool import Database
 from honcho_grpc.gen.honcho.v1 import message_pb2, search_pb2
 from honcho_grpc.providers.embeddings import LocalEmbedder, check_dimensions
 from honcho_grpc.server.app import Running, start
-from tests.conftest import make_settings, make_stubs
+from tests.conftest import drain_backlog, make_settings, make_stubs
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ async def test_vectors(model: LocalEmbedder) -> None:
 @pytest.fixture(scope="module")
 async def real_server(pg_dsn: str, db: Database, model: LocalEmbedder) -> AsyncIterator[Running]:
     settings = make_settings(pg_dsn, embedding={"provider": "local"})
-    running = await start(settings, db, embedder=model)
+    running = await start(settings, db, embedder=model, background=False)
     yield running
     await running.stop(grace=1.0)
 
@@ -56,11 +55,7 @@ async def test_semantic_search_through_the_backlog(real_server: Running, db: Dat
     await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
         workspace_id=ws, session_id="s",
         messages=[message_pb2.MessageInput(peer_id="alice", content=t) for t in texts]))
-    for _ in range(200):
-        if not await db.pool.fetchval("SELECT count(*) FROM embedding_backlog "
-                                      "WHERE workspace_id = $1", ws):
-            break
-        await asyncio.sleep(0.05)
+    await drain_backlog(db, real_server.deps.embedder)
     assert await db.pool.fetchval("SELECT count(*) FROM message_embeddings WHERE "
                                   "workspace_id = $1 AND model = $2", ws,
                                   "all-MiniLM-L6-v2-onnx-int8") == 4
