@@ -156,6 +156,8 @@ class QueueSettings(_Section):
     pool_max_size: int = 10
     # Empty: "<hostname>-<pid>".
     worker_id: str = ""
+    # Only work of these workspaces (JSON list in the environment); empty: all of them.
+    workspaces: list[str] = []
 
 
 class DreamSettings(_Section):

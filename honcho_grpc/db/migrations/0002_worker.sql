@@ -25,11 +25,6 @@ CREATE INDEX queue_unit ON queue (workspace_id, work_unit_key, id)
 -- When nothing is due, workers sleep until the earliest retry.
 CREATE INDEX queue_retry_due ON queue (run_after) WHERE status = 'pending';
 CREATE INDEX queue_completed ON queue (completed_at) WHERE status = 'completed';
--- At most one pending dream per (observer, observed) pair: ScheduleDream and the automatic
--- trigger both insert with ON CONFLICT DO NOTHING.
-CREATE UNIQUE INDEX queue_one_pending_dream ON queue (workspace_id, work_unit_key)
-    WHERE task_type = 'dream' AND status = 'pending';
-
 -- Exact deduplication of derived conclusions on normalised content (trim, lowercase,
 -- collapsed whitespace) among the live conclusions of one pair and level.
 CREATE INDEX conclusions_content_key ON conclusions (

@@ -1,0 +1,64 @@
+"""The worker's database access: psycopg 3 with an async pool, and where to find the server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from pgvector.psycopg import register_vector_async
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from honcho_grpc.settings import Settings
+
+Conn: TypeAlias = AsyncConnection[DictRow]
+Pool: TypeAlias = AsyncConnectionPool[Conn]
+
+
+class NoDatabaseError(RuntimeError):
+    """Neither a configured database nor a running embedded one."""
+
+
+def embedded_dsn(data_dir: Path) -> str | None:
+    """The DSN of the embedded PostgreSQL a server started under `data_dir`, if it runs."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+def resolve_dsn(settings: Settings) -> str:
+    """DB_CONNECTION_URI / DATABASE_URL, else the embedded server of `honcho-grpc serve`."""
+    dsn = settings.db.uri() or embedded_dsn(settings.db.data_dir.resolve())
+    if not dsn:
+        raise NoDatabaseError(
+            "no database: set DB_CONNECTION_URI, or start `honcho-grpc serve` (which starts the "
+            f"embedded PostgreSQL under {settings.db.data_dir}) before the worker, or run "
+            "`honcho-grpc up` to start both")
+    return dsn
+
+
+async def _configure(conn: Conn) -> None:
+    await register_vector_async(conn)
+
+
+def make_pool(dsn: str, max_size: int, *, name: str = "honcho-worker") -> Pool:
+    """An unopened pool of autocommit connections returning dict rows. `check` tests each
+    connection before handing it out, so a restarted server costs one failed probe, not a
+    failed task."""
+    kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+    return AsyncConnectionPool(
+        dsn, connection_class=AsyncConnection[DictRow], kwargs=kwargs, min_size=1,
+        max_size=max_size, open=False, configure=_configure,
+        check=AsyncConnectionPool.check_connection, name=name, reconnect_timeout=3600,
+    )
+
+
+async def connect(dsn: str) -> Conn:
+    """A dedicated autocommit connection (for LISTEN)."""
+    return await AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)

@@ -1,0 +1,326 @@
+"""The worker process: wake on NOTIFY (or the slow poll), lease work units up to the
+concurrency limit, drain each in order, heartbeat the leases, shut down gently.
+
+    honcho-grpc worker                 run until SIGINT/SIGTERM
+    honcho-grpc worker --retry-failed  put failed rows back in the queue and exit
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from honcho_grpc.settings import Settings
+from honcho_grpc.worker import events
+from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
+from honcho_grpc.worker.queue import QUEUE_CHANNEL, Job, LeaseLost, Queue, Unit, retry_failed
+from honcho_grpc.worker.tasks import Handler, PermanentError, TaskContext, default_handlers
+
+log = logging.getLogger(__name__)
+
+DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+# Units whose draining is worth telling webhooks and watchers about.
+DRAIN_EVENT_TYPES = frozenset({"representation", "summary"})
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    jobs: int = 0
+    failures: int = 0
+
+
+class Worker:
+    def __init__(self, settings: Settings, dsn: str, *,
+                 handlers: dict[str, Handler] | None = None, reasoner: Any = None,
+                 embedder: Any = None, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.handlers = handlers if handlers is not None else default_handlers()
+        self.worker_id = worker_id or settings.queue.worker_id or default_worker_id()
+        self._reasoner = reasoner
+        self._embedder = embedder
+        self.pool: Pool = make_pool(dsn, settings.queue.pool_max_size)
+        self.queue = Queue(self.pool, settings.queue, self.worker_id)
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.units: dict[Unit, asyncio.Task[None]] = {}
+        self.stats = Stats()
+        self.ctx: TaskContext | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Work until `stop()`; then finish (or hand back) running units and release."""
+        await self.pool.open(wait=True, timeout=60)
+        self.ctx = TaskContext(self.pool, self.settings, self._build_reasoner(),
+                               self._build_embedder())
+        loops = [asyncio.create_task(coro) for coro in
+                 (self._listen(), self._heartbeat(), self._housekeeping())]
+        dispatcher = asyncio.create_task(self._dispatch())
+        log.info("worker %s started", self.worker_id)
+        if ready is not None:
+            ready()
+        try:
+            await self.stopping.wait()
+        finally:
+            await _cancel(dispatcher)
+            await self._finish_units()
+            for task in loops:
+                await _cancel(task)
+            with contextlib.suppress(*DB_ERRORS, psycopg.Error):
+                await self.queue.release_all()
+            await self.pool.close()
+            log.info("worker %s stopped", self.worker_id)
+
+    def _build_reasoner(self) -> Any:
+        if self._reasoner is None:
+            from honcho_grpc.worker.reasoning import Reasoner
+
+            self._reasoner = Reasoner.from_settings(self.settings)
+        return self._reasoner
+
+    def _build_embedder(self) -> Any:
+        if self._embedder is None:
+            from honcho_grpc.providers.embeddings import build_embedder
+
+            self._embedder = build_embedder(self.settings.embedding)
+        return self._embedder
+
+    async def _finish_units(self) -> None:
+        """Let running units end their current batch, then cancel (they hand rows back)."""
+        running = list(self.units.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in pending:
+                await _cancel(task)
+
+    # -- loops ---------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.clear()
+            delay = self.settings.queue.poll_seconds
+            try:
+                await self._fill()
+                if len(self.units) < self.settings.queue.concurrency:
+                    due = await self.queue.seconds_until_due()
+                    if due is not None:
+                        delay = min(delay, due + 0.01)
+            except DB_ERRORS as exc:
+                log.warning("worker %s: database unavailable (%s)", self.worker_id,
+                            type(exc).__name__)
+                delay = min(delay, 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+
+    async def _fill(self) -> None:
+        while len(self.units) < self.settings.queue.concurrency and not self.stopping.is_set():
+            unit = await self.queue.claim()
+            if unit is None:
+                return
+            task = asyncio.create_task(self._run_unit(unit))
+            self.units[unit] = task
+            task.add_done_callback(functools.partial(self._unit_done, unit))
+
+    def _unit_done(self, unit: Unit, _task: asyncio.Task[None]) -> None:
+        self.units.pop(unit, None)
+        self.wake.set()  # a slot is free, and the unit may have gained rows meanwhile
+
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection; reconnect with backoff when it breaks."""
+        backoff = 0.2
+        while not self.stopping.is_set():
+            try:
+                async with await connect(self.dsn) as conn:
+                    await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+                    self.wake.set()  # notifications may have been missed while away
+                    backoff = 0.2
+                    while not self.stopping.is_set():
+                        async for _ in conn.notifies(timeout=self.settings.queue.poll_seconds):
+                            self.wake.set()
+                        await conn.execute("SELECT 1")  # notice a dead server while idle
+            except DB_ERRORS as exc:
+                log.warning("worker %s: listener lost (%s)", self.worker_id, type(exc).__name__)
+                await _sleep_unless(self.stopping, backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _heartbeat(self) -> None:
+        while not self.stopping.is_set() or self.units:
+            await asyncio.sleep(self.settings.queue.heartbeat_seconds)
+            try:
+                held = await self.queue.heartbeat()
+            except DB_ERRORS as exc:
+                log.warning("worker %s: heartbeat failed (%s)", self.worker_id,
+                            type(exc).__name__)
+                continue
+            for unit, task in list(self.units.items()):
+                if unit not in held and not task.done():
+                    log.warning("worker %s lost the lease of %s", self.worker_id,
+                                unit.work_unit_key)
+                    task.cancel()
+
+    async def _housekeeping(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                removed = await self.queue.housekeeping()
+                if removed:
+                    log.info("removed %d completed queue rows", removed)
+            except DB_ERRORS as exc:
+                log.warning("housekeeping failed (%s)", type(exc).__name__)
+            await _sleep_unless(self.stopping, self.settings.queue.housekeeping_seconds)
+
+    # -- one unit ------------------------------------------------------------------------
+
+    async def _run_unit(self, unit: Unit) -> None:
+        ran: set[str] = set()
+        try:
+            while not self.stopping.is_set():
+                head = await self.queue.next_batch(unit)
+                if head.abandoned:
+                    await self.queue.fail(unit, head.abandoned, "abandoned: the worker running "
+                                          "it stopped every time", final=True)
+                if not head.batch:
+                    if head.abandoned:
+                        continue
+                    break
+                ran.add(head.batch[0].task_type)
+                if not await self._run_batch(unit, head.batch):
+                    break
+        except LeaseLost:
+            log.warning("worker %s: lease of %s taken over", self.worker_id, unit.work_unit_key)
+        except DB_ERRORS as exc:
+            log.warning("worker %s: database error in %s (%s)", self.worker_id,
+                        unit.work_unit_key, type(exc).__name__)
+        finally:
+            with contextlib.suppress(*DB_ERRORS, psycopg.Error, asyncio.CancelledError):
+                await asyncio.shield(self._release(unit, ran))
+
+    async def _run_batch(self, unit: Unit, jobs: list[Job]) -> bool:
+        """Run one batch; True when the unit may go on to its next rows."""
+        await self.queue.start(unit, jobs)
+        handler = self.handlers.get(jobs[0].task_type)
+        try:
+            if handler is None:
+                raise PermanentError(f"no handler for task type {jobs[0].task_type!r}")
+            await self._execute(unit, jobs, handler)
+        except (LeaseLost, *DB_ERRORS):
+            raise
+        except asyncio.CancelledError:
+            if self.stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.queue.requeue(unit, jobs))
+            raise
+        except Exception as exc:  # any handler failure is retried, never dropped
+            return await self._failed(unit, jobs, exc)
+        self.stats.batches += 1
+        self.stats.jobs += len(jobs)
+        return True
+
+    async def _execute(self, unit: Unit, jobs: list[Job], handler: Handler) -> None:
+        assert self.ctx is not None
+        result = await handler(self.ctx, jobs)
+        async with self.queue.fenced(unit) as conn:
+            if result.apply is not None:
+                await result.apply(conn)
+            await self.queue.complete(conn, unit, jobs, result.usage)
+
+    async def _failed(self, unit: Unit, jobs: list[Job], exc: Exception) -> bool:
+        self.stats.failures += 1
+        final = isinstance(exc, PermanentError)
+        log.warning("worker %s: %s task failed (%s), attempt %d", self.worker_id,
+                    jobs[0].task_type, type(exc).__name__, jobs[0].attempts)
+        statuses = await self.queue.fail(unit, jobs, f"{type(exc).__name__}: {exc}",
+                                         final=final)
+        # Parked rows no longer hold the unit up; rows backing off do (order is kept).
+        return all(s == "failed" for s in statuses.values())
+
+    async def _release(self, unit: Unit, ran: set[str]) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            drained = await self.queue.release(conn, unit)
+            kind = unit.work_unit_key.split(":", 1)[0]
+            if drained and kind in DRAIN_EVENT_TYPES and ran:
+                await _announce_drained(conn, unit, kind)
+
+
+async def _announce_drained(conn: Any, unit: Unit, kind: str) -> None:
+    """queue.drained for watchers, and a queue.empty webhook per endpoint."""
+    parts = unit.work_unit_key.split(":")
+    session_id = parts[2] if len(parts) > 2 else ""
+    observed = parts[3] if kind == "representation" and len(parts) > 3 else ""
+    data = {"queue_type": kind, "work_unit_key": unit.work_unit_key}
+    await events.emit(conn, events.QUEUE_DRAINED, unit.workspace_id, session_id=session_id,
+                      peer_id=observed, data=data)
+    from honcho_grpc.worker.tasks.webhook import enqueue_deliveries
+
+    await enqueue_deliveries(conn, unit.workspace_id, "queue.empty", {
+        "workspace_id": unit.workspace_id, "queue_type": kind, "session_id": session_id,
+        "observed": observed or None})
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+async def _sleep_unless(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+# -- process entry points ---------------------------------------------------------------------
+
+async def ensure_schema(dsn: str) -> None:
+    """Apply pending migrations (serialised by an advisory lock with servers doing the same)."""
+    import asyncpg
+
+    from honcho_grpc.db.pool import apply_migrations
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+async def main(settings: Settings, *, on_ready: Callable[[], Awaitable[None]] | None = None
+               ) -> None:
+    """`honcho-grpc worker`: run until SIGINT/SIGTERM."""
+    dsn = resolve_dsn(settings)
+    await ensure_schema(dsn)
+    worker = Worker(settings, dsn)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    print(f"honcho-grpc worker {worker.worker_id} running", flush=True)
+    await worker.run()
+
+
+async def retry_failed_main(settings: Settings, workspace_id: str | None) -> int:
+    """`honcho-grpc worker --retry-failed [--workspace W]`."""
+    pool = make_pool(resolve_dsn(settings), 2, name="honcho-retry")
+    await pool.open(wait=True, timeout=30)
+    try:
+        return await retry_failed(pool, workspace_id)
+    finally:
+        await pool.close()

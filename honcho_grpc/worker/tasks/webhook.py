@@ -1,0 +1,155 @@
+"""Webhook delivery: POST `{"type", "data", "timestamp"}` (compact JSON, sorted keys) to one
+endpoint, signed with `X-Honcho-Signature: <hex HMAC-SHA256 of the body>`. A non-2xx answer
+or a network error is retried by the queue with backoff; one work unit per endpoint keeps
+each endpoint's events in order.
+
+Targets on private, loopback, link-local (and other non-global) addresses are refused, both
+when an endpoint is registered and again at delivery (the name may resolve elsewhere by
+then), unless WEBHOOK_ALLOW_PRIVATE is set. Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import socket
+import ssl
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from psycopg.types.json import Jsonb
+
+from honcho_grpc.settings import WebhookSettings
+from honcho_grpc.worker.db import Conn
+from honcho_grpc.worker.queue import QUEUE_CHANNEL, Job
+from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext
+
+SIGNATURE_HEADER = "X-Honcho-Signature"
+MAX_URL_CHARS = 2048
+
+
+class UrlRefused(ValueError):
+    """The URL may not be used as a webhook target."""
+
+
+def _blocked(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an acceptable http(s) URL, else UrlRefused."""
+    if len(url) > MAX_URL_CHARS or any(c.isspace() for c in url):
+        raise UrlRefused("must be an http or https URL without spaces, at most 2048 chars")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UrlRefused("must be an http or https URL with a host")
+    if parts.username or parts.password:
+        raise UrlRefused("must not carry credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UrlRefused("has an invalid port") from exc
+    return parts.scheme, parts.hostname, port
+
+
+async def check_url(url: str, allow_private: bool) -> list[str]:
+    """Refuse URLs whose host is, or resolves to, a non-public address. Returns the addresses
+    (empty when the name does not resolve now; delivery checks again)."""
+    _, host, port = parse_url(url)
+    if allow_private:
+        return []
+    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        raise UrlRefused("targets a loopback address")
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return []
+    addresses = sorted({str(info[4][0]) for info in infos})
+    if any(_blocked(a) for a in addresses):
+        raise UrlRefused("targets a private, loopback or link-local address")
+    return addresses
+
+
+def body_for(event_type: str, data: dict[str, Any], timestamp: str) -> bytes:
+    return json.dumps({"data": data, "timestamp": timestamp, "type": event_type},
+                      sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def sign(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], address: str | None,
+          timeout: float) -> int:
+    """One POST with the stdlib client (no redirects). With `address`, connect to the
+    address already checked rather than resolving the name a second time."""
+    scheme, host, port = parse_url(url)
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn: http.client.HTTPConnection
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(address or host, port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers={**headers, "Host": parts.netloc})
+        response = conn.getresponse()
+        response.read(65536)
+        return response.status
+    finally:
+        conn.close()
+
+
+async def deliver(url: str, body: bytes, settings: WebhookSettings) -> int:
+    """POST the body; raises on a refused URL (permanent) or a non-2xx answer (retried)."""
+    try:
+        addresses = await check_url(url, settings.allow_private)
+    except UrlRefused as exc:
+        raise PermanentError(f"webhook URL refused: {exc}") from exc
+    headers = {"Content-Type": "application/json", "User-Agent": "honcho-grpc-webhook"}
+    if settings.secret:
+        headers[SIGNATURE_HEADER] = sign(body, settings.secret)
+    status = await asyncio.to_thread(_post, url, body, headers,
+                                     addresses[0] if addresses else None,
+                                     settings.timeout_seconds)
+    if not 200 <= status < 300:
+        raise RuntimeError(f"webhook endpoint answered HTTP {status}")
+    return status
+
+
+async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
+    job = jobs[0]
+    p = job.payload
+    async with ctx.pool.connection() as conn:
+        row = await (await conn.execute(
+            "SELECT url FROM webhook_endpoints WHERE workspace_id = %s AND endpoint_id = %s",
+            (job.workspace_id, p.get("endpoint_id")))).fetchone()
+    if row is None:
+        return Result()  # the endpoint was removed: nothing to deliver
+    body = body_for(str(p.get("type")), p.get("data") or {}, str(p.get("timestamp")))
+    await deliver(row["url"], body, ctx.settings.webhook)
+    return Result()
+
+
+async def enqueue_deliveries(conn: Conn, workspace_id: str, event_type: str,
+                             data: dict[str, Any]) -> int:
+    """One delivery job per endpoint of the workspace, in the caller's transaction."""
+    payload = {"type": event_type, "data": data, "timestamp": datetime.now(UTC).isoformat()}
+    cur = await conn.execute(
+        "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload) "
+        "SELECT workspace_id, 'webhook', 'webhook:' || workspace_id || ':' || endpoint_id, "
+        "%s::jsonb || jsonb_build_object('endpoint_id', endpoint_id) "
+        "FROM webhook_endpoints WHERE workspace_id = %s", (Jsonb(payload), workspace_id))
+    if cur.rowcount:
+        await conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, workspace_id))
+    return cur.rowcount
