@@ -1,0 +1,124 @@
+"""Prompt-time calls: GetContext and GetRepresentation p50/p95 at 10k and 100k messages in
+one session, and StreamChat time to first delta with the offline local provider.
+
+    .venv/bin/python -m bench.dialectic [--sizes 10000 100000] [--calls 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import grpc
+
+from bench.common import percentiles, print_table, server_process, write_json
+from bench.ingest import text
+from honcho_grpc.gen.honcho.v1 import (
+    dialectic_pb2,
+    dialectic_pb2_grpc,
+    message_pb2,
+    message_pb2_grpc,
+    peer_pb2,
+    peer_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+)
+
+WS, SESSION = "bench-dialectic", "long-session"
+
+
+async def load(address: str, dsn: str, total: int) -> None:
+    async def chunks() -> AsyncIterator[message_pb2.ImportMessagesRequest]:
+        for c in range(total // 1000):
+            yield message_pb2.ImportMessagesRequest(
+                workspace_id=WS, session_id=SESSION,
+                messages=[message_pb2.MessageInput(peer_id=f"p{i % 2}", content=text(i))
+                          for i in range(c * 1000, c * 1000 + 1000)])
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        await message_pb2_grpc.MessageServiceStub(channel).ImportMessages(chunks(), timeout=900)
+    # What the worker would have derived: conclusions and a summary (written directly, so the
+    # benchmark measures reads, not derivation).
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, "
+            "session_id, content, times_derived) SELECT $1, 'c' || g, 'p0', 'p0', $2, "
+            "'p0 fact number ' || g, 1 + g % 5 FROM generate_series(1, 500) g", WS, SESSION)
+        await conn.execute(
+            "INSERT INTO summaries (workspace_id, session_id, summary_type, content, "
+            "last_message_id, last_message_seq, token_count) SELECT $1, $2, 'short', "
+            "repeat('summary ', 300), message_id, seq, 300 FROM messages WHERE "
+            "workspace_id = $1 AND session_id = $2 ORDER BY seq DESC OFFSET 40 LIMIT 1",
+            WS, SESSION)
+    finally:
+        await conn.close()
+
+
+async def timed(n: int, call) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await call()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+async def measure(address: str, calls: int) -> list[dict[str, object]]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        sessions = session_pb2_grpc.SessionServiceStub(channel)
+        peers = peer_pb2_grpc.PeerServiceStub(channel)
+        dialectic = dialectic_pb2_grpc.DialecticServiceStub(channel)
+
+        async def context() -> None:
+            await sessions.GetContext(session_pb2.GetContextRequest(
+                workspace_id=WS, session_id=SESSION, tokens=4000), timeout=10)
+
+        async def context_with_peer() -> None:
+            await sessions.GetContext(session_pb2.GetContextRequest(
+                workspace_id=WS, session_id=SESSION, tokens=4000, peer_target="p0"),
+                timeout=10)
+
+        async def representation() -> None:
+            await peers.GetRepresentation(peer_pb2.GetRepresentationRequest(
+                workspace_id=WS, peer_id="p0", include_most_frequent=True), timeout=10)
+
+        async def first_delta() -> None:
+            stream = dialectic.StreamChat(dialectic_pb2.StreamChatRequest(
+                query=dialectic_pb2.ChatQuery(workspace_id=WS, peer_id="p0",
+                                              query="what instrument is p0 learning?")))
+            await stream.read()
+            stream.cancel()
+
+        rows: list[dict[str, object]] = []
+        for name, fn in (("GetContext (4k tokens)", context),
+                         ("GetContext + peer representation", context_with_peer),
+                         ("GetRepresentation", representation),
+                         ("StreamChat first delta (local provider)", first_delta)):
+            await timed(10, fn)
+            rows.append({"call": name, **percentiles(await timed(calls, fn))})
+    return rows
+
+
+async def main(sizes: list[int], calls: int) -> None:
+    results: dict[str, object] = {}
+    for size in sizes:
+        with server_process(SERVER_EMBED_IN_SERVER="false") as server:
+            await load(server.address, server.dsn(), size)
+            rows = await measure(server.address, calls)
+        for r in rows:
+            r["messages"] = size
+        print_table(f"{size} messages in one session", rows)
+        results[str(size)] = rows
+    write_json("dialectic", results)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args()
+    asyncio.run(main(args.sizes, args.calls))
