@@ -42,10 +42,12 @@ from honcho_grpc.server.errors import ErrorInterceptor
 from honcho_grpc.server.servicers import pending
 from honcho_grpc.server.servicers.conclusion import ConclusionServicer
 from honcho_grpc.server.servicers.dialectic import DialecticServicer
+from honcho_grpc.server.servicers.event import EventServicer
 from honcho_grpc.server.servicers.message import MessageServicer
 from honcho_grpc.server.servicers.peer import PeerServicer
 from honcho_grpc.server.servicers.search import SearchServicer
 from honcho_grpc.server.servicers.session import SessionServicer
+from honcho_grpc.server.servicers.webhook import WebhookServicer
 from honcho_grpc.server.servicers.workspace import WorkspaceServicer
 from honcho_grpc.settings import Settings
 
@@ -89,8 +91,8 @@ def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | No
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(deps), server)
     conclusion_pb2_grpc.add_ConclusionServiceServicer_to_server(ConclusionServicer(deps), server)
     dialectic_pb2_grpc.add_DialecticServiceServicer_to_server(DialecticServicer(deps), server)
-    webhook_pb2_grpc.add_WebhookServiceServicer_to_server(pending.PendingWebhook(), server)
-    event_pb2_grpc.add_EventServiceServicer_to_server(pending.PendingEvent(), server)
+    webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(deps), server)
+    event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(deps), server)
     key_pb2_grpc.add_KeyServiceServicer_to_server(pending.PendingKey(), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -42,11 +42,11 @@ async def test_reflection_lists_services(stubs: Stubs) -> None:
 
 async def test_pending_methods_answer_unimplemented() -> None:
     """Services whose logic is still to come raise a named UNIMPLEMENTED error."""
-    servicer = pending.PendingEvent()
+    servicer = pending.PendingKey()
     with pytest.raises(HonchoError) as caught:
-        await servicer.WatchEvents(None, None)
+        await servicer.CreateKey(None, None)
     assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
-    assert "EventService.WatchEvents" in caught.value.message
+    assert "KeyService.CreateKey" in caught.value.message
 
 
 async def test_oversized_request_is_refused(settings: Settings, stubs: Stubs, ws: str) -> None:

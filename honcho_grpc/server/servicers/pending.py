@@ -8,9 +8,7 @@ from typing import Any
 from honcho_grpc.errors import unimplemented
 from honcho_grpc.gen.honcho.v1 import (
     dialectic_pb2_grpc,
-    event_pb2_grpc,
     key_pb2_grpc,
-    webhook_pb2_grpc,
 )
 
 
@@ -26,11 +24,5 @@ def _pending(service: str, methods: tuple[str, ...]) -> dict[str, Any]:
 
 PendingDialectic = type("PendingDialectic", (dialectic_pb2_grpc.DialecticServiceServicer,),
                         _pending("DialecticService", ("Chat", "StreamChat")))
-PendingWebhook = type("PendingWebhook", (webhook_pb2_grpc.WebhookServiceServicer,),
-                      _pending("WebhookService", ("CreateWebhookEndpoint",
-                                                  "ListWebhookEndpoints",
-                                                  "DeleteWebhookEndpoint", "TestWebhook")))
-PendingEvent = type("PendingEvent", (event_pb2_grpc.EventServiceServicer,),
-                    _pending("EventService", ("WatchEvents",)))
 PendingKey = type("PendingKey", (key_pb2_grpc.KeyServiceServicer,),
                   _pending("KeyService", ("CreateKey",)))

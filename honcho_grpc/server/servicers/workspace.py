@@ -7,13 +7,13 @@ from typing import Any
 import grpc
 
 from honcho_grpc.domain.idempotent import run_write
-from honcho_grpc.errors import unimplemented
 from honcho_grpc.gen.honcho.v1 import workspace_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import workspace_pb2_grpc as rpc
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
 from honcho_grpc.store import resources
+from honcho_grpc.worker.enqueue import schedule_dream
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -97,20 +97,52 @@ class WorkspaceServicer(rpc.WorkspaceServiceServicer):
 
     async def ScheduleDream(self, request: pb.ScheduleDreamRequest,
                             context: Ctx) -> pb.ScheduleDreamResponse:
-        raise unimplemented("WorkspaceService.ScheduleDream")
+        with checking() as c:
+            c.id("workspace_id", request.workspace_id)
+            c.id("observer_id", request.observer_id)
+            c.id("observed_id", request.observed_id, required=False)
+            c.id("session_id", request.session_id, required=False)
+            if request.dream_type not in DREAM_TYPES:
+                c.fail("dream_type", "is not a known dream type")
+        ws, observer = request.workspace_id, request.observer_id
+        observed = request.observed_id or observer
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            for peer in {observer, observed}:
+                common.require(await resources.get_peer(conn, ws, peer), "peer",
+                               workspaceId=ws, peerId=peer)
+            if request.session_id:
+                common.require(await resources.get_session(conn, ws, request.session_id),
+                               "session", workspaceId=ws, sessionId=request.session_id)
+            queued = await schedule_dream(conn, ws, observer, observed,
+                                          DREAM_TYPES[request.dream_type],
+                                          request.session_id or None)
+        return pb.ScheduleDreamResponse(queued=queued)
+
+
+DREAM_TYPES = {pb.DREAM_TYPE_UNSPECIFIED: "omni", pb.DREAM_TYPE_OMNI: "omni",
+               pb.DREAM_TYPE_CARD_REFRESH: "card_refresh"}
 
 
 async def queue_status(pool: Any, workspace_id: str, session_id: str, observer_id: str,
                        sender_id: str) -> list[Any]:
-    """Counts of derivation work (representation, summary, dream) by session and status."""
+    """Counts of derivation work (representation, summary, dream) by session and status.
+    A row is in progress only while a live lease covers its unit; rows a crashed worker left
+    behind count as pending (they are claimable again)."""
     return list(await pool.fetch(
         """
-        SELECT session_id, status, count(*) AS n FROM queue
-        WHERE workspace_id = $1 AND task_type IN ('representation', 'summary', 'dream')
-          AND ($2 = '' OR session_id = $2)
-          AND ($3 = '' OR payload->'observers' ? $3 OR payload->>'observer' = $3)
-          AND ($4 = '' OR payload->>'observed' = $4)
-        GROUP BY session_id, status
+        SELECT q.session_id,
+               CASE WHEN q.status = 'in_progress' AND NOT EXISTS (
+                        SELECT 1 FROM work_unit_leases l
+                        WHERE l.workspace_id = q.workspace_id
+                          AND l.work_unit_key = q.work_unit_key AND l.expires_at > now())
+                    THEN 'pending' ELSE q.status END AS status,
+               count(*) AS n
+        FROM queue q
+        WHERE q.workspace_id = $1 AND q.task_type IN ('representation', 'summary', 'dream')
+          AND ($2 = '' OR q.session_id = $2)
+          AND ($3 = '' OR q.payload->'observers' ? $3 OR q.payload->>'observer' = $3)
+          AND ($4 = '' OR q.payload->>'observed' = $4)
+        GROUP BY 1, 2
         """,
         workspace_id, session_id, observer_id, sender_id,
     ))

@@ -129,6 +129,8 @@ async def write(conn: Conn, pair: Pair, items: list[NewConclusion], *, model: st
 
 async def _insert(conn: Conn, pair: Pair, fresh: list[tuple[str, NewConclusion]],
                   model: str | None, metadata: dict[str, Any]) -> None:
+    """clock_timestamp(), not now(): the rows of one batch keep the order of the messages
+    they came from, which is what "newer" means when a dream supersedes."""
     if not fresh:
         return
     async with conn.cursor() as cur:
@@ -136,8 +138,8 @@ async def _insert(conn: Conn, pair: Pair, fresh: list[tuple[str, NewConclusion]]
             """
             INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id,
                 session_id, content, level, embedding, model, premise_ids, source_message_ids,
-                internal_metadata)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                internal_metadata, created_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
             """,
             [(pair.workspace_id, cid, pair.observer_id, pair.observed_id, c.session_id,
               c.content, c.level, c.embedding, model if c.embedding is not None else None,
