@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -241,7 +241,33 @@ async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: Any, q: Question
 
 
 async def llm_answer(llm: Any, q: Question, g: Gathered,
-                     answer: Answer) -> AsyncIterator[str]:
-    """A real provider's answer (the provider layer lands with the insights issue)."""
-    raise unimplemented(f"dialectic with the {type(llm).__name__} provider")
-    yield ""  # pragma: no cover - makes this an async generator
+                     answer: Answer) -> AsyncGenerator[str, None]:
+    """A real provider's answer, streamed as the provider produces it. With a
+    response_format the provider's structured output is checked to be a JSON object first."""
+    messages = [{"role": "system", "content": system_prompt(q)},
+                {"role": "user", "content": user_prompt(q, g)}]
+    max_tokens = LEVELS[q.level].max_tokens
+    if q.response_format:
+        done = await llm.complete(messages, max_tokens=max_tokens,
+                                  response_schema=q.response_format)
+        answer.input_tokens, answer.output_tokens = (done.usage.input_tokens,
+                                                     done.usage.output_tokens)
+        try:
+            data = json.loads(done.text)
+        except ValueError as exc:
+            raise unimplemented("a provider that returns JSON for response_format") from exc
+        if not isinstance(data, dict):
+            raise unimplemented("a provider that returns a JSON object for response_format")
+        yield json.dumps(data)
+        return
+    stream = llm.stream(messages, max_tokens=max_tokens)
+    try:
+        async for event in stream:
+            if event.text:
+                yield event.text
+            if event.usage is not None:
+                answer.input_tokens = event.usage.input_tokens
+                answer.output_tokens = event.usage.output_tokens
+                answer.finish_reason = event.finish_reason or "stop"
+    finally:
+        await stream.aclose()  # a cancelled client stops the provider call at once

@@ -37,6 +37,7 @@ from honcho_grpc.gen.honcho.v1 import (
     workspace_pb2_grpc,
 )
 from honcho_grpc.providers.embeddings import build_embedder
+from honcho_grpc.providers.llm import build_llm
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.errors import ErrorInterceptor
 from honcho_grpc.server.servicers import pending
@@ -136,7 +137,7 @@ async def start(settings: Settings, db: Database, *, embedder: object | None = N
                 background: bool = True) -> Running:
     """Start serving on settings.server.host:port (port 0 picks one)."""
     embedder = embedder or build_embedder(settings.embedding)
-    deps = Deps(settings=settings, db=db, embedder=embedder)
+    deps = Deps(settings=settings, db=db, embedder=embedder, llm=build_llm(settings.llm))
     server, health_servicer = build_server(deps)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     await server.start()

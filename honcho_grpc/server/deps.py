@@ -14,7 +14,7 @@ class Deps:
     settings: Settings
     db: Database
     embedder: Any  # honcho_grpc.providers.embeddings.Embedder
-    llm: Any = None  # honcho_grpc.providers.llm.LLMProvider, once built
+    llm: Any = None  # honcho_grpc.providers.llm.LLMProvider; None is the offline `local`
 
     @property
     def pool(self) -> Any:
