@@ -80,36 +80,35 @@ class Head:
     abandoned: list[Job] = field(default_factory=list)  # out of attempts after crashes
 
 
-CLAIM_SQL = """
-WITH candidate AS (
-    SELECT q.workspace_id, q.work_unit_key FROM queue q
-    WHERE q.status IN ('pending', 'in_progress')
-      AND (q.status = 'in_progress' OR q.run_after <= now())
-      AND (%(only)s::text[] IS NULL OR q.workspace_id = ANY(%(only)s))
-      AND NOT EXISTS (
-          SELECT 1 FROM work_unit_leases l
-          WHERE l.workspace_id = q.workspace_id AND l.work_unit_key = q.work_unit_key
-            AND l.expires_at > now())
-      -- In order: a unit whose oldest row waits for its retry waits as a whole.
-      AND NOT EXISTS (
-          SELECT 1 FROM queue h
-          WHERE h.workspace_id = q.workspace_id AND h.work_unit_key = q.work_unit_key
-            AND h.status = 'pending' AND h.id < q.id AND h.run_after > now())
-    ORDER BY q.id LIMIT 1
-    FOR UPDATE OF q SKIP LOCKED
-), leased AS (
-    INSERT INTO work_unit_leases (workspace_id, work_unit_key, worker_id, expires_at)
-    SELECT workspace_id, work_unit_key, %(worker)s,
-           now() + %(lease)s * interval '1 second'
-    FROM candidate
-    ON CONFLICT (workspace_id, work_unit_key) DO UPDATE
-        SET worker_id = EXCLUDED.worker_id, expires_at = EXCLUDED.expires_at,
-            acquired_at = now()
-        WHERE work_unit_leases.expires_at <= now()
-    RETURNING workspace_id, work_unit_key
-)
-SELECT c.workspace_id, c.work_unit_key, l.work_unit_key IS NOT NULL AS won
-FROM candidate c LEFT JOIN leased l USING (workspace_id, work_unit_key)
+# Step 1 of a claim: the oldest due row whose unit nobody holds. SKIP LOCKED passes over rows
+# another transaction is updating right now; the lock ends with the statement, so a claim
+# never holds a queue row while it waits for a lease (fenced writers lock lease, then rows).
+CANDIDATE_SQL = """
+SELECT q.workspace_id, q.work_unit_key FROM queue q
+WHERE q.status IN ('pending', 'in_progress')
+  AND (q.status = 'in_progress' OR q.run_after <= now())
+  AND (%(only)s::text[] IS NULL OR q.workspace_id = ANY(%(only)s))
+  AND NOT EXISTS (
+      SELECT 1 FROM work_unit_leases l
+      WHERE l.workspace_id = q.workspace_id AND l.work_unit_key = q.work_unit_key
+        AND l.expires_at > now())
+  -- In order: a unit whose oldest row waits for its retry waits as a whole.
+  AND NOT EXISTS (
+      SELECT 1 FROM queue h
+      WHERE h.workspace_id = q.workspace_id AND h.work_unit_key = q.work_unit_key
+        AND h.status = 'pending' AND h.id < q.id AND h.run_after > now())
+ORDER BY q.id LIMIT 1
+FOR UPDATE OF q SKIP LOCKED
+"""
+
+# Step 2: take the unit's lease, or an expired one over; nothing when someone holds it.
+LEASE_SQL = """
+INSERT INTO work_unit_leases (workspace_id, work_unit_key, worker_id, expires_at)
+VALUES (%(ws)s, %(key)s, %(worker)s, now() + %(lease)s * interval '1 second')
+ON CONFLICT (workspace_id, work_unit_key) DO UPDATE
+    SET worker_id = EXCLUDED.worker_id, expires_at = EXCLUDED.expires_at, acquired_at = now()
+    WHERE work_unit_leases.expires_at <= now()
+RETURNING work_unit_key
 """
 
 HEAD_SQL = """
@@ -149,11 +148,14 @@ class Queue:
         for _ in range(attempts):
             async with self.pool.connection() as conn:
                 row = await (await conn.execute(
-                    CLAIM_SQL, {"worker": self.worker_id, "lease": self.settings.lease_seconds,
-                                "only": self.settings.workspaces or None})).fetchone()
-            if row is None:
-                return None
-            if row["won"]:
+                    CANDIDATE_SQL, {"only": self.settings.workspaces or None})).fetchone()
+                if row is None:
+                    return None
+                won = await (await conn.execute(LEASE_SQL, {
+                    "ws": row["workspace_id"], "key": row["work_unit_key"],
+                    "worker": self.worker_id, "lease": self.settings.lease_seconds,
+                })).fetchone()
+            if won is not None:
                 return Unit(row["workspace_id"], row["work_unit_key"])
         return None
 
@@ -239,12 +241,17 @@ class Queue:
     # -- leases --------------------------------------------------------------------------
 
     async def heartbeat(self) -> set[Unit]:
-        """Extend every lease this worker holds; returns the units still held."""
-        async with self.pool.connection() as conn:
+        """Extend every lease this worker holds; returns the units still held. Rows locked by
+        our own writes in flight are ours and skipped (never waited for)."""
+        async with self.pool.connection() as conn, conn.transaction():
             rows = await (await conn.execute(
+                "SELECT workspace_id, work_unit_key FROM work_unit_leases WHERE worker_id = %s",
+                (self.worker_id,))).fetchall()
+            await conn.execute(
                 "UPDATE work_unit_leases SET expires_at = now() + %s * interval '1 second' "
-                "WHERE worker_id = %s RETURNING workspace_id, work_unit_key",
-                (self.settings.lease_seconds, self.worker_id))).fetchall()
+                "WHERE (workspace_id, work_unit_key) IN (SELECT workspace_id, work_unit_key "
+                "FROM work_unit_leases WHERE worker_id = %s FOR UPDATE SKIP LOCKED)",
+                (self.settings.lease_seconds, self.worker_id))
         return {Unit(r["workspace_id"], r["work_unit_key"]) for r in rows}
 
     async def release(self, conn: Conn, unit: Unit) -> bool:

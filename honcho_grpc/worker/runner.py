@@ -167,13 +167,15 @@ class Worker:
     async def _heartbeat(self) -> None:
         while not self.stopping.is_set() or self.units:
             await asyncio.sleep(self.settings.queue.heartbeat_seconds)
+            # Only units claimed before the query: a claim racing it is not visible to it.
+            known = dict(self.units)
             try:
                 held = await self.queue.heartbeat()
             except DB_ERRORS as exc:
                 log.warning("worker %s: heartbeat failed (%s)", self.worker_id,
                             type(exc).__name__)
                 continue
-            for unit, task in list(self.units.items()):
+            for unit, task in known.items():
                 if unit not in held and not task.done():
                     log.warning("worker %s lost the lease of %s", self.worker_id,
                                 unit.work_unit_key)

@@ -52,24 +52,24 @@ async def running_worker(settings: Settings, *, handlers: dict[str, Handler] | N
         await asyncio.wait_for(task, 30)
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0,
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0,
                      interval: float = 0.05) -> Any:
     """Poll until `check()` returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     value = None
     while time.monotonic() < deadline:
         value = await check()
         if value:
             return value
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+    raise AssertionError(f"condition not met within {within}s (last value: {value!r})")
 
 
 class WorkerProcess:
     """`python -m honcho_grpc.cli worker` with the given environment."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        environ = {**os.environ, "APP_LOG_LEVEL": "WARNING", **env}
+        environ = {**os.environ, "APP_LOG_LEVEL": "INFO", **env}
         self.proc = subprocess.Popen([sys.executable, "-m", "honcho_grpc.cli", "worker"],
                                      env=environ, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -89,13 +89,16 @@ class WorkerProcess:
         self.proc.kill()
         self.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop it; returns what it printed (shown when a test fails)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read().decode(errors="replace")
 
 
 def process_env(dsn: str, workspaces: list[str], **extra: str) -> dict[str, str]:
@@ -103,7 +106,7 @@ def process_env(dsn: str, workspaces: list[str], **extra: str) -> dict[str, str]
 
     env = {"DB_CONNECTION_URI": dsn, "EMBEDDING_PROVIDER": "fake",
            "QUEUE_WORKSPACES": json.dumps(workspaces), "QUEUE_POLL_SECONDS": "0.5",
-           "QUEUE_LEASE_SECONDS": "2", "QUEUE_HEARTBEAT_SECONDS": "0.5",
+           "QUEUE_LEASE_SECONDS": "5", "QUEUE_HEARTBEAT_SECONDS": "0.5",
            "QUEUE_RETRY_BASE_SECONDS": "0.1", "QUEUE_RETRY_MAX_SECONDS": "1"}
     return {**env, **extra}
 
@@ -114,7 +117,9 @@ def worker_processes() -> Iterator[list[WorkerProcess]]:
     procs: list[WorkerProcess] = []
     yield procs
     for p in procs:
-        p.stop()
+        output = p.stop()
+        if output.strip():
+            print(f"--- worker {p.proc.pid} output ---\n{output}")
 
 
 async def queue_rows(pool: asyncpg.Pool, workspace_id: str) -> list[asyncpg.Record]:

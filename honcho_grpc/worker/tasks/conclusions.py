@@ -70,36 +70,61 @@ def _close(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return float(1.0 - np.dot(a, b)) <= SEMANTIC_DUPLICATE_DISTANCE
 
 
-async def _exact_match(conn: Conn, pair: Pair, item: NewConclusion) -> str | None:
-    row = await (await conn.execute(
+async def _exact_matches(conn: Conn, pair: Pair, level: str,
+                         contents: list[str]) -> dict[int, str]:
+    """Index (0-based) of each content -> a live conclusion with the same normalised text."""
+    rows = await (await conn.execute(
         r"""
-        SELECT conclusion_id FROM conclusions
-        WHERE workspace_id = %s AND observer_id = %s AND observed_id = %s AND level = %s
-          AND invalidated_at IS NULL
-          AND md5(lower(regexp_replace(btrim(content), '\s+', ' ', 'g')))
-              = md5(lower(regexp_replace(btrim(%s::text), '\s+', ' ', 'g')))
-        LIMIT 1
-        """, (pair.workspace_id, pair.observer_id, pair.observed_id, item.level, item.content)
-    )).fetchone()
-    return row["conclusion_id"] if row else None
+        SELECT f.i - 1 AS i, m.conclusion_id
+        FROM unnest(%(contents)s::text[]) WITH ORDINALITY AS f(content, i)
+        CROSS JOIN LATERAL (
+            SELECT conclusion_id FROM conclusions
+            WHERE workspace_id = %(ws)s AND observer_id = %(obs)s AND observed_id = %(obd)s
+              AND level = %(level)s AND invalidated_at IS NULL
+              AND md5(lower(regexp_replace(btrim(content), '\s+', ' ', 'g')))
+                  = md5(lower(regexp_replace(btrim(f.content), '\s+', ' ', 'g')))
+            LIMIT 1) m
+        """, {"contents": contents, "ws": pair.workspace_id, "obs": pair.observer_id,
+              "obd": pair.observed_id, "level": level})).fetchall()
+    return {r["i"]: r["conclusion_id"] for r in rows}
 
 
-async def _semantic_match(conn: Conn, pair: Pair, item: NewConclusion) -> str | None:
-    if item.embedding is None:
-        return None
-    # "+ 0" keeps the planner off the global HNSW index: its approximate top-k, filtered to
-    # one pair afterwards, can miss the pair's rows. The pair's rows are scanned exactly.
-    row = await (await conn.execute(
+async def _semantic_matches(conn: Conn, pair: Pair, level: str,
+                            vectors: list[np.ndarray]) -> dict[int, str]:
+    """Index of each vector -> the nearest live conclusion within the duplicate distance.
+    "+ 0" keeps the planner off the global HNSW index: its approximate top-k, filtered to one
+    pair afterwards, can miss the pair's rows. The pair's rows are scanned exactly."""
+    rows = await (await conn.execute(
         """
-        SELECT conclusion_id FROM conclusions
-        WHERE workspace_id = %(ws)s AND observer_id = %(obs)s AND observed_id = %(obd)s
-          AND level = %(level)s AND invalidated_at IS NULL AND embedding IS NOT NULL
-          AND (embedding <=> %(vec)s) <= %(max)s
-        ORDER BY (embedding <=> %(vec)s) + 0 LIMIT 1
-        """, {"ws": pair.workspace_id, "obs": pair.observer_id, "obd": pair.observed_id,
-              "level": item.level, "vec": item.embedding, "max": SEMANTIC_DUPLICATE_DISTANCE}
-    )).fetchone()
-    return row["conclusion_id"] if row else None
+        SELECT f.i - 1 AS i, m.conclusion_id
+        FROM unnest(%(vecs)b::vector[]) WITH ORDINALITY AS f(v, i)
+        CROSS JOIN LATERAL (
+            SELECT conclusion_id FROM conclusions
+            WHERE workspace_id = %(ws)s AND observer_id = %(obs)s AND observed_id = %(obd)s
+              AND level = %(level)s AND invalidated_at IS NULL AND embedding IS NOT NULL
+              AND (embedding <=> f.v) <= %(max)s
+            ORDER BY (embedding <=> f.v) + 0 LIMIT 1) m
+        """, {"vecs": vectors, "ws": pair.workspace_id, "obs": pair.observer_id,
+              "obd": pair.observed_id, "level": level, "max": SEMANTIC_DUPLICATE_DISTANCE}
+    )).fetchall()
+    return {r["i"]: r["conclusion_id"] for r in rows}
+
+
+async def _existing(conn: Conn, pair: Pair, items: list[NewConclusion]) -> list[str | None]:
+    """Per item, the live conclusion it repeats (exactly, else nearly), if any."""
+    found: list[str | None] = [None] * len(items)
+    for level in sorted({i.level for i in items}):
+        idx = [n for n, i in enumerate(items) if i.level == level]
+        exact = await _exact_matches(conn, pair, level, [items[n].content for n in idx])
+        for k, cid in exact.items():
+            found[idx[k]] = cid
+        rest = [n for n in idx if found[n] is None and items[n].embedding is not None]
+        if rest:
+            near = await _semantic_matches(conn, pair, level,
+                                           [items[n].embedding for n in rest])  # type: ignore[misc]
+            for k, cid in near.items():
+                found[rest[k]] = cid
+    return found
 
 
 async def write(conn: Conn, pair: Pair, items: list[NewConclusion], *, model: str | None,
@@ -110,8 +135,7 @@ async def write(conn: Conn, pair: Pair, items: list[NewConclusion], *, model: st
     bumps: Counter[str] = Counter()
     fresh: list[tuple[str, NewConclusion]] = []
     targets: list[str] = []  # per kept item: the conclusion it became or repeats
-    for item in kept:
-        existing = await _exact_match(conn, pair, item) or await _semantic_match(conn, pair, item)
+    for item, existing in zip(kept, await _existing(conn, pair, kept), strict=True):
         if existing:
             bumps[existing] += 1
             targets.append(existing)
@@ -139,7 +163,7 @@ async def _insert(conn: Conn, pair: Pair, fresh: list[tuple[str, NewConclusion]]
             INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id,
                 session_id, content, level, embedding, model, premise_ids, source_message_ids,
                 internal_metadata, created_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %b, %s, %s, %s, %s, clock_timestamp())
             """,
             [(pair.workspace_id, cid, pair.observer_id, pair.observed_id, c.session_id,
               c.content, c.level, c.embedding, model if c.embedding is not None else None,
@@ -149,11 +173,16 @@ async def _insert(conn: Conn, pair: Pair, fresh: list[tuple[str, NewConclusion]]
 async def _bump(conn: Conn, workspace_id: str, bumps: Counter[str]) -> None:
     if not bumps:
         return
+    # In id order: two transactions bumping the same rows never wait on each other in a cycle.
+    ids = sorted(bumps)
+    await conn.execute(
+        "SELECT 1 FROM conclusions WHERE workspace_id = %s AND conclusion_id = ANY(%s) "
+        "ORDER BY conclusion_id FOR NO KEY UPDATE", (workspace_id, ids))
     await conn.execute(
         "UPDATE conclusions c SET times_derived = c.times_derived + d.n "
         "FROM unnest(%s::text[], %s::int[]) AS d(id, n) "
         "WHERE c.workspace_id = %s AND c.conclusion_id = d.id",
-        (list(bumps), list(bumps.values()), workspace_id))
+        (ids, [bumps[i] for i in ids], workspace_id))
 
 
 async def already_written(conn: Conn, pair: Pair, queue_ids: list[int]) -> bool:

@@ -1,0 +1,200 @@
+"""Faults with real worker processes: killed mid-task, a provider failing then recovering,
+PostgreSQL restarted underneath, and a burst of 10,000 messages. Nothing is lost and no
+conclusion is duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from honcho_grpc.db.embedded import EmbeddedPostgres
+from honcho_grpc.db.pool import Database, open_database
+from honcho_grpc.domain.messages import write_messages
+from honcho_grpc.gen.honcho.v1 import message_pb2
+from honcho_grpc.ids import new_id
+from honcho_grpc.providers.tokens import count_tokens
+from honcho_grpc.store.messages import NewMessage
+from tests.conftest import Stubs, make_settings, scratch_dir
+from tests.worker.conftest import (
+    WorkerProcess,
+    eventually,
+    process_env,
+    queue_rows,
+)
+from tests.worker.fake_openai import fake_openai
+
+
+def start_worker(procs: list[WorkerProcess], env: dict[str, str]) -> WorkerProcess:
+    proc = WorkerProcess(env)
+    procs.append(proc)
+    proc.wait_started()
+    return proc
+
+
+async def settled(pool: asyncpg.Pool, ws: str, expected: int) -> bool:
+    """All `expected` rows of the workspace are completed."""
+    row = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE status = 'completed') AS done, count(*) AS n "
+        "FROM queue WHERE workspace_id = $1", ws)
+    return bool(row["done"] == row["n"] == expected)
+
+
+async def duplicates(pool: asyncpg.Pool, ws: str) -> list[asyncpg.Record]:
+    return list(await pool.fetch(
+        "SELECT observer_id, observed_id, content, count(*) AS n, max(times_derived) AS td "
+        "FROM conclusions WHERE workspace_id = $1 GROUP BY 1, 2, 3 "
+        "HAVING count(*) > 1 OR max(times_derived) > 1", ws))
+
+
+def openai_embeddings_env(url: str) -> dict[str, str]:
+    return {"EMBEDDING_PROVIDER": "openai", "EMBEDDING_OPENAI_BASE_URL": url,
+            "EMBEDDING_OPENAI_API_KEY": "test", "EMBEDDING_MODEL": "fake-embedding"}
+
+
+async def test_killed_worker_is_taken_over_without_duplicates(
+        stubs: Stubs, db: Database, pg_dsn: str, ws: str,
+        worker_processes: list[WorkerProcess]) -> None:
+    with fake_openai() as fake:
+        env = process_env(pg_dsn, [ws], QUEUE_LEASE_SECONDS="2",
+                          **openai_embeddings_env(fake.url))
+        first = start_worker(worker_processes, env)
+        fake.hold.clear()  # the next embedding call hangs: the worker is stuck mid-task
+        await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id="s", messages=[
+                message_pb2.MessageInput(peer_id="ann", content="I grow tomatoes."),
+                message_pb2.MessageInput(peer_id="ann", content="I repair old bicycles.")]))
+        assert await asyncio.to_thread(fake.arrived.wait, 20)
+        stuck = [r for r in await queue_rows(db.pool, ws) if r["status"] == "in_progress"]
+        assert stuck, "the worker holds the batch"
+        first.kill()
+        fake.hold.set()
+        start_worker(worker_processes, env)
+        await eventually(lambda: settled(db.pool, ws, 2), within=30)
+    rows = await queue_rows(db.pool, ws)
+    assert [r["attempts"] for r in rows] == [2, 2]  # one batch; the killed attempt counts
+    contents = sorted(r["content"] for r in await db.pool.fetch(
+        "SELECT content FROM conclusions WHERE workspace_id = $1", ws))
+    assert contents == ["ann grows tomatoes", "ann repairs old bicycles"]
+    assert await duplicates(db.pool, ws) == []
+
+
+async def test_provider_failing_then_recovering(stubs: Stubs, db: Database, pg_dsn: str,
+                                                ws: str,
+                                                worker_processes: list[WorkerProcess]) -> None:
+    with fake_openai() as fake:
+        # The SDK's own retries (3 requests) fail, so the queue retries the task.
+        fake.fail_next = 3
+        env = process_env(pg_dsn, [ws], **openai_embeddings_env(fake.url))
+        start_worker(worker_processes, env)
+        await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id="s",
+            messages=[message_pb2.MessageInput(peer_id="ann", content="I speak Finnish.")]))
+        await eventually(lambda: settled(db.pool, ws, 1), within=30)
+    row = (await queue_rows(db.pool, ws))[0]
+    assert row["attempts"] == 2 and row["last_error"] is None
+    assert await db.pool.fetchval(
+        "SELECT count(*) FROM conclusions WHERE workspace_id = $1", ws) == 1
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    """A PostgreSQL of this test alone (the shared one must not be restarted)."""
+    root = scratch_dir("honcho-restart-")
+    pg = EmbeddedPostgres(root / "data", fsync=False)
+    dsn = pg.start()
+    db = await open_database(make_settings(dsn))  # migrations
+    await db.close()
+    yield pg, dsn
+    pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def write(dsn: str, ws: str, contents: list[str]) -> None:
+    settings = make_settings(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        from honcho_grpc.db.pool import init_connection
+
+        await init_connection(conn)
+        async with conn.transaction():
+            await write_messages(conn, settings, ws, "s", [
+                NewMessage(new_id(), "ann", c, {}, {}, count_tokens(c), None)
+                for c in contents])
+    finally:
+        await conn.close()
+
+
+async def test_postgres_restart_under_the_worker(own_postgres: tuple[EmbeddedPostgres, str],
+                                                 worker_processes: list[WorkerProcess]) -> None:
+    pg, dsn = own_postgres
+    ws = "restart"
+    start_worker(worker_processes, process_env(dsn, [ws]))
+    await write(dsn, ws, [f"I visited city number {i}." for i in range(20)])
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    await eventually(lambda: settled(pool, ws, 21), within=30)  # 20 + one summary
+    await pool.close()
+    pg.stop()
+    await asyncio.sleep(1.0)  # the worker's connections break; it keeps trying
+    pg.start()
+    await write(dsn, ws, [f"I visited town number {i}." for i in range(20)])
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await eventually(lambda: settled(pool, ws, 42), within=40)
+        assert await pool.fetchval("SELECT count(*) FROM conclusions") == 40
+        assert await duplicates(pool, ws) == []
+    finally:
+        await pool.close()
+
+
+BURST = 10_000
+STATEMENT_EVERY = 10  # one message in ten states a fact; the rest is chit-chat
+
+
+def burst_text(n: int) -> str:
+    return f"I own {n} model trains." if n % STATEMENT_EVERY == 0 else f"ok, number {n}?"
+
+
+async def test_burst_of_ten_thousand_messages(stubs: Stubs, db: Database, pg_dsn: str,
+                                              ws: str,
+                                              worker_processes: list[WorkerProcess]) -> None:
+    env = process_env(pg_dsn, [ws], QUEUE_LEASE_SECONDS="10")
+    for _ in range(2):
+        start_worker(worker_processes, env)
+    started = time.monotonic()
+    sessions = 10
+    for batch in range(BURST // 100):
+        await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id=f"s{batch % sessions}", messages=[
+                message_pb2.MessageInput(peer_id=f"p{batch % sessions}-{i % 2}",
+                                         content=burst_text(batch * 100 + i))
+                for i in range(100)]))
+    ingested = time.monotonic() - started
+    await eventually(lambda: _no_open(db, ws), within=150, interval=0.5)
+    elapsed = time.monotonic() - started
+    counts = {r["status"]: r["n"] for r in await db.pool.fetch(
+        "SELECT status, count(*) AS n FROM queue WHERE workspace_id = $1 "
+        "AND task_type = 'representation' GROUP BY 1", ws)}
+    assert counts == {"completed": BURST}, counts
+    contents = await db.pool.fetch(
+        "SELECT content FROM conclusions WHERE workspace_id = $1 AND level = 'explicit'", ws)
+    assert len(contents) == BURST // STATEMENT_EVERY
+    assert await duplicates(db.pool, ws) == []
+    summaries = await db.pool.fetchval(
+        "SELECT count(*) FROM summaries WHERE workspace_id = $1", ws)
+    assert summaries == 2 * sessions  # a short and a long one per session
+    failed = await db.pool.fetchval(
+        "SELECT count(*) FROM queue WHERE workspace_id = $1 AND status = 'failed'", ws)
+    assert failed == 0
+    print(f"\n{BURST} messages stored in {ingested:.1f}s, derived in {elapsed:.1f}s")
+
+
+async def _no_open(db: Database, ws: str) -> bool:
+    n = await db.pool.fetchval(
+        "SELECT count(*) FROM queue WHERE workspace_id = $1 "
+        "AND status IN ('pending', 'in_progress')", ws)
+    return n == 0
