@@ -137,7 +137,10 @@ async def start(settings: Settings, db: Database, *, embedder: object | None = N
                 background: bool = True) -> Running:
     """Start serving on settings.server.host:port (port 0 picks one)."""
     embedder = embedder or build_embedder(settings.embedding)
-    deps = Deps(settings=settings, db=db, embedder=embedder, llm=build_llm(settings.llm))
+    # The offline `local` provider answers inside the dialectic (retrieval-composed), so no
+    # provider object is needed for it.
+    llm = build_llm(settings.llm) if settings.llm.provider != "local" else None
+    deps = Deps(settings=settings, db=db, embedder=embedder, llm=llm)
     server, health_servicer = build_server(deps)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     await server.start()
