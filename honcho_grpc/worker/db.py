@@ -48,14 +48,14 @@ async def _configure(conn: Conn) -> None:
 
 
 def make_pool(dsn: str, max_size: int, *, name: str = "honcho-worker") -> Pool:
-    """An unopened pool of autocommit connections returning dict rows. `check` tests each
-    connection before handing it out, so a restarted server costs one failed probe, not a
-    failed task."""
+    """An unopened pool of autocommit connections returning dict rows. Connections are not
+    probed before use (a round trip each time): after a server restart the first use of a
+    dead connection fails, the pool drops it, and the queue retries what failed."""
     kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
     return AsyncConnectionPool(
         dsn, connection_class=AsyncConnection[DictRow], kwargs=kwargs, min_size=1,
-        max_size=max_size, open=False, configure=_configure,
-        check=AsyncConnectionPool.check_connection, name=name, reconnect_timeout=3600,
+        max_size=max_size, open=False, configure=_configure, name=name,
+        reconnect_timeout=3600,
     )
 
 

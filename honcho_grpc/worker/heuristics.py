@@ -1,10 +1,6 @@
-"""Offline stand-ins for the model, used by the worker when no language model serves a task.
-
-Deterministic and deliberately simple, so the pipeline runs end to end on any machine:
-- facts: first-person sentences of the target, rewritten in the third person
-  ("I moved to Lyon" -> "ana moved to Lyon");
-- summaries: the previous summary's sentences plus the most informative new lines, cut to the
-  word budget (extractive, no paraphrase);
+"""Offline stand-ins for the model in the two worker tasks the `local` provider has no
+heuristic for (its fact extraction and summaries are used as they are; see
+honcho_grpc/providers/llm/local.py). Deterministic and deliberately simple:
 - peer cards: facts sorted under a prefix by keywords;
 - dreams: a newer fact with the same lead ("ana lives in ...") supersedes the older one, a
   negated twin is a contradiction, three or more facts with the same verb make a pattern.
@@ -20,86 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from honcho_grpc.worker.reasoning import Conclusion, DreamPlan
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_LINE = re.compile(r"^(?:\S+ \S+ )?(?P<speaker>[^:]+): (?P<text>.*)$", re.DOTALL)
-_MODALS = {"can", "will", "would", "should", "could", "might", "must", "may", "shall"}
-_IRREGULAR = {"am": "is", "have": "has", "do": "does", "was": "was", "go": "goes"}
-_CONTRACTIONS = [
-    (r"\bI'm\b", "I am"), (r"\bI've\b", "I have"), (r"\bI'll\b", "I will"),
-    (r"\bI'd\b", "I would"), (r"\bI don't\b", "I do not"), (r"\bI can't\b", "I cannot"),
-]
 _NEGATION = re.compile(r"\b(not|never|no longer|don't|doesn't|didn't)\b\s*", re.IGNORECASE)
-MIN_WORDS = 3
-MAX_FACTS_PER_LINE = 5
-
-
-def split_line(line: str) -> tuple[str, str]:
-    """('speaker', 'text') from a transcript line 'YYYY-MM-DD HH:MM:SS speaker: text'."""
-    match = _LINE.match(line)
-    return (match["speaker"].strip(), match["text"].strip()) if match else ("", line)
-
-
-def _third_person_verb(verb: str) -> str:
-    low = verb.lower()
-    if low in _IRREGULAR:
-        return _IRREGULAR[low]
-    if low in _MODALS or low.endswith("ed") or not low.isalpha():
-        return verb
-    if low.endswith(("s", "sh", "ch", "x", "o", "z")):
-        return verb + "es"
-    if low.endswith("y") and len(low) > 1 and low[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
-
-
-def _rewrite(sentence: str, name: str) -> str | None:
-    """A first-person sentence in the third person, or None if it is not one."""
-    text = sentence.strip().rstrip(".!")
-    for pattern, repl in _CONTRACTIONS:
-        text = re.sub(pattern, repl, text)
-    if text.endswith("?") or len(text.split()) < MIN_WORDS:
-        return None
-    words = text.split()
-    if words[0] == "I" and len(words) > 1:
-        words = [name, _third_person_verb(words[1]), *words[2:]]
-    elif words[0].lower() == "my":
-        words = [f"{name}'s", *words[1:]]
-    else:
-        return None
-    out = " ".join(words)
-    out = re.sub(r"\bmy\b", f"{name}'s", out, flags=re.IGNORECASE)
-    out = re.sub(r"\b(me|myself)\b", name, out)
-    out = re.sub(r"\bI\b", name, out)
-    out = re.sub(r"\bam\b", "is", out)
-    return out
-
-
-def facts(observed: str, lines: list[str]) -> list[str]:
-    out: list[str] = []
-    for line in lines:
-        speaker, text = split_line(line)
-        if speaker != observed:
-            continue
-        found = [f for s in _SENTENCE.split(text) if (f := _rewrite(s, observed))]
-        out.extend(f for f in found[:MAX_FACTS_PER_LINE] if f not in out)
-    return out
-
-
-def summary(previous: str, lines: list[str], max_words: int) -> str:
-    """Previous summary first (it covers older messages), then the longest new lines in
-    chronological order, within the word budget."""
-    picked: list[tuple[int, str]] = []
-    budget = max_words - len(previous.split())
-    ranked = sorted(enumerate(lines), key=lambda p: -len(split_line(p[1])[1].split()))
-    for index, line in ranked:
-        speaker, text = split_line(line)
-        entry = f"{speaker}: {text}" if speaker else text
-        cost = len(entry.split())
-        if cost <= budget:
-            picked.append((index, entry))
-            budget -= cost
-    body = " ".join(e if e.endswith((".", "!", "?")) else e + "." for _, e in sorted(picked))
-    return " ".join(p for p in (previous.strip(), body) if p) or "(no content)"
+# Verbs that report rather than describe: no pattern in "ana says ..." three times.
+_NOT_PATTERNS = frozenset({"is", "has", "was", "says", "said"})
 
 
 _CARD_RULES = [
@@ -163,7 +82,7 @@ def _patterns(observed: str, explicit: list[Conclusion], plan: DreamPlan, derive
         if len(words) >= 3 and words[0] == observed:
             by_verb[words[1].lower()].append(c)
     for verb, group in by_verb.items():
-        if len(group) >= 3 and verb not in {"is", "has", "was"}:
+        if len(group) >= 3 and verb not in _NOT_PATTERNS:
             objects = "; ".join(" ".join(c.content.split()[2:]) for c in group[:5])
             plan.derived.append(derived(f"{observed} repeatedly {verb}: {objects}",
                                         "inductive", [c.id for c in group[:5]]))

@@ -180,15 +180,21 @@ class Queue:
         return head
 
     async def start(self, unit: Unit, jobs: list[Job]) -> None:
-        """Mark rows in progress (an attempt counts from here: a crash spends it)."""
-        async with self.pool.connection() as conn, conn.transaction():
-            await self._fence(conn, unit)
-            cur = await conn.execute(
+        """Mark rows in progress (an attempt counts from here: a crash spends it). One
+        statement: a lease lost in the meantime only costs a row marked for nothing."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
                 "UPDATE queue SET status = 'in_progress', attempts = attempts + 1, "
-                "claimed_by = %s, updated_at = now() WHERE workspace_id = %s AND id = ANY(%s) "
+                "claimed_by = %(worker)s, updated_at = now() "
+                "WHERE workspace_id = %(ws)s AND id = ANY(%(ids)s) AND EXISTS ("
+                " SELECT 1 FROM work_unit_leases WHERE workspace_id = %(ws)s"
+                " AND work_unit_key = %(key)s AND worker_id = %(worker)s) "
                 "RETURNING id, attempts",
-                (self.worker_id, unit.workspace_id, [j.id for j in jobs]))
-            attempts = {r["id"]: r["attempts"] for r in await cur.fetchall()}
+                {"worker": self.worker_id, "ws": unit.workspace_id,
+                 "key": unit.work_unit_key, "ids": [j.id for j in jobs]})).fetchall()
+        if not rows:
+            raise LeaseLost(unit.work_unit_key)
+        attempts = {r["id"]: r["attempts"] for r in rows}
         for job in jobs:
             job.attempts = attempts.get(job.id, job.attempts + 1)
 
@@ -254,16 +260,18 @@ class Queue:
                 (self.settings.lease_seconds, self.worker_id))
         return {Unit(r["workspace_id"], r["work_unit_key"]) for r in rows}
 
-    async def release(self, conn: Conn, unit: Unit) -> bool:
+    async def release(self, unit: Unit) -> bool:
         """Drop the lease; returns True when the unit has nothing open left (drained)."""
-        await conn.execute(
-            "DELETE FROM work_unit_leases WHERE workspace_id = %s AND work_unit_key = %s "
-            "AND worker_id = %s", (unit.workspace_id, unit.work_unit_key, self.worker_id))
-        row = await (await conn.execute(
-            "SELECT NOT EXISTS (SELECT 1 FROM queue WHERE workspace_id = %s "
-            "AND work_unit_key = %s AND status IN ('pending', 'in_progress')) AS drained",
-            (unit.workspace_id, unit.work_unit_key))).fetchone()
-        return bool(row and row["drained"])
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(
+                "WITH gone AS (DELETE FROM work_unit_leases WHERE workspace_id = %(ws)s "
+                " AND work_unit_key = %(key)s AND worker_id = %(worker)s RETURNING 1) "
+                "SELECT NOT EXISTS (SELECT 1 FROM queue WHERE workspace_id = %(ws)s "
+                " AND work_unit_key = %(key)s AND status IN ('pending', 'in_progress')) "
+                " AS drained, (SELECT count(*) FROM gone) AS released",
+                {"ws": unit.workspace_id, "key": unit.work_unit_key,
+                 "worker": self.worker_id})).fetchone()
+        return bool(row and row["drained"] and row["released"])
 
     async def release_all(self) -> None:
         async with self.pool.connection() as conn:

@@ -4,20 +4,30 @@ interface is fixed here only.
 
 Providers come from `honcho_grpc.providers.llm.build_llm`. Conclusions are shown to the model
 under short numbers ([1], [2] ...) and mapped back here, so a model can only cite what it was
-shown.
+shown. Retries of a failing provider happen twice over by design: the provider's own (short,
+within one task) and the queue's (backoff across attempts, then `failed`, retryable).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from honcho_grpc.providers.llm import (
+    LLMError,
+    LLMProvider,
+    Message,
+    StructuredOutputError,
+    build_llm,
+    local,
+)
+from honcho_grpc.providers.llm.structured import parse_structured
+from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.settings import Settings
 from honcho_grpc.worker import heuristics
 from honcho_grpc.worker.queue import Usage
+from honcho_grpc.worker.tasks import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -147,27 +157,34 @@ Answer with JSON only, matching the schema."""
 # -- the adapter ------------------------------------------------------------------------------
 
 class Reasoner:
-    """The model calls of the worker. `llm` None means the built-in offline heuristics."""
+    """The model calls of the worker.
 
-    def __init__(self, llm: Any | None, max_output_tokens: int = 2048) -> None:
+    With the offline `local` provider, facts and summaries come straight from its plain
+    heuristic functions (no prompt round trip; custom instructions cannot be followed), and
+    peer cards and dreams from honcho_grpc/worker/heuristics.py, which it lacks. Usage is then
+    counted offline, with `calls` 0. Other providers get the prompts above through
+    `LLMProvider.complete` (JSON schema when structured), with their token usage.
+    """
+
+    def __init__(self, llm: LLMProvider, *, offline: bool = False,
+                 max_output_tokens: int = 2048) -> None:
         self.llm = llm
+        self.offline = offline
         self.max_output_tokens = max_output_tokens
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Reasoner:
-        if settings.llm.provider == "local":
-            return cls(None, settings.llm.max_output_tokens)
-        from honcho_grpc.providers.llm import build_llm
-
-        return cls(build_llm(settings.llm), settings.llm.max_output_tokens)
+        return cls(build_llm(settings.llm), offline=settings.llm.provider == "local",
+                   max_output_tokens=settings.llm.max_output_tokens)
 
     async def derive_facts(self, observed: str, lines: list[str],
                            custom_instructions: str = "") -> tuple[list[str], Usage]:
         """Explicit facts about `observed` from transcript lines ("time speaker: text")."""
-        if self.llm is None:
-            return heuristics.facts(observed, lines), Usage()
-        custom = f"\nAdditional instructions:\n{custom_instructions}\n" if custom_instructions \
-            else ""
+        if self.offline:
+            facts = local.facts_from_transcript(lines, about={observed})
+            return facts, _counted(lines, facts)
+        custom = f"\nAdditional instructions:\n{custom_instructions}\n" \
+            if custom_instructions else ""
         data, usage = await self._json(
             FACTS_PROMPT.format(observed=observed, custom=custom), "\n".join(lines),
             FACTS_SCHEMA)
@@ -178,18 +195,21 @@ class Reasoner:
 
     async def summarize(self, kind: str, previous: str, lines: list[str],
                         max_words: int) -> tuple[str, Usage]:
-        if self.llm is None:
-            return heuristics.summary(previous, lines, max_words), Usage()
+        if self.offline:
+            text = local.summarize(([previous] if previous else []) + lines, max_words)
+            return text, _counted([previous, *lines], [text])
         system = SUMMARY_PROMPT.format(kind=kind, words=max_words,
                                        extra=LONG_EXTRA if kind == "long" else "")
-        user = f"Previous summary:\n{previous or '(none)'}\n\nNew messages:\n" + "\n".join(lines)
+        user = f"Previous summary:\n{previous or '(none)'}\n\nNew messages:\n" \
+            + "\n".join(lines)
         text, usage = await self._text(system, user, max_tokens=max(256, max_words * 2))
         return text.strip(), usage
 
     async def update_card(self, observed: str, card: list[str],
                           facts: list[str]) -> tuple[list[str], Usage]:
-        if self.llm is None:
-            return clean_card(heuristics.card(observed, card, facts)), Usage()
+        if self.offline:
+            entries = clean_card(heuristics.card(observed, card, facts))
+            return entries, _counted([*card, *facts], entries)
         prompt = CARD_PROMPT.format(observed=observed, limit=MAX_CARD_ENTRIES,
                                     card="\n".join(card) or "(empty)",
                                     facts="\n".join(f"- {f}" for f in facts))
@@ -198,8 +218,10 @@ class Reasoner:
 
     async def dream(self, observed: str,
                     conclusions: list[Conclusion]) -> tuple[DreamPlan, Usage]:
-        if self.llm is None:
-            return heuristics.dream(observed, conclusions), Usage()
+        if self.offline:
+            plan = heuristics.dream(observed, conclusions)
+            return plan, _counted([c.content for c in conclusions],
+                                  [d.content for d in plan.derived])
         listing = "\n".join(f"[{i}] ({c.level}, {c.created_at[:10]}) {c.content}"
                             for i, c in enumerate(conclusions, 1))
         data, usage = await self._json(DREAM_PROMPT.format(observed=observed, listing=listing),
@@ -210,40 +232,34 @@ class Reasoner:
 
     async def _text(self, system: str, user: str, *, max_tokens: int | None = None,
                     schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
-        assert self.llm is not None
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        completion = await self.llm.complete(
-            messages, max_tokens=max_tokens or self.max_output_tokens, response_schema=schema)
-        return str(completion.text or ""), usage_of(completion)
+        messages = [Message("system", system), Message("user", user)]
+        try:
+            completion = await self.llm.complete(
+                messages, max_tokens=max_tokens or self.max_output_tokens,
+                response_schema=schema)
+        except StructuredOutputError:
+            raise  # a model may well answer better next time: the queue retries
+        except LLMError as exc:
+            if not exc.retryable and exc.status_code is not None and \
+                    400 <= exc.status_code < 500:
+                # Bad request, key or model: retrying the same call cannot help.
+                raise PermanentError(str(exc)) from exc
+            raise
+        u = completion.usage
+        return completion.text or "", Usage(u.input_tokens, u.output_tokens, 1)
 
     async def _json(self, system: str, user: str,
                     schema: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         text, usage = await self._text(system, user, schema=schema)
-        return parse_json(text), usage
+        try:
+            return parse_structured(text, schema), usage
+        except StructuredOutputError as exc:
+            raise ReasoningError(str(exc)) from exc
 
 
-def usage_of(completion: Any) -> Usage:
-    u = getattr(completion, "usage", None)
-    return Usage(int(getattr(u, "input_tokens", 0) or 0),
-                 int(getattr(u, "output_tokens", 0) or 0), 1)
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
-
-
-def parse_json(text: str) -> dict[str, Any]:
-    """The JSON object in a model's answer, tolerating code fences and surrounding prose."""
-    cleaned = _FENCE.sub("", text.strip())
-    start, end = cleaned.find("{"), cleaned.rfind("}")
-    if start < 0 or end < start:
-        raise ReasoningError("the model did not answer with a JSON object")
-    try:
-        data = json.loads(cleaned[start:end + 1])
-    except json.JSONDecodeError as exc:
-        raise ReasoningError(f"the model's JSON is invalid: {exc.msg}") from exc
-    if not isinstance(data, dict):
-        raise ReasoningError("the model did not answer with a JSON object")
-    return data
+def _counted(inputs: list[str], outputs: list[str]) -> Usage:
+    """Offline work has no provider bill; the token counts still show what it read."""
+    return Usage(count_tokens("\n".join(inputs)), count_tokens("\n".join(outputs)), 0)
 
 
 def plan_from(data: dict[str, Any], shown: list[Conclusion]) -> DreamPlan:

@@ -257,10 +257,10 @@ class Worker:
         return all(s == "failed" for s in statuses.values())
 
     async def _release(self, unit: Unit, ran: set[str]) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
-            drained = await self.queue.release(conn, unit)
-            kind = unit.work_unit_key.split(":", 1)[0]
-            if drained and kind in DRAIN_EVENT_TYPES and ran:
+        drained = await self.queue.release(unit)
+        kind = unit.work_unit_key.split(":", 1)[0]
+        if drained and kind in DRAIN_EVENT_TYPES and ran:
+            async with self.pool.connection() as conn, conn.transaction():
                 await _announce_drained(conn, unit, kind)
 
 

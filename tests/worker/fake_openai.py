@@ -1,7 +1,7 @@
 """A minimal OpenAI-compatible HTTP server for fault tests (stdlib, runs in a thread):
 `/v1/embeddings` (float or base64) and non-streaming `/v1/chat/completions`.
 
-Faults are programmable: `fail_next` answers that many requests with HTTP 500; while `hold`
+Faults are programmable: `fail_next` answers that many requests with `fail_status`; while `hold`
 is clear, requests wait (a worker calling it is stuck mid-task); `requests` counts arrivals.
 Chat answers come from `chat(system, user)`; the default extracts one fact per line of the
 target participant, so derived conclusions are predictable.
@@ -48,6 +48,7 @@ def default_chat(system: str, user: str) -> str:
 class FakeOpenAI:
     url: str = ""
     fail_next: int = 0
+    fail_status: int = 500
     hold: threading.Event = field(default_factory=threading.Event)
     requests: int = 0
     arrived: threading.Event = field(default_factory=threading.Event)
@@ -66,7 +67,8 @@ class FakeOpenAI:
                 self.fail_next -= 1
         self.hold.wait(120)
         if failing:
-            return 500, {"error": {"message": "injected failure", "type": "server_error"}}
+            return self.fail_status, {"error": {"message": "injected failure",
+                                                "type": "server_error"}}
         if path.endswith("/embeddings"):
             return 200, _embeddings(body)
         if path.endswith("/chat/completions"):

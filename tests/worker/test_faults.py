@@ -5,7 +5,10 @@ conclusion is duplicated."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -83,22 +86,54 @@ async def test_killed_worker_is_taken_over_without_duplicates(
     assert await duplicates(db.pool, ws) == []
 
 
+def openai_llm_env(url: str) -> dict[str, str]:
+    # No retries inside the provider: every failure is a queue attempt.
+    return {"LLM_PROVIDER": "openai", "LLM_OPENAI_BASE_URL": url, "LLM_OPENAI_API_KEY": "test",
+            "LLM_MODEL": "fake-model", "LLM_MAX_RETRIES": "0"}
+
+
 async def test_provider_failing_then_recovering(stubs: Stubs, db: Database, pg_dsn: str,
                                                 ws: str,
                                                 worker_processes: list[WorkerProcess]) -> None:
     with fake_openai() as fake:
-        # The SDK's own retries (3 requests) fail, so the queue retries the task.
-        fake.fail_next = 3
-        env = process_env(pg_dsn, [ws], **openai_embeddings_env(fake.url))
-        start_worker(worker_processes, env)
+        fake.fail_next = 2  # two attempts fail with HTTP 500, the third succeeds
+        start_worker(worker_processes, process_env(pg_dsn, [ws], **openai_llm_env(fake.url)))
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
             workspace_id=ws, session_id="s",
             messages=[message_pb2.MessageInput(peer_id="ann", content="I speak Finnish.")]))
         await eventually(lambda: settled(db.pool, ws, 1), within=30)
     row = (await queue_rows(db.pool, ws))[0]
-    assert row["attempts"] == 2 and row["last_error"] is None
-    assert await db.pool.fetchval(
-        "SELECT count(*) FROM conclusions WHERE workspace_id = $1", ws) == 1
+    assert row["attempts"] == 3 and row["last_error"] is None
+    assert row["usage"]["calls"] >= 1 and row["usage"]["input_tokens"] > 0
+    contents = await db.pool.fetch("SELECT content FROM conclusions WHERE workspace_id = $1", ws)
+    assert [r["content"] for r in contents] == ["ann said: I speak Finnish."]
+
+
+async def test_rejected_calls_park_and_retry_from_the_cli(
+        stubs: Stubs, db: Database, pg_dsn: str, ws: str,
+        worker_processes: list[WorkerProcess]) -> None:
+    with fake_openai() as fake:
+        fake.fail_next, fake.fail_status = 1, 401  # a bad key: no point retrying
+        env = process_env(pg_dsn, [ws], **openai_llm_env(fake.url))
+        start_worker(worker_processes, env)
+        await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id="s",
+            messages=[message_pb2.MessageInput(peer_id="ann", content="I row boats.")]))
+        await eventually(lambda: _failed(db.pool, ws), within=30)
+        row = (await queue_rows(db.pool, ws))[0]
+        assert row["attempts"] == 1 and "401" in row["last_error"]
+        # The key is fixed (the fake answers again): put the failed work back.
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "honcho_grpc.cli", "worker",
+                             "--retry-failed", "--workspace", ws],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+        assert "1 failed queue rows queued again" in done.stdout, done.stderr
+        await eventually(lambda: settled(db.pool, ws, 1), within=30)
+
+
+async def _failed(pool: asyncpg.Pool, ws: str) -> bool:
+    rows = await pool.fetch("SELECT status FROM queue WHERE workspace_id = $1", ws)
+    return bool(rows) and all(r["status"] == "failed" for r in rows)
 
 
 @pytest.fixture
