@@ -80,36 +80,10 @@ class Head:
     abandoned: list[Job] = field(default_factory=list)  # out of attempts after crashes
 
 
-# Step 1 of a claim: the oldest due row whose unit nobody holds. SKIP LOCKED passes over rows
-# another transaction is updating right now; the lock ends with the statement, so a claim
-# never holds a queue row while it waits for a lease (fenced writers lock lease, then rows).
-CANDIDATE_SQL = """
-SELECT q.workspace_id, q.work_unit_key FROM queue q
-WHERE q.status IN ('pending', 'in_progress')
-  AND (q.status = 'in_progress' OR q.run_after <= now())
-  AND (%(only)s::text[] IS NULL OR q.workspace_id = ANY(%(only)s))
-  AND NOT EXISTS (
-      SELECT 1 FROM work_unit_leases l
-      WHERE l.workspace_id = q.workspace_id AND l.work_unit_key = q.work_unit_key
-        AND l.expires_at > now())
-  -- In order: a unit whose oldest row waits for its retry waits as a whole.
-  AND NOT EXISTS (
-      SELECT 1 FROM queue h
-      WHERE h.workspace_id = q.workspace_id AND h.work_unit_key = q.work_unit_key
-        AND h.status = 'pending' AND h.id < q.id AND h.run_after > now())
-ORDER BY q.id LIMIT 1
-FOR UPDATE OF q SKIP LOCKED
-"""
-
-# Step 2: take the unit's lease, or an expired one over; nothing when someone holds it.
-LEASE_SQL = """
-INSERT INTO work_unit_leases (workspace_id, work_unit_key, worker_id, expires_at)
-VALUES (%(ws)s, %(key)s, %(worker)s, now() + %(lease)s * interval '1 second')
-ON CONFLICT (workspace_id, work_unit_key) DO UPDATE
-    SET worker_id = EXCLUDED.worker_id, expires_at = EXCLUDED.expires_at, acquired_at = now()
-    WHERE work_unit_leases.expires_at <= now()
-RETURNING work_unit_key
-"""
+# The claim itself is the function honcho_claim (migration 0002): the oldest due unit head
+# whose unit nobody holds, rows passed over with FOR UPDATE SKIP LOCKED, the lease taken (or an
+# expired one taken over) in the same round trip.
+CLAIM_SQL = "SELECT workspace_id, work_unit_key FROM honcho_claim(%s, %s, %s)"
 
 HEAD_SQL = """
 SELECT q.id, q.workspace_id, q.task_type, q.work_unit_key, q.session_id, q.payload, q.status,
@@ -142,22 +116,13 @@ class Queue:
 
     # -- claiming ------------------------------------------------------------------------
 
-    async def claim(self, attempts: int = 8) -> Unit | None:
-        """Lease the unit of the oldest due row nobody holds; None when there is none.
-        A lost race (another worker leased the same unit a moment earlier) retries."""
-        for _ in range(attempts):
-            async with self.pool.connection() as conn:
-                row = await (await conn.execute(
-                    CANDIDATE_SQL, {"only": self.settings.workspaces or None})).fetchone()
-                if row is None:
-                    return None
-                won = await (await conn.execute(LEASE_SQL, {
-                    "ws": row["workspace_id"], "key": row["work_unit_key"],
-                    "worker": self.worker_id, "lease": self.settings.lease_seconds,
-                })).fetchone()
-            if won is not None:
-                return Unit(row["workspace_id"], row["work_unit_key"])
-        return None
+    async def claim(self) -> Unit | None:
+        """Lease the unit of the oldest due head row nobody holds; None when there is none."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(CLAIM_SQL, (
+                self.worker_id, self.settings.lease_seconds,
+                self.settings.workspaces or None))).fetchone()
+        return Unit(row["workspace_id"], row["work_unit_key"]) if row else None
 
     async def next_batch(self, unit: Unit) -> Head:
         """The unit's next rows to run: the head, plus followers of a batched type with the
