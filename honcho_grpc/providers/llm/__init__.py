@@ -1,0 +1,56 @@
+"""The LLM provider layer: one interface (`LLMProvider`), three implementations.
+
+- `openai`: the official `openai` SDK; OpenAI or any OpenAI-compatible base URL.
+- `anthropic`: the official `anthropic` SDK.
+- `local`: offline deterministic heuristics (see `local`), the default.
+
+Remote providers retry retryable failures themselves (the SDKs' retries are off), give the
+last attempt to the fallback model, and close HTTP streams as soon as their consumer stops.
+"""
+
+from __future__ import annotations
+
+from honcho_grpc.providers.llm.anthropic_messages import AnthropicProvider
+from honcho_grpc.providers.llm.base import (
+    Completion,
+    LLMError,
+    LLMProvider,
+    Message,
+    MessageLike,
+    StreamEvent,
+    StructuredOutputError,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from honcho_grpc.providers.llm.local import LocalProvider
+from honcho_grpc.providers.llm.openai_chat import OpenAIProvider
+from honcho_grpc.providers.llm.retry import Backoff
+from honcho_grpc.settings import LLMSettings
+
+__all__ = [
+    "AnthropicProvider",
+    "Backoff",
+    "Completion",
+    "LLMError",
+    "LLMProvider",
+    "LocalProvider",
+    "Message",
+    "MessageLike",
+    "OpenAIProvider",
+    "StreamEvent",
+    "StructuredOutputError",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+    "build_llm",
+]
+
+
+def build_llm(settings: LLMSettings, *, backoff: Backoff | None = None) -> LLMProvider:
+    """The configured provider. `backoff` tunes retry waits (tests make them short)."""
+    if settings.provider == "openai":
+        return OpenAIProvider(settings, backoff=backoff)
+    if settings.provider == "anthropic":
+        return AnthropicProvider(settings, backoff=backoff)
+    return LocalProvider()

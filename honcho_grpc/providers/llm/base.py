@@ -1,0 +1,140 @@
+"""The provider-neutral vocabulary: messages, tools, completions, stream events, errors, and
+the `LLMProvider` interface every provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
+
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asks for; `arguments` is already parsed from the provider's JSON."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. `tool_calls` only on assistant turns; `tool_call_id` only on tool turns
+    (the result of the call with that id)."""
+
+    role: Role
+    content: str = ""
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+# Plain dicts ({"role": ..., "content": ...}) are accepted too: existing callers build them.
+MessageLike: TypeAlias = Message | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call; `parameters` is a JSON Schema for its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+# Finish reasons are normalised to this vocabulary whatever the provider calls them.
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass
+class Completion:
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A text delta; the last event of a stream has no text and carries usage and the finish
+    reason."""
+
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str = ""
+
+
+class LLMError(Exception):
+    """A provider call that failed for good (after our retries, if it was retryable)."""
+
+    def __init__(self, message: str, *, retryable: bool = False,
+                 status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status_code = status_code
+
+
+class StructuredOutputError(LLMError):
+    """The model's answer is not JSON matching the requested schema, even after repair."""
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+@runtime_checkable
+class LLMProvider(Protocol):
+    """`timeout` (seconds) overrides `llm.timeout_seconds` for one call. It is the HTTP
+    timeout of each attempt, handed to the SDK (hence not `asyncio.timeout`); for a stream it
+    bounds the wait for each chunk, not the whole answer. Failures raise LLMError."""
+
+    async def complete(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                       response_schema: dict[str, Any] | None = None,
+                       tools: Sequence[ToolSpec] | None = None,
+                       timeout: float | None = None) -> Completion:  # noqa: ASYNC109
+        """One answer. With `response_schema` the provider is asked for JSON matching it
+        (natively or via the prompt, per `structured_output_mode`) and `text` holds it."""
+        ...
+
+    def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+               timeout: float | None = None) -> AsyncGenerator[StreamEvent, None]:
+        """Text deltas as the provider produces them, then one event with usage. Closing the
+        generator (aclose, or cancelling its consumer) closes the HTTP stream at once."""
+        ...
+
+    async def structured(self, messages: Sequence[MessageLike], schema: dict[str, Any], *,
+                         max_tokens: int,
+                         timeout: float | None = None,  # noqa: ASYNC109
+                        ) -> dict[str, Any]:
+        """A JSON object validated against `schema`; StructuredOutputError otherwise."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the provider's connections (at shutdown)."""
+        ...
+
+
+def as_message(message: MessageLike) -> Message:
+    """Normalise a dict turn (OpenAI-like keys) to a Message."""
+    if isinstance(message, Message):
+        return message
+    role = str(message.get("role", "user"))
+    if role not in ROLES:
+        raise ValueError(f"unknown message role {role!r}")
+    calls = tuple(c if isinstance(c, ToolCall) else
+                  ToolCall(str(c["id"]), str(c["name"]), dict(c.get("arguments") or {}))
+                  for c in message.get("tool_calls") or ())
+    return Message(role=cast(Role, role), content=str(message.get("content") or ""),
+                   tool_call_id=message.get("tool_call_id"), tool_calls=calls)
+
+
+def as_messages(messages: Sequence[MessageLike]) -> list[Message]:
+    return [as_message(m) for m in messages]

@@ -1,0 +1,164 @@
+"""OpenAI chat completions through the official `openai` SDK, for OpenAI itself and any
+OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio ...) via `openai_base_url`.
+
+Structured output: `json_schema` mode sends `response_format={"type": "json_schema"}` (not
+strict: OpenAI's strict mode rejects schemas without every property required, and callers'
+schemas are arbitrary); `json_object` mode sends `{"type": "json_object"}` with the schema in
+the system prompt, for servers without schema support. Answers are repaired and validated
+either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
+
+from honcho_grpc.providers.llm.base import (
+    Completion,
+    LLMError,
+    Message,
+    MessageLike,
+    StreamEvent,
+    StructuredOutputError,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    as_messages,
+)
+from honcho_grpc.providers.llm.jsonrepair import extract_json
+from honcho_grpc.providers.llm.retry import Backoff, Retrier
+from honcho_grpc.providers.llm.structured import (
+    parse_structured,
+    schema_instruction,
+    schema_name,
+    with_instruction,
+)
+from honcho_grpc.settings import LLMSettings
+
+FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
+          "function_call": "tool_calls", "content_filter": "content_filter"}
+
+
+class OpenAIProvider:
+    def __init__(self, settings: LLMSettings, *, backoff: Backoff | None = None) -> None:
+        if not settings.model:
+            raise ValueError("llm.model must name a model for the openai provider")
+        self.settings = settings
+        self.retrier = Retrier(settings, backoff or Backoff(), openai.APIError,
+                               openai.APIConnectionError)
+        # Self-hosted compatible servers usually need no key, but the SDK insists on one.
+        key = settings.openai_api_key or os.environ.get("OPENAI_API_KEY") or "none"
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=settings.openai_base_url or None,
+                                         timeout=settings.timeout_seconds, max_retries=0)
+
+    async def complete(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                       response_schema: dict[str, Any] | None = None,
+                       tools: Sequence[ToolSpec] | None = None,
+                       timeout: float | None = None) -> Completion:  # noqa: ASYNC109
+        body = self._body(as_messages(messages), max_tokens, response_schema, tools)
+
+        async def attempt(model: str) -> Completion:
+            reply: ChatCompletion = await self.client.chat.completions.create(
+                model=model, timeout=timeout or self.settings.timeout_seconds, **body)
+            return _completion(reply)
+
+        return await self.retrier.run(attempt)
+
+    async def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                     timeout: float | None = None,  # noqa: ASYNC109
+                    ) -> AsyncGenerator[StreamEvent, None]:
+        """Retries cover opening the stream only: deltas already yielded cannot be taken back,
+        so a failure mid-stream raises LLMError."""
+        body = self._body(as_messages(messages), max_tokens, None, None)
+        response: openai.AsyncStream[Any] = await self.retrier.run(
+            lambda model: self.client.chat.completions.create(
+                model=model, stream=True, stream_options={"include_usage": True},
+                timeout=timeout or self.settings.timeout_seconds, **body))
+        usage, finish = Usage(), "stop"
+        try:
+            async for chunk in response:
+                if chunk.usage:
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        yield StreamEvent(text=choice.delta.content)
+                    if choice.finish_reason:
+                        finish = FINISH.get(choice.finish_reason, choice.finish_reason)
+        except openai.APIError as exc:
+            raise self.retrier.error(exc) from exc
+        finally:
+            await response.close()  # closing (or cancelling) the consumer drops the connection
+        yield StreamEvent(usage=usage, finish_reason=finish)
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pool."""
+        await self.client.close()
+
+    async def structured(self, messages: Sequence[MessageLike], schema: dict[str, Any], *,
+                         max_tokens: int,
+                         timeout: float | None = None,  # noqa: ASYNC109
+                        ) -> dict[str, Any]:
+        done = await self.complete(messages, max_tokens=max_tokens, response_schema=schema,
+                                   timeout=timeout)
+        return parse_structured(done.text, schema)
+
+    def _body(self, messages: list[Message], max_tokens: int,
+              schema: dict[str, Any] | None, tools: Sequence[ToolSpec] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {self._max_tokens_key(): max_tokens}
+        if schema is not None and self.settings.structured_output_mode == "json_object":
+            messages = with_instruction(messages, schema_instruction(schema))
+            body["response_format"] = {"type": "json_object"}
+        elif schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": schema_name(schema), "schema": schema, "strict": False}}
+        if tools:
+            body["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in tools]
+        body["messages"] = [wire_message(m) for m in messages]
+        return body
+
+    def _max_tokens_key(self) -> str:
+        # OpenAI's reasoning models reject `max_tokens`; compatible servers widely know only it.
+        return "max_tokens" if self.settings.openai_base_url else "max_completion_tokens"
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """A message in the chat-completions wire format."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id or "",
+                "content": message.content}
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["content"] = message.content or None
+        wire["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+            "name": c.name, "arguments": json.dumps(c.arguments)}} for c in message.tool_calls]
+    return wire
+
+
+def _completion(reply: ChatCompletion) -> Completion:
+    if not reply.choices:
+        raise LLMError("the provider returned no choices")
+    choice = reply.choices[0]
+    calls = [ToolCall(c.id, c.function.name, tool_arguments(c.function.arguments))
+             for c in choice.message.tool_calls or []
+             if isinstance(c, ChatCompletionMessageFunctionToolCall)]
+    usage = Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens) if reply.usage \
+        else Usage()
+    finish = FINISH.get(choice.finish_reason, choice.finish_reason or "stop")
+    return Completion(choice.message.content or "", calls, usage, finish)
+
+
+def tool_arguments(text: str | None) -> dict[str, Any]:
+    """A tool call's arguments; models sometimes emit sloppy JSON here too."""
+    try:
+        arguments: dict[str, Any] = extract_json(text or "{}", dict)
+    except ValueError as exc:
+        raise StructuredOutputError("tool call arguments are not a JSON object",
+                                    text or "") from exc
+    return arguments

@@ -1,0 +1,168 @@
+"""The offline `local` provider and its heuristics: deterministic, fact extraction in the
+third person, extractive summaries within budget, answers composed from relevant snippets
+with abstention, structured output conforming to the schema, word-by-word streams."""
+
+from __future__ import annotations
+
+import pytest
+
+from honcho_grpc.providers.llm import (
+    LLMProvider,
+    LocalProvider,
+    Message,
+    StructuredOutputError,
+    ToolSpec,
+    build_llm,
+)
+from honcho_grpc.providers.llm.local import (
+    ABSTAIN,
+    compose_answer,
+    extract_facts,
+    facts_from_transcript,
+    rank_snippets,
+    summarize,
+)
+from honcho_grpc.settings import LLMSettings
+
+TRANSCRIPT = [
+    "2024-05-01 10:00:00 alice: Hi! I'm a nurse in Lyon.",
+    "2024-05-01 10:00:10 bob: Cool, I play the cello.",
+    "2024-05-01 10:00:20 alice: I really like hiking. My dog is called Rex. How about you?",
+    "2024-05-01 10:00:30 alice: I see. The clinic opened in 2019.",
+]
+FACTS_SCHEMA = {"type": "object", "required": ["explicit"], "properties": {"explicit": {
+    "type": "array", "items": {"type": "object", "required": ["content"],
+                               "properties": {"content": {"type": "string"}}}}}}
+
+
+@pytest.mark.parametrize(("text", "facts"), [
+    ("I'm a nurse in Lyon.", ["alice is a nurse in Lyon"]),
+    ("I like hiking", ["alice likes hiking"]),
+    ("I work at the hospital", ["alice works at the hospital"]),
+    ("My sister is called Ana.", ["alice's sister is called Ana"]),
+    ("I really enjoy my job", ["alice really enjoys alice's job"]),
+    ("i've been learning the cello", ["alice has been learning the cello"]),
+    ("I don't eat meat", ["alice does not eat meat"]),
+    ("I went to Paris and I loved it", ["alice went to Paris and alice loved it"]),
+    ("I study chemistry. I watch films", ["alice studies chemistry", "alice watches films"]),
+    ("The clinic opened in 2019.", ["alice says the clinic opened in 2019"]),
+    ("Hi! How are you? I see. I'm fine. That is so cool!", []),
+    ("You should try the new bakery in town", []),
+])
+def test_facts_in_the_third_person(text: str, facts: list[str]) -> None:
+    assert extract_facts("alice", text) == facts
+
+
+def test_facts_from_a_transcript_about_one_speaker() -> None:
+    assert facts_from_transcript(TRANSCRIPT, about={"alice"}) == [
+        "alice is a nurse in Lyon", "alice really likes hiking",
+        "alice's dog is called Rex", "alice says the clinic opened in 2019"]
+    assert facts_from_transcript(TRANSCRIPT, about={"bob"}) == ["bob plays the cello"]
+    assert facts_from_transcript(["not a transcript line"]) == []
+
+
+def test_summary_keeps_informative_sentences_within_budget() -> None:
+    lines = ["alice: I moved to Lyon in March 2021 for a nursing job at the Herriot hospital.",
+             "bob: cool.", "alice: ok.",
+             "bob: I play the cello in the Lyon orchestra every Thursday.",
+             "alice: The weather is nice."]
+    summary = summarize(lines, max_words=30)
+    assert len(summary.split()) <= 30
+    assert summary.startswith("alice: I moved to Lyon in March 2021")  # original order
+    assert "cello" in summary and "cool" not in summary and "ok." not in summary
+    assert summarize(lines, max_words=30) == summary
+    assert summarize([], max_words=10) == ""
+    assert len(summarize(["one very long sentence " * 10], max_words=5).split()) == 5
+
+
+def test_answers_quote_the_relevant_snippets_or_abstain() -> None:
+    snippets = ["alice works as a nurse in Lyon", "alice likes hiking",
+                "alice adopted a dog named Rex"]
+    assert compose_answer("Where does alice work?", snippets) == (
+        "Based on what I know: alice works as a nurse in Lyon.")
+    assert rank_snippets("What dog does alice have, and does she hike?", snippets,
+                         ignore=["alice"]) == ["alice likes hiking",
+                                               "alice adopted a dog named Rex"]
+    assert compose_answer("What is her favourite film?", snippets) == ABSTAIN
+    assert compose_answer("Anything?", []) == ABSTAIN
+
+
+async def test_the_factory_builds_the_local_provider_by_default() -> None:
+    provider = build_llm(LLMSettings())
+    assert isinstance(provider, LocalProvider) and isinstance(provider, LLMProvider)
+
+
+DIALECTIC = [Message("system", "You answer questions about alice."),
+             Message("user", "Context:\nConclusions:\n- [2024-05-01] alice works as a nurse\n"
+                             "- [2024-05-02] alice likes hiking\n\n"
+                             "Question: What is alice's job as a nurse?")]
+
+
+async def test_complete_is_deterministic_and_counts_tokens() -> None:
+    provider = LocalProvider()
+    first = await provider.complete(DIALECTIC, max_tokens=100)
+    second = await LocalProvider().complete(DIALECTIC, max_tokens=100)
+    assert first == second
+    assert first.text == "Based on what I know: alice works as a nurse."
+    assert first.usage.input_tokens > 10 and first.usage.output_tokens > 5
+    assert first.finish_reason == "stop" and first.tool_calls == []
+
+
+async def test_no_tool_calls_even_when_tools_are_offered() -> None:
+    done = await LocalProvider().complete(DIALECTIC, max_tokens=100,
+                                          tools=[ToolSpec("search_memory")])
+    assert done.tool_calls == [] and "nurse" in done.text
+
+
+async def test_abstains_when_nothing_is_relevant() -> None:
+    asked = [Message("user", "Context:\n- alice likes hiking\n\nQuestion: Which films?")]
+    assert (await LocalProvider().complete(asked, max_tokens=50)).text == ABSTAIN
+
+
+async def test_stream_word_by_word_then_usage() -> None:
+    provider = LocalProvider()
+    events = [e async for e in provider.stream(DIALECTIC, max_tokens=100)]
+    words = [e.text for e in events[:-1]]
+    text = (await provider.complete(DIALECTIC, max_tokens=100)).text
+    assert words[:3] == ["Based ", "on ", "what "] and len(words) == len(text.split())
+    assert "".join(words) == text
+    assert events[-1].usage is not None and events[-1].finish_reason == "stop"
+
+
+async def test_max_tokens_cuts_the_answer() -> None:
+    done = await LocalProvider().complete(DIALECTIC, max_tokens=4)
+    assert done.finish_reason == "length" and done.usage.output_tokens <= 4
+
+
+async def test_summary_when_the_instructions_ask_for_one() -> None:
+    asked = [Message("system", "Summarize the conversation in at most 12 words."),
+             Message("user", "\n".join(TRANSCRIPT))]
+    done = await LocalProvider().complete(asked, max_tokens=200)
+    assert 0 < len(done.text.split()) <= 12 and "nurse" in done.text
+
+
+async def test_structured_facts_for_the_speaker_named_in_the_instructions() -> None:
+    asked = [Message("system", "Extract facts about alice."),
+             Message("user", "\n".join(TRANSCRIPT))]
+    value = await LocalProvider().structured(asked, FACTS_SCHEMA, max_tokens=200)
+    assert [f["content"] for f in value["explicit"]][:2] == [
+        "alice is a nurse in Lyon", "alice really likes hiking"]
+    assert all("bob" not in f["content"] for f in value["explicit"])
+
+
+async def test_structured_answer_fills_every_type() -> None:
+    schema = {"type": "object", "required": ["job", "confident", "score", "kind"],
+              "properties": {"job": {"type": "string"}, "confident": {"type": "boolean"},
+                             "score": {"type": "integer", "minimum": 1},
+                             "kind": {"enum": ["fact", "guess"]},
+                             "note": {"type": ["string", "null"]}}}
+    value = await LocalProvider().structured(DIALECTIC, schema, max_tokens=100)
+    assert value == {"job": "Based on what I know: alice works as a nurse.",
+                     "confident": False, "score": 1, "kind": "fact",
+                     "note": "Based on what I know: alice works as a nurse."}
+
+
+async def test_structured_refuses_a_schema_it_cannot_satisfy() -> None:
+    schema = {"type": "object", "properties": {"facts": {"type": "array", "minItems": 3}}}
+    with pytest.raises(StructuredOutputError, match="fewer than 3"):
+        await LocalProvider().structured(DIALECTIC, schema, max_tokens=100)

@@ -1,0 +1,157 @@
+"""Behaviour both real providers share, each through its official SDK against a local server
+speaking its wire protocol: answers, streaming, usage, retries, fallback, timeouts, and a
+closed or cancelled stream dropping the connection at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from honcho_grpc.providers.llm import LLMError, Message, StreamEvent
+from tests.fakes.script import Failure, Reply
+from tests.providers.conftest import Remote, serving
+
+ASK = [Message("system", "Be brief."), Message("user", "What does alice do?")]
+
+
+async def test_complete_returns_text_usage_and_finish(remote: Remote) -> None:
+    remote.fake.push(Reply("Alice is a nurse.", input_tokens=12, output_tokens=5))
+    done = await remote.provider().complete(ASK, max_tokens=50)
+    assert done.text == "Alice is a nurse."
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (12, 5)
+    assert done.finish_reason == "stop" and done.tool_calls == []
+    assert remote.fake.bodies[0]["model"] == "main-model"
+
+
+async def test_length_finish_is_normalised(remote: Remote) -> None:
+    stop = "length" if remote.kind == "openai" else "max_tokens"
+    remote.fake.push(Reply("Alice is a", finish_reason=stop))
+    done = await remote.provider().complete(ASK, max_tokens=3)
+    assert done.finish_reason == "length"
+
+
+async def test_dict_messages_are_accepted(remote: Remote) -> None:
+    done = await remote.provider().complete(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        max_tokens=10)
+    assert done.text == "Alice is a nurse."
+
+
+async def test_stream_yields_deltas_in_order_then_usage(remote: Remote) -> None:
+    chunks = ["Al", "ice ", "is ", "a ", "nurse."]
+    remote.fake.push(Reply(chunks=chunks, input_tokens=21, output_tokens=6))
+    events = [e async for e in remote.provider().stream(ASK, max_tokens=50)]
+    assert [e.text for e in events[:-1]] == chunks
+    last = events[-1]
+    assert last.text == "" and last.usage is not None and last.finish_reason == "stop"
+    assert (last.usage.input_tokens, last.usage.output_tokens) == (21, 6)
+    assert remote.fake.bodies[0]["stream"] is True
+
+
+async def test_stream_deltas_arrive_as_the_provider_sends_them(remote: Remote) -> None:
+    async with serving(remote.kind, chunk_delay=0.15) as slow:
+        slow.fake.push(Reply(chunks=["one ", "two ", "three"]))
+        arrivals: list[float] = []
+        async for event in slow.provider().stream(ASK, max_tokens=9):
+            if event.text:
+                arrivals.append(time.monotonic())
+    # Not buffered until the end: the deltas are spread over the server's pacing.
+    assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] > 0.2
+
+
+async def test_retries_then_succeeds(remote: Remote) -> None:
+    remote.fake.push(Failure(500), Failure(503), Reply("ok"))
+    done = await remote.provider(max_retries=2).complete(ASK, max_tokens=5)
+    assert done.text == "ok"
+    assert [b["model"] for b in remote.fake.bodies] == ["main-model"] * 3
+
+
+async def test_rate_limit_is_retried(remote: Remote) -> None:
+    remote.fake.push(Failure(429, headers={"retry-after": "0"}), Reply("ok"))
+    done = await remote.provider(max_retries=1).complete(ASK, max_tokens=5)
+    assert done.text == "ok" and len(remote.fake.requests) == 2
+
+
+async def test_fallback_model_takes_the_last_attempt(remote: Remote) -> None:
+    remote.fake.push(Failure(500), Failure(500), Reply("from the fallback"))
+    provider = remote.provider(max_retries=2, fallback_model="backup-model")
+    done = await provider.complete(ASK, max_tokens=5)
+    assert done.text == "from the fallback"
+    assert [b["model"] for b in remote.fake.bodies] == ["main-model", "main-model",
+                                                        "backup-model"]
+
+
+async def test_exhausted_retries_raise_llm_error(remote: Remote) -> None:
+    remote.fake.push(Failure(503), Failure(503))
+    with pytest.raises(LLMError) as caught:
+        await remote.provider(max_retries=1).complete(ASK, max_tokens=5)
+    assert caught.value.status_code == 503 and caught.value.retryable
+    assert len(remote.fake.requests) == 2
+
+
+async def test_client_errors_are_not_retried(remote: Remote) -> None:
+    remote.fake.push(Failure(400, "bad request"))
+    with pytest.raises(LLMError) as caught:
+        await remote.provider(max_retries=3).complete(ASK, max_tokens=5)
+    assert caught.value.status_code == 400 and not caught.value.retryable
+    assert len(remote.fake.requests) == 1
+
+
+async def test_per_call_timeout(remote: Remote) -> None:
+    remote.fake.push(Reply("late", delay=2.0))
+    started = time.monotonic()
+    with pytest.raises(LLMError) as caught:
+        await remote.provider(timeout_seconds=30).complete(ASK, max_tokens=5, timeout=0.3)
+    assert time.monotonic() - started < 1.5
+    assert caught.value.retryable and caught.value.status_code is None
+
+
+async def test_timeout_is_retried_on_the_fallback(remote: Remote) -> None:
+    remote.fake.push(Reply("late", delay=2.0), Reply("in time"))
+    provider = remote.provider(timeout_seconds=0.3, max_retries=1, fallback_model="backup")
+    done = await provider.complete(ASK, max_tokens=5)
+    assert done.text == "in time"
+    assert [b["model"] for b in remote.fake.bodies] == ["main-model", "backup"]
+
+
+async def test_stream_opening_is_retried(remote: Remote) -> None:
+    remote.fake.push(Failure(500), Reply(chunks=["fine"]))
+    stream = remote.provider(max_retries=1).stream(ASK, max_tokens=5)
+    assert [e.text async for e in stream if e.text] == ["fine"]
+    assert len(remote.fake.requests) == 2
+
+
+LONG = Reply(chunks=[f"w{i} " for i in range(200)])  # 10 s at the pacing below
+
+
+async def test_closing_a_stream_drops_the_connection(remote: Remote) -> None:
+    async with serving(remote.kind, chunk_delay=0.05) as slow:
+        slow.fake.push(LONG)
+        stream = slow.provider().stream(ASK, max_tokens=500)
+        first = await anext(stream)
+        assert first.text == "w0 "
+        await stream.aclose()
+        await asyncio.wait_for(slow.fake.hung_up.wait(), timeout=2)
+        assert slow.fake.streams_completed == 0
+
+
+async def test_cancelling_the_consumer_drops_the_connection(remote: Remote) -> None:
+    async with serving(remote.kind, chunk_delay=0.05) as slow:
+        slow.fake.push(LONG)
+        received: list[StreamEvent] = []
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for event in slow.provider().stream(ASK, max_tokens=9):
+                received.append(event)
+                started.set()
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(slow.fake.hung_up.wait(), timeout=2)
+        assert slow.fake.streams_completed == 0 and len(received) < 50
