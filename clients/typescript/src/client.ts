@@ -1,0 +1,1099 @@
+// A thin idiomatic wrapper over the generated Connect-ES clients (gRPC protocol, HTTP/2):
+//
+//   const honcho = new Honcho({ address: "localhost:50051", workspaceId: "my-app" });
+//   const alice = await honcho.peer("alice");
+//   const session = await honcho.session("s1");
+//   await session.addMessages([alice.message("I love hiking in the Alps")]);
+//   for await (const m of session.messages()) console.log(m.sequence, m.content);
+//   console.log(await alice.chat("What does alice enjoy?"));
+//   for await (const delta of alice.chat("Tell me more", { stream: true })) process.stdout.write(delta);
+import { randomUUID } from "node:crypto";
+
+import { toJson, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  type CallOptions,
+  type Client,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+
+import { toHonchoError } from "./errors.js";
+import { ConclusionService, type ConclusionInputSchema } from "./gen/honcho/v1/conclusion_pb.js";
+import {
+  DialecticService,
+  ReasoningLevel,
+  FinishReason,
+  type ChatQuerySchema,
+  type StreamChatResponse,
+} from "./gen/honcho/v1/dialectic_pb.js";
+import { EventService, EventType } from "./gen/honcho/v1/event_pb.js";
+import { MessageService, type MessageInputSchema } from "./gen/honcho/v1/message_pb.js";
+import { PeerService } from "./gen/honcho/v1/peer_pb.js";
+import {
+  ConfigurationSchema,
+  ConclusionLevel,
+  PeerConfigurationSchema,
+  SessionPeerConfigurationSchema,
+  SummaryType,
+  type Conclusion as ConclusionPb,
+  type Message as MessagePb,
+  type Peer as PeerPb,
+  type QueueCounts as QueueCountsPb,
+  type Session as SessionPb,
+  type SessionPeer,
+  type Summary as SummaryPb,
+} from "./gen/honcho/v1/resources_pb.js";
+import { SearchService, type SearchMessagesRequestSchema } from "./gen/honcho/v1/search_pb.js";
+import { SessionService } from "./gen/honcho/v1/session_pb.js";
+import { WorkspaceService } from "./gen/honcho/v1/workspace_pb.js";
+
+export const DEFAULT_ADDRESS = "localhost:50051";
+/** CreateMessages takes 1-100 messages; addMessages splits larger lists. */
+export const MAX_BATCH = 100;
+const PAGE_SIZE = 100;
+
+export interface RetryOptions {
+  /** Attempts in all, including the first (default 5). */
+  maxAttempts: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  multiplier: number;
+}
+
+export interface HonchoOptions {
+  /** host:port (plaintext unless `tls`), or an http:// / https:// URL. Default HONCHO_ADDRESS or localhost:50051. */
+  address?: string;
+  /** Default HONCHO_WORKSPACE_ID or "default". */
+  workspaceId?: string;
+  /** Sent as `authorization: Bearer <token>`. Default HONCHO_API_KEY. */
+  token?: string;
+  tls?: boolean;
+  /** Deadline of unary calls (default 30 s; all retry attempts included). */
+  timeoutMs?: number;
+  /** Deadline of streamed chat and imports (default 300 s). */
+  streamTimeoutMs?: number;
+  /** Retries of UNAVAILABLE with exponential backoff and full jitter; `false` disables. */
+  retry?: Partial<RetryOptions> | false;
+  interceptors?: Interceptor[];
+  /** Use a transport of your own (address, tls and interceptors are then ignored). */
+  transport?: Transport;
+}
+
+export type Json = JsonObject;
+export type Filters = JsonObject;
+
+export interface Message {
+  id: string;
+  workspaceId: string;
+  sessionId: string;
+  peerId: string;
+  content: string;
+  metadata: JsonObject;
+  tokenCount: number;
+  sequence: number;
+  createdAt: Date | undefined;
+  /** Fused relevance on search results (higher is better). */
+  score?: number;
+}
+
+export interface MessageCreate {
+  peerId: string;
+  content: string;
+  metadata?: JsonObject;
+  configuration?: { reasoning?: { enabled?: boolean; customInstructions?: string } };
+  createdAt?: Date;
+}
+
+export interface Summary {
+  content: string;
+  type: "short" | "long" | "unspecified";
+  lastMessageId: string;
+  lastMessageSequence: number;
+  tokenCount: number;
+  createdAt: Date | undefined;
+}
+
+export interface SessionMember {
+  peerId: string;
+  observeMe: boolean | undefined;
+  observeOthers: boolean | undefined;
+  joinedAt: Date | undefined;
+  leftAt: Date | undefined;
+}
+
+export interface SessionPeerConfig {
+  observeMe?: boolean;
+  observeOthers?: boolean;
+}
+
+export interface Conclusion {
+  id: string;
+  observerId: string;
+  observedId: string;
+  sessionId: string;
+  content: string;
+  level: "explicit" | "deductive" | "inductive" | "contradiction" | "unspecified";
+  premiseIds: string[];
+  sourceMessageIds: string[];
+  timesDerived: number;
+  createdAt: Date | undefined;
+  valid: boolean;
+  supersededById: string;
+}
+
+export interface ChatCompletion {
+  finishReason: "stop" | "max_tokens" | "unspecified";
+  inputTokens: number;
+  outputTokens: number;
+  conclusionIds: string[];
+}
+
+export interface ChatAnswer {
+  content: string;
+  inputTokens: number;
+  outputTokens: number;
+  conclusionIds: string[];
+}
+
+export interface QueueCounts {
+  pending: number;
+  inProgress: number;
+  completed: number;
+  failed: number;
+}
+
+export interface QueueStatus {
+  totals: QueueCounts;
+  sessions: Record<string, QueueCounts>;
+}
+
+export type ReasoningLevelName = "minimal" | "low" | "medium" | "high" | "max";
+
+export interface ChatOptions {
+  /** The peer asked about (default: the asking peer itself). */
+  target?: Peer | string;
+  session?: Session | string;
+  reasoningLevel?: ReasoningLevelName;
+  /** JSON Schema: the answer is then JSON that validates. */
+  responseFormat?: JsonObject;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface SearchOptions {
+  filters?: Filters;
+  limit?: number;
+}
+
+export interface ListOptions {
+  filters?: Filters;
+  reverse?: boolean;
+  pageSize?: number;
+}
+
+export interface RepresentationOptions {
+  session?: Session | string;
+  searchQuery?: string;
+  searchTopK?: number;
+  searchMaxDistance?: number;
+  includeMostFrequent?: boolean;
+  maxConclusions?: number;
+}
+
+export interface ContextOptions {
+  tokens?: number;
+  summary?: boolean;
+  peerTarget?: Peer | string;
+  peerPerspective?: Peer | string;
+  searchQuery?: string;
+  searchTopK?: number;
+  searchMaxDistance?: number;
+  includeMostFrequent?: boolean;
+  maxConclusions?: number;
+  limitToSession?: boolean;
+}
+
+export type EventName =
+  | "messages_created"
+  | "conclusions_derived"
+  | "conclusion_invalidated"
+  | "summary_created"
+  | "peer_card_updated"
+  | "queue_drained";
+
+export interface HonchoEvent {
+  type: EventName | "unspecified";
+  workspaceId: string;
+  sessionId: string;
+  peerId: string;
+  time: Date | undefined;
+  data: JsonObject;
+}
+
+// ---------------------------------------------------------------------------- conversions
+
+const idOf = (v: { id: string } | string | undefined): string =>
+  v === undefined ? "" : typeof v === "string" ? v : v.id;
+const date = (ts: Timestamp | undefined): Date | undefined => (ts ? timestampDate(ts) : undefined);
+
+function toMessage(m: MessagePb, score?: number): Message {
+  const out: Message = {
+    id: m.id,
+    workspaceId: m.workspaceId,
+    sessionId: m.sessionId,
+    peerId: m.peerId,
+    content: m.content,
+    metadata: m.metadata ?? {},
+    tokenCount: m.tokenCount,
+    sequence: Number(m.sequence),
+    createdAt: date(m.createTime),
+  };
+  if (score !== undefined) out.score = score;
+  return out;
+}
+
+function toSummary(s: SummaryPb | undefined): Summary | undefined {
+  if (!s) return undefined;
+  const type = s.type === SummaryType.SHORT ? "short" : s.type === SummaryType.LONG ? "long" : "unspecified";
+  return {
+    content: s.content,
+    type,
+    lastMessageId: s.lastMessageId,
+    lastMessageSequence: Number(s.lastMessageSequence),
+    tokenCount: s.tokenCount,
+    createdAt: date(s.createTime),
+  };
+}
+
+function toMember(p: SessionPeer): SessionMember {
+  return {
+    peerId: p.peerId,
+    observeMe: p.configuration?.observeMe,
+    observeOthers: p.configuration?.observeOthers,
+    joinedAt: date(p.joinTime),
+    leftAt: date(p.leaveTime),
+  };
+}
+
+const LEVELS: Record<number, Conclusion["level"]> = {
+  [ConclusionLevel.EXPLICIT]: "explicit",
+  [ConclusionLevel.DEDUCTIVE]: "deductive",
+  [ConclusionLevel.INDUCTIVE]: "inductive",
+  [ConclusionLevel.CONTRADICTION]: "contradiction",
+};
+
+function toConclusion(c: ConclusionPb): Conclusion {
+  return {
+    id: c.id,
+    observerId: c.observerId,
+    observedId: c.observedId,
+    sessionId: c.sessionId,
+    content: c.content,
+    level: LEVELS[c.level] ?? "unspecified",
+    premiseIds: [...c.premiseIds],
+    sourceMessageIds: [...c.sourceMessageIds],
+    timesDerived: c.timesDerived,
+    createdAt: date(c.createTime),
+    valid: c.valid,
+    supersededById: c.supersededById,
+  };
+}
+
+function toCounts(q: QueueCountsPb | undefined): QueueCounts {
+  return {
+    pending: Number(q?.pending ?? 0),
+    inProgress: Number(q?.inProgress ?? 0),
+    completed: Number(q?.completed ?? 0),
+    failed: Number(q?.failed ?? 0),
+  };
+}
+
+const REASONING: Record<ReasoningLevelName, ReasoningLevel> = {
+  minimal: ReasoningLevel.MINIMAL,
+  low: ReasoningLevel.LOW,
+  medium: ReasoningLevel.MEDIUM,
+  high: ReasoningLevel.HIGH,
+  max: ReasoningLevel.MAX,
+};
+
+const EVENTS: Record<EventName, EventType> = {
+  messages_created: EventType.MESSAGES_CREATED,
+  conclusions_derived: EventType.CONCLUSIONS_DERIVED,
+  conclusion_invalidated: EventType.CONCLUSION_INVALIDATED,
+  summary_created: EventType.SUMMARY_CREATED,
+  peer_card_updated: EventType.PEER_CARD_UPDATED,
+  queue_drained: EventType.QUEUE_DRAINED,
+};
+
+function messageInput(m: MessageCreate): MessageInitShape<typeof MessageInputSchema> {
+  return {
+    peerId: m.peerId,
+    content: m.content,
+    metadata: m.metadata,
+    configuration: m.configuration,
+    createTime: m.createdAt ? timestampFromDate(m.createdAt) : undefined,
+  };
+}
+
+function members(
+  peers: Iterable<Peer | string | [Peer | string, SessionPeerConfig]> | Record<string, SessionPeerConfig>,
+): Record<string, MessageInitShape<typeof SessionPeerConfigurationSchema>> {
+  const out: Record<string, MessageInitShape<typeof SessionPeerConfigurationSchema>> = {};
+  if (typeof (peers as Iterable<unknown>)[Symbol.iterator] !== "function") {
+    for (const [id, config] of Object.entries(peers as Record<string, SessionPeerConfig>)) out[id] = { ...config };
+    return out;
+  }
+  for (const item of peers as Iterable<Peer | string | [Peer | string, SessionPeerConfig]>) {
+    const [peer, config] = Array.isArray(item) ? item : [item, {}];
+    out[idOf(peer)] = { ...config };
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------- transport
+
+interface Clients {
+  workspaces: Client<typeof WorkspaceService>;
+  peers: Client<typeof PeerService>;
+  sessions: Client<typeof SessionService>;
+  messages: Client<typeof MessageService>;
+  search: Client<typeof SearchService>;
+  conclusions: Client<typeof ConclusionService>;
+  dialectic: Client<typeof DialecticService>;
+  events: Client<typeof EventService>;
+}
+
+class Caller {
+  readonly rpc: Clients;
+  private readonly retry: RetryOptions;
+
+  constructor(
+    transport: Transport,
+    private readonly timeoutMs: number,
+    readonly streamTimeoutMs: number,
+    retry: Partial<RetryOptions> | false | undefined,
+  ) {
+    this.rpc = {
+      workspaces: createClient(WorkspaceService, transport),
+      peers: createClient(PeerService, transport),
+      sessions: createClient(SessionService, transport),
+      messages: createClient(MessageService, transport),
+      search: createClient(SearchService, transport),
+      conclusions: createClient(ConclusionService, transport),
+      dialectic: createClient(DialecticService, transport),
+      events: createClient(EventService, transport),
+    };
+    this.retry =
+      retry === false
+        ? { maxAttempts: 1, initialBackoffMs: 0, maxBackoffMs: 0, multiplier: 1 }
+        : { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 5000, multiplier: 2, ...retry };
+  }
+
+  private backoff(attempt: number): number {
+    const cap = Math.min(this.retry.maxBackoffMs, this.retry.initialBackoffMs * this.retry.multiplier ** (attempt - 1));
+    return Math.random() * cap; // full jitter
+  }
+
+  /** A unary call: one deadline across attempts, UNAVAILABLE retried, typed errors. */
+  async unary<T>(call: (options: CallOptions) => Promise<T>, timeoutMs = this.timeoutMs, signal?: AbortSignal): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call({ timeoutMs: Math.max(1, deadline - Date.now()), signal });
+      } catch (error) {
+        const err = ConnectError.from(error);
+        const pause = this.backoff(attempt);
+        if (err.code !== Code.Unavailable || attempt >= this.retry.maxAttempts || Date.now() + pause >= deadline) {
+          throw toHonchoError(error);
+        }
+        await sleep(pause);
+      }
+    }
+  }
+
+  /** A server stream: retried on UNAVAILABLE only before the first message arrived;
+   * leaving the loop early cancels the call (and the server's work). */
+  async *stream<T>(
+    open: (options: CallOptions) => AsyncIterable<T>,
+    timeoutMs: number | undefined,
+    signal?: AbortSignal,
+  ): AsyncGenerator<T> {
+    // The deadline is kept here rather than by Connect's `timeoutMs`, whose timer is not
+    // cleared when a stream is abandoned early (it would hold the process open until it
+    // fires); the server still learns it from the grpc-timeout header.
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const controller = new AbortController();
+      const abort = () => controller.abort(signal?.reason);
+      if (signal?.aborted) abort();
+      signal?.addEventListener("abort", abort, { once: true });
+      let timer: NodeJS.Timeout | undefined;
+      const headers: Record<string, string> = {};
+      if (deadline !== undefined) {
+        const left = Math.max(1, deadline - Date.now());
+        headers["grpc-timeout"] = `${Math.min(left, 99_999_999)}m`;
+        timer = setTimeout(() => controller.abort(new ConnectError("deadline exceeded", Code.DeadlineExceeded)), left);
+      }
+      let received = false;
+      try {
+        for await (const item of open({ headers, signal: controller.signal })) {
+          received = true;
+          yield item;
+        }
+        return;
+      } catch (error) {
+        const err = ConnectError.from(error);
+        if (received || err.code !== Code.Unavailable || attempt >= this.retry.maxAttempts) {
+          throw toHonchoError(error);
+        }
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", abort);
+        controller.abort();
+      }
+      await sleep(this.backoff(attempt));
+    }
+  }
+
+  /** Follows next_page_token until the end. */
+  async *pages<R extends { nextPageToken: string }, T>(
+    call: (pageToken: string, options: CallOptions) => Promise<R>,
+    items: (response: R) => T[],
+  ): AsyncGenerator<T> {
+    let token = "";
+    do {
+      const response = await this.unary((o) => call(token, o));
+      yield* items(response);
+      token = response.nextPageToken;
+    } while (token);
+  }
+}
+
+// ---------------------------------------------------------------------------- chat stream
+
+/** A streamed answer: `for await (const delta of stream)`; afterwards `completion` and `text`. */
+export class ChatStream implements AsyncIterable<string> {
+  completion: ChatCompletion | undefined;
+  text = "";
+
+  constructor(private readonly events: AsyncIterable<StreamChatResponse>) {}
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<string> {
+    for await (const event of this.events) {
+      if (event.event.case === "delta") {
+        this.text += event.event.value.content;
+        yield event.event.value.content;
+      } else if (event.event.case === "completion") {
+        const c = event.event.value;
+        this.completion = {
+          finishReason:
+            c.finishReason === FinishReason.STOP ? "stop" : c.finishReason === FinishReason.MAX_TOKENS ? "max_tokens" : "unspecified",
+          inputTokens: c.usage?.inputTokens ?? 0,
+          outputTokens: c.usage?.outputTokens ?? 0,
+          conclusionIds: [...c.conclusionIds],
+        };
+      }
+    }
+  }
+
+  /** Consume the rest and return the whole answer. */
+  async read(): Promise<string> {
+    for await (const _ of this) {
+      // drain
+    }
+    return this.text;
+  }
+}
+
+// ---------------------------------------------------------------------------- handles
+
+/** A peer handle; no call is made until you use it. */
+export class Peer {
+  readonly workspaceId: string;
+  metadata: JsonObject | undefined;
+  configuration: JsonObject | undefined;
+
+  constructor(
+    private readonly honcho: Honcho,
+    readonly id: string,
+    resource?: PeerPb,
+  ) {
+    this.workspaceId = honcho.workspaceId;
+    if (resource) this.load(resource);
+  }
+
+  private load(p: PeerPb | undefined): this {
+    if (p) {
+      this.metadata = p.metadata ?? {};
+      this.configuration = p.configuration ? (toJson(PeerConfigurationSchema, p.configuration) as JsonObject) : {};
+    }
+    return this;
+  }
+
+  private get c(): Caller {
+    return this.honcho.caller;
+  }
+
+  /** A message by this peer, for `session.addMessages([...])`. */
+  message(content: string, options: Omit<MessageCreate, "peerId" | "content"> = {}): MessageCreate {
+    return { peerId: this.id, content, ...options };
+  }
+
+  /** Create the peer if missing (metadata and configuration apply only then). */
+  async getOrCreate(options: { metadata?: JsonObject; configuration?: { observeMe?: boolean } } = {}): Promise<this> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.peers.getOrCreatePeer({ workspaceId: this.workspaceId, peerId: this.id, ...options }, o),
+    );
+    return this.load(r.peer);
+  }
+
+  async refresh(): Promise<this> {
+    const r = await this.c.unary((o) => this.c.rpc.peers.getPeer({ workspaceId: this.workspaceId, peerId: this.id }, o));
+    return this.load(r.peer);
+  }
+
+  async getMetadata(): Promise<JsonObject> {
+    await this.refresh();
+    return this.metadata ?? {};
+  }
+
+  async setMetadata(metadata: JsonObject): Promise<void> {
+    await this.getOrCreate();
+    const r = await this.c.unary((o) =>
+      this.c.rpc.peers.updatePeer(
+        { peer: { workspaceId: this.workspaceId, id: this.id, metadata }, updateMask: { paths: ["metadata"] } },
+        o,
+      ),
+    );
+    this.load(r.peer);
+  }
+
+  async delete(): Promise<void> {
+    await this.c.unary((o) =>
+      this.c.rpc.peers.deletePeer({ workspaceId: this.workspaceId, peerId: this.id, requestId: randomUUID() }, o),
+    );
+  }
+
+  /** Sessions this peer belongs to, page by page. */
+  sessions(options: ListOptions = {}): AsyncGenerator<Session> {
+    return this.c.pages(
+      (pageToken, o) =>
+        this.c.rpc.peers.listPeerSessions(
+          {
+            workspaceId: this.workspaceId,
+            peerId: this.id,
+            pageToken,
+            pageSize: options.pageSize ?? PAGE_SIZE,
+            filters: options.filters,
+            reverse: options.reverse,
+          },
+          o,
+        ),
+      (r) => r.sessions.map((s) => new Session(this.honcho, s.id, s)),
+    );
+  }
+
+  private query(query: string, options: ChatOptions): MessageInitShape<typeof ChatQuerySchema> {
+    return {
+      workspaceId: this.workspaceId,
+      peerId: this.id,
+      query,
+      targetId: idOf(options.target),
+      sessionId: idOf(options.session),
+      reasoningLevel: options.reasoningLevel ? REASONING[options.reasoningLevel] : ReasoningLevel.UNSPECIFIED,
+      responseFormat: options.responseFormat,
+    };
+  }
+
+  /**
+   * Ask what this peer knows about `target` (default itself): the answer text, or with
+   * `{ stream: true }` a ChatStream of text deltas (an async iterable).
+   */
+  chat(query: string, options: ChatOptions & { stream: true }): ChatStream;
+  chat(query: string, options?: ChatOptions & { stream?: false }): Promise<string>;
+  chat(query: string, options: ChatOptions & { stream?: boolean } = {}): ChatStream | Promise<string> {
+    if (options.stream) {
+      const q = this.query(query, options);
+      const timeout = options.timeoutMs ?? this.c.streamTimeoutMs;
+      return new ChatStream(this.c.stream((o) => this.c.rpc.dialectic.streamChat({ query: q }, o), timeout, options.signal));
+    }
+    return this.chatDetailed(query, options).then((a) => a.content);
+  }
+
+  /** Like `chat`, with token usage and the ids of the conclusions used. */
+  async chatDetailed(query: string, options: ChatOptions = {}): Promise<ChatAnswer> {
+    const q = this.query(query, options);
+    const r = await this.c.unary(
+      (o) => this.c.rpc.dialectic.chat({ query: q }, o),
+      options.timeoutMs ?? this.c.streamTimeoutMs,
+      options.signal,
+    );
+    return {
+      content: r.content,
+      inputTokens: r.usage?.inputTokens ?? 0,
+      outputTokens: r.usage?.outputTokens ?? 0,
+      conclusionIds: [...r.conclusionIds],
+    };
+  }
+
+  /** The card this peer keeps about `target` (default itself); [] when none exists. */
+  async card(target?: Peer | string): Promise<string[]> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.peers.getPeerCard({ workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target) }, o),
+    );
+    return [...r.entries];
+  }
+
+  async setCard(entries: string[], target?: Peer | string): Promise<string[]> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.peers.setPeerCard({ workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), entries }, o),
+    );
+    return [...r.entries];
+  }
+
+  /** What this peer holds about `target`, as markdown. */
+  async representation(target?: Peer | string, options: RepresentationOptions = {}): Promise<string> {
+    const { session, ...rest } = options;
+    const r = await this.c.unary((o) =>
+      this.c.rpc.peers.getRepresentation(
+        { workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), sessionId: idOf(session), ...rest },
+        o,
+      ),
+    );
+    return r.representation;
+  }
+
+  /** Messages written by this peer, best first. */
+  search(query: string, options: SearchOptions = {}): Promise<Message[]> {
+    return this.honcho.searchIn(query, options, { case: "peerId", value: this.id });
+  }
+
+  /** Conclusions this peer holds about `about` (default itself), newest first. */
+  conclusions(about?: Peer | string, options: ListOptions & { includeInvalid?: boolean } = {}): AsyncGenerator<Conclusion> {
+    const where: JsonObject = { observer_id: this.id, observed_id: idOf(about) || this.id };
+    const filters = options.filters ? { AND: [where, options.filters] } : where;
+    return this.c.pages(
+      (pageToken, o) =>
+        this.c.rpc.conclusions.listConclusions(
+          {
+            workspaceId: this.workspaceId,
+            pageToken,
+            pageSize: options.pageSize ?? PAGE_SIZE,
+            filters,
+            reverse: options.reverse,
+            includeInvalid: options.includeInvalid,
+          },
+          o,
+        ),
+      (r) => r.conclusions.map(toConclusion),
+    );
+  }
+
+  /** Store explicit conclusions this peer holds about `about` (default itself). */
+  async addConclusions(contents: string[], options: { about?: Peer | string; session?: Session | string } = {}): Promise<Conclusion[]> {
+    const conclusions: MessageInitShape<typeof ConclusionInputSchema>[] = contents.map((content) => ({
+      observerId: this.id,
+      observedId: idOf(options.about) || this.id,
+      sessionId: idOf(options.session),
+      content,
+    }));
+    const r = await this.c.unary((o) =>
+      this.c.rpc.conclusions.createConclusions({ workspaceId: this.workspaceId, conclusions, requestId: randomUUID() }, o),
+    );
+    return r.conclusions.map(toConclusion);
+  }
+}
+
+/** Prompt-ready context of a session. */
+export class SessionContext {
+  constructor(
+    readonly sessionId: string,
+    readonly messages: Message[],
+    readonly summary: Summary | undefined,
+    readonly peerRepresentation: string,
+    readonly peerCard: string[],
+  ) {}
+
+  /** Chat Completions messages: the assistant peer's turns are `assistant`, others `user`. */
+  toOpenAI(assistant: Peer | string): { role: "system" | "user" | "assistant"; content: string; name?: string }[] {
+    const me = idOf(assistant);
+    const parts: string[] = [];
+    if (this.summary) parts.push(`Summary of the conversation so far:\n${this.summary.content}`);
+    if (this.peerRepresentation) parts.push(`What is known about the user:\n${this.peerRepresentation}`);
+    if (this.peerCard.length) parts.push(`Peer card:\n${this.peerCard.join("\n")}`);
+    const out: { role: "system" | "user" | "assistant"; content: string; name?: string }[] = [];
+    if (parts.length) out.push({ role: "system", content: parts.join("\n\n") });
+    for (const m of this.messages) {
+      out.push(m.peerId === me ? { role: "assistant", content: m.content } : { role: "user", content: m.content, name: m.peerId });
+    }
+    return out;
+  }
+}
+
+/** A session handle; writing messages creates the session. */
+export class Session {
+  readonly workspaceId: string;
+  metadata: JsonObject | undefined;
+  configuration: JsonObject | undefined;
+  active: boolean | undefined;
+
+  constructor(
+    private readonly honcho: Honcho,
+    readonly id: string,
+    resource?: SessionPb,
+  ) {
+    this.workspaceId = honcho.workspaceId;
+    if (resource) this.load(resource);
+  }
+
+  private load(s: SessionPb | undefined): this {
+    if (s) {
+      this.metadata = s.metadata ?? {};
+      this.configuration = s.configuration ? (toJson(ConfigurationSchema, s.configuration) as JsonObject) : {};
+      this.active = s.active;
+    }
+    return this;
+  }
+
+  private get c(): Caller {
+    return this.honcho.caller;
+  }
+
+  private get ids() {
+    return { workspaceId: this.workspaceId, sessionId: this.id };
+  }
+
+  async getOrCreate(
+    options: {
+      metadata?: JsonObject;
+      configuration?: MessageInitShape<typeof ConfigurationSchema>;
+      peers?: Parameters<typeof members>[0];
+    } = {},
+  ): Promise<this> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.sessions.getOrCreateSession(
+        { ...this.ids, metadata: options.metadata, configuration: options.configuration, peers: members(options.peers ?? []) },
+        o,
+      ),
+    );
+    return this.load(r.session);
+  }
+
+  async refresh(): Promise<this> {
+    const r = await this.c.unary((o) => this.c.rpc.sessions.getSession(this.ids, o));
+    return this.load(r.session);
+  }
+
+  async getMetadata(): Promise<JsonObject> {
+    await this.refresh();
+    return this.metadata ?? {};
+  }
+
+  async setMetadata(metadata: JsonObject): Promise<void> {
+    await this.getOrCreate();
+    const r = await this.c.unary((o) =>
+      this.c.rpc.sessions.updateSession(
+        { session: { workspaceId: this.workspaceId, id: this.id, metadata }, updateMask: { paths: ["metadata"] } },
+        o,
+      ),
+    );
+    this.load(r.session);
+  }
+
+  async delete(): Promise<void> {
+    await this.c.unary((o) => this.c.rpc.sessions.deleteSession({ ...this.ids, requestId: randomUUID() }, o));
+  }
+
+  /** Add peers (created if missing): ids, handles, [peer, config] pairs or {id: config}. */
+  async addPeers(peers: Parameters<typeof members>[0]): Promise<SessionMember[]> {
+    const r = await this.c.unary((o) => this.c.rpc.sessions.addPeers({ ...this.ids, peers: members(peers) }, o));
+    return r.peers.map(toMember);
+  }
+
+  async setPeers(peers: Parameters<typeof members>[0]): Promise<SessionMember[]> {
+    const r = await this.c.unary((o) => this.c.rpc.sessions.setPeers({ ...this.ids, peers: members(peers) }, o));
+    return r.peers.map(toMember);
+  }
+
+  async removePeers(peers: (Peer | string)[]): Promise<SessionMember[]> {
+    const r = await this.c.unary((o) => this.c.rpc.sessions.removePeers({ ...this.ids, peerIds: peers.map(idOf) }, o));
+    return r.peers.map(toMember);
+  }
+
+  async members(options: { includeInactive?: boolean } = {}): Promise<SessionMember[]> {
+    const out: SessionMember[] = [];
+    const pages = this.c.pages(
+      (pageToken, o) =>
+        this.c.rpc.sessions.listSessionPeers({ ...this.ids, pageToken, pageSize: PAGE_SIZE, includeInactive: options.includeInactive }, o),
+      (r) => r.peers.map(toMember),
+    );
+    for await (const m of pages) out.push(m);
+    return out;
+  }
+
+  async peers(): Promise<Peer[]> {
+    return (await this.members()).map((m) => new Peer(this.honcho, m.peerId));
+  }
+
+  /**
+   * Write messages in order; authors join the session. Sent in batches of at most 100, each
+   * atomic and with its own idempotency key (a retried batch is never written twice).
+   */
+  async addMessages(messages: MessageCreate | MessageCreate[]): Promise<Message[]> {
+    const all = Array.isArray(messages) ? messages : [messages];
+    const out: Message[] = [];
+    for (let i = 0; i < all.length; i += MAX_BATCH) {
+      const batch = all.slice(i, i + MAX_BATCH).map(messageInput);
+      const requestId = randomUUID();
+      const r = await this.c.unary((o) => this.c.rpc.messages.createMessages({ ...this.ids, messages: batch, requestId }, o));
+      out.push(...r.messages.map((m) => toMessage(m)));
+    }
+    return out;
+  }
+
+  /** Bulk load over one client stream; returns how many messages were stored. */
+  async importMessages(
+    messages: Iterable<MessageCreate> | AsyncIterable<MessageCreate>,
+    options: { chunkSize?: number; timeoutMs?: number } = {},
+  ): Promise<number> {
+    const size = Math.min(Math.max(options.chunkSize ?? 1000, 1), 1000);
+    const ids = this.ids;
+    async function* chunks() {
+      let chunk: MessageInitShape<typeof MessageInputSchema>[] = [];
+      for await (const m of messages) {
+        chunk.push(messageInput(m));
+        if (chunk.length >= size) {
+          yield { ...ids, messages: chunk };
+          chunk = [];
+        }
+      }
+      if (chunk.length) yield { ...ids, messages: chunk };
+    }
+    try {
+      const r = await this.c.rpc.messages.importMessages(chunks(), { timeoutMs: options.timeoutMs ?? this.c.streamTimeoutMs });
+      return Number(r.importedCount);
+    } catch (error) {
+      throw toHonchoError(error);
+    }
+  }
+
+  /** Every message in order (newest first with `reverse`), fetched page by page. */
+  messages(options: ListOptions = {}): AsyncGenerator<Message> {
+    return this.c.pages(
+      (pageToken, o) =>
+        this.c.rpc.messages.listMessages(
+          { ...this.ids, pageToken, pageSize: options.pageSize ?? PAGE_SIZE, filters: options.filters, reverse: options.reverse },
+          o,
+        ),
+      (r) => r.messages.map((m) => toMessage(m)),
+    );
+  }
+
+  async getMessage(messageId: string): Promise<Message> {
+    const r = await this.c.unary((o) => this.c.rpc.messages.getMessage({ ...this.ids, messageId }, o));
+    return toMessage(r.message!);
+  }
+
+  async updateMessage(messageId: string, metadata: JsonObject): Promise<Message> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.messages.updateMessage(
+        { message: { workspaceId: this.workspaceId, sessionId: this.id, id: messageId, metadata }, updateMask: { paths: ["metadata"] } },
+        o,
+      ),
+    );
+    return toMessage(r.message!);
+  }
+
+  async deleteMessage(messageId: string): Promise<void> {
+    await this.c.unary((o) => this.c.rpc.messages.deleteMessage({ ...this.ids, messageId, requestId: randomUUID() }, o));
+  }
+
+  /** Hybrid (semantic + full-text) search in this session, best first. */
+  search(query: string, options: SearchOptions = {}): Promise<Message[]> {
+    return this.honcho.searchIn(query, options, { case: "sessionId", value: this.id });
+  }
+
+  /** Prompt-ready context within a token budget. */
+  async context(options: ContextOptions = {}): Promise<SessionContext> {
+    const { peerTarget, peerPerspective, ...rest } = options;
+    const r = await this.c.unary((o) =>
+      this.c.rpc.sessions.getContext({ ...this.ids, ...rest, peerTarget: idOf(peerTarget), peerPerspective: idOf(peerPerspective) }, o),
+    );
+    return new SessionContext(
+      r.sessionId,
+      r.messages.map((m) => toMessage(m)),
+      toSummary(r.summary),
+      r.peerRepresentation,
+      [...r.peerCard],
+    );
+  }
+
+  async summaries(): Promise<{ short: Summary | undefined; long: Summary | undefined }> {
+    const r = await this.c.unary((o) => this.c.rpc.sessions.getSummaries(this.ids, o));
+    return { short: toSummary(r.shortSummary), long: toSummary(r.longSummary) };
+  }
+}
+
+// ---------------------------------------------------------------------------- client
+
+/** A client for one workspace. */
+export class Honcho {
+  readonly workspaceId: string;
+  readonly address: string;
+  /** @internal */
+  readonly caller: Caller;
+  private readonly sessionManager: Http2SessionManager | undefined;
+
+  constructor(options: HonchoOptions = {}) {
+    const env = typeof process !== "undefined" ? process.env : {};
+    this.address = options.address ?? env.HONCHO_ADDRESS ?? DEFAULT_ADDRESS;
+    this.workspaceId = options.workspaceId ?? env.HONCHO_WORKSPACE_ID ?? "default";
+    const token = options.token ?? env.HONCHO_API_KEY;
+    let transport = options.transport;
+    if (!transport) {
+      const baseUrl = /^https?:\/\//.test(this.address) ? this.address : `${options.tls ? "https" : "http"}://${this.address}`;
+      this.sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 60_000 });
+      const auth: Interceptor = (next) => async (req) => {
+        if (token) req.header.set("authorization", `Bearer ${token}`);
+        return next(req);
+      };
+      transport = createGrpcTransport({
+        baseUrl,
+        sessionManager: this.sessionManager,
+        interceptors: [auth, ...(options.interceptors ?? [])],
+      });
+    }
+    this.caller = new Caller(transport, options.timeoutMs ?? 30_000, options.streamTimeoutMs ?? 300_000, options.retry);
+  }
+
+  /** Close the HTTP/2 connection (pending calls fail). */
+  close(): void {
+    this.sessionManager?.abort();
+  }
+
+  /** A peer handle; created now (get-or-create) with metadata, configuration or `create`. */
+  async peer(id: string, options: { metadata?: JsonObject; configuration?: { observeMe?: boolean }; create?: boolean } = {}): Promise<Peer> {
+    const peer = new Peer(this, id);
+    if (options.create || options.metadata || options.configuration) {
+      await peer.getOrCreate({ metadata: options.metadata, configuration: options.configuration });
+    }
+    return peer;
+  }
+
+  /** A session handle; created now with metadata, configuration, peers or `create`. */
+  async session(
+    id: string,
+    options: {
+      metadata?: JsonObject;
+      configuration?: MessageInitShape<typeof ConfigurationSchema>;
+      peers?: Parameters<typeof members>[0];
+      create?: boolean;
+    } = {},
+  ): Promise<Session> {
+    const session = new Session(this, id);
+    const { create: eager, ...rest } = options;
+    if (eager || rest.metadata || rest.configuration || rest.peers) await session.getOrCreate(rest);
+    return session;
+  }
+
+  peers(options: ListOptions = {}): AsyncGenerator<Peer> {
+    return this.caller.pages(
+      (pageToken, o) =>
+        this.caller.rpc.peers.listPeers(
+          { workspaceId: this.workspaceId, pageToken, pageSize: options.pageSize ?? PAGE_SIZE, filters: options.filters, reverse: options.reverse },
+          o,
+        ),
+      (r) => r.peers.map((p) => new Peer(this, p.id, p)),
+    );
+  }
+
+  sessions(options: ListOptions = {}): AsyncGenerator<Session> {
+    return this.caller.pages(
+      (pageToken, o) =>
+        this.caller.rpc.sessions.listSessions(
+          { workspaceId: this.workspaceId, pageToken, pageSize: options.pageSize ?? PAGE_SIZE, filters: options.filters, reverse: options.reverse },
+          o,
+        ),
+      (r) => r.sessions.map((s) => new Session(this, s.id, s)),
+    );
+  }
+
+  /** Hybrid search over every message of the workspace, best first. */
+  search(query: string, options: SearchOptions = {}): Promise<Message[]> {
+    return this.searchIn(query, options, { case: undefined });
+  }
+
+  /** @internal */
+  async searchIn(
+    query: string,
+    options: SearchOptions,
+    scope: MessageInitShape<typeof SearchMessagesRequestSchema>["scope"],
+  ): Promise<Message[]> {
+    const r = await this.caller.unary((o) =>
+      this.caller.rpc.search.searchMessages({ workspaceId: this.workspaceId, query, scope, filters: options.filters, limit: options.limit }, o),
+    );
+    return r.hits.map((h) => toMessage(h.message!, h.score));
+  }
+
+  async getMetadata(): Promise<JsonObject> {
+    const r = await this.caller.unary((o) => this.caller.rpc.workspaces.getOrCreateWorkspace({ workspaceId: this.workspaceId }, o));
+    return r.workspace?.metadata ?? {};
+  }
+
+  async setMetadata(metadata: JsonObject): Promise<void> {
+    await this.caller.unary((o) => this.caller.rpc.workspaces.getOrCreateWorkspace({ workspaceId: this.workspaceId }, o));
+    await this.caller.unary((o) =>
+      this.caller.rpc.workspaces.updateWorkspace({ workspace: { id: this.workspaceId, metadata }, updateMask: { paths: ["metadata"] } }, o),
+    );
+  }
+
+  async queueStatus(options: { session?: Session | string; observer?: Peer | string; sender?: Peer | string } = {}): Promise<QueueStatus> {
+    const r = await this.caller.unary((o) =>
+      this.caller.rpc.workspaces.getQueueStatus(
+        { workspaceId: this.workspaceId, sessionId: idOf(options.session), observerId: idOf(options.observer), senderId: idOf(options.sender) },
+        o,
+      ),
+    );
+    return {
+      totals: toCounts(r.totals),
+      sessions: Object.fromEntries(Object.entries(r.sessions).map(([k, v]) => [k, toCounts(v)])),
+    };
+  }
+
+  async deleteWorkspace(workspaceId = this.workspaceId): Promise<void> {
+    await this.caller.unary((o) => this.caller.rpc.workspaces.deleteWorkspace({ workspaceId, requestId: randomUUID() }, o));
+  }
+
+  /** Watch events (no deadline); break out of the loop or abort `signal` to stop. */
+  async *events(
+    options: { session?: Session | string; peer?: Peer | string; types?: EventName[]; signal?: AbortSignal } = {},
+  ): AsyncGenerator<HonchoEvent> {
+    const names = Object.fromEntries(Object.entries(EVENTS).map(([k, v]) => [v, k])) as Record<number, EventName>;
+    const stream = this.caller.stream(
+      (o) =>
+        this.caller.rpc.events.watchEvents(
+          {
+            workspaceId: this.workspaceId,
+            sessionId: idOf(options.session),
+            peerId: idOf(options.peer),
+            types: (options.types ?? []).map((t) => EVENTS[t]),
+          },
+          o,
+        ),
+      undefined,
+      options.signal,
+    );
+    for await (const r of stream) {
+      const e = r.event;
+      if (!e) continue;
+      yield { type: names[e.type] ?? "unspecified", workspaceId: e.workspaceId, sessionId: e.sessionId, peerId: e.peerId, time: date(e.time), data: e.data ?? {} };
+    }
+  }
+}
