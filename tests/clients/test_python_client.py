@@ -335,6 +335,33 @@ async def test_async_import_upload_and_clone(address: str, ws: str) -> None:
         assert len([m async for m in copy.messages()]) == 301
 
 
+async def test_async_events_feed(address: str, ws: str) -> None:
+    async with AsyncHoncho(address=address, workspace_id=ws) as honcho:
+        alice = await honcho.peer("alice")
+        session = await honcho.session("watched", create=True)
+        async with honcho.events(session=session, types=["messages_created"]) as feed:
+            await feed.ready()  # listening: nothing committed from now on is missed
+            await session.add_messages([alice.message("hello events")])
+            async with asyncio.timeout(20):
+                event = await anext(aiter(feed))
+        assert event.type == "messages_created" and event.session_id == "watched"
+        assert event.workspace_id == ws and event.time is not None
+
+
+def _sync_events_feed(address: str, ws: str) -> None:
+    with Honcho(address=address, workspace_id=ws) as honcho:
+        alice, session = honcho.peer("alice"), honcho.session("watched-sync", create=True)
+        with honcho.events(session=session) as feed:
+            feed.ready()
+            session.add_messages([alice.message("hello sync events")])
+            event = next(iter(feed))
+        assert event.type == "messages_created" and event.session_id == "watched-sync"
+
+
+async def test_sync_events_feed(address: str, ws: str) -> None:
+    await asyncio.wait_for(asyncio.to_thread(_sync_events_feed, address, ws), 30)
+
+
 # --------------------------------------------------------------------------- fake server
 
 

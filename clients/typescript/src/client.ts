@@ -424,6 +424,7 @@ class Caller {
     open: (options: CallOptions) => AsyncIterable<T>,
     timeoutMs: number | undefined,
     signal?: AbortSignal,
+    onHeader?: (headers: Headers) => void,
   ): AsyncGenerator<T> {
     // The deadline is kept here rather than by Connect's `timeoutMs`, whose timer is not
     // cleared when a stream is abandoned early (it would hold the process open until it
@@ -443,7 +444,7 @@ class Caller {
       }
       let received = false;
       try {
-        for await (const item of open({ headers, signal: controller.signal })) {
+        for await (const item of open({ headers, signal: controller.signal, onHeader })) {
           received = true;
           yield item;
         }
@@ -1071,9 +1072,18 @@ export class Honcho {
     await this.caller.unary((o) => this.caller.rpc.workspaces.deleteWorkspace({ workspaceId, requestId: randomUUID() }, o));
   }
 
-  /** Watch events (no deadline); break out of the loop or abort `signal` to stop. */
+  /**
+   * Watch events (no deadline); break out of the loop or abort `signal` to stop. `onReady`
+   * runs once the server listens: nothing committed after it is missed.
+   */
   async *events(
-    options: { session?: Session | string; peer?: Peer | string; types?: EventName[]; signal?: AbortSignal } = {},
+    options: {
+      session?: Session | string;
+      peer?: Peer | string;
+      types?: EventName[];
+      signal?: AbortSignal;
+      onReady?: () => void;
+    } = {},
   ): AsyncGenerator<HonchoEvent> {
     const names = Object.fromEntries(Object.entries(EVENTS).map(([k, v]) => [v, k])) as Record<number, EventName>;
     const stream = this.caller.stream(
@@ -1089,6 +1099,7 @@ export class Honcho {
         ),
       undefined,
       options.signal,
+      () => options.onReady?.(),
     );
     for await (const r of stream) {
       const e = r.event;

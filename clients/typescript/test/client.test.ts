@@ -106,6 +106,22 @@ describe("live server", { skip }, () => {
     assert.equal(status.totals.failed, 0);
   });
 
+  test("events: a live feed", async () => {
+    const erin = await honcho.peer("erin");
+    const session = await honcho.session("watched", { create: true });
+    let ready!: () => void;
+    const listening = new Promise<void>((resolve) => (ready = resolve));
+    const feed = honcho.events({ session, types: ["messages_created"], onReady: ready });
+    const first = feed.next();
+    await listening;
+    await session.addMessages([erin.message("hello events")]);
+    const { value } = await first;
+    await feed.return(undefined); // stop watching
+    assert.equal(value?.type, "messages_created");
+    assert.equal(value?.sessionId, "watched");
+    assert.ok(value?.time instanceof Date);
+  });
+
   test("errors are typed and carry google.rpc details", async () => {
     const missing = await honcho.session("missing");
     await assert.rejects(missing.refresh(), (err: unknown) => {

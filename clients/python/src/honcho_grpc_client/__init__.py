@@ -10,8 +10,14 @@
 """
 
 from honcho_grpc_client._base import NO_RETRY, RetryPolicy
-from honcho_grpc_client.aio import AsyncChatStream, AsyncHoncho, AsyncPeer, AsyncSession
-from honcho_grpc_client.client import ChatStream, Honcho, Peer, Session
+from honcho_grpc_client.aio import (
+    AsyncChatStream,
+    AsyncEventStream,
+    AsyncHoncho,
+    AsyncPeer,
+    AsyncSession,
+)
+from honcho_grpc_client.client import ChatStream, EventStream, Honcho, Peer, Session
 from honcho_grpc_client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -56,6 +62,7 @@ __all__ = [
     "AbortedError",
     "AlreadyExistsError",
     "AsyncChatStream",
+    "AsyncEventStream",
     "AsyncHoncho",
     "AsyncPeer",
     "AsyncSession",
@@ -68,6 +75,7 @@ __all__ = [
     "DataLossError",
     "DeadlineExceededError",
     "Event",
+    "EventStream",
     "FailedPreconditionError",
     "FieldViolation",
     "Honcho",

@@ -180,6 +180,49 @@ class AsyncChatStream:
         await self.cancel()
 
 
+class AsyncEventStream:
+    """A live feed of events: `async for event in feed`; `await feed.ready()` returns once
+    the server listens (nothing committed afterwards is missed); `await feed.close()` (or
+    leaving `async with`) stops."""
+
+    def __init__(self, transport: _AsyncTransport, op: ServerStream) -> None:
+        self._t = transport
+        self._op = op
+        self._call: Any = None
+
+    def _start(self) -> Any:
+        if self._call is None:
+            self._call = self._t._method(self._op.service, self._op.method)(
+                self._op.request, timeout=None, metadata=self._t.metadata)
+        return self._call
+
+    async def ready(self) -> AsyncEventStream:
+        await self._start().initial_metadata()
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        call = self._start()
+        try:
+            async for item in call:
+                yield self._op.read(item)
+        except asyncio.CancelledError:
+            raise
+        except grpc.RpcError as e:
+            if call.cancelled():
+                return  # closed by us
+            raise from_rpc_error(e) from e
+
+    async def close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 class AsyncPeer(PeerOps):
     """A peer handle; see `Peer`."""
 
@@ -604,8 +647,9 @@ class AsyncHoncho(HonchoOps):
 
     def events(self, *, session: AsyncSession | str | None = None,
                peer: AsyncPeer | str | None = None,
-               types: Iterable[str] | None = None) -> AsyncIterator[Event]:
-        return self._transport.server_stream(self._watch_events(session, peer, types), None)
+               types: Iterable[str] | None = None) -> AsyncEventStream:
+        """`async with honcho.events() as feed: await feed.ready(); async for e in feed:`."""
+        return AsyncEventStream(self._transport, self._watch_events(session, peer, types))
 
     def conclusions(self, *, filters: Mapping[str, Any] | None = None, reverse: bool = False,
                     include_invalid: bool = False) -> AsyncIterator[Conclusion]:

@@ -159,6 +159,47 @@ class ChatStream:
         self.cancel()
 
 
+class EventStream:
+    """A live feed of events: iterate to receive them; `ready()` returns once the server
+    listens (nothing committed afterwards is missed); `close()` (or leaving `with`) stops."""
+
+    def __init__(self, transport: _Transport, op: ServerStream) -> None:
+        self._t = transport
+        self._op = op
+        self._call: Any = None
+
+    def _start(self) -> Any:
+        if self._call is None:
+            self._call = self._t._method(self._op.service, self._op.method)(
+                self._op.request, timeout=None, metadata=self._t.metadata)
+        return self._call
+
+    def ready(self) -> EventStream:
+        """Block until the subscription is live (or the call failed: iterating raises)."""
+        self._start().initial_metadata()
+        return self
+
+    def __iter__(self) -> Iterator[Event]:
+        call = self._start()
+        try:
+            for item in call:
+                yield self._op.read(item)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED and call.cancelled():
+                return  # closed by us
+            raise from_rpc_error(e) from e
+
+    def close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Peer(PeerOps):
     """A handle on a peer. Creating the handle does no I/O; the peer is created on first use
     by a write that names it (messages, session membership) or by `get_or_create()`."""
@@ -632,11 +673,11 @@ class Honcho(HonchoOps):
         return queued
 
     def events(self, *, session: Session | str | None = None, peer: Peer | str | None = None,
-               types: Iterable[str] | None = None) -> Iterator[Event]:
-        """Watch events (no deadline); close the iterator to stop. `types` among
-        messages_created, conclusions_derived, conclusion_invalidated, summary_created,
-        peer_card_updated, queue_drained."""
-        return self._transport.server_stream(self._watch_events(session, peer, types), None)
+               types: Iterable[str] | None = None) -> EventStream:
+        """Watch events (no deadline): `with honcho.events() as feed: feed.ready(); for e in
+        feed: ...`. `types` among messages_created, conclusions_derived,
+        conclusion_invalidated, summary_created, peer_card_updated, queue_drained."""
+        return EventStream(self._transport, self._watch_events(session, peer, types))
 
     # conclusions and keys
 
