@@ -13,15 +13,15 @@ from typing import Any
 
 import jwt
 import pytest
-
-from honcho_grpc.db.pool import Database
-from honcho_grpc.providers.embeddings import FakeEmbedder
-from honcho_grpc.server.app import start
 from honcho_grpc_client import (
     AsyncHoncho,
     PermissionDeniedError,
     UnauthenticatedError,
 )
+
+from honcho_grpc.db.pool import Database
+from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.server.app import start
 from tests.conftest import make_settings
 
 SECRET = "client-tests-" + "s" * 40
