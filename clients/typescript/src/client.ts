@@ -340,9 +340,10 @@ function messageInput(m: MessageCreate): MessageInitShape<typeof MessageInputSch
   };
 }
 
-function members(
-  peers: Iterable<Peer | string | [Peer | string, SessionPeerConfig]> | Record<string, SessionPeerConfig>,
-): Record<string, MessageInitShape<typeof SessionPeerConfigurationSchema>> {
+/** Peers to add to a session: ids or handles, `[peer, config]` pairs, or `{ id: config }`. */
+export type SessionPeers = Iterable<Peer | string | [Peer | string, SessionPeerConfig]> | Record<string, SessionPeerConfig>;
+
+function members(peers: SessionPeers): Record<string, MessageInitShape<typeof SessionPeerConfigurationSchema>> {
   const out: Record<string, MessageInitShape<typeof SessionPeerConfigurationSchema>> = {};
   if (typeof (peers as Iterable<unknown>)[Symbol.iterator] !== "function") {
     for (const [id, config] of Object.entries(peers as Record<string, SessionPeerConfig>)) out[id] = { ...config };
@@ -775,7 +776,7 @@ export class Session {
     options: {
       metadata?: JsonObject;
       configuration?: MessageInitShape<typeof ConfigurationSchema>;
-      peers?: Parameters<typeof members>[0];
+      peers?: SessionPeers;
     } = {},
   ): Promise<this> {
     const r = await this.c.unary((o) =>
@@ -813,12 +814,12 @@ export class Session {
   }
 
   /** Add peers (created if missing): ids, handles, [peer, config] pairs or {id: config}. */
-  async addPeers(peers: Parameters<typeof members>[0]): Promise<SessionMember[]> {
+  async addPeers(peers: SessionPeers): Promise<SessionMember[]> {
     const r = await this.c.unary((o) => this.c.rpc.sessions.addPeers({ ...this.ids, peers: members(peers) }, o));
     return r.peers.map(toMember);
   }
 
-  async setPeers(peers: Parameters<typeof members>[0]): Promise<SessionMember[]> {
+  async setPeers(peers: SessionPeers): Promise<SessionMember[]> {
     const r = await this.c.unary((o) => this.c.rpc.sessions.setPeers({ ...this.ids, peers: members(peers) }, o));
     return r.peers.map(toMember);
   }
@@ -994,7 +995,7 @@ export class Honcho {
     options: {
       metadata?: JsonObject;
       configuration?: MessageInitShape<typeof ConfigurationSchema>;
-      peers?: Parameters<typeof members>[0];
+      peers?: SessionPeers;
       create?: boolean;
     } = {},
   ): Promise<Session> {

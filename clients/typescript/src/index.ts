@@ -26,6 +26,7 @@ export {
   type SearchOptions,
   type SessionMember,
   type SessionPeerConfig,
+  type SessionPeers,
   type Summary,
 } from "./client.js";
 export * from "./errors.js";
