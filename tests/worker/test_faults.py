@@ -32,11 +32,14 @@ from tests.worker.conftest import (
 from tests.worker.fake_openai import fake_openai
 
 
-def start_worker(procs: list[WorkerProcess], env: dict[str, str]) -> WorkerProcess:
-    proc = WorkerProcess(env)
-    procs.append(proc)
-    proc.wait_started()
-    return proc
+def start_workers(procs: list[WorkerProcess], env: dict[str, str],
+                  count: int = 1) -> list[WorkerProcess]:
+    """Spawn `count` workers at once (their start-ups overlap), then wait for each."""
+    started = [WorkerProcess(env) for _ in range(count)]
+    procs.extend(started)
+    for proc in started:
+        proc.wait_started()
+    return started
 
 
 async def settled(pool: asyncpg.Pool, ws: str, expected: int) -> bool:
@@ -65,21 +68,27 @@ async def test_killed_worker_is_taken_over_without_duplicates(
     with fake_openai() as fake:
         env = process_env(pg_dsn, [ws], QUEUE_LEASE_SECONDS="2",
                           **openai_embeddings_env(fake.url))
-        first = start_worker(worker_processes, env)
-        fake.hold.clear()  # the next embedding call hangs: the worker is stuck mid-task
+        # Two workers: one takes the batch, the other waits while the lease is alive.
+        workers = {f"-{w.proc.pid}": w for w in start_workers(worker_processes, env, 2)}
+        fake.hold.clear()  # the next embedding call hangs: its worker is stuck mid-task
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
             workspace_id=ws, session_id="s", messages=[
                 message_pb2.MessageInput(peer_id="ann", content="I grow tomatoes."),
                 message_pb2.MessageInput(peer_id="ann", content="I repair old bicycles.")]))
         assert await asyncio.to_thread(fake.arrived.wait, 20)
         stuck = [r for r in await queue_rows(db.pool, ws) if r["status"] == "in_progress"]
-        assert stuck, "the worker holds the batch"
-        first.kill()
+        assert stuck, "a worker holds the batch"
+        owner = await db.pool.fetchval("SELECT claimed_by FROM queue WHERE id = $1",
+                                       stuck[0]["id"])
+        victim = next(w for suffix, w in workers.items() if owner.endswith(suffix))
+        victim.kill()
         fake.hold.set()
-        start_worker(worker_processes, env)
         await eventually(lambda: settled(db.pool, ws, 2), within=30)
     rows = await queue_rows(db.pool, ws)
     assert [r["attempts"] for r in rows] == [2, 2]  # one batch; the killed attempt counts
+    assert not (await db.pool.fetchval(
+        "SELECT claimed_by FROM queue WHERE id = $1", rows[0]["id"])).endswith(
+        f"-{victim.proc.pid}")
     contents = sorted(r["content"] for r in await db.pool.fetch(
         "SELECT content FROM conclusions WHERE workspace_id = $1", ws))
     assert contents == ["ann grows tomatoes", "ann repairs old bicycles"]
@@ -97,7 +106,7 @@ async def test_provider_failing_then_recovering(stubs: Stubs, db: Database, pg_d
                                                 worker_processes: list[WorkerProcess]) -> None:
     with fake_openai() as fake:
         fake.fail_next = 2  # two attempts fail with HTTP 500, the third succeeds
-        start_worker(worker_processes, process_env(pg_dsn, [ws], **openai_llm_env(fake.url)))
+        start_workers(worker_processes, process_env(pg_dsn, [ws], **openai_llm_env(fake.url)))
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
             workspace_id=ws, session_id="s",
             messages=[message_pb2.MessageInput(peer_id="ann", content="I speak Finnish.")]))
@@ -115,7 +124,7 @@ async def test_rejected_calls_park_and_retry_from_the_cli(
     with fake_openai() as fake:
         fake.fail_next, fake.fail_status = 1, 401  # a bad key: no point retrying
         env = process_env(pg_dsn, [ws], **openai_llm_env(fake.url))
-        start_worker(worker_processes, env)
+        start_workers(worker_processes, env)
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
             workspace_id=ws, session_id="s",
             messages=[message_pb2.MessageInput(peer_id="ann", content="I row boats.")]))
@@ -168,7 +177,7 @@ async def test_postgres_restart_under_the_worker(own_postgres: tuple[EmbeddedPos
                                                  worker_processes: list[WorkerProcess]) -> None:
     pg, dsn = own_postgres
     ws = "restart"
-    start_worker(worker_processes, process_env(dsn, [ws]))
+    start_workers(worker_processes, process_env(dsn, [ws]))
     await write(dsn, ws, [f"I visited city number {i}." for i in range(20)])
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     await eventually(lambda: settled(pool, ws, 21), within=30)  # 20 + one summary
@@ -198,8 +207,7 @@ async def test_burst_of_ten_thousand_messages(stubs: Stubs, db: Database, pg_dsn
                                               ws: str,
                                               worker_processes: list[WorkerProcess]) -> None:
     env = process_env(pg_dsn, [ws], QUEUE_LEASE_SECONDS="10")
-    for _ in range(2):
-        start_worker(worker_processes, env)
+    start_workers(worker_processes, env, 2)
     started = time.monotonic()
     sessions = 10
     for batch in range(BURST // 100):

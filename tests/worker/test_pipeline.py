@@ -77,15 +77,18 @@ async def test_observers_and_repeats(stubs: Stubs, db: Database, pg_dsn: str, ws
 
 async def test_summaries_every_twenty(stubs: Stubs, db: Database, pg_dsn: str, ws: str) -> None:
     lines = [("alice" if i % 2 else "bob", f"Message {i}: I walked {i} kilometres today.")
-             for i in range(1, 46)]
+             for i in range(1, 66)]
     await say(stubs, ws, "s", *lines)
     async with running_worker(worker_settings(pg_dsn, [ws])):
         await eventually(lambda: _none_open(db, ws))
     r = await stubs.sessions.GetSummaries(session_pb2.GetSummariesRequest(
         workspace_id=ws, session_id="s"))
-    assert r.short_summary.last_message_sequence == 40
-    assert r.short_summary.content
-    assert not r.HasField("long_summary")
+    assert r.short_summary.last_message_sequence == 60
+    assert r.long_summary.last_message_sequence == 60
+    assert "kilometres" in r.short_summary.content
+    # Each tier chains on its previous summary: three short ones were written, in order.
+    rows = await queue_rows(db.pool, ws)
+    assert sum(r["task_type"] == "summary" for r in rows) == 4
 
 
 async def test_dream_supersedes_and_derives(stubs: Stubs, db: Database, pg_dsn: str,
@@ -113,3 +116,23 @@ async def test_dream_supersedes_and_derives(stubs: Stubs, db: Database, pg_dsn: 
 async def _dreamt(db: Database, ws: str) -> bool:
     rows = await queue_rows(db.pool, ws)
     return any(r["task_type"] == "dream" and r["status"] == "completed" for r in rows)
+
+
+async def test_deleted_observer_and_messages_are_skipped(stubs: Stubs, db: Database,
+                                                        pg_dsn: str, ws: str) -> None:
+    await stubs.sessions.GetOrCreateSession(session_pb2.GetOrCreateSessionRequest(
+        workspace_id=ws, session_id="s"))
+    await stubs.sessions.AddPeers(session_pb2.AddPeersRequest(
+        workspace_id=ws, session_id="s", peers={
+            "alice": resources_pb2.SessionPeerConfiguration(),
+            "bob": resources_pb2.SessionPeerConfiguration(observe_others=True)}))
+    ids = await say(stubs, ws, "s", ("alice", "I keep bees."), ("alice", "I sail on lakes."))
+    # Deleted before any worker ran: the observer bob, and one of the messages.
+    await stubs.peers.DeletePeer(peer_pb2.DeletePeerRequest(workspace_id=ws, peer_id="bob"))
+    await stubs.messages.DeleteMessage(message_pb2.DeleteMessageRequest(
+        workspace_id=ws, session_id="s", message_id=ids[0]))
+    async with running_worker(worker_settings(pg_dsn, [ws])):
+        await eventually(lambda: _none_open(db, ws))
+    rows = await conclusions(db, ws)
+    assert [(r["observer_id"], r["content"]) for r in rows] == [
+        ("alice", "alice sails on lakes")]
