@@ -54,9 +54,14 @@ class WorkerChild:
         self.proc: subprocess.Popen[bytes] | None = None
         self._stopping = False
 
+    def spawn(self) -> None:
+        self.proc = spawn_worker(self.dsn)
+
     async def watch(self) -> None:
         while not self._stopping:
-            self.proc = spawn_worker(self.dsn)
+            if self.proc is None or self.proc.poll() is not None:
+                self.spawn()
+            assert self.proc is not None
             code = await asyncio.to_thread(self.proc.wait)
             if self._stopping:
                 return
@@ -76,6 +81,8 @@ async def up(settings: Settings) -> None:
 
     db = await open_database(settings)
     child = WorkerChild(db.dsn)
+    # Forked before the gRPC server starts its threads (forking beside them is unsafe).
+    child.spawn()
     watcher = asyncio.create_task(child.watch())
     try:
         running = await start(settings, db)
