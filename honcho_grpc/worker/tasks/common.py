@@ -9,6 +9,7 @@ from honcho_grpc.domain.config import resolve
 from honcho_grpc.settings import Settings
 from honcho_grpc.worker import events
 from honcho_grpc.worker.db import Conn
+from honcho_grpc.worker.enqueue import dream_key
 from honcho_grpc.worker.queue import enqueue
 
 
@@ -71,10 +72,6 @@ async def live_peers(conn: Conn, workspace_id: str, peer_ids: list[str]) -> list
         "FOR KEY SHARE", (workspace_id, peer_ids))).fetchall()
     alive = {r["peer_id"] for r in rows}
     return [p for p in peer_ids if p in alive]
-
-
-def dream_key(workspace_id: str, observer: str, observed: str) -> str:
-    return f"dream:{workspace_id}:{observer}:{observed}"
 
 
 async def maybe_schedule_dream(conn: Conn, settings: Settings, workspace_id: str,
