@@ -1,11 +1,14 @@
-"""Command line: `honcho-grpc serve | worker | up | migrate`."""
+"""Command line: `honcho-grpc serve | worker | up | migrate | keys`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import re
+import secrets
 import sys
+from datetime import UTC, datetime, timedelta
 
 from honcho_grpc.settings import Settings
 
@@ -59,6 +62,47 @@ def _worker(settings: Settings, retry: bool, workspace: str | None) -> None:
         sys.exit(f"honcho-grpc worker: {exc}")
 
 
+DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90`, `90s`, `30m`, `12h`, `7d`, `2w`."""
+    match = DURATION_RE.match(text)
+    if not match or int(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive duration (e.g. 3600, 30m, 12h, 7d)")
+    return timedelta(seconds=int(match[1]) * DURATION_UNITS[match[2]])
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> None:
+    from honcho_grpc.server.auth import AuthConfigError, Claims, mint_token
+    from honcho_grpc.server.servicers.key import check_scope
+    from honcho_grpc.server.validate import Checker
+
+    if args.keys_command == "secret":
+        print(secrets.token_urlsafe(48))
+        return
+    claims = Claims(admin=args.admin, workspace=args.workspace or "", peer=args.peer or "",
+                    session=args.session or "")
+    checker = Checker()
+    check_scope(checker, claims)
+    if checker.violations:
+        names = {"workspace_id": "--workspace", "peer_id": "--peer", "session_id": "--session",
+                 "admin": "--admin"}
+        sys.exit("honcho-grpc keys create: " + "; ".join(
+            f"{names.get(v.field, v.field)}: {v.description}" for v in checker.violations))
+    expires = datetime.now(UTC) + args.expires_in if args.expires_in else None
+    try:
+        token = mint_token(settings.auth.jwt_secret, claims, expires)
+    except AuthConfigError as exc:
+        sys.exit(f"honcho-grpc keys create: {exc}")
+    if not settings.auth.use_auth:
+        print("note: AUTH_USE_AUTH is false; the server does not check tokens until it is "
+              "true", file=sys.stderr)
+    print(token)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="honcho-grpc")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,17 +116,40 @@ def main(argv: list[str] | None = None) -> None:
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     migrate.add_argument("--reset-embeddings", action="store_true",
                          help="resize vector columns to EMBEDDING_DIMENSIONS and re-embed")
+    keys = sub.add_parser("keys", help="issue API keys (JWTs signed with AUTH_JWT_SECRET)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser(
+        "create", help="print a new key; the narrowest scope given wins",
+        description="Print a JWT for the server's AUTH_JWT_SECRET. Scopes: --admin (every "
+                    "call), --workspace (one workspace), --workspace with --peer (calls as "
+                    "that peer and reads of its sessions), --workspace with --session (one "
+                    "session).")
+    create.add_argument("--workspace", help="workspace id")
+    create.add_argument("--peer", help="peer id (needs --workspace)")
+    create.add_argument("--session", help="session id (needs --workspace)")
+    create.add_argument("--admin", action="store_true", help="an admin key (no other scope)")
+    create.add_argument("--expires-in", type=parse_duration, default=None,
+                        help="lifetime: seconds, or with a unit s/m/h/d/w (default: none)")
+    keys_sub.add_parser("secret", help="print a random value for AUTH_JWT_SECRET")
     args = parser.parse_args(argv)
     settings = Settings()
     _setup_logging(settings)
-    if args.command == "serve":
-        from honcho_grpc.server.app import serve
+    if args.command in ("serve", "up"):
+        from honcho_grpc.server.auth import AuthConfigError
 
-        asyncio.run(serve(settings))
-    elif args.command == "up":
-        from honcho_grpc.worker.supervisor import up
+        try:
+            if args.command == "serve":
+                from honcho_grpc.server.app import serve
 
-        asyncio.run(up(settings))
+                asyncio.run(serve(settings))
+            else:
+                from honcho_grpc.worker.supervisor import up
+
+                asyncio.run(up(settings))
+        except AuthConfigError as exc:
+            sys.exit(f"honcho-grpc {args.command}: {exc}")
+    elif args.command == "keys":
+        _keys(settings, args)
     elif args.command == "worker":
         _worker(settings, args.retry_failed, args.workspace)
     elif args.command == "migrate":

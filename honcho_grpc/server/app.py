@@ -38,18 +38,20 @@ from honcho_grpc.gen.honcho.v1 import (
 )
 from honcho_grpc.providers.embeddings import build_embedder
 from honcho_grpc.providers.llm import build_llm
+from honcho_grpc.server.auth import AuthInterceptor
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.errors import ErrorInterceptor
-from honcho_grpc.server.servicers import pending
 from honcho_grpc.server.servicers.conclusion import ConclusionServicer
 from honcho_grpc.server.servicers.dialectic import DialecticServicer
 from honcho_grpc.server.servicers.event import EventServicer
+from honcho_grpc.server.servicers.key import KeyServicer
 from honcho_grpc.server.servicers.message import MessageServicer
 from honcho_grpc.server.servicers.peer import PeerServicer
 from honcho_grpc.server.servicers.search import SearchServicer
 from honcho_grpc.server.servicers.session import SessionServicer
 from honcho_grpc.server.servicers.webhook import WebhookServicer
 from honcho_grpc.server.servicers.workspace import WorkspaceServicer
+from honcho_grpc.server.validate import RequestGuard
 from honcho_grpc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,8 +82,12 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | None = None
                  ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """An unstarted server with every service, health and (optionally) reflection."""
+    # Later interceptors wrap the handler more tightly: the guard and auth run inside the
+    # ErrorInterceptor (their refusals become rich statuses), auth after the guard.
+    auth = ([AuthInterceptor(deps.settings.auth, deps.pool)]
+            if deps.settings.auth.use_auth else [])
     server = grpc.aio.server(
-        interceptors=[*(interceptors or []), ErrorInterceptor()],
+        interceptors=[*(interceptors or []), ErrorInterceptor(), RequestGuard(), *auth],
         options=server_options(deps.settings),
         maximum_concurrent_rpcs=deps.settings.server.max_concurrent_rpcs,
     )
@@ -94,7 +100,7 @@ def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | No
     dialectic_pb2_grpc.add_DialecticServiceServicer_to_server(DialecticServicer(deps), server)
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(deps), server)
     event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(deps), server)
-    key_pb2_grpc.add_KeyServiceServicer_to_server(pending.PendingKey(), server)
+    key_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(deps), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if deps.settings.server.reflection:

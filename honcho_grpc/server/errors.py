@@ -40,22 +40,59 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+# A status travels in response trailers, and clients refuse trailers over 8 KiB by default (the
+# call then fails with a bare RESOURCE_EXHAUSTED). Messages, field paths and metadata can hold
+# caller text (map keys, file names), so every part is bounded here, whatever raised it.
+MAX_MESSAGE_BYTES = 1024
+MAX_VIOLATIONS = 10
+MAX_FIELD_CHARS = 120
+MAX_TEXT_CHARS = 200
+MAX_STATUS_BYTES = 3000  # ~4 KB once base64-encoded in grpc-status-details-bin
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def clip_message(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """Clip to `limit` bytes as sent in grpc-message (percent-encoded: 3 bytes per byte of a
+    non-ASCII character)."""
+    size = 0
+    for i, char in enumerate(text):
+        size += 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode())
+        if size > limit - 9:  # room for the ellipsis
+            return text[:i] + "…"
+    return text
+
+
 def build_status(code: grpc.StatusCode, message: str, reason: str,
                  metadata: dict[str, str] | None = None,
                  violations: list[FieldViolation] | None = None,
-                 retry_after: float | None = None) -> status_pb2.Status:
+                 retry_after: float | None = None, *, shrunk: bool = False
+                 ) -> status_pb2.Status:
+    info_metadata = {clip(k, MAX_FIELD_CHARS): clip(v, MAX_TEXT_CHARS)
+                     for k, v in (metadata or {}).items()}
     details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN,
-                                                 metadata=metadata or {}))]
+                                                 metadata=info_metadata))]
     if violations:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in violations
+            error_details_pb2.BadRequest.FieldViolation(
+                field=clip(v.field, MAX_FIELD_CHARS),
+                description=clip(v.description, MAX_TEXT_CHARS))
+            for v in violations[:MAX_VIOLATIONS]
         ])))
     if retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(retry_after * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    return status_pb2.Status(code=code.value[0], message=message, details=details)
+    status = status_pb2.Status(code=code.value[0], message=clip_message(message),
+                               details=details)
+    if status.ByteSize() > MAX_STATUS_BYTES and not shrunk:
+        # Wide characters can still make it too big: keep the first violation, a short message.
+        return build_status(code, clip_message(message, 300), reason,
+                            {k: clip(v, 60) for k, v in (metadata or {}).items()},
+                            (violations or [])[:1], retry_after, shrunk=True)
+    return status
 
 
 def status_for(exc: BaseException) -> status_pb2.Status:
@@ -151,4 +188,4 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-__all__ = ["ErrorInterceptor", "abort", "build_status", "status_for"]
+__all__ = ["ErrorInterceptor", "abort", "build_status", "clip", "status_for"]

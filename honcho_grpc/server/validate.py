@@ -1,18 +1,30 @@
-"""Input checks shared by the servicers. Each failure names the offending field."""
+"""Input checks shared by the servicers. Each failure names the offending field.
+
+`RequestGuard` is the wire-level part, applied to every RPC before any servicer runs: bytes
+that do not decode as the request type, NUL characters in any string field, and non-finite
+numbers inside `Struct` values are refused with INVALID_ARGUMENT (rather than surfacing as UNKNOWN,
+INTERNAL or a database error further in).
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import grpc
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from honcho_grpc.errors import FieldViolation, InvalidArgument
+from honcho_grpc.server.errors import MAX_FIELD_CHARS, MAX_VIOLATIONS, clip
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,512}$")  # use .fullmatch: `$` also matches before "\n"
 MAX_METADATA_KEYS = 100
 MAX_METADATA_DEPTH = 5
 MAX_METADATA_BYTES = 64 * 1024
@@ -23,8 +35,12 @@ class Checker:
 
     def __init__(self) -> None:
         self.violations: list[FieldViolation] = []
+        self.dropped = 0
 
     def fail(self, field: str, description: str) -> None:
+        if len(self.violations) >= MAX_VIOLATIONS:  # the status could not carry them all
+            self.dropped += 1
+            return
         self.violations.append(FieldViolation(field, description))
 
     def id(self, field: str, value: str, *, required: bool = True) -> None:
@@ -32,7 +48,7 @@ class Checker:
             if required:
                 self.fail(field, "is required")
             return
-        if not ID_RE.match(value):
+        if not ID_RE.fullmatch(value):  # not .match: `$` would let a trailing newline in
             self.fail(field, "must be 1-512 characters of letters, digits, '_' or '-'")
 
     def text(self, field: str, value: str, *, max_chars: int, min_chars: int = 1) -> None:
@@ -59,7 +75,12 @@ class Checker:
         """Validate caller metadata: <=100 keys, depth <=5, no NUL bytes, bounded size."""
         if value is None:
             return {}
-        data = json_format.MessageToDict(value)
+        try:
+            data = json_format.MessageToDict(value)
+        except ValueError:  # NaN or Infinity: not JSON, and later conversions would fail too
+            self.fail(field, "numbers must be finite")
+            self.done()
+            raise
         if len(data) > MAX_METADATA_KEYS:
             self.fail(field, f"has more than {MAX_METADATA_KEYS} keys")
         problem = _struct_problem(data, 1)
@@ -72,9 +93,11 @@ class Checker:
     def done(self) -> None:
         if self.violations:
             first = self.violations[0]
+            more = f" (and {len(self.violations) - 1 + self.dropped} more)" if (
+                len(self.violations) > 1 or self.dropped) else ""
             raise InvalidArgument(
-                message=f"{first.field}: {first.description}", violations=self.violations,
-                metadata={"field": first.field},
+                message=f"{clip(first.field, MAX_FIELD_CHARS)}: {first.description}{more}",
+                violations=self.violations, metadata={"field": first.field},
             )
 
 
@@ -113,3 +136,173 @@ def page_size(field: str, value: int, default: int, maximum: int, c: Checker) ->
         c.fail(field, "must not be negative")
         return default
     return min(value or default, maximum)
+
+
+# --- wire-level guard -----------------------------------------------------------------------
+
+UNDECODABLE = object()  # what the guarded deserializer returns for bytes it cannot parse
+_STRUCT_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value",
+                           "google.protobuf.ListValue"})
+
+
+def _guard_deserializer(deserializer: Callable[[bytes], Any] | None
+                        ) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:  # DecodeError (corrupt wire data, bad UTF-8, nesting too deep)
+            return UNDECODABLE
+
+    return deserialize
+
+
+def _path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _value_problem(value: struct_pb2.Value, path: str) -> FieldViolation | None:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value" and not math.isfinite(value.number_value):
+        return FieldViolation(path, "numbers must be finite")
+    if kind == "struct_value":
+        return _struct_value_problem(value.struct_value, path)
+    if kind == "list_value":
+        for i, item in enumerate(value.list_value.values):
+            problem = _value_problem(item, f"{path}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+def _struct_value_problem(struct: struct_pb2.Struct, path: str) -> FieldViolation | None:
+    # NULs inside a Struct are left to Checker.struct and the filter compiler, which name
+    # them after their own conventions; non-finite numbers cannot reach them (no JSON form).
+    for key, item in struct.fields.items():
+        problem = _value_problem(item, _path(path, key))
+        if problem:
+            return problem
+    return None
+
+
+def wire_problem(message: Message, prefix: str = "") -> FieldViolation | None:
+    """The first NUL in a string field or non-finite number in a Struct in `message`."""
+    full_name = message.DESCRIPTOR.full_name
+    if full_name == "google.protobuf.Struct":
+        return _struct_value_problem(message, prefix)  # type: ignore[arg-type]
+    if full_name == "google.protobuf.Value":
+        return _value_problem(message, prefix)  # type: ignore[arg-type]
+    if full_name == "google.protobuf.ListValue":
+        return _value_problem(struct_pb2.Value(list_value=message), prefix)  # type: ignore[arg-type]
+    for fd, value in message.ListFields():
+        path = _path(prefix, fd.name)
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            problem = _map_problem(fd.message_type, value, path)
+        elif fd.is_repeated:
+            problem = None
+            for i, item in enumerate(value):
+                problem = _single_problem(fd, item, f"{path}[{i}]")
+                if problem:
+                    break
+        else:
+            problem = _single_problem(fd, value, path)
+        if problem:
+            return problem
+    return None
+
+
+def _single_problem(fd: FieldDescriptor, value: Any, path: str) -> FieldViolation | None:
+    if fd.type == FieldDescriptor.TYPE_STRING and "\x00" in value:
+        return FieldViolation(path, "must not contain NUL characters")
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return wire_problem(value, path)
+    return None
+
+
+def _map_problem(entry: Descriptor, mapping: Any, path: str) -> FieldViolation | None:
+    key_fd, value_fd = entry.fields_by_name["key"], entry.fields_by_name["value"]
+    for key, item in mapping.items():
+        if key_fd.type == FieldDescriptor.TYPE_STRING and "\x00" in key:
+            return FieldViolation(path, "keys must not contain NUL characters")
+        problem = _single_problem(value_fd, item, f"{path}[{key!r}]")
+        if problem:
+            return problem
+    return None
+
+
+def check_wire(request: Any) -> None:
+    """Raise INVALID_ARGUMENT for an undecodable request or a wire_problem in it."""
+    if request is UNDECODABLE:
+        raise InvalidArgument(message="the request could not be decoded",
+                              reason="MALFORMED_REQUEST")
+    if isinstance(request, Message):
+        problem = wire_problem(request)
+        if problem:
+            c = Checker()
+            c.fail(problem.field, problem.description)
+            c.done()
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        check_wire(request)
+        yield request
+
+
+async def _relay(result: Any) -> AsyncIterator[Any]:
+    if inspect.isawaitable(result):
+        await result
+        return
+    async for item in result:
+        yield item
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):
+    """Applies check_wire to every request (each message of a client stream). Register it
+    after the ErrorInterceptor, so that its refusals become rich statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        kwargs = {"request_deserializer": _guard_deserializer(handler.request_deserializer),
+                  "response_serializer": handler.response_serializer}
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: Any) -> Any:
+                check_wire(request)
+                return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def server_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                check_wire(request)
+                async for item in _relay(inner_us(request, context)):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(server_stream, **kwargs)
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def client_stream(requests: AsyncIterator[Any], context: Any) -> Any:
+                return await inner_su(_checked(requests), context)
+
+            return grpc.stream_unary_rpc_method_handler(client_stream, **kwargs)
+        if handler.stream_stream:
+            inner_ss = handler.stream_stream
+
+            async def bidi(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+                async for item in _relay(inner_ss(_checked(requests), context)):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(bidi, **kwargs)
+        return handler
