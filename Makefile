@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint check-gen gen buf clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +24,7 @@ gen: $(STAMP)
 check-gen: $(STAMP)
 	rm -rf build/gen-check && $(BIN)/python scripts/gen_protos.py build/gen-check >/dev/null 2>&1
 	diff -r honcho_grpc/gen build/gen-check -x __pycache__
+	$(BIN)/python clients/python/scripts/gen_protos.py --check
 
 # Lint, format, and wire/source compatibility with the previous commit (FILE level: what
 # Python imports need). A clone without history has no previous commit to compare with.
@@ -35,8 +36,8 @@ buf: $(STAMP)
 	else echo "buf breaking: no previous commit, skipped"; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check honcho_grpc tests bench scripts
-	$(BIN)/mypy honcho_grpc
+	$(BIN)/ruff check honcho_grpc tests bench scripts clients/python
+	$(BIN)/mypy honcho_grpc clients/python/src
 
 test: $(STAMP) check-gen buf lint
 	$(BIN)/pytest -q
