@@ -49,6 +49,7 @@ async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
 
 
 def _worker(settings: Settings, retry: bool, workspace: str | None) -> None:
+    from honcho_grpc.providers.embeddings import EmbeddingDimensionError
     from honcho_grpc.worker import runner
     from honcho_grpc.worker.db import NoDatabaseError
 
@@ -58,7 +59,7 @@ def _worker(settings: Settings, retry: bool, workspace: str | None) -> None:
             print(f"{count} failed queue rows queued again")
         else:
             asyncio.run(runner.main(settings))
-    except NoDatabaseError as exc:
+    except (NoDatabaseError, EmbeddingDimensionError) as exc:
         sys.exit(f"honcho-grpc worker: {exc}")
 
 
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     _setup_logging(settings)
     if args.command in ("serve", "up"):
+        from honcho_grpc.providers.embeddings import EmbeddingDimensionError
         from honcho_grpc.server.auth import AuthConfigError
 
         try:
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                 from honcho_grpc.worker.supervisor import up
 
                 asyncio.run(up(settings))
-        except AuthConfigError as exc:
+        except (AuthConfigError, EmbeddingDimensionError) as exc:
             sys.exit(f"honcho-grpc {args.command}: {exc}")
     elif args.command == "keys":
         _keys(settings, args)

@@ -36,7 +36,7 @@ from honcho_grpc.gen.honcho.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
-from honcho_grpc.providers.embeddings import build_embedder
+from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
 from honcho_grpc.providers.llm import build_llm
 from honcho_grpc.server.auth import AuthInterceptor
 from honcho_grpc.server.deps import Deps
@@ -139,10 +139,13 @@ class Running:
                 await task
 
 
-async def start(settings: Settings, db: Database, *, embedder: object | None = None,
+async def start(settings: Settings, db: Database, *, embedder: Embedder | None = None,
                 background: bool = True) -> Running:
-    """Start serving on settings.server.host:port (port 0 picks one)."""
+    """Start serving on settings.server.host:port (port 0 picks one). The embedder's real
+    output size is checked first: a model that disagrees with the vector columns would
+    otherwise fail on the first write or search."""
     embedder = embedder or build_embedder(settings.embedding)
+    await check_dimensions(embedder, settings.embedding.dimensions)
     # The offline `local` provider answers inside the dialectic (retrieval-composed), so no
     # provider object is needed for it.
     llm = build_llm(settings.llm) if settings.llm.provider != "local" else None

@@ -71,9 +71,12 @@ class Worker:
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Work until `stop()`; then finish (or hand back) running units and release."""
+        from honcho_grpc.providers.embeddings import check_dimensions
+
+        embedder = self._build_embedder()
+        await check_dimensions(embedder, self.settings.embedding.dimensions)
         await self.pool.open(wait=True, timeout=60)
-        self.ctx = TaskContext(self.pool, self.settings, self._build_reasoner(),
-                               self._build_embedder())
+        self.ctx = TaskContext(self.pool, self.settings, self._build_reasoner(), embedder)
         loops = [asyncio.create_task(coro) for coro in
                  (self._listen(), self._heartbeat(), self._housekeeping())]
         dispatcher = asyncio.create_task(self._dispatch())

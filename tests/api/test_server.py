@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from honcho_grpc.db.pool import Database
 from honcho_grpc.errors import HonchoError
 from honcho_grpc.gen.honcho.v1 import message_pb2, workspace_pb2
-from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.providers.embeddings import EmbeddingDimensionError, FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from honcho_grpc.server.servicers import pending
 from honcho_grpc.settings import Settings
@@ -112,3 +112,19 @@ async def test_background_embedder_drains_on_notify(pg_dsn: str, db: Database, w
     finally:
         await channel.close()
         await running.stop(grace=1.0)
+
+
+async def test_start_refuses_an_embedder_of_the_wrong_size(settings: Settings,
+                                                           db: Database) -> None:
+    wrong = FakeEmbedder(settings.embedding.dimensions + 1)
+    with pytest.raises(EmbeddingDimensionError, match="EMBEDDING_DIMENSIONS"):
+        await start(settings, db, embedder=wrong, background=False)
+
+
+async def test_worker_refuses_an_embedder_of_the_wrong_size(settings: Settings) -> None:
+    from honcho_grpc.worker.runner import Worker
+
+    worker = Worker(settings, settings.db.uri(),
+                    embedder=FakeEmbedder(settings.embedding.dimensions - 1))
+    with pytest.raises(EmbeddingDimensionError, match="EMBEDDING_DIMENSIONS"):
+        await asyncio.wait_for(worker.run(), 60)
