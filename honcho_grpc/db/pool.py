@@ -30,6 +30,17 @@ def _encode_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without asyncpg's reset query (advisory unlock, CLOSE ALL,
+    UNLISTEN, RESET ALL): that is one more round trip per acquire, a tenth of a short call's
+    time. Nothing here leaves session state behind: advisory locks are transaction-level,
+    settings transaction-local (`set_config(..., true)`), the one LISTEN on a pool connection
+    is removed before release, and asyncpg still rolls back an open transaction itself."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=json.loads,
                               schema="pg_catalog")
@@ -78,6 +89,7 @@ async def open_database(settings: Settings, *, migrate: bool = True) -> Database
         pool = await asyncpg.create_pool(
             dsn, min_size=settings.db.pool_min_size, max_size=settings.db.pool_max_size,
             init=init_connection, command_timeout=settings.db.command_timeout_seconds,
+            connection_class=PooledConnection,
         )
     except BaseException:
         if embedded is not None:

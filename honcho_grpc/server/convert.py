@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -20,12 +20,17 @@ LEVELS = {
 SUMMARY_TYPES = {"short": pb.SUMMARY_TYPE_SHORT, "long": pb.SUMMARY_TYPE_LONG}
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    # Timestamp.FromDatetime goes through timetuple() and calendar.timegm: a tenth of a
+    # ListMessages page's conversion time. Subtracting the epoch is exact and much cheaper.
     if value is None:
         return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
+    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - EPOCH
+    return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds,
+                                   nanos=delta.microseconds * 1000)
 
 
 def struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
