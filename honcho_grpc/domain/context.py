@@ -7,6 +7,8 @@ one); the rest for the newest messages after the summary's coverage, oldest firs
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,13 +16,14 @@ import asyncpg
 
 from honcho_grpc.domain.representation import RepresentationQuery, render, select_conclusions
 from honcho_grpc.providers.tokens import count_tokens
-from honcho_grpc.store import memory
+from honcho_grpc.store import memory, resources
 
 SUMMARY_SHARE = 0.4
 
 
 @dataclass
 class Context:
+    session_found: bool = False
     messages: list[asyncpg.Record] = field(default_factory=list)
     summary: asyncpg.Record | None = None
     representation: str = ""
@@ -34,24 +37,51 @@ def pick_summary(found: dict[str, asyncpg.Record], budget: int) -> asyncpg.Recor
     return max(fitting, key=lambda s: (s["last_message_seq"], s["token_count"]), default=None)
 
 
+async def _representation(pool: asyncpg.Pool, embedder: Any,
+                          q: RepresentationQuery) -> tuple[str, list[str]]:
+    rows, card = await asyncio.gather(
+        select_conclusions(pool, embedder, q),
+        memory.peer_card(pool, q.workspace_id, q.observer_id, q.observed_id))
+    return render(rows), card or []
+
+
+async def _nothing() -> None:
+    return None
+
+
 async def build_context(pool: asyncpg.Pool, embedder: Any, *, workspace_id: str,
                         session_id: str, budget: int, include_summary: bool,
                         representation: RepresentationQuery | None) -> Context:
-    ctx = Context()
-    if representation is not None:
-        rows = await select_conclusions(pool, embedder, representation)
-        ctx.representation = render(rows)
-        ctx.peer_card = await memory.peer_card(
-            pool, workspace_id, representation.observer_id, representation.observed_id) or []
+    """The session check, the representation, the peer card and the summaries are
+    independent reads: they run at once on separate connections. The messages come after,
+    once the others have taken their share of the budget. (Fetching them at once for the
+    whole budget and trimming costs more: hundreds of rows instead of the few after the
+    summary.)"""
+    session, rep, summaries = await _all(
+        resources.get_session(pool, workspace_id, session_id),
+        _representation(pool, embedder, representation) if representation else _nothing(),
+        memory.summaries(pool, workspace_id, session_id) if include_summary else _nothing())
+    ctx = Context(session_found=session is not None)
+    if rep is not None:
+        ctx.representation, ctx.peer_card = rep
         budget -= count_tokens(ctx.representation) + sum(count_tokens(e) for e in ctx.peer_card)
     budget = max(budget, 0)
     covered = 0
-    if include_summary:
-        ctx.summary = pick_summary(await memory.summaries(pool, workspace_id, session_id),
-                                   int(budget * SUMMARY_SHARE))
+    if summaries is not None:
+        ctx.summary = pick_summary(summaries, int(budget * SUMMARY_SHARE))
         if ctx.summary is not None:
             budget -= ctx.summary["token_count"]
             covered = ctx.summary["last_message_seq"]
     ctx.messages = await memory.recent_messages_within(pool, workspace_id, session_id, covered,
                                                        budget)
     return ctx
+
+
+async def _all(*reads: Awaitable[Any]) -> list[Any]:
+    """Await every read; raise the first failure only once all have finished (so none is
+    left running against a connection the caller no longer waits for)."""
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

@@ -4,6 +4,7 @@ by level."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,15 +46,27 @@ async def select_conclusions(pool: asyncpg.Pool, embedder: Any,
                 limit -= 1
 
     pair = (q.workspace_id, q.observer_id, q.observed_id, q.session_id)
-    if q.search_query:
-        k = q.search_top_k or max(1, total // 3)
+    semantic_k = q.search_top_k or max(1, total // 3)
+    frequent_k = max(1, total // 3 if q.search_query else total // 2)
+
+    async def semantic() -> list[asyncpg.Record]:
+        if not q.search_query:
+            return []
         vector = await embedder.embed_one(q.search_query)
-        take(await memory.conclusions_semantic(pool, *pair, vector, k, q.search_max_distance), k)
-    if q.include_most_frequent:
-        k = max(1, total // 3 if q.search_query else total // 2)
-        take(await memory.conclusions_reinforced(pool, *pair, k), k)
-    remaining = total - len(picked)
-    take(await memory.conclusions_recent(pool, *pair, total), remaining)
+        return await memory.conclusions_semantic(pool, *pair, vector, semantic_k,
+                                                 q.search_max_distance)
+
+    async def frequent() -> list[asyncpg.Record]:
+        if not q.include_most_frequent:
+            return []
+        return await memory.conclusions_reinforced(pool, *pair, frequent_k)
+
+    # Three independent reads at once; merged in priority order below.
+    by_meaning, by_frequency, by_time = await asyncio.gather(
+        semantic(), frequent(), memory.conclusions_recent(pool, *pair, total))
+    take(by_meaning, semantic_k)
+    take(by_frequency, frequent_k)
+    take(by_time, total - len(picked))
     return list(picked.values())
 
 

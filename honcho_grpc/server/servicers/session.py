@@ -246,7 +246,6 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.range("search_top_k", request.search_top_k, 0, 100)
             c.range("search_max_distance", request.search_max_distance, 0, 1)
             c.range("max_conclusions", request.max_conclusions, 0, 100)
-        await self._require_session(self.deps.pool, request.workspace_id, request.session_id)
         rep = None
         if request.peer_target:
             rep = RepresentationQuery(
@@ -263,6 +262,8 @@ class SessionServicer(rpc.SessionServiceServicer):
             session_id=request.session_id, budget=request.tokens or limit,
             include_summary=request.summary if request.HasField("summary") else True,
             representation=rep)
+        common.check_found(ctx.session_found, "session", workspaceId=request.workspace_id,
+                           sessionId=request.session_id)
         return pb.GetContextResponse(
             session_id=request.session_id, messages=[convert.message(m) for m in ctx.messages],
             summary=convert.summary(ctx.summary), peer_representation=ctx.representation,
