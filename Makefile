@@ -25,6 +25,7 @@ check-gen: $(STAMP)
 	rm -rf build/gen-check && $(BIN)/python scripts/gen_protos.py build/gen-check >/dev/null 2>&1
 	diff -r honcho_grpc/gen build/gen-check -x __pycache__
 	$(BIN)/python clients/python/scripts/gen_protos.py --check
+	$(BIN)/python scripts/settings_table.py --check
 
 # Lint, format, and wire/source compatibility with the previous commit (FILE level: what
 # Python imports need). A clone without history has no previous commit to compare with.
