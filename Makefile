@@ -37,7 +37,7 @@ buf: $(STAMP)
 	else echo "buf breaking: no previous commit, skipped"; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check honcho_grpc tests bench scripts clients/python
+	$(BIN)/ruff check honcho_grpc tests bench scripts clients/python examples
 	$(BIN)/mypy honcho_grpc clients/python/src
 
 test: $(STAMP) check-gen buf lint

@@ -1,5 +1,6 @@
-"""`honcho-grpc up`: database, server and worker from one command; nothing is left behind
-when it is interrupted (SIGINT) or killed outright (SIGKILL: parent-death signals)."""
+"""`honcho-grpc up`: database, server and worker from one command; the README demo runs
+against it; nothing is left behind when it is interrupted (SIGINT) or killed outright
+(SIGKILL: parent-death signals)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,21 @@ def gone(pids: list[int], within: float = 30) -> bool:
     return False
 
 
-def test_up_leaves_nothing_behind() -> None:
+def check_demo(port: int) -> None:
+    """The README's demo (examples/demo.py) against `up` with no keys: the worker derives
+    conclusions, a summary and a peer card within its minute, and an answer streams."""
+    demo = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--address",
+                           f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=90,
+                          cwd=ROOT)
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
+    assert "worker done" in out and "- [explicit] maya" in out, out
+    assert "== short summary" in out and "ATTRIBUTE: maya" in out, out
+    answer = out.split("half marathon training going?", 1)[1]
+    assert "Based on what is known about maya" in answer and "half marathon" in answer, out
+
+
+def test_up_runs_the_demo_and_leaves_nothing_behind() -> None:
     data = scratch_dir("honcho-up-")
     try:
         port = free_port()
@@ -83,6 +98,7 @@ def test_up_leaves_nothing_behind() -> None:
         assert gone(kids), "children outlived a killed parent"
         proc = start_up(data, port)  # the same data directory starts again
         kids = wait_ready(proc, port)
+        check_demo(port)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
         assert gone(kids, within=5)
