@@ -6,11 +6,12 @@
 
 Remote providers retry retryable failures themselves (the SDKs' retries are off), give the
 last attempt to the fallback model, and close HTTP streams as soon as their consumer stops.
+Their modules are imported only when configured: the two SDKs take ~3 s and tens of MB to
+import, which a `local` deployment should not pay.
 """
 
 from __future__ import annotations
 
-from honcho_grpc.providers.llm.anthropic_messages import AnthropicProvider
 from honcho_grpc.providers.llm.base import (
     Completion,
     LLMError,
@@ -24,12 +25,10 @@ from honcho_grpc.providers.llm.base import (
     Usage,
 )
 from honcho_grpc.providers.llm.local import LocalProvider
-from honcho_grpc.providers.llm.openai_chat import OpenAIProvider
 from honcho_grpc.providers.llm.retry import Backoff
 from honcho_grpc.settings import LLMSettings
 
 __all__ = [
-    "AnthropicProvider",
     "Backoff",
     "Completion",
     "LLMError",
@@ -37,7 +36,6 @@ __all__ = [
     "LocalProvider",
     "Message",
     "MessageLike",
-    "OpenAIProvider",
     "StreamEvent",
     "StructuredOutputError",
     "ToolCall",
@@ -50,7 +48,11 @@ __all__ = [
 def build_llm(settings: LLMSettings, *, backoff: Backoff | None = None) -> LLMProvider:
     """The configured provider. `backoff` tunes retry waits (tests make them short)."""
     if settings.provider == "openai":
+        from honcho_grpc.providers.llm.openai_chat import OpenAIProvider
+
         return OpenAIProvider(settings, backoff=backoff)
     if settings.provider == "anthropic":
+        from honcho_grpc.providers.llm.anthropic_messages import AnthropicProvider
+
         return AnthropicProvider(settings, backoff=backoff)
     return LocalProvider()
