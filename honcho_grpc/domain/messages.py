@@ -47,8 +47,11 @@ async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: 
     watchers = [m["peer_id"] for m in members_ if m["active"] and m["observe_others"]]
     observed_ok = {m["peer_id"]: m["observe_me"] for m in members_}
     jobs: list[Job] = []
+    # Most messages carry no configuration of their own: resolve the session's once.
+    inherited = effective(settings, workspace_config, session_config, None)
     for row in rows:
-        config = effective(settings, workspace_config, session_config, row["configuration"])
+        config = (effective(settings, workspace_config, session_config, row["configuration"])
+                  if row["configuration"] else inherited)
         sender = row["peer_id"]
         if config.reasoning_enabled and observed_ok.get(sender, True):
             observers = [sender] + [w for w in watchers if w != sender]

@@ -42,7 +42,7 @@ def struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
 
 def to_dict(message: ProtoMessage | None) -> dict[str, Any]:
     """Proto -> JSON-ready dict with proto field names and unset fields left out."""
-    if message is None:
+    if message is None or not message.ByteSize():  # unset: skip the slow JSON printer
         return {}
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -73,7 +74,7 @@ class Checker:
 
     def struct(self, field: str, value: struct_pb2.Struct | None) -> dict[str, Any]:
         """Validate caller metadata: <=100 keys, depth <=5, no NUL bytes, bounded size."""
-        if value is None:
+        if value is None or not value.fields:  # the common case, without the JSON detour
             return {}
         try:
             data = json_format.MessageToDict(value)
@@ -152,9 +153,17 @@ def _guard_deserializer(deserializer: Callable[[bytes], Any] | None
 
     def deserialize(raw: bytes) -> Any:
         try:
-            return deserializer(raw)
+            request = deserializer(raw)
         except Exception:  # DecodeError (corrupt wire data, bad UTF-8, nesting too deep)
             return UNDECODABLE
+        # A NUL character, a NaN or an infinity each put a zero byte on the wire (UTF-8 keeps
+        # U+0000 as 0x00; every non-finite double has zero bytes): without one, the walk over
+        # every field (a few percent of a 100-message write) cannot find anything.
+        if b"\x00" in raw and isinstance(request, Message):
+            problem = wire_problem(request)
+            if problem is not None:
+                return WireProblem(problem)
+        return request
 
     return deserialize
 
@@ -232,17 +241,23 @@ def _map_problem(entry: Descriptor, mapping: Any, path: str) -> FieldViolation |
     return None
 
 
+@dataclass(frozen=True)
+class WireProblem:
+    """What the guarded deserializer returns for a request with a wire_problem."""
+
+    violation: FieldViolation
+
+
 def check_wire(request: Any) -> None:
-    """Raise INVALID_ARGUMENT for an undecodable request or a wire_problem in it."""
+    """Raise INVALID_ARGUMENT for an undecodable request or a wire_problem in it (both found
+    by the guarded deserializer)."""
     if request is UNDECODABLE:
         raise InvalidArgument(message="the request could not be decoded",
                               reason="MALFORMED_REQUEST")
-    if isinstance(request, Message):
-        problem = wire_problem(request)
-        if problem:
-            c = Checker()
-            c.fail(problem.field, problem.description)
-            c.done()
+    if isinstance(request, WireProblem):
+        c = Checker()
+        c.fail(request.violation.field, request.violation.description)
+        c.done()
 
 
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
