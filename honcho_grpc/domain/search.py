@@ -63,9 +63,11 @@ async def search_messages(pool: asyncpg.Pool, embedder: Any, scope: Scope, query
                 return []
             scored = await store.score_candidates(conn, scope.workspace_id, query, vector,
                                                   list(ids))
+            scores = fuse(scored)
+            best = sorted(scores, key=lambda i: -scores[i])[:limit]
+            rows = await store.messages_by_id(conn, scope.workspace_id, best)
     finally:
         if not embedding.done():
             embedding.cancel()
-    scores = fuse(scored)
-    rows = sorted(scored, key=lambda r: -scores[r["message_id"]])[:limit]
-    return [Hit(r, scores[r["message_id"]]) for r in rows]
+    # A message deleted since it was scored is left out.
+    return [Hit(rows[i], scores[i]) for i in best if i in rows]

@@ -84,8 +84,9 @@ async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
 
 async def score_candidates(conn: asyncpg.Connection, workspace_id: str, query: str,
                            vector: np.ndarray, ids: list[str]) -> list[asyncpg.Record]:
-    """Each candidate message with its BM25 (Okapi, k1 1.2, b 0.75, lengths in lexemes) and
-    cosine similarity; cosine is NULL for messages not embedded yet."""
+    """Each candidate's id with its BM25 (Okapi, k1 1.2, b 0.75, lengths in lexemes) and
+    cosine similarity; cosine is NULL for messages not embedded yet. Only the ids: the
+    caller fetches the few it keeps (decoding every candidate's row cost ~2 ms)."""
     return list(await conn.fetch(
         f"""
         WITH q AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2))),
@@ -105,10 +106,17 @@ async def score_candidates(conn: asyncpg.Connection, workspace_id: str, query: s
                JOIN idf i ON i.lexeme = u.lexeme,
                LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t
                GROUP BY c.message_id)
-        SELECT {M_COLUMNS}, coalesce(bm.bm25, 0) AS bm25,
+        SELECT c.message_id, coalesce(bm.bm25, 0) AS bm25,
                1 - (e.embedding <=> $3::vector) AS cosine
-        FROM cand c JOIN messages m ON m.workspace_id = $1 AND m.message_id = c.message_id
+        FROM cand c
         LEFT JOIN bm ON bm.message_id = c.message_id
         LEFT JOIN message_embeddings e ON e.workspace_id = $1 AND e.message_id = c.message_id
         """,
         workspace_id, query, vector, ids))
+
+
+async def messages_by_id(conn: asyncpg.Connection, workspace_id: str,
+                         ids: list[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch(f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 "
+                            "AND m.message_id = ANY($2::text[])", workspace_id, ids)
+    return {r["message_id"]: r for r in rows}
