@@ -7,13 +7,12 @@ one); the rest for the newest messages after the summary's coverage, oldest firs
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from honcho_grpc.domain.aio import all_of, nothing
 from honcho_grpc.domain.representation import RepresentationQuery, render, select_conclusions
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store import memory, resources
@@ -39,14 +38,10 @@ def pick_summary(found: dict[str, asyncpg.Record], budget: int) -> asyncpg.Recor
 
 async def _representation(pool: asyncpg.Pool, embedder: Any,
                           q: RepresentationQuery) -> tuple[str, list[str]]:
-    rows, card = await asyncio.gather(
+    rows, card = await all_of(
         select_conclusions(pool, embedder, q),
         memory.peer_card(pool, q.workspace_id, q.observer_id, q.observed_id))
     return render(rows), card or []
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def build_context(pool: asyncpg.Pool, embedder: Any, *, workspace_id: str,
@@ -57,10 +52,10 @@ async def build_context(pool: asyncpg.Pool, embedder: Any, *, workspace_id: str,
     once the others have taken their share of the budget. (Fetching them at once for the
     whole budget and trimming costs more: hundreds of rows instead of the few after the
     summary.)"""
-    session, rep, summaries = await _all(
+    session, rep, summaries = await all_of(
         resources.get_session(pool, workspace_id, session_id),
-        _representation(pool, embedder, representation) if representation else _nothing(),
-        memory.summaries(pool, workspace_id, session_id) if include_summary else _nothing())
+        _representation(pool, embedder, representation) if representation else nothing(),
+        memory.summaries(pool, workspace_id, session_id) if include_summary else nothing())
     ctx = Context(session_found=session is not None)
     if rep is not None:
         ctx.representation, ctx.peer_card = rep
@@ -75,13 +70,3 @@ async def build_context(pool: asyncpg.Pool, embedder: Any, *, workspace_id: str,
     ctx.messages = await memory.recent_messages_within(pool, workspace_id, session_id, covered,
                                                        budget)
     return ctx
-
-
-async def _all(*reads: Awaitable[Any]) -> list[Any]:
-    """Await every read; raise the first failure only once all have finished (so none is
-    left running against a connection the caller no longer waits for)."""
-    results = await asyncio.gather(*reads, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from honcho_grpc.domain.aio import all_of, nothing
 from honcho_grpc.domain.search import Scope, search_messages
 from honcho_grpc.errors import unimplemented
 from honcho_grpc.providers.tokens import count_tokens
@@ -75,34 +76,57 @@ class Gathered:
 
 
 async def gather(pool: asyncpg.Pool, embedder: Any, q: Question) -> Gathered:
+    """Everything the answer may draw on. The reads are independent, so they run at once
+    (each on its own pooled connection); the query is embedded once, in a thread, and the
+    conclusion and message searches start as soon as its vector is there."""
     level = LEVELS[q.level]
-    g = Gathered()
     ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
-    g.target_card = await memory.peer_card(pool, ws, obs, tgt) or []
-    if obs != tgt:
-        g.observer_card = await memory.peer_card(pool, ws, obs, obs) or []
-    vector = await embedder.embed_one(q.query)
-    nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, None, vector,
-                                                level.prefetch * 2, 0.0)
-    # The newest ones too: a conclusion may not have its vector yet, and recency matters.
-    recent = await memory.conclusions_recent(pool, ws, obs, tgt, None, level.prefetch)
-    nearest = list({r["conclusion_id"]: r for r in (*nearest, *recent)}.values())
-    g.explicit = [r for r in nearest if r["level"] == "explicit"][:level.prefetch]
-    g.derived = [r for r in nearest if r["level"] != "explicit"][:level.prefetch]
-    if q.session_id:
-        found = await memory.summaries(pool, ws, q.session_id)
-        best = found.get("short") or found.get("long")
-        after = best["last_message_seq"] if best else 0
-        g.summary = best["content"] if best else ""
-        g.recent = await memory.recent_messages_within(pool, ws, q.session_id, after,
-                                                       SESSION_HISTORY_TOKENS)
-    # Message search for specifics: only the target's own words, from sessions the
-    # observer shared with them (the global view, observer == target, sees all of them).
-    hits = await search_messages(pool, embedder, Scope(ws, peer_id=tgt), q.query, None,
-                                 level.messages)
-    visible = await _visible_sessions(pool, ws, obs) if obs != tgt else None
+    vector = asyncio.ensure_future(embedder.embed_one(q.query))
+    try:
+        target_card, observer_card, conclusions, session, hits, visible = await all_of(
+            memory.peer_card(pool, ws, obs, tgt),
+            memory.peer_card(pool, ws, obs, obs) if obs != tgt else nothing(),
+            _conclusions(pool, q, vector, level.prefetch),
+            _session_view(pool, ws, q.session_id) if q.session_id else nothing(),
+            # Message search for specifics: only the target's own words, from sessions the
+            # observer shared with them (the global view, observer == target, sees all).
+            search_messages(pool, embedder, Scope(ws, peer_id=tgt), q.query, None,
+                            level.messages, vector=vector),
+            _visible_sessions(pool, ws, obs) if obs != tgt else nothing())
+    finally:
+        vector.cancel()
+    g = Gathered(target_card=target_card or [], observer_card=observer_card or [])
+    g.explicit = [r for r in conclusions if r["level"] == "explicit"][:level.prefetch]
+    g.derived = [r for r in conclusions if r["level"] != "explicit"][:level.prefetch]
+    if session is not None:
+        g.summary, g.recent = session
     g.hits = [h.row for h in hits if visible is None or h.row["session_id"] in visible]
     return g
+
+
+async def _conclusions(pool: asyncpg.Pool, q: Question, vector: Awaitable[Any],
+                       prefetch: int) -> list[asyncpg.Record]:
+    """The nearest to the query, and the newest too (a conclusion may not have its vector
+    yet, and recency matters); valid ones only, no duplicates."""
+    ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
+    recent = asyncio.ensure_future(memory.conclusions_recent(pool, ws, obs, tgt, None, prefetch))
+    try:
+        nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, None, await vector,
+                                                    prefetch * 2, 0.0)
+        return list({r["conclusion_id"]: r for r in (*nearest, *await recent)}.values())
+    finally:
+        recent.cancel()
+
+
+async def _session_view(pool: asyncpg.Pool, ws: str,
+                        session_id: str) -> tuple[str, list[asyncpg.Record]]:
+    """The session's newest summary and the messages after it."""
+    found = await memory.summaries(pool, ws, session_id)
+    best = found.get("short") or found.get("long")
+    after = best["last_message_seq"] if best else 0
+    recent = await memory.recent_messages_within(pool, ws, session_id, after,
+                                                 SESSION_HISTORY_TOKENS)
+    return (best["content"] if best else ""), recent
 
 
 async def _visible_sessions(pool: asyncpg.Pool, workspace_id: str, peer_id: str) -> set[str]:

@@ -4,12 +4,12 @@ by level."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from honcho_grpc.domain.aio import all_of
 from honcho_grpc.store import memory
 
 DEFAULT_MAX = 25
@@ -62,7 +62,7 @@ async def select_conclusions(pool: asyncpg.Pool, embedder: Any,
         return await memory.conclusions_reinforced(pool, *pair, frequent_k)
 
     # Three independent reads at once; merged in priority order below.
-    by_meaning, by_frequency, by_time = await asyncio.gather(
+    by_meaning, by_frequency, by_time = await all_of(
         semantic(), frequent(), memory.conclusions_recent(pool, *pair, total))
     take(by_meaning, semantic_k)
     take(by_frequency, frequent_k)

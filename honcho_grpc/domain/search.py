@@ -11,6 +11,7 @@ and ranked by the text arm.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from honcho_grpc.store.search import Scope
 
 TEXT_WEIGHT = 0.5        # 1 - TEXT_WEIGHT goes to the vector arm
 RARE_LEXEMES = 4         # query words used to find text candidates
+COMMON_SHARE = 0.05      # ... unless they are in more than this share of the messages
 CANDIDATES = 100         # per arm, at least
 
 __all__ = ["Hit", "Scope", "search_messages"]
@@ -30,6 +32,11 @@ __all__ = ["Hit", "Scope", "search_messages"]
 class Hit:
     row: asyncpg.Record
     score: float
+
+
+async def _ready(vector: Any) -> Any:
+    # Shielded: cancelling this search must not cancel a vector other readers await too.
+    return await asyncio.shield(vector) if inspect.isawaitable(vector) else vector
 
 
 def fuse(scored: list[asyncpg.Record]) -> dict[str, float]:
@@ -47,14 +54,18 @@ def fuse(scored: list[asyncpg.Record]) -> dict[str, float]:
 
 
 async def search_messages(pool: asyncpg.Pool, embedder: Any, scope: Scope, query: str,
-                          filters: dict[str, Any] | None, limit: int) -> list[Hit]:
+                          filters: dict[str, Any] | None, limit: int, *,
+                          vector: Any = None) -> list[Hit]:
+    """`vector`: the query's embedding when the caller already has it (or a future of it)."""
     n = max(CANDIDATES, limit * 4)
     # The query is embedded (in a thread) while the text arm runs in the database.
-    embedding = asyncio.ensure_future(embedder.embed_one(query))
+    embedding = asyncio.ensure_future(embedder.embed_one(query) if vector is None
+                                      else _ready(vector))
     try:
         async with pool.acquire() as conn, conn.transaction():
             await store.tune_vector_scan(conn, n)
-            lexemes = await store.rare_lexemes(conn, scope.workspace_id, query, RARE_LEXEMES)
+            lexemes = await store.rare_lexemes(conn, scope.workspace_id, query, RARE_LEXEMES,
+                                                COMMON_SHARE)
             ids = dict.fromkeys(await store.text_candidates(conn, scope, filters, lexemes, n))
             vector = await embedding
             ids.update(dict.fromkeys(
