@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from honcho_grpc.settings import EmbeddingSettings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -44,6 +47,7 @@ LOCAL_MODEL_NAMES = frozenset({
 # With EMBEDDING_PROVIDER=openai and EMBEDDING_MODEL left at the local default.
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
 OPENAI_TIMEOUT_SECONDS = 60.0
+PROBE_TIMEOUT_SECONDS = 15.0  # the start-up dimension check waits no longer than this
 
 
 @runtime_checkable
@@ -328,8 +332,18 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
 
 
 async def check_dimensions(embedder: Embedder, expected: int) -> None:
-    """Embed a probe and refuse a model whose real output size is not `expected`."""
-    got = len(await embedder.embed_one("dimension probe"))
+    """Embed a probe and refuse a model whose real output size is not `expected`. A model
+    that cannot be reached now is not fatal (a remote endpoint may be down for a moment):
+    the backlog retries, and a wrong size is still refused when vectors come back."""
+    try:
+        got = len(await asyncio.wait_for(embedder.embed_one("dimension probe"),
+                                         PROBE_TIMEOUT_SECONDS))
+    except EmbeddingDimensionError:
+        raise
+    except Exception as exc:
+        log.warning("could not check the embedding dimensions at start-up (%s: %s)",
+                    type(exc).__name__, exc)
+        return
     if got != expected:
         raise EmbeddingDimensionError(
             f"the embedding model {embedder.model_id!r} returns {got} dimensions but "

@@ -71,6 +71,9 @@ async def update_workspace(conn: Conn, workspace_id: str,
 
 async def delete_workspace(conn: Conn, workspace_id: str) -> bool:
     status: str = await conn.execute("DELETE FROM workspaces WHERE workspace_id = $1", workspace_id)
+    # Queue rows have no foreign key (migration 0005). After the row delete, which waited for
+    # any writer holding the workspace, so that what that writer enqueued is seen here.
+    await conn.execute("DELETE FROM queue WHERE workspace_id = $1", workspace_id)
     return status != "DELETE 0"
 
 
@@ -195,8 +198,8 @@ async def update_session(conn: Conn, workspace_id: str, session_id: str,
 
 
 async def delete_session(conn: Conn, workspace_id: str, session_id: str) -> bool:
-    """Messages, embeddings, memberships, summaries, queue items and conclusions derived in
-    the session go with it (foreign keys); conclusions built on those go too."""
+    """Messages, embeddings, memberships, summaries and conclusions derived in the session go
+    with it (foreign keys), its queue items explicitly; conclusions built on those go too."""
     await delete_conclusions_derived_from(conn, workspace_id, session_id=session_id)
     await search_stats.uncount_where(conn, workspace_id, "m.session_id = $2", session_id)
     await backlog.forget_where(conn, workspace_id, "m.session_id = $2", session_id)
@@ -204,6 +207,10 @@ async def delete_session(conn: Conn, workspace_id: str, session_id: str) -> bool
         "DELETE FROM sessions WHERE workspace_id = $1 AND session_id = $2",
         workspace_id, session_id,
     )
+    # After the session row delete, which waited for writers holding the row (they lock it to
+    # take sequence numbers), so their queued jobs are visible to this statement.
+    await conn.execute("DELETE FROM queue WHERE workspace_id = $1 AND session_id = $2",
+                       workspace_id, session_id)
     return status != "DELETE 0"
 
 

@@ -317,8 +317,9 @@ async def main(settings: Settings, *, on_ready: Callable[[], Awaitable[None]] | 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
-    print(f"honcho-grpc worker {worker.worker_id} running", flush=True)
-    await worker.run()
+    # Printed once the worker is ready (embedder checked, pool open, listening).
+    await worker.run(ready=lambda: print(f"honcho-grpc worker {worker.worker_id} running",
+                                          flush=True))
 
 
 async def retry_failed_main(settings: Settings, workspace_id: str | None) -> int:

@@ -71,6 +71,7 @@ async def test_killed_worker_is_taken_over_without_duplicates(
         # Two workers: one takes the batch, the other waits while the lease is alive.
         workers = {f"-{w.proc.pid}": w for w in start_workers(worker_processes, env, 2)}
         fake.hold.clear()  # the next embedding call hangs: its worker is stuck mid-task
+        fake.arrived.clear()  # (the workers' start-up dimension probes arrived already)
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
             workspace_id=ws, session_id="s", messages=[
                 message_pb2.MessageInput(peer_id="ann", content="I grow tomatoes."),

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from honcho_grpc.domain import files
+from honcho_grpc.domain.aio import read_ahead
 from honcho_grpc.domain.idempotent import run_write
 from honcho_grpc.domain.messages import write_messages
 from honcho_grpc.errors import resource_exhausted
@@ -74,19 +75,26 @@ class MessageServicer(rpc.MessageServiceServicer):
 
     async def ImportMessages(self, request_iterator: AsyncIterator[pb.ImportMessagesRequest],
                              context: Ctx) -> pb.ImportMessagesResponse:
-        """The whole stream is one transaction: an import lands completely or not at all."""
+        """The whole stream is one transaction: an import lands completely or not at all.
+        The next chunk is read and validated while the previous one is written."""
         imported, sessions = 0, set()
         async with self.deps.pool.acquire() as conn, conn.transaction():
-            async for chunk in request_iterator:
-                with checking() as c:
-                    c.id("workspace_id", chunk.workspace_id)
-                    c.id("session_id", chunk.session_id)
-                    batch = self._inputs(c, "messages", chunk.messages, MAX_IMPORT_CHUNK)
+            async for chunk, batch in read_ahead(self._import_chunks(request_iterator), 2):
                 await write_messages(conn, self.deps.settings, chunk.workspace_id,
                                      chunk.session_id, batch)
                 imported += len(batch)
                 sessions.add((chunk.workspace_id, chunk.session_id))
         return pb.ImportMessagesResponse(imported_count=imported, session_count=len(sessions))
+
+    async def _import_chunks(self, chunks: AsyncIterator[pb.ImportMessagesRequest]
+                             ) -> AsyncIterator[tuple[pb.ImportMessagesRequest,
+                                                      list[NewMessage]]]:
+        async for chunk in chunks:
+            with checking() as c:
+                c.id("workspace_id", chunk.workspace_id)
+                c.id("session_id", chunk.session_id)
+                batch = self._inputs(c, "messages", chunk.messages, MAX_IMPORT_CHUNK)
+            yield chunk, batch
 
     async def UploadFile(self, request_iterator: AsyncIterator[pb.UploadFileRequest],
                          context: Ctx) -> pb.UploadFileResponse:
