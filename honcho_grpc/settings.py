@@ -185,6 +185,19 @@ class WebhookSettings(_Section):
     max_endpoints: int = 10
 
 
+class TelemetrySettings(_Section):
+    """OpenTelemetry traces and metrics (honcho_grpc/telemetry.py)."""
+
+    section: ClassVar[str] = "telemetry"
+    exporter: Literal["none", "console", "otlp"] = "none"
+    # OTLP over HTTP: /v1/traces and /v1/metrics are appended.
+    otlp_endpoint: str = "http://127.0.0.1:4318"
+    service_name: str = "honcho-grpc"
+    # Of the traces that start here; a caller's sampled flag is followed.
+    sample_ratio: float = 1.0
+    metric_interval_seconds: float = 30.0
+
+
 class Settings:
     """All sections, read once at start-up and passed down explicitly (no globals)."""
 
@@ -200,3 +213,4 @@ class Settings:
         self.dream = DreamSettings(**overrides.get("dream", {}))
         self.peer_card = PeerCardSettings(**overrides.get("peer_card", {}))
         self.webhook = WebhookSettings(**overrides.get("webhook", {}))
+        self.telemetry = TelemetrySettings(**overrides.get("telemetry", {}))

@@ -53,6 +53,8 @@ from honcho_grpc.server.servicers.webhook import WebhookServicer
 from honcho_grpc.server.servicers.workspace import WorkspaceServicer
 from honcho_grpc.server.validate import RequestGuard
 from honcho_grpc.settings import Settings
+from honcho_grpc.telemetry import TracingInterceptor
+from honcho_grpc.telemetry import configure as configure_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +84,14 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | None = None
                  ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """An unstarted server with every service, health and (optionally) reflection."""
-    # Later interceptors wrap the handler more tightly: the guard and auth run inside the
+    # Later interceptors wrap the handler more tightly: tracing is outermost (its span covers
+    # everything and sees the final status); the guard and auth run inside the
     # ErrorInterceptor (their refusals become rich statuses), auth after the guard.
     auth = ([AuthInterceptor(deps.settings.auth, deps.pool)]
             if deps.settings.auth.use_auth else [])
     server = grpc.aio.server(
-        interceptors=[*(interceptors or []), ErrorInterceptor(), RequestGuard(), *auth],
+        interceptors=[TracingInterceptor(), *(interceptors or []), ErrorInterceptor(),
+                      RequestGuard(), *auth],
         options=server_options(deps.settings),
         maximum_concurrent_rpcs=deps.settings.server.max_concurrent_rpcs,
     )
@@ -164,6 +168,7 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: database, server, embedding backlog; then shut down."""
+    shutdown_telemetry = configure_telemetry(settings.telemetry, "server")
     db = await open_database(settings)
     try:
         running = await start(settings, db)
@@ -178,3 +183,4 @@ async def serve(settings: Settings) -> None:
         await running.stop()
     finally:
         await db.close()
+        shutdown_telemetry()

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from honcho_grpc.telemetry import current_context
+
 QUEUE_CHANNEL = "honcho_queue"
 EMBED_CHANNEL = "honcho_embed"
 
@@ -24,6 +26,8 @@ class Job:
 async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) -> None:
     if not jobs:
         return
+    # The worker continues the trace of the request that caused the work.
+    trace = current_context()
     await conn.execute(
         """
         INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload,
@@ -34,7 +38,7 @@ async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) 
         """,
         workspace_id, [j.task_type for j in jobs], [j.work_unit_key for j in jobs],
         [j.session_id for j in jobs], [j.payload for j in jobs],
-        [j.trace_context for j in jobs],
+        [j.trace_context or trace for j in jobs],
     )
     await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)
 

@@ -54,6 +54,7 @@ class Job:
     attempts: int
     created_at: datetime
     token_count: int = 0
+    trace_context: dict[str, str] | None = None  # W3C context of the request that caused it
 
 
 @dataclass
@@ -87,7 +88,7 @@ CLAIM_SQL = "SELECT workspace_id, work_unit_key FROM honcho_claim(%s, %s, %s)"
 
 HEAD_SQL = """
 SELECT q.id, q.workspace_id, q.task_type, q.work_unit_key, q.session_id, q.payload, q.status,
-       q.attempts, q.created_at, q.run_after <= now() AS due,
+       q.attempts, q.created_at, q.trace_context, q.run_after <= now() AS due,
        coalesce(m.token_count, 0) AS token_count
 FROM queue q LEFT JOIN messages m
   ON m.workspace_id = q.workspace_id AND m.message_id = q.payload->>'message_id'
@@ -296,7 +297,8 @@ def _job(row: dict[str, Any]) -> Job:
     return Job(id=row["id"], workspace_id=row["workspace_id"], task_type=row["task_type"],
                work_unit_key=row["work_unit_key"], session_id=row["session_id"],
                payload=row["payload"] or {}, attempts=row["attempts"],
-               created_at=row["created_at"], token_count=row["token_count"])
+               created_at=row["created_at"], token_count=row["token_count"],
+               trace_context=row.get("trace_context"))
 
 
 # -- outside the claim loop -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from honcho_grpc import telemetry
 from honcho_grpc.settings import Settings
 from honcho_grpc.worker import events
 from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
@@ -243,11 +244,15 @@ class Worker:
 
     async def _execute(self, unit: Unit, jobs: list[Job], handler: Handler) -> None:
         assert self.ctx is not None
-        result = await handler(self.ctx, jobs)
-        async with self.queue.fenced(unit) as conn:
-            if result.apply is not None:
-                await result.apply(conn)
-            await self.queue.complete(conn, unit, jobs, result.usage)
+        task_type = jobs[0].task_type
+        with telemetry.task_span(task_type, unit.workspace_id, unit.work_unit_key,
+                                 [j.trace_context for j in jobs], [j.created_at for j in jobs]):
+            result = await handler(self.ctx, jobs)
+            async with self.queue.fenced(unit) as conn:
+                if result.apply is not None:
+                    await result.apply(conn)
+                await self.queue.complete(conn, unit, jobs, result.usage)
+        telemetry.record_tokens(task_type, result.usage.input_tokens, result.usage.output_tokens)
 
     async def _failed(self, unit: Unit, jobs: list[Job], exc: Exception) -> bool:
         self.stats.failures += 1
@@ -313,13 +318,17 @@ async def main(settings: Settings, *, on_ready: Callable[[], Awaitable[None]] | 
     """`honcho-grpc worker`: run until SIGINT/SIGTERM."""
     dsn = resolve_dsn(settings)
     await ensure_schema(dsn)
+    shutdown_telemetry = telemetry.configure(settings.telemetry, "worker")
     worker = Worker(settings, dsn)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
     # Printed once the worker is ready (embedder checked, pool open, listening).
-    await worker.run(ready=lambda: print(f"honcho-grpc worker {worker.worker_id} running",
-                                          flush=True))
+    try:
+        await worker.run(ready=lambda: print(f"honcho-grpc worker {worker.worker_id} running",
+                                              flush=True))
+    finally:
+        shutdown_telemetry()
 
 
 async def retry_failed_main(settings: Settings, workspace_id: str | None) -> int:

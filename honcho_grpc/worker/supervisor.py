@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 
+from honcho_grpc import telemetry
 from honcho_grpc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ async def up(settings: Settings) -> None:
     child = WorkerChild(db.dsn)
     # Forked before the gRPC server starts its threads (forking beside them is unsafe).
     child.spawn()
+    # The exporters' threads start after the fork too; the worker sets up its own.
+    shutdown_telemetry = telemetry.configure(settings.telemetry, "server")
     watcher = asyncio.create_task(child.watch())
     try:
         running = await start(settings, db)
@@ -101,3 +104,4 @@ async def up(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await db.close()
+        shutdown_telemetry()
