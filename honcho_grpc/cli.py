@@ -1,4 +1,4 @@
-"""Command line: `honcho-grpc serve | worker | up | migrate | keys`."""
+"""Command line: `honcho-grpc serve | worker | up | migrate | keys | import`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import secrets
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from honcho_grpc.settings import Settings
 
@@ -132,6 +133,20 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--expires-in", type=parse_duration, default=None,
                         help="lifetime: seconds, or with a unit s/m/h/d/w (default: none)")
     keys_sub.add_parser("secret", help="print a random value for AUTH_JWT_SECRET")
+    from honcho_grpc import importer
+
+    load = sub.add_parser(
+        "import", help="load a JSON or JSONL conversation export through ImportMessages",
+        description=importer.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    load.add_argument("file", type=Path, help="the export (.json array or .jsonl)")
+    load.add_argument("--workspace", required=True, help="workspace id")
+    load.add_argument("--session", required=True,
+                      help="session id for messages that do not name one")
+    load.add_argument("--address", default=None,
+                      help="server host:port (default: SERVER_HOST:SERVER_PORT)")
+    load.add_argument("--token", default=None, help="API key, when the server checks them")
+    load.add_argument("--skip-invalid", action="store_true",
+                      help="import the valid messages and report the others")
     args = parser.parse_args(argv)
     settings = Settings()
     _setup_logging(settings)
@@ -152,6 +167,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"honcho-grpc {args.command}: {exc}")
     elif args.command == "keys":
         _keys(settings, args)
+    elif args.command == "import":
+        address = args.address or f"{settings.server.host}:{settings.server.port}"
+        sys.exit(importer.run(args.file, address, args.workspace, args.session, args.token,
+                              args.skip_invalid))
     elif args.command == "worker":
         _worker(settings, args.retry_failed, args.workspace)
     elif args.command == "migrate":

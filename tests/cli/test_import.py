@@ -1,0 +1,84 @@
+"""`honcho-grpc import` against the live in-process server: JSONL and JSON array exports,
+a malformed line refused with its number (nothing imported) or skipped on request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from honcho_grpc.cli import main
+from honcho_grpc.db.pool import Database
+from honcho_grpc.server.app import Running
+
+
+async def run_cli(*argv: str) -> int:
+    """The CLI in a thread (it uses a blocking channel; the server runs on this loop)."""
+    def call() -> int:
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    return await asyncio.to_thread(call)
+
+
+async def stored(db: Database, ws: str) -> list[tuple[str, str, str]]:
+    rows = await db.pool.fetch(
+        "SELECT session_id, peer_id, content FROM messages WHERE workspace_id = $1 "
+        "ORDER BY session_id, seq", ws)
+    return [(r["session_id"], r["peer_id"], r["content"]) for r in rows]
+
+
+async def test_jsonl_with_a_bad_line(server: Running, db: Database, ws: str, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "chat.jsonl"
+    export.write_text("\n".join([
+        json.dumps({"role": "user", "content": "I moved to Lisbon", "created_at": 1700000000}),
+        json.dumps({"speaker": "Caroline Smith", "text": "Welcome!",
+                    "metadata": {"dia_id": "D1:2"}}),
+        "{not json",
+        json.dumps({"author": "bob"}),
+        json.dumps({"peer_id": "bob", "content": "elsewhere", "session_id": "other"}),
+    ]) + "\n")
+    address = f"127.0.0.1:{server.port}"
+    args = ["import", str(export), "--workspace", ws, "--session", "main", "--address", address]
+    assert await run_cli(*args) == 1
+    err = capsys.readouterr().err
+    assert "line 3: not JSON" in err and "line 4: no text" in err
+    assert await stored(db, ws) == []  # refused as a whole
+    assert await run_cli(*args, "--skip-invalid") == 0
+    out = capsys.readouterr().out
+    assert "imported 3 messages into 2 session(s)" in out and "skipped 2 invalid" in out
+    assert await stored(db, ws) == [("main", "user", "I moved to Lisbon"),
+                                    ("main", "Caroline_Smith", "Welcome!"),
+                                    ("other", "bob", "elsewhere")]
+    when = await db.pool.fetchval("SELECT extract(epoch FROM created_at) FROM messages "
+                                  "WHERE workspace_id = $1 AND peer_id = 'user'", ws)
+    assert int(when) == 1700000000
+    assert await db.pool.fetchval("SELECT metadata->>'dia_id' FROM messages WHERE "
+                                  "workspace_id = $1 AND peer_id = 'Caroline_Smith'",
+                                  ws) == "D1:2"
+
+
+async def test_json_array_in_chunks(server: Running, db: Database, ws: str,
+                                    tmp_path: Path) -> None:
+    export = tmp_path / "chat.json"
+    export.write_text(json.dumps([{"peer": f"p{i % 3}", "content": f"message {i}"}
+                                  for i in range(1200)]))
+    assert await run_cli("import", str(export), "--workspace", ws, "--session", "s",
+                         "--address", f"127.0.0.1:{server.port}") == 0
+    rows = await stored(db, ws)
+    assert len(rows) == 1200 and rows[-1] == ("s", "p2", "message 1199")
+
+
+async def test_unreachable_server_is_a_clear_failure(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "chat.jsonl"
+    export.write_text(json.dumps({"role": "user", "content": "hi"}) + "\n")
+    assert await run_cli("import", str(export), "--workspace", "w", "--session", "s",
+                         "--address", "127.0.0.1:1") == 1
+    assert "import failed, nothing was stored: UNAVAILABLE" in capsys.readouterr().err
