@@ -23,7 +23,7 @@ from honcho_grpc.store.search import Scope
 TEXT_WEIGHT = 0.5        # 1 - TEXT_WEIGHT goes to the vector arm
 RARE_LEXEMES = 4         # query words used to find text candidates
 COMMON_SHARE = 0.05      # ... unless they are in more than this share of the messages
-CANDIDATES = 100         # per arm, at least
+CANDIDATES = 50          # per arm, at least
 
 __all__ = ["Hit", "Scope", "search_messages"]
 
