@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -143,16 +143,23 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     return handler
 
 
-def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
-    async def handler(request: Any,
-                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Awaitable[None]]:
+    # Responses are written here, not yielded to grpc: a client's cancel then raises inside
+    # this coroutine (at the write) and the handler's generator is closed at once, in this
+    # task. Yielded, the generator would be left suspended and closed later by the garbage
+    # collector from another task: provider streams kept running meanwhile, and context
+    # managers (spans) exited in the wrong context.
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
             result = behavior(request, context)
             if inspect.isawaitable(result):  # a coroutine handler that only raises or writes
                 await result
                 return
-            async for item in result:
-                yield item
+            try:
+                async for item in result:
+                    await context.write(item)
+            finally:
+                await result.aclose()
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ class ScriptedOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     disconnected: threading.Event = field(default_factory=threading.Event)
     completed: threading.Event = field(default_factory=threading.Event)
+    # How many streams ended each way (the events above only say "at least one").
+    tally: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, outcome: str) -> None:
+        with self.lock:
+            self.tally[outcome] += 1
 
 
 def _handler(state: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
@@ -81,8 +89,10 @@ def _handler(state: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
                 state.completed.set()
+                state.count("completed")
             except (BrokenPipeError, ConnectionResetError):
                 state.disconnected.set()
+                state.count("disconnected")
 
     return Handler
 
