@@ -34,6 +34,7 @@ from honcho_grpc.gen.honcho.v1 import (
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from honcho_grpc.settings import Settings
+from tests.postgres_process import PostgresProcess
 
 
 def scratch_dir(prefix: str) -> Path:
@@ -54,6 +55,20 @@ def pg_dsn() -> Iterator[str]:
     pg = EmbeddedPostgres(root / "data", fsync=False)
     dsn = pg.start()
     yield dsn
+    pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[tuple[PostgresProcess, str]]:
+    """A migrated PostgreSQL of this test alone, for tests that stop and start it again on
+    the same port (the shared one must not be)."""
+    root = scratch_dir("honcho-restart-")
+    pg = PostgresProcess(root / "data")
+    dsn = pg.start()
+    database = await open_database(make_settings(dsn))  # migrations
+    await database.close()
+    yield pg, dsn
     pg.stop()
     shutil.rmtree(root, ignore_errors=True)
 

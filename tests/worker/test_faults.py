@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
-from honcho_grpc.db.embedded import EmbeddedPostgres
-from honcho_grpc.db.pool import Database, open_database
+from honcho_grpc.db.pool import Database
 from honcho_grpc.domain.messages import write_messages
 from honcho_grpc.gen.honcho.v1 import message_pb2
 from honcho_grpc.ids import new_id
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store.messages import NewMessage
-from tests.conftest import Stubs, make_settings, scratch_dir
+from tests.conftest import Stubs, make_settings
+from tests.postgres_process import PostgresProcess
 from tests.worker.conftest import (
     WorkerProcess,
     eventually,
@@ -146,19 +143,6 @@ async def _failed(pool: asyncpg.Pool, ws: str) -> bool:
     return bool(rows) and all(r["status"] == "failed" for r in rows)
 
 
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    """A PostgreSQL of this test alone (the shared one must not be restarted)."""
-    root = scratch_dir("honcho-restart-")
-    pg = EmbeddedPostgres(root / "data", fsync=False)
-    dsn = pg.start()
-    db = await open_database(make_settings(dsn))  # migrations
-    await db.close()
-    yield pg, dsn
-    pg.stop()
-    shutil.rmtree(root, ignore_errors=True)
-
-
 async def write(dsn: str, ws: str, contents: list[str]) -> None:
     settings = make_settings(dsn)
     conn = await asyncpg.connect(dsn)
@@ -174,7 +158,7 @@ async def write(dsn: str, ws: str, contents: list[str]) -> None:
         await conn.close()
 
 
-async def test_postgres_restart_under_the_worker(own_postgres: tuple[EmbeddedPostgres, str],
+async def test_postgres_restart_under_the_worker(own_postgres: tuple[PostgresProcess, str],
                                                  worker_processes: list[WorkerProcess]) -> None:
     pg, dsn = own_postgres
     ws = "restart"
