@@ -77,6 +77,14 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match[1]) * DURATION_UNITS[match[2]])
 
 
+def _chunk_size(text: str) -> int:
+    from honcho_grpc.importer import MAX_CHUNK
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CHUNK:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to {MAX_CHUNK}")
+    return int(text)
+
+
 def _keys(settings: Settings, args: argparse.Namespace) -> None:
     from honcho_grpc.server.auth import AuthConfigError, Claims, mint_token
     from honcho_grpc.server.servicers.key import check_scope
@@ -147,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("--token", default=None, help="API key, when the server checks them")
     load.add_argument("--skip-invalid", action="store_true",
                       help="import the valid messages and report the others")
+    load.add_argument("--chunk-size", type=_chunk_size, default=importer.CHUNK,
+                      help=f"messages per stream message (1-{importer.MAX_CHUNK}, "
+                           f"default {importer.CHUNK})")
     args = parser.parse_args(argv)
     settings = Settings()
     _setup_logging(settings)
@@ -170,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "import":
         address = args.address or f"{settings.server.host}:{settings.server.port}"
         sys.exit(importer.run(args.file, address, args.workspace, args.session, args.token,
-                              args.skip_invalid))
+                              args.skip_invalid, args.chunk_size))
     elif args.command == "worker":
         _worker(settings, args.retry_failed, args.workspace)
     elif args.command == "migrate":

@@ -6,6 +6,13 @@ object needs an author — `peer_id`, `peer`, `author`, `speaker`, `name` or `ro
 `content` or `text`; optional: `created_at` (ISO 8601 or seconds since the epoch),
 `metadata` (an object) and `session_id` (else `--session`). Author ids are made valid
 (`Caroline Smith` -> `Caroline_Smith`).
+
+    chat.jsonl:  {"role": "user", "content": "I moved to Lisbon", "created_at": 1700000000}
+                 {"author": "Ana", "text": "Welcome!", "metadata": {"source": "slack"}}
+    chat.json:   [{"peer_id": "ana", "content": "hi", "created_at": "2024-05-01T09:30:00Z"}]
+
+Invalid records are reported by line (JSON Lines) or item number (arrays) with the reason;
+nothing is imported unless `--skip-invalid` is given.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from honcho_grpc.server.validate import ID_RE
 
 AUTHOR_KEYS = ("peer_id", "peer", "author", "speaker", "name", "role")
 TEXT_KEYS = ("content", "text")
-CHUNK = 500
+CHUNK = 100  # messages per stream message (the server takes up to MAX_CHUNK)
+MAX_CHUNK = 1000
 
 
 @dataclass
@@ -108,13 +116,13 @@ def parse(text: str, default_session: str) -> Parsed:
 
 
 def _chunks(workspace: str, messages: list[tuple[str, message_pb2.MessageInput]],
-            progress: Any) -> Iterator[message_pb2.ImportMessagesRequest]:
-    """Consecutive messages of one session, CHUNK at a time."""
+            progress: Any, size: int = CHUNK) -> Iterator[message_pb2.ImportMessagesRequest]:
+    """Consecutive messages of one session, `size` at a time."""
     start = 0
     while start < len(messages):
         session = messages[start][0]
         end = start
-        while end < len(messages) and end - start < CHUNK and messages[end][0] == session:
+        while end < len(messages) and end - start < size and messages[end][0] == session:
             end += 1
         yield message_pb2.ImportMessagesRequest(
             workspace_id=workspace, session_id=session,
@@ -124,7 +132,7 @@ def _chunks(workspace: str, messages: list[tuple[str, message_pb2.MessageInput]]
 
 
 def run(path: Path, address: str, workspace: str, session: str, token: str | None,
-        skip_invalid: bool) -> int:
+        skip_invalid: bool, chunk_size: int = CHUNK) -> int:
     """The `import` command; returns the exit status."""
     from tqdm import tqdm
 
@@ -146,7 +154,8 @@ def run(path: Path, address: str, workspace: str, session: str, token: str | Non
             total=len(parsed.messages), unit="msg", file=sys.stderr) as progress:
         stub = message_pb2_grpc.MessageServiceStub(channel)
         try:
-            reply = stub.ImportMessages(_chunks(workspace, parsed.messages, progress),
+            reply = stub.ImportMessages(_chunks(workspace, parsed.messages, progress,
+                                                chunk_size),
                                         metadata=metadata, timeout=3600)
         except grpc.RpcError as err:
             progress.close()

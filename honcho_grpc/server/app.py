@@ -168,7 +168,7 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: database, server, embedding backlog; then shut down."""
-    shutdown_telemetry = configure_telemetry(settings.telemetry, "server")
+    otel = configure_telemetry(settings.telemetry, "server")
     db = await open_database(settings)
     try:
         running = await start(settings, db)
@@ -183,4 +183,4 @@ async def serve(settings: Settings) -> None:
         await running.stop()
     finally:
         await db.close()
-        shutdown_telemetry()
+        otel.shutdown()  # flushes the last spans and metric points

@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from honcho_grpc import telemetry
 from honcho_grpc.settings import Settings
 
 Conn: TypeAlias = AsyncConnection[DictRow]
@@ -45,6 +46,7 @@ def resolve_dsn(settings: Settings) -> str:
 
 async def _configure(conn: Conn) -> None:
     await register_vector_async(conn)
+    telemetry.instrument_psycopg(conn)
 
 
 def make_pool(dsn: str, max_size: int, *, name: str = "honcho-worker") -> Pool:

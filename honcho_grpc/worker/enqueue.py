@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from honcho_grpc.store.queue import QUEUE_CHANNEL
+from honcho_grpc.telemetry import current_context
 
 
 def dream_key(workspace_id: str, observer: str, observed: str) -> str:
@@ -23,12 +24,13 @@ async def schedule_dream(conn: asyncpg.Connection, workspace_id: str, observer: 
     # The lock makes check-then-insert exact across concurrent callers (API and workers).
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
     queued = await conn.fetchval(
-        "INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload) "
-        "SELECT $1, 'dream', $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM queue "
-        "WHERE workspace_id = $1 AND work_unit_key = $2 AND status = 'pending') RETURNING true",
+        "INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload, "
+        "trace_context) SELECT $1, 'dream', $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM "
+        "queue WHERE workspace_id = $1 AND work_unit_key = $2 AND status = 'pending') "
+        "RETURNING true",
         workspace_id, key, session_id,
         {"observer": observer, "observed": observed, "dream_type": dream_type,
-         "session_id": session_id})
+         "session_id": session_id}, current_context())
     if queued:
         await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)
     return bool(queued)
@@ -39,10 +41,11 @@ async def enqueue_webhook_event(conn: asyncpg.Connection, workspace_id: str, eve
     """One delivery job per endpoint of the workspace; returns how many."""
     payload = {"type": event_type, "data": data, "timestamp": datetime.now(UTC).isoformat()}
     status: str = await conn.execute(
-        "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload) "
+        "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload, trace_context) "
         "SELECT workspace_id, 'webhook', 'webhook:' || workspace_id || ':' || endpoint_id, "
-        "$2::jsonb || jsonb_build_object('endpoint_id', endpoint_id) "
-        "FROM webhook_endpoints WHERE workspace_id = $1", workspace_id, payload)
+        "$2::jsonb || jsonb_build_object('endpoint_id', endpoint_id), $3::jsonb "
+        "FROM webhook_endpoints WHERE workspace_id = $1", workspace_id, payload,
+        current_context())
     count = int(status.split()[-1])
     if count:
         await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)

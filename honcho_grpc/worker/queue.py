@@ -23,6 +23,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from honcho_grpc.settings import QueueSettings
+from honcho_grpc.telemetry import current_context
 from honcho_grpc.worker.db import Conn, Pool
 
 QUEUE_CHANNEL = "honcho_queue"
@@ -257,6 +258,15 @@ class Queue:
                 (self.worker_id,))).fetchone()
         return None if row is None or row["wait"] is None else max(0.0, float(row["wait"]))
 
+    async def pending_by_type(self) -> dict[str, int]:
+        """Pending rows per task type, of the workspaces this worker serves (queue depth)."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT task_type, count(*) AS n FROM queue WHERE status = 'pending' "
+                "AND (%(only)s::text[] IS NULL OR workspace_id = ANY(%(only)s)) "
+                "GROUP BY task_type", {"only": self.settings.workspaces or None})).fetchall()
+        return {r["task_type"]: int(r["n"]) for r in rows}
+
     # -- housekeeping --------------------------------------------------------------------
 
     async def housekeeping(self) -> int:
@@ -301,6 +311,12 @@ def _job(row: dict[str, Any]) -> Job:
                trace_context=row.get("trace_context"))
 
 
+def job_trace_context() -> Jsonb | None:
+    """The current task's trace context, so work a task queues continues its trace."""
+    context = current_context()
+    return Jsonb(context) if context else None
+
+
 # -- outside the claim loop -------------------------------------------------------------------
 
 async def retry_failed(pool: Pool, workspace_id: str | None = None,
@@ -332,8 +348,9 @@ async def enqueue(conn: Conn, workspace_id: str, task_type: str, work_unit_key: 
         if row is not None:
             return False
     await conn.execute(
-        "INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (workspace_id, task_type, work_unit_key, session_id, Jsonb(payload)))
+        "INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload, "
+        "trace_context) VALUES (%s, %s, %s, %s, %s, %s)",
+        (workspace_id, task_type, work_unit_key, session_id, Jsonb(payload),
+         job_trace_context()))
     await conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, workspace_id))
     return True

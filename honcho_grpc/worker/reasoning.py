@@ -10,9 +10,13 @@ within one task) and the queue's (backoff across attempts, then `failed`, retrya
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
+
+from opentelemetry.trace import SpanKind
 
 from honcho_grpc.providers.llm import (
     LLMError,
@@ -25,6 +29,7 @@ from honcho_grpc.providers.llm import (
 from honcho_grpc.providers.llm.structured import parse_structured
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.settings import Settings
+from honcho_grpc.telemetry import llm_span
 from honcho_grpc.worker import heuristics
 from honcho_grpc.worker.queue import Usage
 from honcho_grpc.worker.tasks import PermanentError
@@ -154,7 +159,29 @@ Conclusions:
 Answer with JSON only, matching the schema."""
 
 
-# -- the adapter ------------------------------------------------------------------------------
+# -- the adapter ----------------------------------------------------------------------------
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Step: TypeAlias = Callable[Concatenate["Reasoner", P], Awaitable[tuple[T, Usage]]]
+
+
+def _traced(step: str) -> Callable[[Step[P, T]], Step[P, T]]:
+    """A span per reasoning step with its token bill, offline or not (a remote provider's
+    own call span nests below it)."""
+    def wrap(method: Step[P, T]) -> Step[P, T]:
+        async def run(self: Reasoner, /, *args: P.args, **kwargs: P.kwargs) -> tuple[T, Usage]:
+            with llm_span(f"reason {step}", system=self.system, operation="reason",
+                          model=self.model, kind=SpanKind.INTERNAL,
+                          attributes={"honcho.reasoning.step": step,
+                                      "honcho.reasoning.offline": self.offline}) as call:
+                value, usage = await method(self, *args, **kwargs)
+                call.usage(usage.input_tokens, usage.output_tokens)
+                return value, usage
+        functools.update_wrapper(run, method)
+        return run
+    return wrap
+
 
 class Reasoner:
     """The model calls of the worker.
@@ -167,16 +194,23 @@ class Reasoner:
     """
 
     def __init__(self, llm: LLMProvider, *, offline: bool = False,
-                 max_output_tokens: int = 2048) -> None:
+                 max_output_tokens: int = 2048, system: str = "", model: str = "") -> None:
         self.llm = llm
         self.offline = offline
         self.max_output_tokens = max_output_tokens
+        # For the spans: which provider and model answer (gen_ai.system, request model).
+        self.system = system or ("honcho.local" if offline else "unknown")
+        self.model = model
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Reasoner:
-        return cls(build_llm(settings.llm), offline=settings.llm.provider == "local",
-                   max_output_tokens=settings.llm.max_output_tokens)
+        offline = settings.llm.provider == "local"
+        return cls(build_llm(settings.llm), offline=offline,
+                   max_output_tokens=settings.llm.max_output_tokens,
+                   system="honcho.local" if offline else settings.llm.provider,
+                   model="" if offline else settings.llm.model)
 
+    @_traced("derive_facts")
     async def derive_facts(self, observed: str, lines: list[str],
                            custom_instructions: str = "") -> tuple[list[str], Usage]:
         """Explicit facts about `observed` from transcript lines ("time speaker: text")."""
@@ -193,6 +227,7 @@ class Reasoner:
                  if isinstance(i, dict)]
         return [f for f in facts if f], usage
 
+    @_traced("summarize")
     async def summarize(self, kind: str, previous: str, lines: list[str],
                         max_words: int) -> tuple[str, Usage]:
         if self.offline:
@@ -205,6 +240,7 @@ class Reasoner:
         text, usage = await self._text(system, user, max_tokens=max(256, max_words * 2))
         return text.strip(), usage
 
+    @_traced("update_card")
     async def update_card(self, observed: str, card: list[str],
                           facts: list[str]) -> tuple[list[str], Usage]:
         if self.offline:
@@ -216,6 +252,7 @@ class Reasoner:
         data, usage = await self._json(prompt, "Update the card.", CARD_SCHEMA)
         return clean_card([str(e) for e in data.get("card") or []]), usage
 
+    @_traced("dream")
     async def dream(self, observed: str,
                     conclusions: list[Conclusion]) -> tuple[DreamPlan, Usage]:
         if self.offline:

@@ -80,6 +80,9 @@ class Worker:
         self.ctx = TaskContext(self.pool, self.settings, self._build_reasoner(), embedder)
         loops = [asyncio.create_task(coro) for coro in
                  (self._listen(), self._heartbeat(), self._housekeeping())]
+        if telemetry.active().enabled:
+            await self._sample_depth()  # the backlog found at start, before any is claimed
+            loops.append(asyncio.create_task(self._depth_loop()))
         dispatcher = asyncio.create_task(self._dispatch())
         log.info("worker %s started", self.worker_id)
         if ready is not None:
@@ -195,6 +198,23 @@ class Worker:
                 log.warning("housekeeping failed (%s)", type(exc).__name__)
             await _sleep_unless(self.stopping, self.settings.queue.housekeeping_seconds)
 
+    async def _depth_loop(self) -> None:
+        while True:
+            await _sleep_unless(self.stopping, self.settings.telemetry.metric_interval_seconds)
+            if self.stopping.is_set():
+                return
+            await self._sample_depth()
+
+    async def _sample_depth(self) -> None:
+        """Queue depth for the metrics (every known task type, 0 included, so a drained
+        queue reads 0 rather than its last backlog)."""
+        try:
+            pending = await self.queue.pending_by_type()
+        except DB_ERRORS as exc:
+            log.warning("queue depth not sampled (%s)", type(exc).__name__)
+            return
+        telemetry.record_queue_depth({t: pending.get(t, 0) for t in {*self.handlers, *pending}})
+
     # -- one unit ------------------------------------------------------------------------
 
     async def _run_unit(self, unit: Unit) -> None:
@@ -252,7 +272,8 @@ class Worker:
                 if result.apply is not None:
                     await result.apply(conn)
                 await self.queue.complete(conn, unit, jobs, result.usage)
-        telemetry.record_tokens(task_type, result.usage.input_tokens, result.usage.output_tokens)
+            telemetry.record_tokens(task_type, result.usage.input_tokens,
+                                    result.usage.output_tokens)
 
     async def _failed(self, unit: Unit, jobs: list[Job], exc: Exception) -> bool:
         self.stats.failures += 1
@@ -318,7 +339,7 @@ async def main(settings: Settings, *, on_ready: Callable[[], Awaitable[None]] | 
     """`honcho-grpc worker`: run until SIGINT/SIGTERM."""
     dsn = resolve_dsn(settings)
     await ensure_schema(dsn)
-    shutdown_telemetry = telemetry.configure(settings.telemetry, "worker")
+    otel = telemetry.configure(settings.telemetry, "worker")
     worker = Worker(settings, dsn)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -328,7 +349,7 @@ async def main(settings: Settings, *, on_ready: Callable[[], Awaitable[None]] | 
         await worker.run(ready=lambda: print(f"honcho-grpc worker {worker.worker_id} running",
                                               flush=True))
     finally:
-        shutdown_telemetry()
+        otel.shutdown()  # flushes the last spans and metric points
 
 
 async def retry_failed_main(settings: Settings, workspace_id: str | None) -> int:

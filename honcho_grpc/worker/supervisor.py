@@ -85,7 +85,7 @@ async def up(settings: Settings) -> None:
     # Forked before the gRPC server starts its threads (forking beside them is unsafe).
     child.spawn()
     # The exporters' threads start after the fork too; the worker sets up its own.
-    shutdown_telemetry = telemetry.configure(settings.telemetry, "server")
+    otel = telemetry.configure(settings.telemetry, "server")
     watcher = asyncio.create_task(child.watch())
     try:
         running = await start(settings, db)
@@ -104,4 +104,4 @@ async def up(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await db.close()
-        shutdown_telemetry()
+        otel.shutdown()  # flushes the last spans and metric points

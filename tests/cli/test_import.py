@@ -1,17 +1,24 @@
 """`honcho-grpc import` against the live in-process server: JSONL and JSON array exports,
-a malformed line refused with its number (nothing imported) or skipped on request."""
+a malformed line refused with its number (nothing imported) or skipped on request, the
+`--token` sent as a bearer key to a server that checks them, bounded `--chunk-size`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from honcho_grpc.cli import main
 from honcho_grpc.db.pool import Database
-from honcho_grpc.server.app import Running
+from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.server.app import Running, start
+from honcho_grpc.server.auth import Claims, mint_token
+from tests.conftest import make_settings
+
+SECRET = "import-test-secret-" + "s" * 40
 
 
 async def run_cli(*argv: str) -> int:
@@ -82,3 +89,35 @@ async def test_unreachable_server_is_a_clear_failure(tmp_path: Path,
     assert await run_cli("import", str(export), "--workspace", "w", "--session", "s",
                          "--address", "127.0.0.1:1") == 1
     assert "import failed, nothing was stored: UNAVAILABLE" in capsys.readouterr().err
+
+
+@pytest.fixture
+async def auth_server(pg_dsn: str, db: Database) -> AsyncIterator[Running]:
+    settings = make_settings(pg_dsn, auth={"use_auth": True, "jwt_secret": SECRET})
+    running = await start(settings, db, embedder=FakeEmbedder(384), background=False)
+    yield running
+    await running.stop(grace=1.0)
+
+
+async def test_token_is_sent_as_bearer(auth_server: Running, db: Database, ws: str,
+                                       tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "chat.jsonl"
+    export.write_text("".join(json.dumps({"peer": "ann", "content": f"line {i}"}) + "\n"
+                              for i in range(250)))
+    args = ["import", str(export), "--workspace", ws, "--session", "s",
+            "--address", f"127.0.0.1:{auth_server.port}", "--chunk-size", "100"]
+    assert await run_cli(*args) == 1
+    assert "nothing was stored: UNAUTHENTICATED" in capsys.readouterr().err
+    key = mint_token(SECRET, Claims(workspace=ws), None)
+    assert await run_cli(*args, "--token", key) == 0
+    assert "imported 250 messages into 1 session(s)" in capsys.readouterr().out
+    assert len(await stored(db, ws)) == 250
+
+
+async def test_chunk_size_is_bounded(capsys: pytest.CaptureFixture[str],
+                                     tmp_path: Path) -> None:
+    for bad in ("0", "1001", "ten"):
+        assert await run_cli("import", str(tmp_path / "x.json"), "--workspace", "w",
+                             "--session", "s", "--chunk-size", bad) == 2
+        assert "--chunk-size" in capsys.readouterr().err

@@ -47,12 +47,16 @@ __all__ = [
 
 def build_llm(settings: LLMSettings, *, backoff: Backoff | None = None) -> LLMProvider:
     """The configured provider. `backoff` tunes retry waits (tests make them short)."""
+    from honcho_grpc.providers.llm.traced import TracedProvider
+
     if settings.provider == "openai":
         from honcho_grpc.providers.llm.openai_chat import OpenAIProvider
 
-        return OpenAIProvider(settings, backoff=backoff)
+        return TracedProvider(OpenAIProvider(settings, backoff=backoff), "openai",
+                              settings.model)
     if settings.provider == "anthropic":
         from honcho_grpc.providers.llm.anthropic_messages import AnthropicProvider
 
-        return AnthropicProvider(settings, backoff=backoff)
+        return TracedProvider(AnthropicProvider(settings, backoff=backoff), "anthropic",
+                              settings.model)
     return LocalProvider()

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from honcho_grpc.settings import WebhookSettings
 from honcho_grpc.worker.db import Conn
-from honcho_grpc.worker.queue import QUEUE_CHANNEL, Job
+from honcho_grpc.worker.queue import QUEUE_CHANNEL, Job, job_trace_context
 from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext
 
 SIGNATURE_HEADER = "X-Honcho-Signature"
@@ -146,10 +146,11 @@ async def enqueue_deliveries(conn: Conn, workspace_id: str, event_type: str,
     """One delivery job per endpoint of the workspace, in the caller's transaction."""
     payload = {"type": event_type, "data": data, "timestamp": datetime.now(UTC).isoformat()}
     cur = await conn.execute(
-        "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload) "
+        "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload, trace_context) "
         "SELECT workspace_id, 'webhook', 'webhook:' || workspace_id || ':' || endpoint_id, "
-        "%s::jsonb || jsonb_build_object('endpoint_id', endpoint_id) "
-        "FROM webhook_endpoints WHERE workspace_id = %s", (Jsonb(payload), workspace_id))
+        "%s::jsonb || jsonb_build_object('endpoint_id', endpoint_id), %s "
+        "FROM webhook_endpoints WHERE workspace_id = %s",
+        (Jsonb(payload), job_trace_context(), workspace_id))
     if cur.rowcount:
         await conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, workspace_id))
     return cur.rowcount
