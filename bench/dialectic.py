@@ -4,7 +4,9 @@ one session, and StreamChat time to first delta with the offline local provider.
 StreamChat first-delta overhead (`overhead`): the server talks to a local OpenAI-compatible
 server (bench/fake_llm.py) that answers after a fixed first-token delay; the overhead is
 the client's time to the first delta minus that delay: gathering the context, the provider
-call through the official SDK, and gRPC. `minimal` streams the provider's answer; `low`
+call through the official SDK, and gRPC. The data are the LoCoMo dev conversations (real
+turns, embedded by the server), one speaker asking about the other, a different question
+each call. `minimal` streams the provider's answer; `low`
 first makes one tool round (a non-streamed call offering tools) that the fake answers
 without asking for a tool, so that answer is the answer. Target: <= 20 ms.
 
@@ -18,8 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -27,6 +33,8 @@ import grpc
 from bench.common import percentiles, print_table, server_process, write_json
 from bench.fake_llm import fake_llm
 from bench.ingest import text
+from bench.locomo_retrieval import DATA as LOCOMO
+from bench.locomo_retrieval import ingest, peer_id, questions, wait_embedded
 from bench.search import synthetic_vectors
 from honcho_grpc.gen.honcho.v1 import (
     dialectic_pb2,
@@ -40,7 +48,7 @@ from honcho_grpc.gen.honcho.v1 import (
 )
 
 WS, SESSION = "bench-dialectic", "long-session"
-OVERHEAD_MESSAGES = 2000
+WARM_UP = 20  # calls per level not counted: connections, caches, the embedder
 
 
 async def load(address: str, dsn: str, total: int) -> None:
@@ -120,12 +128,29 @@ async def measure(address: str, calls: int) -> list[dict[str, object]]:
     return rows
 
 
+@dataclass
+class Asked:
+    workspace_id: str
+    observer: str
+    target: str
+    question: str
+
+
+def locomo_questions(data: list[dict[str, Any]]) -> list[Asked]:
+    """Every LoCoMo question (categories 1-4), asked by one speaker about the other."""
+    return [Asked(f"locomo-{sample['sample_id']}",
+                  peer_id(sample["conversation"]["speaker_a"]),
+                  peer_id(sample["conversation"]["speaker_b"]), q["question"])
+            for sample in data for q in questions(sample)]
+
+
 async def time_to_first_delta(dialectic: dialectic_pb2_grpc.DialecticServiceStub,
-                               level: int) -> float:
+                              asked: Asked, level: int) -> float:
     start = time.perf_counter()
     stream = dialectic.StreamChat(dialectic_pb2.StreamChatRequest(
-        query=dialectic_pb2.ChatQuery(workspace_id=WS, peer_id="p0", reasoning_level=level,  # type: ignore[arg-type]
-                                      query="what instrument is p0 learning?")), timeout=10)
+        query=dialectic_pb2.ChatQuery(  # type: ignore[arg-type]
+            workspace_id=asked.workspace_id, peer_id=asked.observer, target_id=asked.target,
+            query=asked.question, reasoning_level=level)), timeout=10)
     first = await stream.read()
     elapsed = (time.perf_counter() - start) * 1000
     stream.cancel()
@@ -133,24 +158,40 @@ async def time_to_first_delta(dialectic: dialectic_pb2_grpc.DialecticServiceStub
     return elapsed
 
 
-async def overhead(calls: int, delay_ms: float) -> list[dict[str, object]]:
+async def overhead(calls: int, delay_ms: float) -> tuple[list[dict[str, object]], int]:
+    """First-delta overhead on real conversations (LoCoMo: both dev conversations, every
+    turn embedded), each call a different question, cycling."""
+    data = json.loads(await asyncio.to_thread(Path(LOCOMO).read_text))
+    asked = locomo_questions(data)
     levels = (("minimal: provider stream", dialectic_pb2.REASONING_LEVEL_MINIMAL),
               ("low: one tool round, no tool asked", dialectic_pb2.REASONING_LEVEL_LOW))
-    rows: list[dict[str, object]] = []
+    samples: dict[str, list[float]] = {label: [] for label, _ in levels}
     with fake_llm(delay_ms / 1000) as fake, server_process(
-            SERVER_EMBED_IN_SERVER="false", LLM_PROVIDER="openai", LLM_MODEL="bench-model",
-            LLM_OPENAI_BASE_URL=fake.url, LLM_MAX_RETRIES="0") as server:
-        await load(server.address, server.dsn(), OVERHEAD_MESSAGES)
+            LLM_PROVIDER="openai", LLM_MODEL="bench-model", LLM_OPENAI_BASE_URL=fake.url,
+            LLM_MAX_RETRIES="0") as server:
+        await ingest(server.address, data)
+        await wait_embedded(server)
+        messages = await message_count(server.dsn())
         async with grpc.aio.insecure_channel(server.address) as channel:
             dialectic = dialectic_pb2_grpc.DialecticServiceStub(channel)
-            for label, level in levels:
-                for _ in range(10):  # warm-up: connections, caches, the embedder
-                    await time_to_first_delta(dialectic, level)
-                samples = [await time_to_first_delta(dialectic, level) - delay_ms
-                           for _ in range(calls)]
-                rows.append({"level": label, "provider_first_token_ms": delay_ms,
-                             **percentiles(samples), "messages": OVERHEAD_MESSAGES})
-    return rows
+            for i in range(WARM_UP + calls):
+                # Levels alternate, so both see the same (shared) machine.
+                for label, level in levels:
+                    elapsed = await time_to_first_delta(dialectic, asked[i % len(asked)], level)
+                    if i >= WARM_UP:
+                        samples[label].append(elapsed - delay_ms)
+    rows: list[dict[str, object]] = [
+        {"level": label, "provider_first_token_ms": delay_ms, **percentiles(samples[label])}
+        for label, _ in levels]
+    return rows, messages
+
+
+async def message_count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM messages"))
+    finally:
+        await conn.close()
 
 
 def load_average() -> str:
@@ -172,11 +213,13 @@ async def main(sizes: list[int], calls: int, only: str, delay_ms: float) -> None
             results[str(size)] = rows
     if only in ("all", "overhead"):
         before = load_average()
-        rows = await overhead(calls, delay_ms)
+        rows, messages = await overhead(calls, delay_ms)
         after = load_average()
-        print_table(f"StreamChat first-delta overhead beyond the provider's first token "
-                    f"(target <= 20 ms; load average {before} -> {after})", rows)
-        results["stream_chat_overhead"] = {"rows": rows, "target_ms": 20,
+        print_table(f"StreamChat first-delta overhead beyond the provider's first token, "
+                    f"LoCoMo, {messages} messages (target <= 20 ms; load average {before} -> "
+                    f"{after})", rows)
+        results["stream_chat_overhead"] = {"rows": rows, "target_ms": 20, "corpus": "locomo",
+                                           "messages": messages,
                                            "load_average": [before, after]}
     write_json("dialectic", results, merge=True)
 

@@ -6,10 +6,11 @@ usage adds up over every call."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from honcho_grpc.db.pool import Database
 from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
@@ -168,3 +169,26 @@ async def test_unparseable_tool_arguments_end_the_rounds(pg_dsn: str, db: Databa
         assert r.content == "alice has a cat."
         first, last = rig.fake.bodies
         assert "tools" in first and "tools" not in last and last["stream"] is True
+
+
+async def test_json_answer_after_tool_rounds(rig: ChatRig, db: Database, ws: str) -> None:
+    await seed(rig, db, ws)
+    answer = {"has_pets": True}
+    rig.fake.push(
+        Reply("", tool_calls=[("call_1", "search_messages", {"query": "cat"})]),
+        Reply('{"has_pets": true}'),  # a plain reply; the answer comes from a structured call
+        Reply(json.dumps(answer)) if rig.kind == "openai"
+        else Reply("", tool_calls=[("toolu_9", "answer", answer)]))
+    schema = struct_pb2.Struct()
+    schema.update({"type": "object", "title": "answer",
+                   "properties": {"has_pets": {"type": "boolean"}}})
+    query = bob_asks(ws)
+    query.response_format.CopyFrom(schema)
+    r = await rig.stubs.dialectic.Chat(pb.ChatRequest(query=query))
+
+    assert json.loads(r.content) == answer
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (33, 21)
+    last = rig.fake.bodies[2]
+    assert ("response_format" in last) if rig.kind == "openai" \
+        else last["tool_choice"] == {"type": "tool", "name": "answer"}
+    assert "I adopted a cat named Miso" in rig.prompt_text(last)
