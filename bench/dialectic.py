@@ -11,7 +11,7 @@ first makes one tool round (a non-streamed call offering tools) that the fake an
 without asking for a tool, so that answer is the answer. Target: <= 20 ms.
 
     .venv/bin/python -m bench.dialectic [--sizes 10000 100000] [--calls 200]
-    .venv/bin/python -m bench.dialectic --only overhead [--delay-ms 50]   # < 1 minute
+    .venv/bin/python -m bench.dialectic --only overhead [--delay-ms 50] [--overhead-calls 150]
 
 Results are merged into bench/results/dialectic.json (keys not measured are kept).
 """
@@ -200,7 +200,8 @@ def load_average() -> str:
         return " ".join(f.read().split()[:3])
 
 
-async def main(sizes: list[int], calls: int, only: str, delay_ms: float) -> None:
+async def main(sizes: list[int], calls: int, only: str, delay_ms: float,
+               overhead_calls: int) -> None:
     results: dict[str, object] = {}
     if only in ("all", "prompt"):
         for size in sizes:
@@ -213,11 +214,13 @@ async def main(sizes: list[int], calls: int, only: str, delay_ms: float) -> None
             results[str(size)] = rows
     if only in ("all", "overhead"):
         before = load_average()
-        rows, messages = await overhead(calls, delay_ms)
+        started = time.perf_counter()
+        rows, messages = await overhead(overhead_calls, delay_ms)
+        took = time.perf_counter() - started
         after = load_average()
         print_table(f"StreamChat first-delta overhead beyond the provider's first token, "
                     f"LoCoMo, {messages} messages (target <= 20 ms; load average {before} -> "
-                    f"{after})", rows)
+                    f"{after}; {took:.0f} s)", rows)
         results["stream_chat_overhead"] = {"rows": rows, "target_ms": 20, "corpus": "locomo",
                                            "messages": messages,
                                            "load_average": [before, after]}
@@ -231,5 +234,6 @@ if __name__ == "__main__":
     parser.add_argument("--only", choices=["all", "prompt", "overhead"], default="all")
     parser.add_argument("--delay-ms", type=float, default=50.0,
                         help="the fake provider's time to first token")
+    parser.add_argument("--overhead-calls", type=int, default=150, help="per level")
     args = parser.parse_args()
-    asyncio.run(main(args.sizes, args.calls, args.only, args.delay_ms))
+    asyncio.run(main(args.sizes, args.calls, args.only, args.delay_ms, args.overhead_calls))

@@ -143,6 +143,8 @@ def _moment(args: Mapping[str, Any], name: str, *, end: bool) -> datetime | None
             moment += timedelta(microseconds=1) if end else timedelta()
     except ValueError as exc:
         raise BadArguments(f"'{name}' is not an ISO 8601 date or date-time: {value!r}") from exc
+    except OverflowError as exc:  # the day after 9999-12-31
+        raise BadArguments(f"'{name}' is out of range: {value!r}") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

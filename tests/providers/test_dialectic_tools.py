@@ -142,7 +142,8 @@ async def test_bad_arguments_come_back_as_error_text(rig: ChatRig, db: Database,
             ("b7", "messages_by_date", {}),
             ("b8", "search_conclusions", {"query": " "}),
             ("b9", "search_conclusions", {"query": "cat"})]),  # the 5th call of a turn
-        Reply("I could not look that up."))
+        Reply("", tool_calls=[("b10", "messages_by_date", {"end": "9999-12-31"})]),
+        Reply(chunks=["I could not ", "look that up."]))
     r = await rig.stubs.dialectic.Chat(pb.ChatRequest(
         query=bob_asks(ws, pb.REASONING_LEVEL_MEDIUM)))
 
@@ -154,6 +155,8 @@ async def test_bad_arguments_come_back_as_error_text(rig: ChatRig, db: Database,
     assert "'limit'" in results["b3"] and "c-salary" in results["b4"]
     assert "no tool 'drop_tables'" in results["b5"] and "before" in results["b6"]
     assert "at most 4" in results["b9"]
+    # The third round's result reaches the last, tool-less call as text.
+    assert "error: 'end' is out of range" in rig.prompt_text(rig.fake.bodies[3])
     assert "c-salary" not in r.conclusion_ids
 
 
