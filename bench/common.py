@@ -107,10 +107,14 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
         print(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
 
 
-def write_json(name: str, payload: dict[str, Any]) -> Path:
+def write_json(name: str, payload: dict[str, Any], *, merge: bool = False) -> Path:
+    """Write bench/results/<name>.json; with `merge`, keys of an earlier run that this one
+    did not measure are kept (a partial run does not erase the others' figures)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    earlier = json.loads(path.read_text()) if merge and path.exists() else {}
+    payload = {**earlier,
+               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **payload}
     path.write_text(json.dumps(payload, indent=2))
     print(f"\nwrote {path.relative_to(ROOT)}")

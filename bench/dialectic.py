@@ -1,21 +1,40 @@
 """Prompt-time calls: GetContext and GetRepresentation p50/p95 at 10k and 100k messages in
 one session, and StreamChat time to first delta with the offline local provider.
 
+StreamChat first-delta overhead (`overhead`): the server talks to a local OpenAI-compatible
+server (bench/fake_llm.py) that answers after a fixed first-token delay; the overhead is
+the client's time to the first delta minus that delay: gathering the context, the provider
+call through the official SDK, and gRPC. The data are the LoCoMo dev conversations (real
+turns with random stored vectors; questions embedded by the real model), one speaker asking
+about the other, a different question each call. `minimal` streams the provider's answer; `low`
+first makes one tool round (a non-streamed call offering tools) that the fake answers
+without asking for a tool, so that answer is the answer. Target: <= 20 ms.
+
     .venv/bin/python -m bench.dialectic [--sizes 10000 100000] [--calls 200]
+    .venv/bin/python -m bench.dialectic --only overhead [--delay-ms 50] [--overhead-calls 150]
+
+Results are merged into bench/results/dialectic.json (keys not measured are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 
 from bench.common import percentiles, print_table, server_process, write_json
+from bench.fake_llm import fake_llm
 from bench.ingest import text
+from bench.locomo_retrieval import DATA as LOCOMO
+from bench.locomo_retrieval import ingest, peer_id, questions
 from bench.search import synthetic_vectors
 from honcho_grpc.gen.honcho.v1 import (
     dialectic_pb2,
@@ -29,6 +48,7 @@ from honcho_grpc.gen.honcho.v1 import (
 )
 
 WS, SESSION = "bench-dialectic", "long-session"
+WARM_UP = 20  # calls per level not counted: connections, caches, the embedder
 
 
 async def load(address: str, dsn: str, total: int) -> None:
@@ -108,22 +128,117 @@ async def measure(address: str, calls: int) -> list[dict[str, object]]:
     return rows
 
 
-async def main(sizes: list[int], calls: int) -> None:
+@dataclass
+class Asked:
+    workspace_id: str
+    observer: str
+    target: str
+    question: str
+
+
+def locomo_questions(data: list[dict[str, Any]]) -> list[Asked]:
+    """Every LoCoMo question (categories 1-4), asked by one speaker about the other."""
+    return [Asked(f"locomo-{sample['sample_id']}",
+                  peer_id(sample["conversation"]["speaker_a"]),
+                  peer_id(sample["conversation"]["speaker_b"]), q["question"])
+            for sample in data for q in questions(sample)]
+
+
+async def time_to_first_delta(dialectic: dialectic_pb2_grpc.DialecticServiceStub,
+                              asked: Asked, level: int) -> float:
+    start = time.perf_counter()
+    stream = dialectic.StreamChat(dialectic_pb2.StreamChatRequest(
+        query=dialectic_pb2.ChatQuery(  # type: ignore[arg-type]
+            workspace_id=asked.workspace_id, peer_id=asked.observer, target_id=asked.target,
+            query=asked.question, reasoning_level=level)), timeout=10)
+    first = await stream.read()
+    elapsed = (time.perf_counter() - start) * 1000
+    stream.cancel()
+    assert first.HasField("delta"), first
+    return elapsed
+
+
+async def overhead(calls: int, delay_ms: float) -> tuple[list[dict[str, object]], int]:
+    """First-delta overhead on real conversations (LoCoMo: both dev conversations), each
+    call a different question, cycling. Stored vectors are random (embedding every turn takes
+    ~40 s on this machine; the vector arm's cost does not depend on the values); questions
+    are embedded by the server's real model."""
+    data = json.loads(await asyncio.to_thread(Path(LOCOMO).read_text))
+    asked = locomo_questions(data)
+    levels = (("minimal: provider stream", dialectic_pb2.REASONING_LEVEL_MINIMAL),
+              ("low: one tool round, no tool asked", dialectic_pb2.REASONING_LEVEL_LOW))
+    samples: dict[str, list[float]] = {label: [] for label, _ in levels}
+    with fake_llm(delay_ms / 1000) as fake, server_process(
+            SERVER_EMBED_IN_SERVER="false", LLM_PROVIDER="openai", LLM_MODEL="bench-model",
+            LLM_OPENAI_BASE_URL=fake.url, LLM_MAX_RETRIES="0") as server:
+        ready = time.perf_counter()
+        await ingest(server.address, data)
+        await synthetic_vectors(server.dsn())
+        messages = await message_count(server.dsn())
+        print(f"{messages} messages imported and given vectors in "
+              f"{time.perf_counter() - ready:.1f} s", flush=True)
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            dialectic = dialectic_pb2_grpc.DialecticServiceStub(channel)
+            for i in range(WARM_UP + calls):
+                # Levels alternate, so both see the same (shared) machine.
+                for label, level in levels:
+                    elapsed = await time_to_first_delta(dialectic, asked[i % len(asked)], level)
+                    if i >= WARM_UP:
+                        samples[label].append(elapsed - delay_ms)
+    rows: list[dict[str, object]] = [
+        {"level": label, "provider_first_token_ms": delay_ms, **percentiles(samples[label])}
+        for label, _ in levels]
+    return rows, messages
+
+
+async def message_count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM messages"))
+    finally:
+        await conn.close()
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: the machine is shared, so figures need context."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+async def main(sizes: list[int], calls: int, only: str, delay_ms: float,
+               overhead_calls: int) -> None:
     results: dict[str, object] = {}
-    for size in sizes:
-        with server_process(SERVER_EMBED_IN_SERVER="false") as server:
-            await load(server.address, server.dsn(), size)
-            rows = await measure(server.address, calls)
-        for r in rows:
-            r["messages"] = size
-        print_table(f"{size} messages in one session", rows)
-        results[str(size)] = rows
-    write_json("dialectic", results)
+    if only in ("all", "prompt"):
+        for size in sizes:
+            with server_process(SERVER_EMBED_IN_SERVER="false") as server:
+                await load(server.address, server.dsn(), size)
+                rows = await measure(server.address, calls)
+            for r in rows:
+                r["messages"] = size
+            print_table(f"{size} messages in one session", rows)
+            results[str(size)] = rows
+    if only in ("all", "overhead"):
+        before = load_average()
+        started = time.perf_counter()
+        rows, messages = await overhead(overhead_calls, delay_ms)
+        took = time.perf_counter() - started
+        after = load_average()
+        print_table(f"StreamChat first-delta overhead beyond the provider's first token, "
+                    f"LoCoMo, {messages} messages (target <= 20 ms; load average {before} -> "
+                    f"{after}; {took:.0f} s)", rows)
+        results["stream_chat_overhead"] = {"rows": rows, "target_ms": 20, "corpus": "locomo",
+                                           "messages": messages,
+                                           "load_average": [before, after]}
+    write_json("dialectic", results, merge=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--only", choices=["all", "prompt", "overhead"], default="all")
+    parser.add_argument("--delay-ms", type=float, default=50.0,
+                        help="the fake provider's time to first token")
+    parser.add_argument("--overhead-calls", type=int, default=150, help="per level")
     args = parser.parse_args()
-    asyncio.run(main(args.sizes, args.calls))
+    asyncio.run(main(args.sizes, args.calls, args.only, args.delay_ms, args.overhead_calls))

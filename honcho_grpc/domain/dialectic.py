@@ -1,10 +1,16 @@
 """Dialectic: answer a peer's question about a target peer from what the observer knows.
 
 Flow: gather (peer cards, semantic matches among explicit and derived conclusions, session
-summary and recent messages, message search for specifics) -> prompt -> an optional bounded
-tool loop (from `low` up, for providers that support tools) -> the answer, streamed.
+summary and recent messages, message search for specifics) -> prompt -> from `low` up, with a
+real provider, a bounded tool loop (see dialectic_tools) -> the answer, streamed.
 Only valid (not superseded) conclusions are used. With nothing known, the prompt and the
 local provider both abstain rather than invent.
+
+Tool rounds are not streamed. When the model answers without asking for a lookup, that
+answer is the answer: it is complete already, so asking again to stream it would pay twice
+and reach the client later. Only when the rounds run out does a last, tool-less call stream
+the answer, with the lookups' results folded into its prompt as plain text (any provider
+accepts that; Anthropic rejects tool turns in a request that offers no tools).
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from typing import Any
 import asyncpg
 
 from honcho_grpc.domain.aio import all_of, nothing
+from honcho_grpc.domain.dialectic_tools import Finding, Toolbox, Viewpoint, tool_loop, viewpoint
 from honcho_grpc.domain.search import Scope, search_messages
 from honcho_grpc.errors import unimplemented
+from honcho_grpc.providers.llm.base import Message
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store import memory
 
@@ -58,6 +66,7 @@ class Question:
 
 @dataclass
 class Gathered:
+    view: Viewpoint
     observer_card: list[str] = field(default_factory=list)
     target_card: list[str] = field(default_factory=list)
     explicit: list[asyncpg.Record] = field(default_factory=list)
@@ -83,24 +92,26 @@ async def gather(pool: asyncpg.Pool, embedder: Any, q: Question) -> Gathered:
     ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
     vector = asyncio.ensure_future(embedder.embed_one(q.query))
     try:
-        target_card, observer_card, conclusions, session, hits, visible = await all_of(
+        # Who may see what, first (one read, none when a peer asks about itself): message
+        # search is filtered by it rather than after it, so it returns its full count.
+        view = await viewpoint(pool, ws, obs, tgt)
+        target_card, observer_card, conclusions, session, hits = await all_of(
             memory.peer_card(pool, ws, obs, tgt),
             memory.peer_card(pool, ws, obs, obs) if obs != tgt else nothing(),
             _conclusions(pool, q, vector, level.prefetch),
             _session_view(pool, ws, q.session_id) if q.session_id else nothing(),
             # Message search for specifics: only the target's own words, from sessions the
             # observer shared with them (the global view, observer == target, sees all).
-            search_messages(pool, embedder, Scope(ws, peer_id=tgt), q.query, None,
-                            level.messages, vector=vector),
-            _visible_sessions(pool, ws, obs) if obs != tgt else nothing())
+            search_messages(pool, embedder, Scope(ws, peer_id=tgt), q.query,
+                            view.message_filters(), level.messages, vector=vector))
     finally:
         vector.cancel()
-    g = Gathered(target_card=target_card or [], observer_card=observer_card or [])
+    g = Gathered(view, target_card=target_card or [], observer_card=observer_card or [])
     g.explicit = [r for r in conclusions if r["level"] == "explicit"][:level.prefetch]
     g.derived = [r for r in conclusions if r["level"] != "explicit"][:level.prefetch]
     if session is not None:
         g.summary, g.recent = session
-    g.hits = [h.row for h in hits if visible is None or h.row["session_id"] in visible]
+    g.hits = [h.row for h in hits]
     return g
 
 
@@ -129,26 +140,28 @@ async def _session_view(pool: asyncpg.Pool, ws: str,
     return (best["content"] if best else ""), recent
 
 
-async def _visible_sessions(pool: asyncpg.Pool, workspace_id: str, peer_id: str) -> set[str]:
-    rows = await pool.fetch("SELECT session_id FROM session_peers WHERE workspace_id = $1 "
-                            "AND peer_id = $2", workspace_id, peer_id)
-    return {r["session_id"] for r in rows}
-
-
 def _when(value: datetime) -> str:
     return f"{value:%Y-%m-%d %H:%M}"
 
 
-def system_prompt(q: Question) -> str:
+def system_prompt(q: Question, *, tools: bool = False) -> str:
     view = ("your own memory of yourself" if q.observer_id == q.target_id
             else f"what {q.observer_id} knows about {q.target_id}")
-    return (
+    prompt = (
         f"You answer questions about the peer '{q.target_id}' using only {view}, given "
         "below as conclusions, a peer card, session history and message excerpts. Be concise "
         "and specific; cite dates when they matter. When sources disagree, say so rather "
         "than choosing silently. If the context does not contain the answer, say plainly "
         f"that you don't have that information about {q.target_id}; never invent facts."
     )
+    if tools:
+        prompt += (
+            "\n\nIf the context is not enough, look things up with the tools before "
+            "answering: search conclusions and messages with a few different phrasings, "
+            "list every match before counting anything, look for later changes (moved, "
+            "cancelled, rescheduled), and check a derived conclusion's premises before "
+            "relying on it. Answer as soon as you know; do not describe your lookups.")
+    return prompt
 
 
 def context_block(g: Gathered) -> str:
@@ -174,12 +187,16 @@ def context_block(g: Gathered) -> str:
     return "\n\n".join(parts) if parts else "(nothing is known yet)"
 
 
-def user_prompt(q: Question, g: Gathered) -> str:
+def user_prompt(q: Question, g: Gathered, findings: list[Finding] | None = None) -> str:
     fmt = ""
     if q.response_format:
         fmt = ("\n\nAnswer with JSON only, matching this JSON Schema:\n"
                + json.dumps(q.response_format))
-    return f"Context:\n{context_block(g)}\n\nQuestion: {q.query}{fmt}"
+    looked_up = ""
+    if findings:
+        looked_up = ("\n\nLookups made for this question, and what they returned:\n\n"
+                     + "\n\n".join(f.as_text() for f in findings))
+    return f"Context:\n{context_block(g)}{looked_up}\n\nQuestion: {q.query}{fmt}"
 
 
 # -- the offline answer -------------------------------------------------------------------
@@ -261,9 +278,8 @@ async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: Any, q: Question
     provider; otherwise a provider from honcho_grpc.providers.llm."""
     g = await gather(pool, embedder, q)
     answer.conclusion_ids = g.conclusion_ids()
-    prompt = system_prompt(q) + "\n\n" + user_prompt(q, g)
-    answer.input_tokens = count_tokens(prompt)
     if llm is None:
+        answer.input_tokens = count_tokens(system_prompt(q) + "\n\n" + user_prompt(q, g))
         text = (json.dumps(local_json(q, g)) if q.response_format else local_answer(q, g))
         answer.output_tokens = count_tokens(text)
         # Word by word, like a model would, so clients see the same stream shape offline.
@@ -271,38 +287,60 @@ async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: Any, q: Question
             yield piece
             await asyncio.sleep(0)
         return
-    async for piece in llm_answer(llm, q, g, answer):
+    async for piece in llm_answer(llm, q, g, answer, Toolbox(pool, embedder, g.view)):
         yield piece
 
 
-async def llm_answer(llm: Any, q: Question, g: Gathered,
-                     answer: Answer) -> AsyncGenerator[str, None]:
-    """A real provider's answer, streamed as the provider produces it. With a
-    response_format the provider's structured output is checked to be a JSON object first."""
-    messages = [{"role": "system", "content": system_prompt(q)},
-                {"role": "user", "content": user_prompt(q, g)}]
-    max_tokens = LEVELS[q.level].max_tokens
+async def llm_answer(llm: Any, q: Question, g: Gathered, answer: Answer,
+                     toolbox: Toolbox) -> AsyncGenerator[str, None]:
+    """A real provider's answer: tool rounds first (from `low` up), then the answer streamed
+    as the provider produces it. Usage adds up every call. With a response_format the answer
+    always comes from a last structured call (a reply in the tool rounds is free text), and
+    it is checked to be a JSON object."""
+    level = LEVELS[q.level]
+    findings: list[Finding] = []
+    if level.tool_iterations:
+        asked = [Message("system", system_prompt(q, tools=True)),
+                 Message("user", user_prompt(q, g))]
+        outcome = await tool_loop(llm, asked, toolbox, level.tool_iterations, level.max_tokens)
+        _add_usage(answer, outcome.usage.input_tokens, outcome.usage.output_tokens)
+        answer.conclusion_ids = list(dict.fromkeys([*answer.conclusion_ids,
+                                                    *toolbox.surfaced]))
+        if outcome.answer is not None and outcome.answer.text.strip() \
+                and not q.response_format:
+            answer.finish_reason = outcome.answer.finish_reason
+            yield outcome.answer.text
+            return
+        findings = outcome.findings
+    messages = [Message("system", system_prompt(q)), Message("user", user_prompt(q, g, findings))]
     if q.response_format:
-        done = await llm.complete(messages, max_tokens=max_tokens,
-                                  response_schema=q.response_format)
-        answer.input_tokens, answer.output_tokens = (done.usage.input_tokens,
-                                                     done.usage.output_tokens)
-        try:
-            data = json.loads(done.text)
-        except ValueError as exc:
-            raise unimplemented("a provider that returns JSON for response_format") from exc
-        if not isinstance(data, dict):
-            raise unimplemented("a provider that returns a JSON object for response_format")
-        yield json.dumps(data)
+        yield await _json_answer(llm, messages, q, answer)
         return
-    stream = llm.stream(messages, max_tokens=max_tokens)
+    stream = llm.stream(messages, max_tokens=level.max_tokens)
     try:
         async for event in stream:
             if event.text:
                 yield event.text
             if event.usage is not None:
-                answer.input_tokens = event.usage.input_tokens
-                answer.output_tokens = event.usage.output_tokens
+                _add_usage(answer, event.usage.input_tokens, event.usage.output_tokens)
                 answer.finish_reason = event.finish_reason or "stop"
     finally:
         await stream.aclose()  # a cancelled client stops the provider call at once
+
+
+async def _json_answer(llm: Any, messages: list[Message], q: Question, answer: Answer) -> str:
+    done = await llm.complete(messages, max_tokens=LEVELS[q.level].max_tokens,
+                              response_schema=q.response_format)
+    _add_usage(answer, done.usage.input_tokens, done.usage.output_tokens)
+    try:
+        data = json.loads(done.text)
+    except ValueError as exc:
+        raise unimplemented("a provider that returns JSON for response_format") from exc
+    if not isinstance(data, dict):
+        raise unimplemented("a provider that returns a JSON object for response_format")
+    return json.dumps(data)
+
+
+def _add_usage(answer: Answer, input_tokens: int, output_tokens: int) -> None:
+    answer.input_tokens += input_tokens
+    answer.output_tokens += output_tokens

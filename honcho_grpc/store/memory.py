@@ -1,8 +1,10 @@
 """SQL for what the worker derives and callers read at prompt time: summaries, peer cards,
-conclusions picked for a representation, recent messages within a token budget."""
+conclusions picked for a representation, recent messages within a token budget, and what
+the dialectic's tools look up."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeAlias
 
 import asyncpg
@@ -101,3 +103,48 @@ async def recent_messages_within(conn: Conn, workspace_id: str, session_id: str,
         """,
         workspace_id, session_id, after_seq, budget, min(budget, MAX_CONTEXT_MESSAGES))
     return list(rows)
+
+
+# -- what the dialectic's tools look up --------------------------------------------------------
+
+async def sessions_of_peer(conn: Conn, workspace_id: str, peer_id: str) -> set[str]:
+    """Sessions the peer is (or was) a member of: what it has seen."""
+    rows = await conn.fetch("SELECT session_id FROM session_peers WHERE workspace_id = $1 "
+                            "AND peer_id = $2", workspace_id, peer_id)
+    return {r["session_id"] for r in rows}
+
+
+async def conclusions_of_pair(conn: Conn, workspace_id: str, observer_id: str,
+                              observed_id: str, conclusion_ids: list[str]
+                              ) -> list[asyncpg.Record]:
+    """The given conclusions of one (observer, observed) pair, superseded ones included (the
+    caller marks them), oldest first."""
+    return list(await conn.fetch(
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE c.workspace_id = $1 "
+        "AND c.observer_id = $2 AND c.observed_id = $3 AND c.conclusion_id = ANY($4::text[]) "
+        "ORDER BY c.created_at, c.conclusion_id",
+        workspace_id, observer_id, observed_id, conclusion_ids))
+
+
+async def messages_of_peer_between(conn: Conn, workspace_id: str, peer_id: str,
+                                   session_ids: list[str] | None, start: datetime | None,
+                                   end: datetime | None, limit: int) -> list[asyncpg.Record]:
+    """The peer's messages with start <= created_at < end (either bound open), oldest first,
+    in `session_ids` only unless None. Uses the (workspace, peer, created_at) index."""
+    return list(await conn.fetch(
+        f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 AND m.peer_id = $2 "
+        "AND ($3::text[] IS NULL OR m.session_id = ANY($3::text[])) "
+        "AND ($4::timestamptz IS NULL OR m.created_at >= $4) "
+        "AND ($5::timestamptz IS NULL OR m.created_at < $5) "
+        "ORDER BY m.created_at, m.seq LIMIT $6",
+        workspace_id, peer_id, session_ids, start, end, limit))
+
+
+async def messages_by_ids(conn: Conn, workspace_id: str, message_ids: list[str],
+                          session_ids: list[str] | None) -> list[asyncpg.Record]:
+    """The given messages, in `session_ids` only unless None, oldest first."""
+    return list(await conn.fetch(
+        f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 "
+        "AND m.message_id = ANY($2::text[]) "
+        "AND ($3::text[] IS NULL OR m.session_id = ANY($3::text[])) "
+        "ORDER BY m.created_at, m.seq", workspace_id, message_ids, session_ids))

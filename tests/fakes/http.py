@@ -57,7 +57,11 @@ class Exchange:
             self.hung_up.set()
             return False
         finally:
+            # Awaited, not just cancelled: a watcher still reading would make the next
+            # request's read on this keep-alive connection fail.
             watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     async def _watch(self) -> None:
         # The client sends nothing while it reads a response: any read result means EOF/reset.

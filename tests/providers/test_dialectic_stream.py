@@ -1,0 +1,85 @@
+"""Chat and StreamChat through each official SDK (openai, anthropic) against a local server
+speaking its wire protocol, at the `minimal` level (no tool rounds): deltas as the provider
+produces them, usage from the provider, JSON answers, and a client cancel reaching the
+provider at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from google.protobuf import struct_pb2
+
+from honcho_grpc.db.pool import Database
+from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
+from honcho_grpc.gen.honcho.v1 import peer_pb2
+from tests.fakes.script import Reply
+from tests.providers.conftest import ChatRig, chat_rig
+
+
+async def ask(rig: ChatRig, ws: str, **kw: object) -> pb.ChatQuery:
+    await rig.stubs.peers.GetOrCreatePeer(peer_pb2.GetOrCreatePeerRequest(workspace_id=ws,
+                                                                          peer_id="alice"))
+    return pb.ChatQuery(workspace_id=ws, peer_id="alice", query="What does alice do?",
+                        reasoning_level=pb.REASONING_LEVEL_MINIMAL, **kw)  # type: ignore[arg-type]
+
+
+async def test_deltas_in_order_then_provider_usage(rig: ChatRig, ws: str) -> None:
+    chunks = ["Al", "ice ", "is ", "a ", "nurse."]
+    rig.fake.push(Reply(chunks=chunks, input_tokens=23, output_tokens=5))
+    events = [e async for e in rig.stubs.dialectic.StreamChat(
+        pb.StreamChatRequest(query=await ask(rig, ws)))]
+    assert [e.delta.content for e in events[:-1]] == chunks
+    assert all(e.HasField("delta") for e in events[:-1])
+    done = events[-1].completion
+    assert events[-1].HasField("completion")
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (23, 5)
+    assert done.finish_reason == pb.FINISH_REASON_STOP
+    body = rig.fake.bodies[-1]
+    assert body["model"] == "test-model" and body["stream"] is True
+    assert "alice" in rig.prompt_text(body)
+    # `minimal` never offers tools: one streamed call, nothing else.
+    assert len(rig.fake.requests) == 1 and "tools" not in body
+
+
+async def test_length_finish_reaches_the_client(rig: ChatRig, ws: str) -> None:
+    stop = "length" if rig.kind == "openai" else "max_tokens"
+    rig.fake.push(Reply("Alice is", finish_reason=stop))
+    events = [e async for e in rig.stubs.dialectic.StreamChat(
+        pb.StreamChatRequest(query=await ask(rig, ws)))]
+    assert events[-1].completion.finish_reason == pb.FINISH_REASON_MAX_TOKENS
+
+
+async def test_json_answer(rig: ChatRig, ws: str) -> None:
+    answer = {"job": "nurse"}
+    # json_schema mode: OpenAI sends the schema as response_format, Anthropic forces a tool.
+    rig.fake.push(Reply(json.dumps(answer)) if rig.kind == "openai"
+                  else Reply("", tool_calls=[("toolu_1", "answer", answer)]))
+    schema = struct_pb2.Struct()
+    schema.update({"type": "object", "title": "answer",
+                   "properties": {"job": {"type": "string"}}})
+    r = await rig.stubs.dialectic.Chat(pb.ChatRequest(
+        query=await ask(rig, ws, response_format=schema)))
+    assert json.loads(r.content) == answer
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (11, 7)
+    body = rig.fake.bodies[-1]
+    if rig.kind == "openai":
+        assert body["response_format"]["type"] == "json_schema"
+    else:
+        assert body["tool_choice"] == {"type": "tool", "name": "answer"}
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_cancel_reaches_the_provider(kind: str, pg_dsn: str, db: Database,
+                                           ws: str) -> None:
+    async with chat_rig(kind, pg_dsn, db, chunk_delay=0.05) as rig:
+        rig.fake.push(Reply(chunks=[f"w{i} " for i in range(200)]))  # 10 s of stream
+        call = rig.stubs.dialectic.StreamChat(pb.StreamChatRequest(query=await ask(rig, ws)))
+        first = await call.read()
+        assert first.HasField("delta")
+        call.cancel()
+        # The server closes the provider's HTTP stream: the fake sees the client hang up long
+        # before it would have finished.
+        await asyncio.wait_for(rig.fake.hung_up.wait(), 5)
+        assert rig.fake.streams_completed == 0

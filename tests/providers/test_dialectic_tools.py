@@ -1,0 +1,197 @@
+"""The dialectic's tool loop through the real gRPC server and each official SDK (openai,
+anthropic) against a local server speaking its wire protocol, with scripted tool calls: the
+tools run against real data from the asker's viewpoint and their results go back to the
+model, the rounds stop at the level's bound, bad arguments come back as error text, and
+usage adds up over every call."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from honcho_grpc.db.pool import Database
+from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
+from honcho_grpc.gen.honcho.v1 import message_pb2
+from honcho_grpc.providers.embeddings import FakeEmbedder
+from tests.fakes.script import Reply
+from tests.providers.conftest import ChatRig, chat_rig
+
+TOOLS = ["search_conclusions", "search_messages", "messages_by_date", "get_premises"]
+
+
+def at(day: int, hour: int = 12) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(datetime(2024, 3, day, hour, tzinfo=UTC))
+    return stamp
+
+
+async def seed(rig: ChatRig, db: Database, ws: str) -> None:
+    """bob shares session `s-shared` with alice; `s-private` is alice's and carol's. bob holds
+    conclusions about alice (one superseded, one derived from two premises); alice holds one
+    about herself that bob must never see."""
+    said = message_pb2.MessageInput
+
+    async def create(session: str, *messages: message_pb2.MessageInput) -> list[str]:
+        r = await rig.stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id=session, messages=messages))
+        return [m.id for m in r.messages]
+
+    cat, _ = await create("s-shared",
+                          said(peer_id="alice", content="I adopted a cat named Miso",
+                               create_time=at(2)),
+                          said(peer_id="bob", content="Miso is a lovely name for a cat",
+                               create_time=at(2, 13)))
+    await create("s-private",
+                 said(peer_id="alice", content="My salary is 90k and my cat Miso is sick",
+                      create_time=at(5)),
+                 said(peer_id="carol", content="sorry to hear", create_time=at(5, 13)))
+    embedder = FakeEmbedder(384)
+    rows = [("c-cat", "bob", "explicit", "alice has a cat named Miso", [], [cat], False),
+            ("c-gone", "bob", "explicit", "alice has no pets at all", [], [], True),
+            ("c-owner", "bob", "deductive", "alice is a pet owner who likes cats",
+             ["c-cat", "c-gone"], [], False),
+            ("c-salary", "alice", "explicit", "alice earns 90k and has a cat", [], [], False)]
+    for cid, observer, level, content, premises, sources, superseded in rows:
+        await db.pool.execute(
+            "INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, "
+            "content, level, premise_ids, source_message_ids, embedding, invalidated_at) "
+            "VALUES ($1, $2, $3, 'alice', $4, $5, $6, $7, $8, "
+            "CASE WHEN $9 THEN now() END)",
+            ws, cid, observer, content, level, premises, sources,
+            await embedder.embed_one(content), superseded)
+
+
+def bob_asks(ws: str, level: int = pb.REASONING_LEVEL_LOW) -> pb.ChatQuery:
+    return pb.ChatQuery(workspace_id=ws, peer_id="bob", target_id="alice",
+                        query="Does alice have pets?", reasoning_level=level)  # type: ignore[arg-type]
+
+
+async def test_tools_run_on_real_data_and_results_go_back(rig: ChatRig, db: Database,
+                                                          ws: str) -> None:
+    await seed(rig, db, ws)
+    rig.fake.push(
+        Reply("Let me check.", tool_calls=[
+            ("call_1", "search_conclusions", {"query": "alice pets cat", "limit": 100}),
+            ("call_2", "search_messages", {"query": "Miso cat"}),
+            ("call_3", "messages_by_date", {"start": "2024-03-01", "end": "2024-03-31"}),
+            ("call_4", "get_premises", {"conclusion_id": "c-owner"})],
+            input_tokens=100, output_tokens=20),
+        Reply("Yes: alice has a cat named Miso.", input_tokens=300, output_tokens=9))
+    r = await rig.stubs.dialectic.Chat(pb.ChatRequest(query=bob_asks(ws)))
+
+    assert r.content == "Yes: alice has a cat named Miso."
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (400, 29)
+    first, second = rig.fake.bodies
+    assert rig.offered_tools(first) == TOOLS == rig.offered_tools(second)
+    results = rig.tool_results(second)
+    assert sorted(results) == ["call_1", "call_2", "call_3", "call_4"]
+    # Valid conclusions of bob about alice only: not the superseded one, not alice's own.
+    assert "c-cat" in results["call_1"] and "c-owner" in results["call_1"]
+    assert "c-gone" not in results["call_1"] and "90k" not in results["call_1"]
+    # alice's words from the session bob shares with her; not her private session, not bob's.
+    for call in ("call_2", "call_3"):
+        assert "I adopted a cat named Miso" in results[call]
+        assert "salary" not in results[call] and "lovely name" not in results[call]
+    assert "2024-03-02 12:00" in results["call_3"]
+    premises = results["call_4"]
+    assert "c-cat" in premises and "c-gone" in premises and "superseded" in premises
+    assert "I adopted a cat named Miso" not in premises  # c-owner has no source messages
+    assert {"c-cat", "c-owner"} <= set(r.conclusion_ids)
+    assert "c-gone" not in r.conclusion_ids and "c-salary" not in r.conclusion_ids
+
+
+async def test_rounds_stop_at_the_level_bound(rig: ChatRig, db: Database, ws: str) -> None:
+    await seed(rig, db, ws)
+    asking = [Reply("", tool_calls=[(f"call_{i}", "get_premises", {"conclusion_id": "c-owner"})])
+              for i in range(3)]  # `medium` allows 3 rounds; the model would go on
+    final = Reply(chunks=["alice ", "has ", "a ", "cat."], input_tokens=40, output_tokens=4)
+    rig.fake.push(*asking, final, *asking)
+    events = [e async for e in rig.stubs.dialectic.StreamChat(pb.StreamChatRequest(
+        query=bob_asks(ws, pb.REASONING_LEVEL_MEDIUM)))]
+
+    assert [e.delta.content for e in events[:-1]] == ["alice ", "has ", "a ", "cat."]
+    done = events[-1].completion
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (3 * 11 + 40, 3 * 7 + 4)
+    bodies = rig.fake.bodies
+    assert len(bodies) == 4
+    assert all(rig.offered_tools(b) == TOOLS and not b.get("stream") for b in bodies[:3])
+    # Each round carries every earlier round's results.
+    assert [len(rig.tool_results(b)) for b in bodies[:3]] == [0, 1, 2]
+    last = bodies[3]
+    assert last["stream"] is True and "tools" not in last and rig.tool_results(last) == {}
+    # The lookups' results reach the final answer as plain text.
+    assert "get_premises" in rig.prompt_text(last) and "c-gone" in rig.prompt_text(last)
+    assert "c-owner" in done.conclusion_ids
+
+
+async def test_bad_arguments_come_back_as_error_text(rig: ChatRig, db: Database,
+                                                     ws: str) -> None:
+    await seed(rig, db, ws)
+    rig.fake.push(
+        Reply("", tool_calls=[
+            ("b1", "search_conclusions", {"query": 5}),
+            ("b2", "messages_by_date", {"start": "last tuesday"}),
+            ("b3", "search_messages", {"query": "cat", "limit": "many"}),
+            ("b4", "get_premises", {"conclusion_id": "c-salary"})]),  # alice's, not bob's
+        Reply("", tool_calls=[
+            ("b5", "drop_tables", {}),
+            ("b6", "messages_by_date", {"start": "2024-03-31", "end": "2024-03-01"}),
+            ("b7", "messages_by_date", {}),
+            ("b8", "search_conclusions", {"query": " "}),
+            ("b9", "search_conclusions", {"query": "cat"})]),  # the 5th call of a turn
+        Reply("", tool_calls=[("b10", "messages_by_date", {"end": "9999-12-31"})]),
+        Reply(chunks=["I could not ", "look that up."]))
+    r = await rig.stubs.dialectic.Chat(pb.ChatRequest(
+        query=bob_asks(ws, pb.REASONING_LEVEL_MEDIUM)))
+
+    assert r.content == "I could not look that up."
+    results = rig.tool_results(rig.fake.bodies[2])
+    assert sorted(results) == [f"b{i}" for i in range(1, 10)]
+    assert all(text.startswith("error: ") for text in results.values()), results
+    assert "'query'" in results["b1"] and "ISO 8601" in results["b2"]
+    assert "'limit'" in results["b3"] and "c-salary" in results["b4"]
+    assert "no tool 'drop_tables'" in results["b5"] and "before" in results["b6"]
+    assert "at most 4" in results["b9"]
+    # The third round's result reaches the last, tool-less call as text.
+    assert "error: 'end' is out of range" in rig.prompt_text(rig.fake.bodies[3])
+    assert "c-salary" not in r.conclusion_ids
+
+
+async def test_unparseable_tool_arguments_end_the_rounds(pg_dsn: str, db: Database,
+                                                         ws: str) -> None:
+    # Only the OpenAI wire carries arguments as a JSON string that can fail to parse.
+    async with chat_rig("openai", pg_dsn, db) as rig:
+        await seed(rig, db, ws)
+        garbled: Any = "not an object"
+        rig.fake.push(Reply("", tool_calls=[("call_1", "search_messages", garbled)]),
+                      Reply("alice has a cat."))
+        r = await rig.stubs.dialectic.Chat(pb.ChatRequest(query=bob_asks(ws)))
+        assert r.content == "alice has a cat."
+        first, last = rig.fake.bodies
+        assert "tools" in first and "tools" not in last and last["stream"] is True
+
+
+async def test_json_answer_after_tool_rounds(rig: ChatRig, db: Database, ws: str) -> None:
+    await seed(rig, db, ws)
+    answer = {"has_pets": True}
+    rig.fake.push(
+        Reply("", tool_calls=[("call_1", "search_messages", {"query": "cat"})]),
+        Reply('{"has_pets": true}'),  # a plain reply; the answer comes from a structured call
+        Reply(json.dumps(answer)) if rig.kind == "openai"
+        else Reply("", tool_calls=[("toolu_9", "answer", answer)]))
+    schema = struct_pb2.Struct()
+    schema.update({"type": "object", "title": "answer",
+                   "properties": {"has_pets": {"type": "boolean"}}})
+    query = bob_asks(ws)
+    query.response_format.CopyFrom(schema)
+    r = await rig.stubs.dialectic.Chat(pb.ChatRequest(query=query))
+
+    assert json.loads(r.content) == answer
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (33, 21)
+    last = rig.fake.bodies[2]
+    assert ("response_format" in last) if rig.kind == "openai" \
+        else last["tool_choice"] == {"type": "tool", "name": "answer"}
+    assert "I adopted a cat named Miso" in rig.prompt_text(last)
