@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from honcho_grpc.errors import FieldViolation, HonchoError, InvalidArgument
+from honcho_grpc.providers.llm.base import LLMError, StructuredOutputError
 from honcho_grpc.store.filters import FilterError
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,27 @@ def status_for(exc: BaseException) -> status_pb2.Status:
         log.warning("database unavailable: %s", type(exc).__name__)
         return build_status(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry",
                             "DATABASE_UNAVAILABLE", retry_after=1.0)
+    if isinstance(exc, LLMError):
+        return _llm_status(exc)
     log.error("unhandled error", exc_info=exc)
     return build_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+
+
+def _llm_status(exc: LLMError) -> status_pb2.Status:
+    """The language model behind the service failed (after our retries): an upstream
+    dependency, so UNAVAILABLE, as a proxy would say of a failing backend, never the
+    caller's fault. The provider's own text is logged, not sent: it may quote the prompt."""
+    log.warning("LLM provider failed: %s", exc)
+    metadata = {"retryable": str(exc.retryable).lower()}
+    if exc.status_code is not None:
+        metadata["provider_status"] = str(exc.status_code)
+    if isinstance(exc, StructuredOutputError):
+        return build_status(grpc.StatusCode.UNAVAILABLE,
+                            "the language model's answer did not match the response format",
+                            "LLM_INVALID_OUTPUT", metadata)
+    return build_status(grpc.StatusCode.UNAVAILABLE, "the language model provider failed",
+                        "LLM_UNAVAILABLE", metadata,
+                        retry_after=2.0 if exc.retryable else None)
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:

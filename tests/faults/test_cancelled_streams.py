@@ -83,8 +83,10 @@ async def held(served: Served, observer: asyncpg.Connection) -> Held:
 
 
 def chat_request(ws: str) -> chat_pb.StreamChatRequest:
+    # `minimal`: the answer is the provider's stream from the start (no tool round first).
     return chat_pb.StreamChatRequest(query=chat_pb.ChatQuery(
-        workspace_id=ws, peer_id="alice", query="What does alice do?"))
+        workspace_id=ws, peer_id="alice", query="What does alice do?",
+        reasoning_level=chat_pb.REASONING_LEVEL_MINIMAL))
 
 
 async def open_streams(served: Served, ws: str) -> list[grpc.aio.Call]:

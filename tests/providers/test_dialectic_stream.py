@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+import grpc
 import pytest
 from google.protobuf import struct_pb2
 
 from honcho_grpc.db.pool import Database
 from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import peer_pb2
-from tests.fakes.script import Reply
+from tests.fakes.script import Failure, Reply
+from tests.helpers import fails
 from tests.providers.conftest import ChatRig, chat_rig
 
 
@@ -83,3 +85,23 @@ async def test_cancel_reaches_the_provider(kind: str, pg_dsn: str, db: Database,
         # before it would have finished.
         await asyncio.wait_for(rig.fake.hung_up.wait(), 5)
         assert rig.fake.streams_completed == 0
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(503, "true"), (401, "false")])
+async def test_provider_failure_is_unavailable_not_internal(rig: ChatRig, ws: str, status: int,
+                                                            retryable: str) -> None:
+    """A failing provider is an upstream outage, never INTERNAL: the status says whether a
+    retry may help (with RetryInfo then) and which HTTP status the provider gave."""
+    query = await ask(rig, ws)
+    rig.fake.push(Failure(status, "upstream says no: secret prompt text"))
+
+    async def streamed() -> list[pb.StreamChatResponse]:
+        return [e async for e in rig.stubs.dialectic.StreamChat(
+            pb.StreamChatRequest(query=query))]
+
+    failure = await fails(streamed(), grpc.StatusCode.UNAVAILABLE, reason="LLM_UNAVAILABLE")
+    assert failure.info.metadata["retryable"] == retryable
+    assert failure.info.metadata["provider_status"] == str(status)
+    rig.fake.push(Failure(status))
+    await fails(rig.stubs.dialectic.Chat(pb.ChatRequest(query=query)),
+                grpc.StatusCode.UNAVAILABLE, reason="LLM_UNAVAILABLE")
