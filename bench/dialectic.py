@@ -7,8 +7,8 @@ the client's time to the first delta minus that delay: gathering the context, th
 call through the official SDK, and gRPC. The data are the LoCoMo dev conversations (real
 turns with random stored vectors; questions embedded by the real model), one speaker asking
 about the other, a different question each call. `minimal` streams the provider's answer; `low`
-first makes one tool round (a non-streamed call offering tools) that the fake answers
-without asking for a tool, so that answer is the answer. Target: <= 20 ms.
+makes one tool round (a streamed call offering the tools) that the fake answers without
+asking for a tool, so that round's stream is the answer. Target: <= 20 ms.
 
     .venv/bin/python -m bench.dialectic [--sizes 10000 100000] [--calls 200]
     .venv/bin/python -m bench.dialectic --only overhead [--delay-ms 50] [--overhead-calls 150]

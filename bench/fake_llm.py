@@ -2,7 +2,8 @@
 every answer waits a fixed `first_token_delay` after the request arrives, then streams its
 words at once (SSE `data: {...}` chunks, usage, `data: [DONE]`) or, unstreamed, returns
 them as one JSON answer. The delay stands in for a provider's own time to first token, so
-what a client sees beyond it is our overhead."""
+what a client sees beyond it is our overhead. Tools offered in a request are ignored: the
+answer never calls one (the dialectic's tool round ends at once, its stream the answer)."""
 
 from __future__ import annotations
 

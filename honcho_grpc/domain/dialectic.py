@@ -6,11 +6,11 @@ real provider, a bounded tool loop (see dialectic_tools) -> the answer, streamed
 Only valid (not superseded) conclusions are used. With nothing known, the prompt and the
 local provider both abstain rather than invent.
 
-Tool rounds are not streamed. When the model answers without asking for a lookup, that
-answer is the answer: it is complete already, so asking again to stream it would pay twice
-and reach the client later. Only when the rounds run out does a last, tool-less call stream
-the answer, with the lookups' results folded into its prompt as plain text (any provider
-accepts that; Anthropic rejects tool turns in a request that offers no tools).
+Tool rounds are streamed, and their text goes to the client as it arrives: when the model
+answers without asking for a lookup, that round's stream is the answer, with no second call
+and no wait for the whole of it. Only when the rounds run out does a last, tool-less call
+stream the answer, with the lookups' results folded into its prompt as plain text (any
+provider accepts that; Anthropic rejects tool turns in a request that offers no tools).
 """
 
 from __future__ import annotations
@@ -26,10 +26,18 @@ from typing import Any
 import asyncpg
 
 from honcho_grpc.domain.aio import all_of, nothing
-from honcho_grpc.domain.dialectic_tools import Finding, Toolbox, Viewpoint, tool_loop, viewpoint
+from honcho_grpc.domain.dialectic_tools import (
+    Finding,
+    LoopOutcome,
+    Toolbox,
+    Viewpoint,
+    stream_reply,
+    tool_loop,
+    viewpoint,
+)
 from honcho_grpc.domain.search import Scope, search_messages
 from honcho_grpc.errors import unimplemented
-from honcho_grpc.providers.llm.base import Message
+from honcho_grpc.providers.llm.base import Completion, Message
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store import memory
 
@@ -293,39 +301,51 @@ async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: Any, q: Question
 
 async def llm_answer(llm: Any, q: Question, g: Gathered, answer: Answer,
                      toolbox: Toolbox) -> AsyncGenerator[str, None]:
-    """A real provider's answer: tool rounds first (from `low` up), then the answer streamed
-    as the provider produces it. Usage adds up every call. With a response_format the answer
-    always comes from a last structured call (a reply in the tool rounds is free text), and
-    it is checked to be a JSON object."""
+    """A real provider's answer, streamed as the provider produces it: tool rounds first
+    (from `low` up), whose text is forwarded at once; when a round calls no tool its text was
+    the answer. Usage adds up every call. With a response_format the answer always comes from
+    a last structured call (a reply in the tool rounds is free text), and it is checked to be
+    a JSON object."""
     level = LEVELS[q.level]
-    findings: list[Finding] = []
+    outcome = LoopOutcome()
     if level.tool_iterations:
         asked = [Message("system", system_prompt(q, tools=True)),
                  Message("user", user_prompt(q, g))]
-        outcome = await tool_loop(llm, asked, toolbox, level.tool_iterations, level.max_tokens)
+        rounds = tool_loop(llm, asked, toolbox, level.tool_iterations, level.max_tokens,
+                           outcome)
+        try:
+            async for piece in rounds:
+                # Forwarded before the round ends, so that a direct answer streams at once.
+                # If the round then calls a tool, what it said ("let me look that up") stays
+                # sent: it cannot be taken back, and holding every round's text until its end
+                # would delay every direct answer to its last token. With a response_format
+                # the client must get the JSON only, so the rounds' text is not forwarded.
+                if not q.response_format:
+                    yield piece
+        finally:
+            await rounds.aclose()  # a cancelled client stops the provider call at once
         _add_usage(answer, outcome.usage.input_tokens, outcome.usage.output_tokens)
         answer.conclusion_ids = list(dict.fromkeys([*answer.conclusion_ids,
                                                     *toolbox.surfaced]))
         if outcome.answer is not None and outcome.answer.text.strip() \
                 and not q.response_format:
             answer.finish_reason = outcome.answer.finish_reason
-            yield outcome.answer.text
             return
-        findings = outcome.findings
-    messages = [Message("system", system_prompt(q)), Message("user", user_prompt(q, g, findings))]
+    messages = [Message("system", system_prompt(q)),
+                Message("user", user_prompt(q, g, outcome.findings))]
     if q.response_format:
         yield await _json_answer(llm, messages, q, answer)
         return
-    stream = llm.stream(messages, max_tokens=level.max_tokens)
+    reply = Completion("")
+    pieces = stream_reply(llm, messages, reply, max_tokens=level.max_tokens,
+                          lead=outcome.separator())
     try:
-        async for event in stream:
-            if event.text:
-                yield event.text
-            if event.usage is not None:
-                _add_usage(answer, event.usage.input_tokens, event.usage.output_tokens)
-                answer.finish_reason = event.finish_reason or "stop"
+        async for piece in pieces:
+            yield piece
     finally:
-        await stream.aclose()  # a cancelled client stops the provider call at once
+        await pieces.aclose()  # a cancelled client stops the provider call at once
+    _add_usage(answer, reply.usage.input_tokens, reply.usage.output_tokens)
+    answer.finish_reason = reply.finish_reason
 
 
 async def _json_answer(llm: Any, messages: list[Message], q: Question, answer: Answer) -> str:

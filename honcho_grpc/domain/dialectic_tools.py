@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -276,9 +276,17 @@ class Finding:
 
 @dataclass
 class LoopOutcome:
+    """Filled in while the rounds stream; complete once they end."""
+
     findings: list[Finding] = field(default_factory=list)
     answer: Completion | None = None  # the model's own answer when it stopped looking up
     usage: Usage = field(default_factory=Usage)
+    tail: str = ""  # the last piece of text yielded
+
+    def separator(self) -> str:
+        """What goes before more text: a paragraph break after text of an earlier round
+        that did not end in one ("Let me check." then the answer)."""
+        return "\n\n" if self.tail and not self.tail[-1].isspace() else ""
 
 
 async def run_calls(toolbox: Toolbox, calls: list[ToolCall]) -> list[str]:
@@ -290,20 +298,53 @@ async def run_calls(toolbox: Toolbox, calls: list[ToolCall]) -> list[str]:
     return [*ran, *skipped]
 
 
+async def stream_reply(llm: LLMProvider, messages: Sequence[Message], reply: Completion, *,
+                       max_tokens: int, tools: Sequence[ToolSpec] | None = None,
+                       lead: str = "") -> AsyncGenerator[str, None]:
+    """One streamed call: its text pieces as they arrive (`lead` first, if there is any
+    text), and `reply` filled with the whole of it. Closing this generator closes the
+    provider's stream at once."""
+    events = llm.stream(messages, max_tokens=max_tokens, tools=tools)
+    said: list[str] = []
+    try:
+        async for event in events:
+            if event.text:
+                if lead and not said:
+                    yield lead
+                said.append(event.text)
+                yield event.text
+            if event.usage is not None:  # the last event
+                reply.text, reply.usage = "".join(said), event.usage
+                reply.tool_calls = event.tool_calls
+                reply.finish_reason = event.finish_reason or "stop"
+    finally:
+        await events.aclose()
+
+
 async def tool_loop(llm: LLMProvider, messages: list[Message], toolbox: Toolbox,
-                    iterations: int, max_tokens: int) -> LoopOutcome:
+                    iterations: int, max_tokens: int,
+                    outcome: LoopOutcome) -> AsyncGenerator[str, None]:
     """Ask with tools offered, run what the model calls, feed the results back; at most
-    `iterations` rounds. Ends early when the model answers without calling a tool."""
-    outcome = LoopOutcome()
+    `iterations` rounds. Every round is streamed and its text yielded as it arrives, so a
+    round that calls no tool has streamed the answer already (`outcome.answer`), and the
+    rounds end there."""
     specs = tool_specs(toolbox.view.target_id)
     turns = list(messages)
     for _ in range(iterations):
+        reply = Completion("")
+        pieces = stream_reply(llm, turns, reply, max_tokens=max_tokens, tools=specs,
+                              lead=outcome.separator())
         try:
-            reply = await llm.complete(turns, max_tokens=max_tokens, tools=specs)
+            async for piece in pieces:
+                outcome.tail = piece
+                yield piece
         except StructuredOutputError:
-            # A tool call whose arguments are not JSON: the reply is lost with it, so no error
-            # text can go back to the call. Answer from what was found so far.
+            # A tool call whose arguments are not JSON: the round's calls are lost with it
+            # (its text was sent already), so no error text can go back to the call. Answer
+            # from what was found so far.
             break
+        finally:
+            await pieces.aclose()
         outcome.usage.input_tokens += reply.usage.input_tokens
         outcome.usage.output_tokens += reply.usage.output_tokens
         if not reply.tool_calls:
@@ -315,4 +356,3 @@ async def tool_loop(llm: LLMProvider, messages: list[Message], toolbox: Toolbox,
                   for c, r in zip(reply.tool_calls, results, strict=True)]
         outcome.findings += [Finding(c, r) for c, r in zip(reply.tool_calls, results,
                                                              strict=True)]
-    return outcome

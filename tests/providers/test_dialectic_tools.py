@@ -2,14 +2,17 @@
 anthropic) against a local server speaking its wire protocol, with scripted tool calls: the
 tools run against real data from the asker's viewpoint and their results go back to the
 model, the rounds stop at the level's bound, bad arguments come back as error text, and
-usage adds up over every call."""
+usage adds up over every call. Every round is streamed: a direct answer reaches the client
+while the provider is still writing it, and a client's cancel reaches the provider."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from honcho_grpc.db.pool import Database
@@ -82,7 +85,8 @@ async def test_tools_run_on_real_data_and_results_go_back(rig: ChatRig, db: Data
         Reply("Yes: alice has a cat named Miso.", input_tokens=300, output_tokens=9))
     r = await rig.stubs.dialectic.Chat(pb.ChatRequest(query=bob_asks(ws)))
 
-    assert r.content == "Yes: alice has a cat named Miso."
+    # What the model said before its lookups was sent already; a paragraph break follows it.
+    assert r.content == "Let me check.\n\nYes: alice has a cat named Miso."
     assert (r.usage.input_tokens, r.usage.output_tokens) == (400, 29)
     first, second = rig.fake.bodies
     assert rig.offered_tools(first) == TOOLS == rig.offered_tools(second)
@@ -117,7 +121,7 @@ async def test_rounds_stop_at_the_level_bound(rig: ChatRig, db: Database, ws: st
     assert (done.usage.input_tokens, done.usage.output_tokens) == (3 * 11 + 40, 3 * 7 + 4)
     bodies = rig.fake.bodies
     assert len(bodies) == 4
-    assert all(rig.offered_tools(b) == TOOLS and not b.get("stream") for b in bodies[:3])
+    assert all(rig.offered_tools(b) == TOOLS and b["stream"] is True for b in bodies[:3])
     # Each round carries every earlier round's results.
     assert [len(rig.tool_results(b)) for b in bodies[:3]] == [0, 1, 2]
     last = bodies[3]
@@ -171,7 +175,8 @@ async def test_unparseable_tool_arguments_end_the_rounds(pg_dsn: str, db: Databa
         r = await rig.stubs.dialectic.Chat(pb.ChatRequest(query=bob_asks(ws)))
         assert r.content == "alice has a cat."
         first, last = rig.fake.bodies
-        assert "tools" in first and "tools" not in last and last["stream"] is True
+        assert "tools" in first and "tools" not in last
+        assert first["stream"] is True and last["stream"] is True
 
 
 async def test_json_answer_after_tool_rounds(rig: ChatRig, db: Database, ws: str) -> None:
@@ -195,3 +200,67 @@ async def test_json_answer_after_tool_rounds(rig: ChatRig, db: Database, ws: str
     assert ("response_format" in last) if rig.kind == "openai" \
         else last["tool_choice"] == {"type": "tool", "name": "answer"}
     assert "I adopted a cat named Miso" in rig.prompt_text(last)
+
+
+# -- streamed rounds --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_direct_answer_streams_while_the_provider_writes_it(
+        kind: str, pg_dsn: str, db: Database, ws: str) -> None:
+    async with chat_rig(kind, pg_dsn, db, chunk_delay=0.05) as rig:
+        await seed(rig, db, ws)
+        chunks = [f"w{i} " for i in range(40)]
+        rig.fake.push(Reply(chunks=chunks, input_tokens=50, output_tokens=40))
+        events = aiter(rig.stubs.dialectic.StreamChat(pb.StreamChatRequest(
+            query=bob_asks(ws))))
+        first = await anext(events)
+        # The first delta is here and the fake is still sending the rest: nothing waited for
+        # the whole answer.
+        assert first.delta.content == "w0 " and rig.fake.streams_completed == 0
+        rest = [e async for e in events]
+
+    assert [e.delta.content for e in [first, *rest[:-1]]] == chunks
+    done = rest[-1].completion
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (50, 40)
+    assert done.finish_reason == pb.FINISH_REASON_STOP
+    # One call, the tool round itself: the model answered in it, so it was the answer.
+    (only,) = rig.fake.bodies
+    assert only["stream"] is True and rig.offered_tools(only) == TOOLS
+
+
+async def test_a_tool_round_then_the_answer_streamed(rig: ChatRig, db: Database,
+                                                     ws: str) -> None:
+    await seed(rig, db, ws)
+    rig.fake.push(
+        Reply(chunks=["Let ", "me ", "check."],
+              tool_calls=[("call_1", "search_conclusions", {"query": "alice pets"})],
+              input_tokens=100, output_tokens=20),
+        Reply(chunks=["alice ", "has ", "a ", "cat ", "named ", "Miso."],
+              input_tokens=300, output_tokens=9))
+    events = [e async for e in rig.stubs.dialectic.StreamChat(pb.StreamChatRequest(
+        query=bob_asks(ws)))]
+
+    assert [e.delta.content for e in events[:-1]] == [
+        "Let ", "me ", "check.", "\n\n", "alice ", "has ", "a ", "cat ", "named ", "Miso."]
+    done = events[-1].completion
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (400, 29)
+    assert done.finish_reason == pb.FINISH_REASON_STOP
+    first, second = rig.fake.bodies
+    assert first["stream"] is True and second["stream"] is True
+    assert rig.offered_tools(second) == TOOLS and list(rig.tool_results(second)) == ["call_1"]
+    assert "c-cat" in done.conclusion_ids
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_cancel_during_a_tool_round_reaches_the_provider(
+        kind: str, pg_dsn: str, db: Database, ws: str) -> None:
+    async with chat_rig(kind, pg_dsn, db, chunk_delay=0.05) as rig:
+        await seed(rig, db, ws)
+        rig.fake.push(Reply(chunks=[f"w{i} " for i in range(200)]))  # 10 s of stream
+        call = rig.stubs.dialectic.StreamChat(pb.StreamChatRequest(query=bob_asks(ws)))
+        assert (await call.read()).delta.content == "w0 "
+        call.cancel()
+        await asyncio.wait_for(rig.fake.hung_up.wait(), 5)
+        assert rig.fake.streams_completed == 0
+        (only,) = rig.fake.bodies
+        assert rig.offered_tools(only) == TOOLS  # it was the tool round that was cut

@@ -112,6 +112,9 @@ async def test_no_tool_calls_even_when_tools_are_offered() -> None:
     done = await LocalProvider().complete(DIALECTIC, max_tokens=100,
                                           tools=[ToolSpec("search_memory")])
     assert done.tool_calls == [] and "nurse" in done.text
+    events = [e async for e in LocalProvider().stream(DIALECTIC, max_tokens=100,
+                                                      tools=[ToolSpec("search_memory")])]
+    assert "".join(e.text for e in events) == done.text and events[-1].tool_calls == []
 
 
 async def test_abstains_when_nothing_is_relevant() -> None:

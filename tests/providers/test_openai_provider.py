@@ -4,6 +4,7 @@ completions API wants them, tool calls back, and both structured-output modes.""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -53,6 +54,19 @@ async def test_tool_calls_round_trip(openai_remote: Remote) -> None:
             "id": "call_1", "type": "function",
             "function": {"name": "search_memory", "arguments": '{"query": "job"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "alice works as a nurse"}]
+
+
+async def test_unparseable_arguments_fail_alike_whole_or_streamed(openai_remote: Remote) -> None:
+    # Only this wire carries arguments as a JSON string, which can fail to parse.
+    garbled: Any = "not an object"
+    openai_remote.fake.push(*[Reply("", tool_calls=[("c1", "search_memory", garbled)])] * 2)
+    provider = openai_remote.provider()
+    with pytest.raises(StructuredOutputError, match="tool call arguments") as whole:
+        await provider.complete([Message("user", "Hi")], max_tokens=50, tools=[SEARCH])
+    with pytest.raises(StructuredOutputError, match="tool call arguments") as streamed:
+        _ = [e async for e in provider.stream([Message("user", "Hi")], max_tokens=50,
+                                              tools=[SEARCH])]
+    assert whole.value.text == streamed.value.text == '"not an object"'
 
 
 async def test_structured_json_schema_mode(openai_remote: Remote) -> None:

@@ -1,16 +1,25 @@
 """Behaviour both real providers share, each through its official SDK against a local server
-speaking its wire protocol: answers, streaming, usage, retries, fallback, timeouts, and a
-closed or cancelled stream dropping the connection at once."""
+speaking its wire protocol: answers, streaming (tool calls included), usage, retries,
+fallback, timeouts, and a closed or cancelled stream dropping the connection at once."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
 import pytest
 
-from honcho_grpc.providers.llm import LLMError, Message, StreamEvent
-from tests.fakes.script import Failure, Reply
+from honcho_grpc.providers.llm import (
+    LLMError,
+    Message,
+    StreamEvent,
+    StructuredOutputError,
+    ToolCall,
+    ToolSpec,
+)
+from tests.fakes.script import Failure, Reply, pieces
 from tests.providers.conftest import Remote, serving
 
 ASK = [Message("system", "Be brief."), Message("user", "What does alice do?")]
@@ -59,6 +68,51 @@ async def test_stream_deltas_arrive_as_the_provider_sends_them(remote: Remote) -
                 arrivals.append(time.monotonic())
     # Not buffered until the end: the deltas are spread over the server's pacing.
     assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] > 0.2
+
+
+SEARCH = ToolSpec("search_memory", "Search what is known.",
+                  {"type": "object", "properties": {"query": {"type": "string"}}})
+
+
+def offered(remote: Remote, body: dict[str, Any]) -> list[str]:
+    return [t["function"]["name"] if remote.kind == "openai" else t["name"]
+            for t in body.get("tools") or []]
+
+
+async def test_stream_with_tools_yields_text_then_the_assembled_calls(remote: Remote) -> None:
+    first = {"query": "alice's job, employer and the hospital's name", "limit": 5}
+    second = {"query": "night shifts"}
+    # The fakes stream arguments in 8-character pieces: several chunks per call.
+    assert len(pieces(json.dumps(first))) > 3 and len(pieces(json.dumps(second))) > 1
+    remote.fake.push(Reply("Let me look.", tool_calls=[
+        ("call_1", "search_memory", first), ("call_2", "search_memory", second)],
+        input_tokens=30, output_tokens=12))
+    events = [e async for e in remote.provider().stream(ASK, max_tokens=50, tools=[SEARCH])]
+
+    assert [e.text for e in events[:-1]] == ["Let ", "me ", "look."]
+    assert all(e.tool_calls == [] for e in events[:-1])
+    last = events[-1]
+    assert last.tool_calls == [ToolCall("call_1", "search_memory", first),
+                               ToolCall("call_2", "search_memory", second)]
+    assert last.finish_reason == "tool_calls" and last.usage is not None
+    assert (last.usage.input_tokens, last.usage.output_tokens) == (30, 12)
+    body = remote.fake.bodies[0]
+    assert body["stream"] is True and offered(remote, body) == ["search_memory"]
+
+
+async def test_stream_without_tools_offers_none(remote: Remote) -> None:
+    events = [e async for e in remote.provider().stream(ASK, max_tokens=50)]
+    assert events[-1].tool_calls == [] and "tools" not in remote.fake.bodies[0]
+
+
+async def test_streamed_tool_arguments_that_are_not_an_object_raise(remote: Remote) -> None:
+    garbled: Any = "not an object"
+    remote.fake.push(Reply("Hm.", tool_calls=[("call_1", "search_memory", garbled)]))
+    texts: list[str] = []
+    with pytest.raises(StructuredOutputError, match="tool call arguments"):
+        async for event in remote.provider().stream(ASK, max_tokens=50, tools=[SEARCH]):
+            texts.append(event.text)
+    assert texts == ["Hm."]  # the text came as it arrived; the calls fail at the end
 
 
 async def test_retries_then_succeeds(remote: Remote) -> None:

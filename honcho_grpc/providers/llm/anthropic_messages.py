@@ -17,15 +17,17 @@ from typing import Any
 
 import anthropic
 from anthropic.types import (
-    Message as AnthropicMessage,
-)
-from anthropic.types import (
+    InputJSONDelta,
     RawContentBlockDeltaEvent,
+    RawContentBlockStartEvent,
     RawMessageDeltaEvent,
     RawMessageStartEvent,
     TextBlock,
     TextDelta,
     ToolUseBlock,
+)
+from anthropic.types import (
+    Message as AnthropicMessage,
 )
 
 from honcho_grpc.providers.llm.base import (
@@ -40,6 +42,8 @@ from honcho_grpc.providers.llm.base import (
 )
 from honcho_grpc.providers.llm.retry import Backoff, Retrier
 from honcho_grpc.providers.llm.structured import (
+    PartialToolCall,
+    assemble_tool_calls,
     parse_structured,
     schema_instruction,
     schema_name,
@@ -70,8 +74,7 @@ class AnthropicProvider:
                        timeout: float | None = None) -> Completion:  # noqa: ASYNC109
         msgs = as_messages(messages)
         body: dict[str, Any] = {"max_tokens": max_tokens}
-        specs = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
-                 for t in tools or []]
+        specs = wire_tools(tools)
         answer_tool = ""
         if response_schema is not None and self.settings.structured_output_mode == "json_object":
             msgs = with_instruction(msgs, schema_instruction(response_schema))
@@ -92,16 +95,20 @@ class AnthropicProvider:
         return await self.retrier.run(attempt)
 
     async def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                     tools: Sequence[ToolSpec] | None = None,
                      timeout: float | None = None,  # noqa: ASYNC109
                     ) -> AsyncGenerator[StreamEvent, None]:
         """Retries cover opening the stream only: deltas already yielded cannot be taken back,
         so a failure mid-stream raises LLMError."""
         body = {"max_tokens": max_tokens, **wire_conversation(as_messages(messages))}
+        if tools:
+            body["tools"] = wire_tools(tools)
         response: anthropic.AsyncStream[Any] = await self.retrier.run(
             lambda model: self.client.messages.create(
                 model=model, stream=True, timeout=timeout or self.settings.timeout_seconds,
                 **body))
         usage, finish = Usage(), "stop"
+        calls: dict[int, PartialToolCall] = {}
         try:
             async for event in response:
                 if isinstance(event, RawMessageStartEvent):
@@ -113,11 +120,14 @@ class AnthropicProvider:
                     usage.output_tokens = event.usage.output_tokens
                     stop = event.delta.stop_reason
                     finish = FINISH.get(stop, stop) if stop else finish
+                else:
+                    _add_tool_piece(calls, event)
         except anthropic.APIError as exc:
             raise self.retrier.error(exc) from exc
         finally:
             await response.close()  # closing (or cancelling) the consumer drops the connection
-        yield StreamEvent(usage=usage, finish_reason=finish)
+        yield StreamEvent(usage=usage, finish_reason=finish,
+                          tool_calls=assemble_tool_calls(calls))
 
     async def aclose(self) -> None:
         """Close the SDK's connection pool."""
@@ -130,6 +140,22 @@ class AnthropicProvider:
         done = await self.complete(messages, max_tokens=max_tokens, response_schema=schema,
                                    timeout=timeout)
         return parse_structured(done.text, schema)
+
+
+def wire_tools(tools: Sequence[ToolSpec] | None) -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in tools or []]
+
+
+def _add_tool_piece(calls: dict[int, PartialToolCall], event: Any) -> None:
+    """A tool_use block opens with the call's id and name (its `input` is empty then); the
+    input follows as pieces of JSON text, by block index."""
+    if isinstance(event, RawContentBlockStartEvent) \
+            and isinstance(event.content_block, ToolUseBlock):
+        calls[event.index] = PartialToolCall(event.content_block.id, event.content_block.name)
+    elif isinstance(event, RawContentBlockDeltaEvent) \
+            and isinstance(event.delta, InputJSONDelta) and event.index in calls:
+        calls[event.index].arguments += event.delta.partial_json
 
 
 def wire_conversation(messages: list[Message]) -> dict[str, Any]:

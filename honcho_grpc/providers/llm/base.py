@@ -64,12 +64,13 @@ class Completion:
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """A text delta; the last event of a stream has no text and carries usage and the finish
-    reason."""
+    """A text delta; the last event of a stream has no text and carries usage, the finish
+    reason and the tool calls the model made (assembled from their streamed pieces)."""
 
     text: str = ""
     usage: Usage | None = None
     finish_reason: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 class LLMError(Exception):
@@ -105,9 +106,12 @@ class LLMProvider(Protocol):
         ...
 
     def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+               tools: Sequence[ToolSpec] | None = None,
                timeout: float | None = None) -> AsyncGenerator[StreamEvent, None]:
-        """Text deltas as the provider produces them, then one event with usage. Closing the
-        generator (aclose, or cancelling its consumer) closes the HTTP stream at once."""
+        """Text deltas as the provider produces them, then one event with usage and the
+        tool calls (if `tools` were offered and the model called any; arguments that are not
+        a JSON object raise StructuredOutputError, as in `complete`). Closing the generator
+        (aclose, or cancelling its consumer) closes the HTTP stream at once."""
         ...
 
     async def structured(self, messages: Sequence[MessageLike], schema: dict[str, Any], *,

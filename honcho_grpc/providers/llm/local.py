@@ -418,9 +418,11 @@ class LocalProvider:
         return Completion(text, [], usage, finish)
 
     async def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                     tools: Sequence[ToolSpec] | None = None,
                      timeout: float | None = None,  # noqa: ASYNC109
                     ) -> AsyncGenerator[StreamEvent, None]:
-        """The `complete` answer, word by word, as a model would stream it."""
+        """The `complete` answer, word by word, as a model would stream it; `tools` are
+        accepted and unused, as in `complete` (the final event never carries tool calls)."""
         done = await self.complete(messages, max_tokens=max_tokens)
         for piece in re.findall(r"\S+\s*", done.text):
             yield StreamEvent(text=piece)

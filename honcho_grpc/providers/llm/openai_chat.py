@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from honcho_grpc.providers.llm.base import (
     Completion,
@@ -24,18 +25,19 @@ from honcho_grpc.providers.llm.base import (
     Message,
     MessageLike,
     StreamEvent,
-    StructuredOutputError,
     ToolCall,
     ToolSpec,
     Usage,
     as_messages,
 )
-from honcho_grpc.providers.llm.jsonrepair import extract_json
 from honcho_grpc.providers.llm.retry import Backoff, Retrier
 from honcho_grpc.providers.llm.structured import (
+    PartialToolCall,
+    assemble_tool_calls,
     parse_structured,
     schema_instruction,
     schema_name,
+    tool_arguments,
     with_instruction,
 )
 from honcho_grpc.settings import LLMSettings
@@ -70,16 +72,18 @@ class OpenAIProvider:
         return await self.retrier.run(attempt)
 
     async def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                     tools: Sequence[ToolSpec] | None = None,
                      timeout: float | None = None,  # noqa: ASYNC109
                     ) -> AsyncGenerator[StreamEvent, None]:
         """Retries cover opening the stream only: deltas already yielded cannot be taken back,
         so a failure mid-stream raises LLMError."""
-        body = self._body(as_messages(messages), max_tokens, None, None)
+        body = self._body(as_messages(messages), max_tokens, None, tools)
         response: openai.AsyncStream[Any] = await self.retrier.run(
             lambda model: self.client.chat.completions.create(
                 model=model, stream=True, stream_options={"include_usage": True},
                 timeout=timeout or self.settings.timeout_seconds, **body))
         usage, finish = Usage(), "stop"
+        calls: dict[int, PartialToolCall] = {}
         try:
             async for chunk in response:
                 if chunk.usage:
@@ -87,13 +91,16 @@ class OpenAIProvider:
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         yield StreamEvent(text=choice.delta.content)
+                    if choice.delta:
+                        _add_fragments(calls, choice.delta.tool_calls)
                     if choice.finish_reason:
                         finish = FINISH.get(choice.finish_reason, choice.finish_reason)
         except openai.APIError as exc:
             raise self.retrier.error(exc) from exc
         finally:
             await response.close()  # closing (or cancelling) the consumer drops the connection
-        yield StreamEvent(usage=usage, finish_reason=finish)
+        yield StreamEvent(usage=usage, finish_reason=finish,
+                          tool_calls=assemble_tool_calls(calls))
 
     async def aclose(self) -> None:
         """Close the SDK's connection pool."""
@@ -154,11 +161,14 @@ def _completion(reply: ChatCompletion) -> Completion:
     return Completion(choice.message.content or "", calls, usage, finish)
 
 
-def tool_arguments(text: str | None) -> dict[str, Any]:
-    """A tool call's arguments; models sometimes emit sloppy JSON here too."""
-    try:
-        arguments: dict[str, Any] = extract_json(text or "{}", dict)
-    except ValueError as exc:
-        raise StructuredOutputError("tool call arguments are not a JSON object",
-                                    text or "") from exc
-    return arguments
+def _add_fragments(partial: dict[int, PartialToolCall],
+                   fragments: list[ChoiceDeltaToolCall] | None) -> None:
+    """Stream deltas carry a call by `index`: its id and name first, then argument pieces.
+    Name and argument pieces are concatenated, as the SDK's own stream accumulator does; the
+    id is kept from the first fragment that has one (ids come whole)."""
+    for fragment in fragments or []:
+        call = partial.setdefault(fragment.index, PartialToolCall())
+        call.id = call.id or fragment.id or ""
+        if fragment.function is not None:
+            call.name += fragment.function.name or ""
+            call.arguments += fragment.function.arguments or ""

@@ -1,13 +1,16 @@
 """Structured output shared by the providers: the schema instruction for `json_object` mode
-(and for providers without a native mode), and turning an answer into a validated object."""
+(and for providers without a native mode), turning an answer into a validated object, and
+tool-call arguments (whole, or assembled from a stream's pieces) into objects."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from honcho_grpc.providers.llm.base import Message, StructuredOutputError
+from honcho_grpc.providers.llm.base import Message, StructuredOutputError, ToolCall
 from honcho_grpc.providers.llm.jsonrepair import extract_json
 from honcho_grpc.providers.llm.schema import validate
 
@@ -44,3 +47,29 @@ def parse_structured(text: str, schema: dict[str, Any]) -> dict[str, Any]:
         raise StructuredOutputError("the model's JSON does not match the schema: "
                                     + "; ".join(errors[:5]), text)
     return value
+
+
+def tool_arguments(text: str | None) -> dict[str, Any]:
+    """A tool call's arguments; models sometimes emit sloppy JSON here too."""
+    try:
+        arguments: dict[str, Any] = extract_json(text or "{}", dict)
+    except ValueError as exc:
+        raise StructuredOutputError("tool call arguments are not a JSON object",
+                                    text or "") from exc
+    return arguments
+
+
+@dataclass
+class PartialToolCall:
+    """A tool call arriving in pieces over a stream: `arguments` is JSON text so far."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+def assemble_tool_calls(partial: Mapping[int, PartialToolCall]) -> list[ToolCall]:
+    """The streamed calls in the provider's order (its index); StructuredOutputError if any
+    call's arguments are not a JSON object, as for a whole answer."""
+    return [ToolCall(c.id, c.name, tool_arguments(c.arguments))
+            for _, c in sorted(partial.items())]

@@ -50,10 +50,12 @@ class TracedProvider:
             return done
 
     async def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                     tools: Sequence[ToolSpec] | None = None,
                      timeout: float | None = None,  # noqa: ASYNC109
                      ) -> AsyncGenerator[StreamEvent, None]:
         with self._span(max_tokens, current=False) as call:
-            events = self.inner.stream(messages, max_tokens=max_tokens, timeout=timeout)
+            events = self.inner.stream(messages, max_tokens=max_tokens, tools=tools,
+                                       timeout=timeout)
             try:
                 async for event in events:
                     if event.usage is not None:
