@@ -36,8 +36,7 @@ from honcho_grpc.domain.dialectic_tools import (
     viewpoint,
 )
 from honcho_grpc.domain.search import Scope, search_messages
-from honcho_grpc.errors import unimplemented
-from honcho_grpc.providers.llm.base import Completion, Message
+from honcho_grpc.providers.llm.base import Completion, Message, StructuredOutputError
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store import memory
 
@@ -355,9 +354,11 @@ async def _json_answer(llm: Any, messages: list[Message], q: Question, answer: A
     try:
         data = json.loads(done.text)
     except ValueError as exc:
-        raise unimplemented("a provider that returns JSON for response_format") from exc
+        # The provider claimed success with something that is not JSON: its failure, not
+        # the caller's (UNAVAILABLE with LLM_INVALID_OUTPUT, see server/errors.py).
+        raise StructuredOutputError("the answer is not JSON", done.text) from exc
     if not isinstance(data, dict):
-        raise unimplemented("a provider that returns a JSON object for response_format")
+        raise StructuredOutputError("the answer is JSON but not an object", done.text)
     return json.dumps(data)
 
 

@@ -105,3 +105,14 @@ async def test_provider_failure_is_unavailable_not_internal(rig: ChatRig, ws: st
     rig.fake.push(Failure(status))
     await fails(rig.stubs.dialectic.Chat(pb.ChatRequest(query=query)),
                 grpc.StatusCode.UNAVAILABLE, reason="LLM_UNAVAILABLE")
+
+
+async def test_answer_that_is_not_json_is_the_providers_failure(rig: ChatRig, ws: str) -> None:
+    """A response_format the model cannot meet (even after the repair attempts) is an
+    upstream failure with its own reason, not INTERNAL and not the caller's fault."""
+    query = await ask(rig, ws)
+    query.response_format.update({"type": "object", "properties": {"job": {"type": "string"}}})
+    rig.fake.default = Reply("I would rather not answer in JSON.") if rig.kind == "openai" \
+        else Reply("", tool_calls=[("toolu_1", "answer", {"job": 7})])
+    await fails(rig.stubs.dialectic.Chat(pb.ChatRequest(query=query)),
+                grpc.StatusCode.UNAVAILABLE, reason="LLM_INVALID_OUTPUT")
