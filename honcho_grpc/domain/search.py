@@ -63,7 +63,7 @@ async def search_messages(pool: asyncpg.Pool, embedder: Any, scope: Scope, query
                                       else _ready(vector))
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await store.tune_vector_scan(conn, n)
+            await store.widen_vector_scan(conn, n)
             lexemes = await store.rare_lexemes(conn, scope.workspace_id, query, RARE_LEXEMES,
                                                 COMMON_SHARE)
             ids = dict.fromkeys(await store.text_candidates(conn, scope, filters, lexemes, n))

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from honcho_grpc.db.pool import HNSW_EF_SEARCH
 from honcho_grpc.store import filters as f
 from honcho_grpc.store.messages import M_COLUMNS
 
@@ -32,11 +33,11 @@ def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params) ->
     return " AND ".join(clauses)
 
 
-async def tune_vector_scan(conn: asyncpg.Connection, ef_search: int) -> None:
-    """For this transaction: filtered HNSW scans keep going until enough rows pass the
-    filter (pgvector 0.8 iterative scans), with a candidate list of `ef_search`."""
-    await conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                       "set_config('hnsw.ef_search', $1, true)", str(ef_search))
+async def widen_vector_scan(conn: asyncpg.Connection, ef_search: int) -> None:
+    """For this transaction, a candidate list of `ef_search` when the connection's default
+    (db/pool.py: iterative scans, HNSW_EF_SEARCH) is too short for the limit asked."""
+    if ef_search > HNSW_EF_SEARCH:
+        await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(ef_search))
 
 
 async def rare_lexemes(conn: asyncpg.Connection, workspace_id: str, query: str,
