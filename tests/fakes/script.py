@@ -44,7 +44,8 @@ Scripted = Reply | Failure
 class ScriptedServer:
     """Answers each request with the next scripted item (the default Reply once the queue is
     empty). `chunk_delay` spaces stream events; `hung_up` is set when a client disconnects
-    mid-stream, `streams_completed` counts streams sent to the end."""
+    mid-stream, `streams_hung_up` counts those streams, `streams_completed` the streams sent
+    to the end."""
 
     path = ""
 
@@ -55,6 +56,7 @@ class ScriptedServer:
         self.requests: list[Request] = []
         self.hung_up = asyncio.Event()
         self.streams_completed = 0
+        self.streams_hung_up = 0
         self.http = HTTPServer(self._handle)
         self.url = ""
 
@@ -94,6 +96,7 @@ class ScriptedServer:
         if await exchange.stream(self.events(body, reply), self.chunk_delay):
             self.streams_completed += 1
         else:
+            self.streams_hung_up += 1
             self.hung_up.set()
 
     # The wire protocol, per fake.

@@ -20,12 +20,13 @@ from honcho_grpc.gen.honcho.v1 import event_pb2, event_pb2_grpc, message_pb2, pe
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from tests.conftest import Stubs, make_settings, make_stubs
-from tests.providers.sse_openai import ScriptedOpenAI, scripted_openai
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.script import Reply
 from tests.worker.conftest import eventually
 
 ROUNDS = 3
 STREAMS = 10  # of each kind per round
-LONG_ANSWER = [f"w{i} " for i in range(400)]  # 20 s at 50 ms a chunk: cancelled long before
+LONG_ANSWER = Reply(chunks=[f"w{i} " for i in range(400)])  # 20 s at 50 ms a chunk
 
 
 @dataclass
@@ -34,14 +35,14 @@ class Served:
     database: Database
     stubs: Stubs
     events: event_pb2_grpc.EventServiceStub
-    fake: ScriptedOpenAI | None  # None: the local provider
+    fake: FakeOpenAI | None  # None: the local provider
 
 
 @pytest.fixture(params=["local", "openai"])
 async def served(request: pytest.FixtureRequest, pg_dsn: str) -> AsyncIterator[Served]:
     """A server with a pool of its own (so its checked-out connections are only ours) and
     either the local provider or an OpenAI-protocol one streaming a chunk every 50 ms."""
-    with scripted_openai(delay=0.05) as fake:
+    async with FakeOpenAI(chunk_delay=0.05) as fake:
         llm = ({"provider": "openai", "model": "test-model", "openai_base_url": fake.url,
                 "max_retries": 0} if request.param == "openai" else {"provider": "local"})
         settings = make_settings(pg_dsn, llm=llm)
@@ -106,7 +107,7 @@ async def test_cancelled_streams_leave_nothing_behind(served: Served, pg_dsn: st
         workspace_id=ws, peer_id="alice"))
     await read_to_the_end(served, ws)  # warm-up: the SDK client and its connection exist
     if served.fake:
-        served.fake.words = LONG_ANSWER
+        served.fake.default = LONG_ANSWER  # cancelled long before its end
     # Local answers are short: their streams may be fully sent before the cancel comes.
     live = 2 * STREAMS if served.fake else STREAMS
     observer = await asyncpg.connect(pg_dsn)
@@ -126,9 +127,9 @@ async def test_cancelled_streams_leave_nothing_behind(served: Served, pg_dsn: st
     if served.fake:
         # Every provider stream was closed by the server, none read to its end.
         fake = served.fake
-        await eventually(lambda: _tally(fake, "disconnected", ROUNDS * STREAMS), within=10)
-        assert fake.tally["completed"] == 1  # the warm-up
-        fake.words = ["Alice ", "is ", "a ", "nurse."]
+        await eventually(lambda: _hung_up(fake, ROUNDS * STREAMS), within=10)
+        assert fake.streams_completed == 1  # the warm-up
+        fake.default = Reply("Alice is a nurse.")
         assert await read_to_the_end(served, ws) == "Alice is a nurse."
     else:
         assert "alice" in await read_to_the_end(served, ws)
@@ -146,8 +147,8 @@ async def settled(served: Served, observer: asyncpg.Connection, baseline: Held,
         await asyncio.sleep(0.05)
 
 
-async def _tally(fake: ScriptedOpenAI, outcome: str, count: int) -> bool:
-    return fake.tally[outcome] >= count
+async def _hung_up(fake: FakeOpenAI, count: int) -> bool:
+    return fake.streams_hung_up >= count
 
 
 async def read_to_the_end(served: Served, ws: str) -> str:
