@@ -1,7 +1,7 @@
 """Search and list latency at 10k and 100k messages, query embedding included.
 
 Loads messages through ImportMessages, waits for the embedding backlog to drain (so the
-vector arm is complete), then times SearchMessages (workspace and session scope) and
+vector arm is complete), then times SearchMessages (workspace, session and peer scope) and
 ListMessages pages at every depth.
 
     .venv/bin/python -m bench.search [--sizes 10000 100000] [--queries 200]
@@ -25,7 +25,8 @@ from honcho_grpc.gen.honcho.v1 import message_pb2, message_pb2_grpc, search_pb2,
 QUERIES = ["where did they move last spring", "what instrument is she learning",
            "who works as a veterinarian", "when is the hiking trip", "how is the new job",
            "cats", "cello lessons", "evening light in Lisbon"]
-SESSIONS = 20
+SESSIONS = 20   # each holds 5% of the messages
+PEERS = 4       # each wrote 25%
 
 
 async def load(address: str, ws: str, total: int) -> None:
@@ -33,7 +34,7 @@ async def load(address: str, ws: str, total: int) -> None:
         for c in range(total // 1000):
             yield message_pb2.ImportMessagesRequest(
                 workspace_id=ws, session_id=f"s{c % SESSIONS}",
-                messages=[message_pb2.MessageInput(peer_id=f"p{i % 4}", content=text(i))
+                messages=[message_pb2.MessageInput(peer_id=f"p{i % PEERS}", content=text(i))
                           for i in range(c * 1000, c * 1000 + 1000)])
 
     async with grpc.aio.insecure_channel(address) as channel:
@@ -61,8 +62,9 @@ async def synthetic_vectors(dsn: str) -> float:
     try:
         await conn.execute("DROP INDEX message_embeddings_hnsw")
         await conn.execute(
-            "INSERT INTO message_embeddings (workspace_id, message_id, model, embedding) "
-            "SELECT m.workspace_id, m.message_id, 'synthetic', "
+            "INSERT INTO message_embeddings (workspace_id, message_id, session_id, peer_id, "
+            "model, embedding) SELECT m.workspace_id, m.message_id, m.session_id, m.peer_id, "
+            "'synthetic', "
             "l2_normalize((SELECT array_agg(random() - 0.5) FROM generate_series(1, 384) "
             "WHERE m.seq > 0)::vector) FROM messages m ON CONFLICT DO NOTHING")
         await conn.execute("CREATE INDEX message_embeddings_hnsw ON message_embeddings "
@@ -74,6 +76,11 @@ async def synthetic_vectors(dsn: str) -> float:
         await conn.execute(
             "INSERT INTO search_stats (workspace_id, docs, total_length) SELECT workspace_id, "
             "count(*), sum(length(search_text)) FROM messages GROUP BY 1 ON CONFLICT DO NOTHING")
+        await conn.execute(
+            "INSERT INTO scope_stats (workspace_id, kind, scope_id, docs) "
+            "SELECT workspace_id, 'session', session_id, count(*) FROM messages GROUP BY 1, 3 "
+            "UNION ALL SELECT workspace_id, 'peer', peer_id, count(*) FROM messages "
+            "GROUP BY 1, 3 ON CONFLICT DO NOTHING")
         await conn.execute("DELETE FROM embedding_backlog")
         await conn.execute("ANALYZE")
     finally:
@@ -105,6 +112,11 @@ async def measure(address: str, ws: str, queries: int) -> list[dict[str, object]
                 workspace_id=ws, session_id=f"s{i % SESSIONS}",
                 query=f"{QUERIES[i % len(QUERIES)]} {i}", limit=10), timeout=10)
 
+        async def peer_search(i: int) -> None:
+            await search.SearchMessages(search_pb2.SearchMessagesRequest(
+                workspace_id=ws, peer_id=f"p{i % PEERS}",
+                query=f"{QUERIES[i % len(QUERIES)]} {i}", limit=10), timeout=10)
+
         tokens = [""]
         page = await messages.ListMessages(message_pb2.ListMessagesRequest(
             workspace_id=ws, session_id="s0", page_size=50))
@@ -123,6 +135,7 @@ async def measure(address: str, ws: str, queries: int) -> list[dict[str, object]
         await time_calls(20, ws_search)  # warm-up
         for name, fn in (("SearchMessages (workspace)", ws_search),
                          ("SearchMessages (session)", session_search),
+                         ("SearchMessages (peer)", peer_search),
                          ("ListMessages page (random depth)", list_page)):
             rows.append({"call": name, **percentiles(await time_calls(queries, fn))})
     return rows

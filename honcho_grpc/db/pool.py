@@ -195,6 +195,9 @@ async def reset_embeddings(conn: asyncpg.Connection, dims: int) -> None:
     """Drop every stored vector, resize the columns and put all messages back in the backlog."""
     async with conn.transaction():
         await conn.execute("DELETE FROM message_embeddings")
+        # Messages are counted in the search statistics as they are embedded: re-embedding
+        # them all counts them again from zero.
+        await conn.execute("TRUNCATE lexeme_stats, search_stats, scope_stats")
         await conn.execute("UPDATE conclusions SET embedding = NULL, model = NULL "
                            "WHERE embedding IS NOT NULL")
         for table, column in EMBEDDING_COLUMNS:

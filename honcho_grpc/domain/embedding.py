@@ -37,7 +37,8 @@ class EmbeddingBacklog:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """
-                SELECT b.workspace_id, b.message_id, b.attempts, m.peer_id, m.content
+                SELECT b.workspace_id, b.message_id, b.attempts, m.session_id, m.peer_id,
+                       m.content
                 FROM embedding_backlog b LEFT JOIN messages m
                   ON m.workspace_id = b.workspace_id AND m.message_id = b.message_id
                 WHERE b.run_after <= now() ORDER BY b.run_after LIMIT $1
@@ -61,10 +62,12 @@ class EmbeddingBacklog:
                 await self._back_off(conn, rows, exc)
                 return 0
             await conn.executemany(
-                "INSERT INTO message_embeddings (workspace_id, message_id, model, embedding) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (workspace_id, message_id) "
+                "INSERT INTO message_embeddings (workspace_id, message_id, session_id, "
+                "peer_id, model, embedding) VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (workspace_id, message_id) "
                 "DO UPDATE SET embedding = EXCLUDED.embedding, model = EXCLUDED.model",
-                [(r["workspace_id"], r["message_id"], self.embedder.model_id, v)
+                [(r["workspace_id"], r["message_id"], r["session_id"], r["peer_id"],
+                  self.embedder.model_id, v)
                  for r, v in zip(rows, vectors, strict=True)],
             )
             await search_stats.add_messages(conn, [r["workspace_id"] for r in rows],

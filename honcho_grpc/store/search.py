@@ -3,6 +3,7 @@ cosine scores for the candidates. Fusion happens in domain/search.py."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,17 +76,62 @@ async def text_candidates(conn: asyncpg.Connection, scope: Scope,
     return [r["message_id"] for r in rows]
 
 
+EXACT_SCAN_MIN = 1_000      # vectors: a scope this small is always ranked exactly
+EXACT_SCAN_FACTOR = 40      # ... and so is one of up to this times sqrt(vectors indexed)
+
+
+def exact_scan_pays(scope_vectors: int, indexed_vectors: int) -> bool:
+    """Whether ranking a scope's vectors exactly costs less than a filtered HNSW scan. The
+    exact sort reads the scope (cost ~ its size); the iterative HNSW scan visits about
+    limit x indexed / scope vectors before it has enough of the scope's, so the crossing
+    grows with the square root of the index (bench/search.py, session and peer scope)."""
+    return scope_vectors <= max(EXACT_SCAN_MIN, EXACT_SCAN_FACTOR * math.sqrt(indexed_vectors))
+
+
+async def scope_vectors(conn: asyncpg.Connection, scope: Scope) -> tuple[int, int]:
+    """(vectors in the scope, vectors in the HNSW index of every workspace), both from
+    maintained statistics: counts of embedded messages, and the index's size estimate."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT docs FROM search_stats WHERE workspace_id = $1) AS workspace, "
+        "(SELECT docs FROM scope_stats WHERE workspace_id = $1 AND kind = 'session' "
+        " AND scope_id = $2) AS session, "
+        "(SELECT docs FROM scope_stats WHERE workspace_id = $1 AND kind = 'peer' "
+        " AND scope_id = $3) AS peer, "
+        "(SELECT reltuples::bigint FROM pg_class "
+        " WHERE oid = 'message_embeddings_hnsw'::regclass) AS indexed",
+        scope.workspace_id, scope.session_id, scope.peer_id)
+    counts = [row["workspace"] or 0]
+    if scope.session_id:
+        counts.append(row["session"] or 0)
+    if scope.peer_id:
+        counts.append(row["peer"] or 0)
+    # reltuples is -1 until the index is first vacuumed or analysed.
+    return min(counts), max(row["indexed"] or 0, 0)
+
+
 async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
                             filters: dict[str, Any] | None, vector: np.ndarray,
                             limit: int) -> list[str]:
+    """The `limit` nearest messages of the scope: an exact sort of the scope's vectors when
+    that is cheaper (exact_scan_pays), else the HNSW index's iterative scan."""
+    in_scope, indexed = await scope_vectors(conn, scope)
     params = f.Params()
-    where = scope_sql(scope, filters, params)
-    q = params.add(vector)
+    clauses = [f"e.workspace_id = {params.add(scope.workspace_id)}"]
+    if scope.session_id:
+        clauses.append(f"e.session_id = {params.add(scope.session_id)}")
+    if scope.peer_id:
+        clauses.append(f"e.peer_id = {params.add(scope.peer_id)}")
+    join = ""
+    if filters:  # filters name message columns: only then is the message row needed
+        join = "JOIN messages m ON m.workspace_id = e.workspace_id AND m.message_id = e.message_id"
+        clauses.append(f.compile_filter(filters, f.message_filters("m"), params))
+    distance = f"e.embedding <=> {params.add(vector)}::vector"
+    if exact_scan_pays(in_scope, max(indexed, in_scope)):
+        distance = f"({distance}) + 0"  # not the index's ordering: the planner sorts
     rows = await conn.fetch(
-        f"SELECT m.message_id FROM message_embeddings e JOIN messages m "
-        f"ON m.workspace_id = e.workspace_id AND m.message_id = e.message_id "
-        f"WHERE e.workspace_id = {params.add(scope.workspace_id)} AND {where} "
-        f"ORDER BY e.embedding <=> {q}::vector LIMIT {params.add(limit)}", *params.values)
+        f"SELECT e.message_id FROM message_embeddings e {join} "
+        f"WHERE {' AND '.join(clauses)} ORDER BY {distance} LIMIT {params.add(limit)}",
+        *params.values)
     return [r["message_id"] for r in rows]
 
 

@@ -1,4 +1,5 @@
-"""SQL for the BM25 corpus statistics (lexeme document frequencies per workspace)."""
+"""SQL for the search statistics: lexeme document frequencies and corpus size per workspace
+(BM25), and message counts per session and per peer (the vector arm's choice of plan)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ async def uncount_where(conn: asyncpg.Connection, workspace_id: str, condition: 
 async def add_messages(conn: asyncpg.Connection, workspace_ids: list[str],
                        message_ids: list[str], sign: int = 1) -> None:
     """Count (sign=1) or uncount (sign=-1) messages in their workspace's statistics.
-    Lexemes are written in sorted order so that concurrent writers cannot deadlock."""
+    Rows are written in key order so that concurrent writers cannot deadlock."""
     await conn.execute(
         """
         INSERT INTO lexeme_stats (workspace_id, lexeme, ndoc)
@@ -44,6 +45,19 @@ async def add_messages(conn: asyncpg.Connection, workspace_ids: list[str],
         ON CONFLICT (workspace_id) DO UPDATE SET
             docs = greatest(search_stats.docs + EXCLUDED.docs, 0),
             total_length = greatest(search_stats.total_length + EXCLUDED.total_length, 0)
+        """,
+        workspace_ids, message_ids, sign,
+    )
+    await conn.execute(
+        """
+        INSERT INTO scope_stats (workspace_id, kind, scope_id, docs)
+        SELECT m.workspace_id, s.kind, s.scope_id, $3 * count(*)
+        FROM messages m JOIN unnest($1::text[], $2::text[]) AS b(ws, id)
+          ON m.workspace_id = b.ws AND m.message_id = b.id,
+          LATERAL (VALUES ('peer', m.peer_id), ('session', m.session_id)) AS s(kind, scope_id)
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (workspace_id, kind, scope_id)
+        DO UPDATE SET docs = greatest(scope_stats.docs + EXCLUDED.docs, 0)
         """,
         workspace_ids, message_ids, sign,
     )
