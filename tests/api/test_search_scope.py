@@ -1,8 +1,7 @@
 """The vector arm within a session or a peer: vectors carry their scope, each scope its count
 of embedded messages, and a small scope is ranked exactly while a large one goes through the
-HNSW index (store/search.py). Both ways must return the scope's true nearest vectors (at
-test sizes the planner may sort even without the exact path's hint: bench/search.py times
-the two plans at scale)."""
+HNSW index (store/search.py), each forced whatever the planner's statistics say. Both ways
+must return the scope's true nearest vectors."""
 
 from __future__ import annotations
 
@@ -89,7 +88,7 @@ async def test_both_plans_find_the_scopes_nearest(stubs: Stubs, db: Database, ws
         "SELECT message_id, peer_id, embedding FROM message_embeddings "
         "WHERE workspace_id = $1 AND session_id = 's-small'", ws)
     vectors = {r["message_id"]: r["embedding"].to_numpy() for r in rows}
-    async with db.pool.acquire() as conn:
+    async with db.pool.acquire() as conn, conn.transaction():
         found = await store.vector_candidates(conn, Scope(ws, session_id="s-small"), None,
                                               query, 10)
         by_filter = await store.vector_candidates(conn, Scope(ws), {"session_id": "s-small"},
