@@ -52,9 +52,19 @@ VECTOR_SCAN_SETTINGS = {"hnsw.iterative_scan": "relaxed_order",
                         "hnsw.ef_search": str(HNSW_EF_SEARCH)}
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    # jsonb's binary form is a version byte, then the JSON text.
+    return b"\x01" + _encode_json(value).encode()
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=json.loads,
-                              schema="pg_catalog")
+    # jsonb in binary form: imports copy messages in with binary COPY, which needs it.
+    await conn.set_type_codec("jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb,
+                              schema="pg_catalog", format="binary")
     await conn.set_type_codec("json", encoder=_encode_json, decoder=json.loads,
                               schema="pg_catalog")
     await register_vector(conn)

@@ -3,8 +3,8 @@ them to the embedding backlog and enqueues the background work they cause."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -18,17 +18,44 @@ from honcho_grpc.store.queue import Job
 MAX_OBSERVERS = 10
 
 
+# A stored message as enqueueing reads it: a full row, or an import's id, seq, peer and
+# configuration (store.copy_messages).
+Row: TypeAlias = asyncpg.Record | Mapping[str, Any]
+
+
 async def write_messages(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
                          session_id: str, batch: Sequence[NewMessage]) -> list[asyncpg.Record]:
-    """Store a batch atomically (the caller owns the transaction)."""
+    """Store a batch atomically (the caller owns the transaction); returns the rows."""
+    first_seq, session_config = await _open_batch(conn, workspace_id, session_id, batch)
+    rows = await store.insert_messages(conn, workspace_id, session_id, first_seq, list(batch))
+    await _follow_up(conn, settings, workspace_id, session_id, rows, session_config)
+    return rows
+
+
+async def import_messages(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
+                          session_id: str, batch: Sequence[NewMessage]) -> None:
+    """write_messages for bulk loads, which answer with counts: the messages are copied in
+    (binary COPY), and nothing is read back."""
+    first_seq, session_config = await _open_batch(conn, workspace_id, session_id, batch)
+    rows = await store.copy_messages(conn, workspace_id, session_id, first_seq, list(batch))
+    await _follow_up(conn, settings, workspace_id, session_id, rows, session_config)
+
+
+async def _open_batch(conn: asyncpg.Connection, workspace_id: str, session_id: str,
+                      batch: Sequence[NewMessage]) -> tuple[int, dict[str, Any]]:
+    """Workspace, session, authors and membership exist; the batch's sequence numbers are
+    taken. Returns the first one and the session's configuration."""
     await resources.ensure_workspace(conn, workspace_id)
     await resources.ensure_session(conn, workspace_id, session_id)
     authors = [m.peer_id for m in batch]
     await resources.ensure_peers(conn, workspace_id, authors)
     await members.join_authors(conn, workspace_id, session_id, authors)
-    first_seq, session_config = await store.reserve_sequence(conn, workspace_id, session_id,
-                                                             len(batch))
-    rows = await store.insert_messages(conn, workspace_id, session_id, first_seq, list(batch))
+    return await store.reserve_sequence(conn, workspace_id, session_id, len(batch))
+
+
+async def _follow_up(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
+                     session_id: str, rows: Sequence[Row], session_config: dict[str, Any]) -> None:
+    """The embedding backlog and the background jobs of stored messages."""
     await store.add_to_embedding_backlog(conn, workspace_id, [r["message_id"] for r in rows])
     await queue.notify_embedder(conn)
     workspace_config = await conn.fetchval(
@@ -36,11 +63,10 @@ async def write_messages(conn: asyncpg.Connection, settings: Settings, workspace
     jobs = await _jobs_for(conn, settings, workspace_id, session_id, rows, workspace_config,
                            session_config)
     await queue.enqueue(conn, workspace_id, jobs)
-    return rows
 
 
 async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
-                    session_id: str, rows: list[asyncpg.Record],
+                    session_id: str, rows: Sequence[Row],
                     workspace_config: dict[str, Any], session_config: dict[str, Any]) -> list[Job]:
     """Representation jobs (who observes each sender) and summary jobs (every N messages)."""
     members_ = await members.observation_settings(conn, workspace_id, session_id)

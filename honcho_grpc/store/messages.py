@@ -48,6 +48,10 @@ async def reserve_sequence(conn: Conn, workspace_id: str, session_id: str,
     return int(row["last_seq"]) - count + 1, row["configuration"]
 
 
+COPY_COLUMNS = ["workspace_id", "message_id", "session_id", "peer_id", "seq", "content",
+                "metadata", "configuration", "internal_metadata", "token_count", "created_at"]
+
+
 async def insert_messages(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
                           messages: list[NewMessage]) -> list[asyncpg.Record]:
     rows = await conn.fetch(
@@ -70,6 +74,22 @@ async def insert_messages(conn: Conn, workspace_id: str, session_id: str, first_
         [m.created_at for m in messages],
     )
     return sorted(rows, key=lambda r: r["seq"])
+
+
+async def copy_messages(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
+                        messages: list[NewMessage]) -> list[dict[str, Any]]:
+    """insert_messages for imports: a binary COPY (no RETURNING: the rows enqueueing needs,
+    store.JOB_COLUMNS, are known here). Messages without a time get the transaction's, as
+    the INSERT's default would give them."""
+    now = await conn.fetchval("SELECT now()")
+    await conn.copy_records_to_table(
+        "messages", columns=COPY_COLUMNS, records=[
+            (workspace_id, m.message_id, session_id, m.peer_id, first_seq + i, m.content,
+             m.metadata, m.configuration, m.internal_metadata or {}, m.token_count,
+             m.created_at or now)
+            for i, m in enumerate(messages)])
+    return [{"message_id": m.message_id, "seq": first_seq + i, "peer_id": m.peer_id,
+             "configuration": m.configuration} for i, m in enumerate(messages)]
 
 
 async def add_to_embedding_backlog(conn: Conn, workspace_id: str, message_ids: list[str]) -> None:

@@ -217,6 +217,38 @@ async def test_import_messages(stubs: Stubs, db: Database, ws: str) -> None:
     assert [x["seq"] for x in seqs] == list(range(1, 601))
 
 
+async def test_import_stores_what_create_would(stubs: Stubs, db: Database, ws: str) -> None:
+    """Imports are copied in (binary COPY) rather than inserted: the stored rows, the
+    embedding backlog and the jobs must be those CreateMessages gives the same input."""
+    when = timestamp_pb2.Timestamp(seconds=1_700_000_000)
+    inputs = [msg("alice", "first", topic="hiking", depth={"a": [1, 2]}),
+              message_pb2.MessageInput(peer_id="bob", content="second", create_time=when)]
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield message_pb2.ImportMessagesRequest(workspace_id=ws, session_id="imp",
+                                                messages=inputs)
+
+    await stubs.messages.ImportMessages(chunks())
+    await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+        workspace_id=ws, session_id="new", messages=inputs))
+    columns = ("seq, peer_id, content, metadata, configuration, internal_metadata, "
+               "token_count, search_text, created_at = timestamptz '2023-11-14 22:13:20Z'")
+    stored = [await db.pool.fetch(f"SELECT {columns} FROM messages WHERE workspace_id = $1 "
+                                  "AND session_id = $2 ORDER BY seq", ws, s)
+              for s in ("imp", "new")]
+    assert [dict(r) for r in stored[0]] == [dict(r) for r in stored[1]]
+    assert stored[0][0]["metadata"] == {"topic": "hiking", "depth": {"a": [1, 2]}}
+    assert [r["?column?"] for r in stored[0]] == [False, True]
+    side = [await db.pool.fetchrow(
+        "SELECT (SELECT count(*) FROM embedding_backlog b JOIN messages m USING "
+        " (workspace_id, message_id) WHERE m.workspace_id = $1 AND m.session_id = $2) AS backlog,"
+        " (SELECT array_agg(payload - 'message_id' ORDER BY id) FROM queue "
+        "  WHERE workspace_id = $1 AND session_id = $2) AS jobs", ws, s)
+        for s in ("imp", "new")]
+    assert side[0]["backlog"] == side[1]["backlog"] == 2
+    assert side[0]["jobs"] == side[1]["jobs"] and len(side[0]["jobs"]) == 2
+
+
 async def test_import_is_all_or_nothing(stubs: Stubs, db: Database, ws: str) -> None:
     async def chunks():  # type: ignore[no-untyped-def]
         yield message_pb2.ImportMessagesRequest(workspace_id=ws, session_id="s",

@@ -11,7 +11,7 @@ import grpc
 from honcho_grpc.domain import files
 from honcho_grpc.domain.aio import read_ahead
 from honcho_grpc.domain.idempotent import run_write
-from honcho_grpc.domain.messages import write_messages
+from honcho_grpc.domain.messages import import_messages, write_messages
 from honcho_grpc.errors import resource_exhausted
 from honcho_grpc.gen.honcho.v1 import message_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import message_pb2_grpc as rpc
@@ -80,8 +80,8 @@ class MessageServicer(rpc.MessageServiceServicer):
         imported, sessions = 0, set()
         async with self.deps.pool.acquire() as conn, conn.transaction():
             async for chunk, batch in read_ahead(self._import_chunks(request_iterator), 2):
-                await write_messages(conn, self.deps.settings, chunk.workspace_id,
-                                     chunk.session_id, batch)
+                await import_messages(conn, self.deps.settings, chunk.workspace_id,
+                                      chunk.session_id, batch)
                 imported += len(batch)
                 sessions.add((chunk.workspace_id, chunk.session_id))
         return pb.ImportMessagesResponse(imported_count=imported, session_count=len(sessions))
