@@ -7,11 +7,15 @@ COPY honcho_grpc ./honcho_grpc
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home /app honcho
+RUN useradd --system --uid 10001 --home /app honcho \
+ && mkdir -p /app/.data /app/.cache && chown -R honcho /app
 COPY --from=build /install /usr/local
 WORKDIR /app
 USER honcho
-ENV SERVER_HOST=0.0.0.0 SERVER_PORT=50051 DB_DATA_DIR=/app/.data/pg
+ENV SERVER_HOST=0.0.0.0 SERVER_PORT=50051 DB_DATA_DIR=/app/.data/pg XDG_CACHE_HOME=/app/.cache
+# The embedding model's compact copy (providers/minilm/compact.py) is made here, once,
+# rather than by every container's first start.
+RUN python -c "from honcho_grpc.providers.embeddings import LocalEmbedder; LocalEmbedder().warm()"
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
   CMD python -c "import grpc,sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \

