@@ -2,13 +2,14 @@
 of the same rows into the messages table (the ceiling: no validation, no token counting, no
 membership, no backlog, no queue).
 
-    .venv/bin/python -m bench.ingest [--messages 20000] [--concurrency 4]
+    .venv/bin/python -m bench.ingest [--messages 20000] [--concurrency 4] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -95,21 +96,26 @@ async def raw_copy(dsn: str, total: int, ws: str) -> float:
         await conn.close()
 
 
-async def main(total: int, concurrency: int, embed_in_server: bool) -> None:
+async def main(total: int, concurrency: int, embed_in_server: bool, repeat: int) -> None:
     # By default the backlog is written but drained elsewhere (the worker, another machine):
     # on 2 cores the int8 model embeds ~115 msg/s and would otherwise share the CPU.
     env = {"SERVER_EMBED_IN_SERVER": "true" if embed_in_server else "false"}
     with server_process(**env) as server:
         t_create = await create_messages(server.address, total, concurrency, "bench-create")
-        t_import = await import_messages(server.address, total, "bench-import")
-        t_copy = await raw_copy(server.dsn(), total, "bench-copy")
+        # Import and COPY alternate, `repeat` times each (the COPY rate alone varies by 15%
+        # between runs on this machine); the medians are compared.
+        imports, copies = [], []
+        for r in range(repeat):
+            imports.append(await import_messages(server.address, total, f"bench-import-{r}"))
+            copies.append(await raw_copy(server.dsn(), total, f"bench-copy-{r}"))
+        t_import, t_copy = statistics.median(imports), statistics.median(copies)
         rss = server.rss_mb()
     rows = [
         {"path": f"CreateMessages x100 (concurrency {concurrency})", "messages": total - 100,
          "seconds": round(t_create, 2), "msg_per_s": round((total - 100) / t_create)},
-        {"path": "ImportMessages (chunks of 1000)", "messages": total,
+        {"path": f"ImportMessages (chunks of 1000, median of {repeat})", "messages": total,
          "seconds": round(t_import, 2), "msg_per_s": round(total / t_import)},
-        {"path": "raw asyncpg COPY (ceiling)", "messages": total,
+        {"path": f"raw asyncpg COPY (ceiling, median of {repeat})", "messages": total,
          "seconds": round(t_copy, 2), "msg_per_s": round(total / t_copy)},
     ]
     print_table(f"Ingest (embedded PostgreSQL, fsync on, 2 cores, embedder in server: "
@@ -117,6 +123,8 @@ async def main(total: int, concurrency: int, embed_in_server: bool) -> None:
     ratio = (total / t_import) / (total / t_copy)
     print(f"ImportMessages reaches {ratio:.0%} of the raw COPY rate; server RSS {rss:.0f} MB")
     write_json("ingest", {"rows": rows, "import_vs_copy": round(ratio, 3),
+                          "import_s": [round(t, 3) for t in imports],
+                          "copy_s": [round(t, 3) for t in copies],
                           "embed_in_server": embed_in_server,
                           "server_rss_mb": round(rss)})
 
@@ -126,5 +134,6 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--embed-in-server", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.concurrency, args.embed_in_server))
+    asyncio.run(main(args.messages, args.concurrency, args.embed_in_server, args.repeat))

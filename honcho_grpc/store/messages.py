@@ -93,10 +93,8 @@ async def copy_messages(conn: Conn, workspace_id: str, session_id: str, first_se
 
 
 async def add_to_embedding_backlog(conn: Conn, workspace_id: str, message_ids: list[str]) -> None:
-    await conn.execute(
-        "INSERT INTO embedding_backlog (workspace_id, message_id) "
-        "SELECT $1, unnest($2::text[])", workspace_id, message_ids,
-    )
+    await conn.copy_records_to_table("embedding_backlog", columns=["workspace_id", "message_id"],
+                                     records=[(workspace_id, m) for m in message_ids])
 
 
 async def get_message(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,

@@ -28,18 +28,11 @@ async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) 
         return
     # The worker continues the trace of the request that caused the work.
     trace = current_context()
-    await conn.execute(
-        """
-        INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload,
-                           trace_context)
-        SELECT $1, j.task_type, j.key, j.session_id, j.payload, j.trace
-        FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
-             AS j(task_type, key, session_id, payload, trace)
-        """,
-        workspace_id, [j.task_type for j in jobs], [j.work_unit_key for j in jobs],
-        [j.session_id for j in jobs], [j.payload for j in jobs],
-        [j.trace_context or trace for j in jobs],
-    )
+    await conn.copy_records_to_table(
+        "queue", columns=["workspace_id", "task_type", "work_unit_key", "session_id", "payload",
+                          "trace_context"],
+        records=[(workspace_id, j.task_type, j.work_unit_key, j.session_id, j.payload,
+                  j.trace_context or trace) for j in jobs])
     await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)
 
 
