@@ -31,11 +31,13 @@ PEERS = 4       # each wrote 25%
 
 async def load(address: str, ws: str, total: int) -> None:
     async def chunks() -> AsyncIterator[message_pb2.ImportMessagesRequest]:
-        for c in range(total // 1000):
+        # Chunks of 500 go round the sessions, so that every session gets its share at
+        # 10k messages too.
+        for c in range(total // 500):
             yield message_pb2.ImportMessagesRequest(
                 workspace_id=ws, session_id=f"s{c % SESSIONS}",
                 messages=[message_pb2.MessageInput(peer_id=f"p{i % PEERS}", content=text(i))
-                          for i in range(c * 1000, c * 1000 + 1000)])
+                          for i in range(c * 500, c * 500 + 500)])
 
     async with grpc.aio.insecure_channel(address) as channel:
         await message_pb2_grpc.MessageServiceStub(channel).ImportMessages(chunks(), timeout=900)

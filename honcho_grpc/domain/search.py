@@ -63,17 +63,16 @@ async def search_messages(pool: asyncpg.Pool, embedder: Any, scope: Scope, query
                                       else _ready(vector))
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await store.widen_vector_scan(conn, n)
+            # Everything that does not need the query's vector runs while it is computed.
             lexemes = await store.rare_lexemes(conn, scope.workspace_id, query, RARE_LEXEMES,
                                                 COMMON_SHARE)
-            ids = dict.fromkeys(await store.text_candidates(conn, scope, filters, lexemes, n))
+            text_ids = await store.text_candidates(conn, scope, filters, lexemes, n)
+            exact = await store.plan_vector_scan(conn, scope, n)
             vector = await embedding
-            ids.update(dict.fromkeys(
-                await store.vector_candidates(conn, scope, filters, vector, n)))
-            if not ids:
+            scored = await store.score_candidates(conn, scope, filters, query, vector,
+                                                  text_ids, n, exact)
+            if not scored:
                 return []
-            scored = await store.score_candidates(conn, scope.workspace_id, query, vector,
-                                                  list(ids))
             scores = fuse(scored)
             best = sorted(scores, key=lambda i: -scores[i])[:limit]
             rows = await store.messages_by_id(conn, scope.workspace_id, best)

@@ -34,13 +34,6 @@ def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params) ->
     return " AND ".join(clauses)
 
 
-async def widen_vector_scan(conn: asyncpg.Connection, ef_search: int) -> None:
-    """For this transaction, a candidate list of `ef_search` when the connection's default
-    (db/pool.py: iterative scans, HNSW_EF_SEARCH) is too short for the limit asked."""
-    if ef_search > HNSW_EF_SEARCH:
-        await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(ef_search))
-
-
 async def rare_lexemes(conn: asyncpg.Connection, workspace_id: str, query: str,
                        limit: int, max_share: float) -> list[str]:
     """The query's lexemes, rarest in the workspace first (unknown ones count as rarest),
@@ -110,16 +103,28 @@ async def scope_vectors(conn: asyncpg.Connection, scope: Scope) -> tuple[int, in
     return min(counts), max(row["indexed"] or 0, counts[0])
 
 
-async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
-                            filters: dict[str, Any] | None, vector: np.ndarray,
-                            limit: int) -> list[str]:
-    """The `limit` nearest messages of the scope: an exact sort of the scope's vectors when
-    that is cheaper (exact_scan_pays), else the HNSW index's iterative scan. The choice is
-    ours, not the planner's: until autovacuum has analysed a freshly loaded table, the
+async def plan_vector_scan(conn: asyncpg.Connection, scope: Scope, limit: int) -> bool:
+    """Choose the vector arm's plan for this transaction; True for the exact sort. The choice
+    is ours, not the planner's: until autovacuum has analysed a freshly loaded table, the
     planner takes a workspace of 10k vectors for a few hundred and sorts them all (7 ms
-    where the index takes 2). Call inside a transaction (the index path sets a local)."""
+    where the index takes 1.5). For the index path, sorts are disabled for the rest of the
+    transaction (only the index gives the vector order without one; the search's other
+    statements have no sortless alternative to lose) and the candidate list is widened when
+    the connection's default (db/pool.py: HNSW_EF_SEARCH) is shorter than `limit`. Run it
+    before the query's vector is needed: it then costs no time."""
     in_scope, indexed = await scope_vectors(conn, scope)
-    params = f.Params()
+    if exact_scan_pays(in_scope, indexed):
+        return True
+    await conn.execute("SELECT set_config('enable_sort', 'off', true), "
+                       "set_config('hnsw.ef_search', $1, true)",
+                       str(max(limit, HNSW_EF_SEARCH)))
+    return False
+
+
+def vector_candidates_sql(scope: Scope, filters: dict[str, Any] | None, vector: str,
+                          limit: int, exact: bool, params: f.Params) -> str:
+    """The `limit` nearest messages of the scope (`vector`: the query vector's placeholder),
+    by an exact sort of the scope's vectors or by the HNSW index, as plan_vector_scan chose."""
     clauses = [f"e.workspace_id = {params.add(scope.workspace_id)}"]
     if scope.session_id:
         clauses.append(f"e.session_id = {params.add(scope.session_id)}")
@@ -129,39 +134,52 @@ async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
     if filters:  # filters name message columns: only then is the message row needed
         join = "JOIN messages m ON m.workspace_id = e.workspace_id AND m.message_id = e.message_id"
         clauses.append(f.compile_filter(filters, f.message_filters("m"), params))
-    distance = f"e.embedding <=> {params.add(vector)}::vector"
-    exact = exact_scan_pays(in_scope, indexed)
+    distance = f"e.embedding <=> {vector}::vector"
     if exact:
         distance = f"({distance}) + 0"  # not the index's ordering: the rows are sorted
-    else:  # only the index gives this order without a sort
-        await conn.execute("SELECT set_config('enable_sort', 'off', true)")
-    rows = await conn.fetch(
-        f"SELECT e.message_id FROM message_embeddings e {join} "
-        f"WHERE {' AND '.join(clauses)} ORDER BY {distance} LIMIT {params.add(limit)}",
-        *params.values)
-    if not exact:
-        await conn.execute("SELECT set_config('enable_sort', 'on', true)")
-    return [r["message_id"] for r in rows]
+    return (f"SELECT e.message_id FROM message_embeddings e {join} "
+            f"WHERE {' AND '.join(clauses)} ORDER BY {distance} LIMIT {params.add(limit)}")
 
 
-async def score_candidates(conn: asyncpg.Connection, workspace_id: str, query: str,
-                           vector: np.ndarray, ids: list[str]) -> list[asyncpg.Record]:
-    """Each candidate's id with its BM25 (Okapi, k1 1.2, b 0.75, lengths in lexemes) and
-    cosine similarity; cosine is NULL for messages not embedded yet. Only the ids: the
-    caller fetches the few it keeps (decoding every candidate's row cost ~2 ms)."""
+async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
+                            filters: dict[str, Any] | None, vector: np.ndarray, limit: int,
+                            exact: bool) -> list[str]:
+    params = f.Params()
+    q = params.add(vector)
+    sql = vector_candidates_sql(scope, filters, q, limit, exact, params)
+    return [r["message_id"] for r in await conn.fetch(sql, *params.values)]
+
+
+async def score_candidates(conn: asyncpg.Connection, scope: Scope,
+                           filters: dict[str, Any] | None, query: str, vector: np.ndarray,
+                           text_ids: list[str], limit: int, exact: bool) -> list[asyncpg.Record]:
+    """The vector arm's candidates and `text_ids`, each with its BM25 (Okapi, k1 1.2,
+    b 0.75, lengths in lexemes) and cosine similarity (NULL for messages not embedded yet),
+    in one statement: the vector arm is the last step to wait for the query's vector, and
+    what follows it should cost no further round trip. Only the ids: the caller fetches the
+    few it keeps (decoding every candidate's row cost ~2 ms)."""
+    params = f.Params()
+    ws, text, q = params.add(scope.workspace_id), params.add(query), params.add(vector)
+    extra = params.add(text_ids)
+    nearest = vector_candidates_sql(scope, filters, q, limit, exact, params)
     return list(await conn.fetch(
         f"""
-        WITH q AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2))),
+        WITH vec AS MATERIALIZED ({nearest}),
+        ids AS (SELECT message_id FROM vec UNION SELECT unnest({extra}::text[])),
+        words AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', {text}))),
         st AS (SELECT greatest(docs, 1) AS docs,
                       greatest(total_length::float8 / greatest(docs, 1), 1) AS avgdl
-               FROM search_stats WHERE workspace_id = $1
+               FROM search_stats WHERE workspace_id = {ws}
                UNION ALL SELECT 1, 1 LIMIT 1),
-        idf AS (SELECT q.lexeme, ln(1 + (st.docs - coalesce(l.ndoc, 0) + 0.5)
+        idf AS (SELECT w.lexeme, ln(1 + (st.docs - coalesce(l.ndoc, 0) + 0.5)
                                      / (coalesce(l.ndoc, 0) + 0.5)) AS idf
-                FROM q CROSS JOIN st
-                LEFT JOIN lexeme_stats l ON l.workspace_id = $1 AND l.lexeme = q.lexeme),
+                FROM words w CROSS JOIN st
+                LEFT JOIN lexeme_stats l ON l.workspace_id = {ws} AND l.lexeme = w.lexeme),
         cand AS (SELECT m.message_id, m.search_text FROM messages m
-                 WHERE m.workspace_id = $1 AND m.message_id = ANY($4::text[])),
+                 WHERE m.workspace_id = {ws}
+                   -- An array, so that the rows are looked up by key (as a join the
+                   -- planner scanned the whole workspace: 2 ms at 10k).
+                   AND m.message_id = ANY(ARRAY(SELECT message_id FROM ids))),
         bm AS (SELECT c.message_id, sum(i.idf * t.tf * {K1 + 1}
                    / (t.tf + {K1} * (1 - {B} + {B} * length(c.search_text) / st.avgdl))) AS bm25
                FROM cand c CROSS JOIN st, unnest(c.search_text) u
@@ -169,12 +187,12 @@ async def score_candidates(conn: asyncpg.Connection, workspace_id: str, query: s
                LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t
                GROUP BY c.message_id)
         SELECT c.message_id, coalesce(bm.bm25, 0) AS bm25,
-               1 - (e.embedding <=> $3::vector) AS cosine
+               1 - (e.embedding <=> {q}::vector) AS cosine
         FROM cand c
         LEFT JOIN bm ON bm.message_id = c.message_id
-        LEFT JOIN message_embeddings e ON e.workspace_id = $1 AND e.message_id = c.message_id
+        LEFT JOIN message_embeddings e ON e.workspace_id = {ws} AND e.message_id = c.message_id
         """,
-        workspace_id, query, vector, ids))
+        *params.values))
 
 
 async def messages_by_id(conn: asyncpg.Connection, workspace_id: str,

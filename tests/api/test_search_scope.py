@@ -11,6 +11,7 @@ import pytest
 from honcho_grpc.db.pool import Database, reset_embeddings
 from honcho_grpc.gen.honcho.v1 import message_pb2, peer_pb2, session_pb2
 from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.store import filters as f
 from honcho_grpc.store import search as store
 from honcho_grpc.store.search import Scope
 from tests.conftest import Stubs, drain_backlog
@@ -88,13 +89,20 @@ async def test_both_plans_find_the_scopes_nearest(stubs: Stubs, db: Database, ws
         "SELECT message_id, peer_id, embedding FROM message_embeddings "
         "WHERE workspace_id = $1 AND session_id = 's-small'", ws)
     vectors = {r["message_id"]: r["embedding"].to_numpy() for r in rows}
-    async with db.pool.acquire() as conn, conn.transaction():
-        found = await store.vector_candidates(conn, Scope(ws, session_id="s-small"), None,
-                                              query, 10)
-        by_filter = await store.vector_candidates(conn, Scope(ws), {"session_id": "s-small"},
-                                                  query, 10)
-        by_peer = await store.vector_candidates(conn, Scope(ws, peer_id="carol"), None,
-                                                query, 10)
+    async def nearest_of(scope: Scope, filters: dict[str, str] | None) -> list[str]:
+        async with db.pool.acquire() as conn, conn.transaction():
+            exact = await store.plan_vector_scan(conn, scope, 10)
+            assert exact == (path == "exact")
+            params = f.Params()
+            sql = store.vector_candidates_sql(scope, filters, params.add(query), 10, exact,
+                                              params)
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *params.values))
+            assert ("message_embeddings_hnsw" in plan) == (path == "hnsw"), plan
+            return await store.vector_candidates(conn, scope, filters, query, 10, exact)
+
+    found = await nearest_of(Scope(ws, session_id="s-small"), None)
+    by_filter = await nearest_of(Scope(ws), {"session_id": "s-small"})
+    by_peer = await nearest_of(Scope(ws, peer_id="carol"), None)
     expected = nearest(vectors, query, 10)
     assert found == by_filter == by_peer == expected
 
