@@ -35,7 +35,7 @@ from bench.fake_llm import fake_llm
 from bench.ingest import text
 from bench.locomo_retrieval import DATA as LOCOMO
 from bench.locomo_retrieval import ingest, peer_id, questions
-from bench.search import synthetic_vectors
+from bench.search import settle, synthetic_vectors
 from honcho_grpc.gen.honcho.v1 import (
     dialectic_pb2,
     dialectic_pb2_grpc,
@@ -81,6 +81,7 @@ async def load(address: str, dsn: str, total: int) -> None:
             WS, SESSION)
     finally:
         await conn.close()
+    await settle(dsn)
 
 
 async def timed(n: int, call) -> list[float]:  # type: ignore[no-untyped-def]
