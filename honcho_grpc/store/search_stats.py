@@ -16,6 +16,9 @@ async def uncount_where(conn: asyncpg.Connection, workspace_id: str, condition: 
         "AND b.message_id = m.message_id)", workspace_id, *args)]
     if ids:
         await add_messages(conn, [workspace_id] * len(ids), ids, sign=-1)
+        # A deleted session or peer leaves no row behind.
+        await conn.execute("DELETE FROM scope_stats WHERE workspace_id = $1 AND docs <= 0",
+                           workspace_id)
 
 
 async def add_messages(conn: asyncpg.Connection, workspace_ids: list[str],

@@ -32,7 +32,7 @@ async def seed(stubs: Stubs, ws: str) -> None:
 
 async def scope_counts(db: Database, ws: str) -> dict[tuple[str, str], int]:
     rows = await db.pool.fetch(
-        "SELECT kind, scope_id, docs FROM scope_stats WHERE workspace_id = $1 AND docs > 0", ws)
+        "SELECT kind, scope_id, docs FROM scope_stats WHERE workspace_id = $1", ws)
     return {(r["kind"], r["scope_id"]): r["docs"] for r in rows}
 
 
