@@ -78,9 +78,9 @@ async def insert_messages(conn: Conn, workspace_id: str, session_id: str, first_
 
 async def copy_messages(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
                         messages: list[NewMessage]) -> list[dict[str, Any]]:
-    """insert_messages for imports: a binary COPY (no RETURNING: the rows enqueueing needs,
-    store.JOB_COLUMNS, are known here). Messages without a time get the transaction's, as
-    the INSERT's default would give them."""
+    """insert_messages for imports: a binary COPY, with no rows read back; what enqueueing
+    needs (id, seq, peer, configuration) is known here. Messages without a time get the
+    transaction's, as the INSERT's default would give them."""
     now = await conn.fetchval("SELECT now()")
     await conn.copy_records_to_table(
         "messages", columns=COPY_COLUMNS, records=[

@@ -24,12 +24,15 @@ class Scope:
     peer_id: str = ""
 
 
-def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params) -> str:
-    clauses = [f"m.workspace_id = {params.add(scope.workspace_id)}"]
+def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params,
+              alias: str = "m") -> str:
+    """The scope on the columns of `alias` (messages, or message_embeddings, which carry the
+    same keys); filters always name the message row, `m`."""
+    clauses = [f"{alias}.workspace_id = {params.add(scope.workspace_id)}"]
     if scope.session_id:
-        clauses.append(f"m.session_id = {params.add(scope.session_id)}")
+        clauses.append(f"{alias}.session_id = {params.add(scope.session_id)}")
     if scope.peer_id:
-        clauses.append(f"m.peer_id = {params.add(scope.peer_id)}")
+        clauses.append(f"{alias}.peer_id = {params.add(scope.peer_id)}")
     clauses.append(f.compile_filter(filters, f.message_filters("m"), params))
     return " AND ".join(clauses)
 
@@ -125,29 +128,15 @@ def vector_candidates_sql(scope: Scope, filters: dict[str, Any] | None, vector: 
                           limit: int, exact: bool, params: f.Params) -> str:
     """The `limit` nearest messages of the scope (`vector`: the query vector's placeholder),
     by an exact sort of the scope's vectors or by the HNSW index, as plan_vector_scan chose."""
-    clauses = [f"e.workspace_id = {params.add(scope.workspace_id)}"]
-    if scope.session_id:
-        clauses.append(f"e.session_id = {params.add(scope.session_id)}")
-    if scope.peer_id:
-        clauses.append(f"e.peer_id = {params.add(scope.peer_id)}")
-    join = ""
-    if filters:  # filters name message columns: only then is the message row needed
-        join = "JOIN messages m ON m.workspace_id = e.workspace_id AND m.message_id = e.message_id"
-        clauses.append(f.compile_filter(filters, f.message_filters("m"), params))
+    # Filters name message columns: only then is the message row needed.
+    join = ("JOIN messages m ON m.workspace_id = e.workspace_id AND m.message_id = e.message_id"
+            if filters else "")
+    where = scope_sql(scope, filters, params, alias="e")
     distance = f"e.embedding <=> {vector}::vector"
     if exact:
         distance = f"({distance}) + 0"  # not the index's ordering: the rows are sorted
     return (f"SELECT e.message_id FROM message_embeddings e {join} "
-            f"WHERE {' AND '.join(clauses)} ORDER BY {distance} LIMIT {params.add(limit)}")
-
-
-async def vector_candidates(conn: asyncpg.Connection, scope: Scope,
-                            filters: dict[str, Any] | None, vector: np.ndarray, limit: int,
-                            exact: bool) -> list[str]:
-    params = f.Params()
-    q = params.add(vector)
-    sql = vector_candidates_sql(scope, filters, q, limit, exact, params)
-    return [r["message_id"] for r in await conn.fetch(sql, *params.values)]
+            f"WHERE {where} ORDER BY {distance} LIMIT {params.add(limit)}")
 
 
 async def score_candidates(conn: asyncpg.Connection, scope: Scope,

@@ -98,7 +98,7 @@ async def test_both_plans_find_the_scopes_nearest(stubs: Stubs, db: Database, ws
                                               params)
             plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *params.values))
             assert ("message_embeddings_hnsw" in plan) == (path == "hnsw"), plan
-            return await store.vector_candidates(conn, scope, filters, query, 10, exact)
+            return [r["message_id"] for r in await conn.fetch(sql, *params.values)]
 
     found = await nearest_of(Scope(ws, session_id="s-small"), None)
     by_filter = await nearest_of(Scope(ws), {"session_id": "s-small"})

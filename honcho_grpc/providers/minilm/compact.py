@@ -32,12 +32,13 @@ def cache_dir() -> Path:
     return Path(base) / "honcho-grpc"
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256(REWRITE_VERSION.encode())
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+def _key(path: Path) -> str:
+    """Names the copy after the source file as installed (path, size, time) and the
+    rewrite: a reinstalled or upgraded model gets a new copy, and no start-up reads the
+    whole file to find out."""
+    stat = path.resolve().stat()
+    what = f"{REWRITE_VERSION}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
 def compacted(source: Path, directory: Path | None = None) -> Path:
@@ -45,7 +46,7 @@ def compacted(source: Path, directory: Path | None = None) -> Path:
     be made (no `onnx`, a read-only cache, a model of another shape): slower to load, same
     vectors."""
     directory = directory or cache_dir()
-    target = directory / f"minilm-int8-compact-{_digest(source)}.onnx"
+    target = directory / f"minilm-int8-compact-{_key(source)}.onnx"
     if target.exists():
         return target
     try:
@@ -56,9 +57,10 @@ def compacted(source: Path, directory: Path | None = None) -> Path:
         partial.replace(target)  # atomic: a concurrent starter sees all of it or nothing
         return target
     except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", "") or exc
+        # A failed rewrite says why on its last line of stderr.
+        lines = (getattr(exc, "stderr", None) or str(exc)).strip().splitlines()
         log.warning("using the model as shipped (its word table takes 35 MB more): %s",
-                    str(detail).strip().splitlines()[-1:] or exc)
+                    lines[-1] if lines else type(exc).__name__)
         return source
 
 
