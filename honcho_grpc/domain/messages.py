@@ -14,6 +14,14 @@ from honcho_grpc.store import members, queue, resources
 from honcho_grpc.store import messages as store
 from honcho_grpc.store.messages import NewMessage
 from honcho_grpc.store.queue import Job
+from honcho_grpc.work_units import (
+    RepresentationPayload,
+    SummaryPayload,
+    SummaryType,
+    TaskType,
+    representation_key,
+    summary_key,
+)
 
 MAX_OBSERVERS = 10
 
@@ -82,20 +90,23 @@ async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: 
         if config.reasoning_enabled and observed_ok.get(sender, True):
             observers = [sender] + [w for w in watchers if w != sender]
             jobs.append(Job(
-                task_type="representation", session_id=session_id,
-                work_unit_key=f"representation:{workspace_id}:{session_id}:{sender}",
-                payload={"message_id": row["message_id"], "seq": row["seq"], "observed": sender,
-                         "observers": observers[:MAX_OBSERVERS],
-                         "custom_instructions": config.custom_instructions},
+                task_type=TaskType.REPRESENTATION, session_id=session_id,
+                work_unit_key=representation_key(workspace_id, session_id, sender),
+                payload=RepresentationPayload(
+                    message_id=row["message_id"], seq=row["seq"], observed=sender,
+                    observers=observers[:MAX_OBSERVERS],
+                    custom_instructions=config.custom_instructions),
             ))
         if not config.summary_enabled:
             continue
-        for kind, every in (("short", config.short_every), ("long", config.long_every)):
+        tiers: tuple[tuple[SummaryType, int], ...] = (("short", config.short_every),
+                                                      ("long", config.long_every))
+        for kind, every in tiers:
             if every > 0 and row["seq"] % every == 0:
                 jobs.append(Job(
-                    task_type="summary", session_id=session_id,
-                    work_unit_key=f"summary:{workspace_id}:{session_id}:{kind}",
-                    payload={"summary_type": kind, "message_id": row["message_id"],
-                             "seq": row["seq"], "every": every},
+                    task_type=TaskType.SUMMARY, session_id=session_id,
+                    work_unit_key=summary_key(workspace_id, session_id, kind),
+                    payload=SummaryPayload(summary_type=kind, message_id=row["message_id"],
+                                           seq=row["seq"], every=every),
                 ))
     return jobs

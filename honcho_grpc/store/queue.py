@@ -1,14 +1,26 @@
-"""Enqueueing background work. Always called inside the transaction of the causing write, so
-a job exists exactly when its cause was committed; NOTIFY is delivered at commit."""
+"""Enqueueing background work (asyncpg). Always called inside the transaction of the causing
+write, so a job exists exactly when its cause was committed; NOTIFY is delivered at commit.
+What a row means (keys, payloads, statuses) is honcho_grpc/work_units.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from honcho_grpc.telemetry import current_context
+from honcho_grpc.work_units import (
+    DERIVATION,
+    DreamPayload,
+    Payload,
+    Status,
+    TaskType,
+    dream_key,
+    payload_json,
+    webhook_key,
+)
 
 QUEUE_CHANNEL = "honcho_queue"
 EMBED_CHANNEL = "honcho_embed"
@@ -16,9 +28,9 @@ EMBED_CHANNEL = "honcho_embed"
 
 @dataclass
 class Job:
-    task_type: str
+    task_type: TaskType
     work_unit_key: str
-    payload: dict[str, Any]
+    payload: Payload
     session_id: str | None = None
     trace_context: dict[str, str] | None = field(default=None)
 
@@ -31,10 +43,86 @@ async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) 
     await conn.copy_records_to_table(
         "queue", columns=["workspace_id", "task_type", "work_unit_key", "session_id", "payload",
                           "trace_context"],
-        records=[(workspace_id, j.task_type, j.work_unit_key, j.session_id, j.payload,
-                  j.trace_context or trace) for j in jobs])
+        records=[(workspace_id, j.task_type.value, j.work_unit_key, j.session_id,
+                  payload_json(j.payload), j.trace_context or trace) for j in jobs])
+    await notify_worker(conn, workspace_id)
+
+
+async def notify_worker(conn: asyncpg.Connection, workspace_id: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)
 
 
 async def notify_embedder(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_notify($1, '')", EMBED_CHANNEL)
+
+
+async def enqueue_dream(conn: asyncpg.Connection, workspace_id: str,
+                        payload: DreamPayload) -> bool:
+    """Queue a dream unless one is already pending for the pair; True if queued. Call it
+    inside a transaction."""
+    key = dream_key(workspace_id, payload.observer, payload.observed)
+    # The lock makes check-then-insert exact across concurrent callers (API and workers).
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
+    queued = await conn.fetchval(
+        "INSERT INTO queue (workspace_id, task_type, work_unit_key, session_id, payload, "
+        "trace_context) SELECT $1, $6, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM "
+        "queue WHERE workspace_id = $1 AND work_unit_key = $2 AND status = $7) "
+        "RETURNING true",
+        workspace_id, key, payload.session_id, payload_json(payload), current_context(),
+        TaskType.DREAM.value, Status.PENDING.value)
+    if queued:
+        await notify_worker(conn, workspace_id)
+    return bool(queued)
+
+
+async def enqueue_webhook_deliveries(conn: asyncpg.Connection, workspace_id: str,
+                                     event_type: str, data: dict[str, Any]) -> int:
+    """One delivery job per endpoint of the workspace (a WebhookPayload each); returns how
+    many."""
+    payload = {"type": event_type, "data": data, "timestamp": datetime.now(UTC).isoformat()}
+    status: str = await conn.execute(
+        "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload, trace_context) "
+        "SELECT workspace_id, $4, $4 || ':' || workspace_id || ':' || endpoint_id, "
+        "$2::jsonb || jsonb_build_object('endpoint_id', endpoint_id), $3::jsonb "
+        "FROM webhook_endpoints WHERE workspace_id = $1", workspace_id, payload,
+        current_context(), TaskType.WEBHOOK.value)
+    count = int(status.split()[-1])
+    if count:
+        await notify_worker(conn, workspace_id)
+    return count
+
+
+async def drop_undelivered(conn: asyncpg.Connection, workspace_id: str,
+                           endpoint_id: str) -> None:
+    """Undelivered events of a removed endpoint (the worker would skip them anyway)."""
+    await conn.execute(
+        "DELETE FROM queue WHERE workspace_id = $1 AND work_unit_key = $2 "
+        "AND status = ANY($3::text[])", workspace_id, webhook_key(workspace_id, endpoint_id),
+        [Status.PENDING.value, Status.FAILED.value])
+
+
+async def derivation_status(conn: asyncpg.Connection | asyncpg.Pool, workspace_id: str,
+                            session_id: str, observer_id: str,
+                            sender_id: str) -> list[tuple[str, str, int]]:
+    """(session id, status, count) of derivation work (representation, summary, dream). A row
+    is in progress only while a live lease covers its unit; rows a crashed worker left behind
+    count as pending (they are claimable again)."""
+    rows = await conn.fetch(
+        """
+        SELECT q.session_id,
+               CASE WHEN q.status = $6 AND NOT EXISTS (
+                        SELECT 1 FROM work_unit_leases l
+                        WHERE l.workspace_id = q.workspace_id
+                          AND l.work_unit_key = q.work_unit_key AND l.expires_at > now())
+                    THEN $7 ELSE q.status END AS status,
+               count(*) AS n
+        FROM queue q
+        WHERE q.workspace_id = $1 AND q.task_type = ANY($5::text[])
+          AND ($2 = '' OR q.session_id = $2)
+          AND ($3 = '' OR q.payload->'observers' ? $3 OR q.payload->>'observer' = $3)
+          AND ($4 = '' OR q.payload->>'observed' = $4)
+        GROUP BY 1, 2
+        """,
+        workspace_id, session_id, observer_id, sender_id, [t.value for t in DERIVATION],
+        Status.IN_PROGRESS.value, Status.PENDING.value)
+    return [(r["session_id"] or "", r["status"], int(r["n"])) for r in rows]

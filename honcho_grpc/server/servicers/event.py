@@ -1,6 +1,6 @@
 """EventService.WatchEvents: a live feed of what the server and the worker do.
 
-Events are NOTIFYs on channel `honcho_events` (JSON; see honcho_grpc/worker/events.py and the
+Events are NOTIFYs on channel `honcho_events` (JSON; see honcho_grpc/domain/events.py and the
 messages.created trigger in migration 0002), sent inside the transaction that makes the
 change. One LISTEN connection per server process fans out to every watcher and closes with
 the last one. The feed is live, not a log: a watcher hears what is committed while it
@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import grpc
 
+from honcho_grpc.domain.events import EVENTS_CHANNEL
 from honcho_grpc.errors import HonchoError, resource_exhausted
 from honcho_grpc.gen.honcho.v1 import event_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import event_pb2_grpc as rpc
@@ -30,7 +31,6 @@ from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
 from honcho_grpc.store import resources
-from honcho_grpc.worker.events import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]

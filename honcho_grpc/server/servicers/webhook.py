@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from honcho_grpc.domain.webhooks import UrlRefused, check_url
 from honcho_grpc.errors import InvalidArgument, failed_precondition
 from honcho_grpc.gen.honcho.v1 import webhook_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import webhook_pb2_grpc as rpc
@@ -15,10 +16,8 @@ from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
 from honcho_grpc.store import filters as f
-from honcho_grpc.store import resources
+from honcho_grpc.store import queue, resources
 from honcho_grpc.store.pages import binding, keyset_page
-from honcho_grpc.worker.enqueue import enqueue_webhook_event
-from honcho_grpc.worker.tasks.webhook import UrlRefused, check_url
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -70,11 +69,7 @@ class WebhookServicer(rpc.WebhookServiceServicer):
             status = await conn.execute(
                 "DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND endpoint_id = $2",
                 request.workspace_id, request.endpoint_id)
-            # Undelivered events for it go too (the worker would skip them anyway).
-            await conn.execute(
-                "DELETE FROM queue WHERE workspace_id = $1 AND work_unit_key = $2 "
-                "AND status IN ('pending', 'failed')", request.workspace_id,
-                f"webhook:{request.workspace_id}:{request.endpoint_id}")
+            await queue.drop_undelivered(conn, request.workspace_id, request.endpoint_id)
         common.check_found(status != "DELETE 0", "webhook_endpoint",
                            workspaceId=request.workspace_id, endpointId=request.endpoint_id)
         return pb.DeleteWebhookEndpointResponse()
@@ -85,8 +80,8 @@ class WebhookServicer(rpc.WebhookServiceServicer):
             c.id("workspace_id", request.workspace_id)
         await self._require_workspace(request.workspace_id)
         async with self.deps.pool.acquire() as conn, conn.transaction():
-            await enqueue_webhook_event(conn, request.workspace_id, "test.event",
-                                        {"workspace_id": request.workspace_id})
+            await queue.enqueue_webhook_deliveries(conn, request.workspace_id, "test.event",
+                                                   {"workspace_id": request.workspace_id})
         return pb.TestWebhookResponse()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -12,8 +12,8 @@ from honcho_grpc.gen.honcho.v1 import workspace_pb2_grpc as rpc
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
-from honcho_grpc.store import resources
-from honcho_grpc.worker.enqueue import schedule_dream
+from honcho_grpc.store import queue, resources
+from honcho_grpc.work_units import DreamPayload
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -86,12 +86,13 @@ class WorkspaceServicer(rpc.WorkspaceServiceServicer):
             c.id("session_id", request.session_id, required=False)
             c.id("observer_id", request.observer_id, required=False)
             c.id("sender_id", request.sender_id, required=False)
-        rows = await queue_status(self.deps.pool, request.workspace_id, request.session_id,
-                                  request.observer_id, request.sender_id)
+        rows = await queue.derivation_status(self.deps.pool, request.workspace_id,
+                                             request.session_id, request.observer_id,
+                                             request.sender_id)
         response = pb.GetQueueStatusResponse()
-        for row in rows:
-            for target in (response.totals, response.sessions[row["session_id"] or ""]):
-                setattr(target, row["status"], getattr(target, row["status"]) + row["n"])
+        for session_id, status, n in rows:
+            for target in (response.totals, response.sessions[session_id]):
+                setattr(target, status, getattr(target, status) + n)
         response.sessions.pop("", None)
         return response
 
@@ -113,36 +114,12 @@ class WorkspaceServicer(rpc.WorkspaceServiceServicer):
             if request.session_id:
                 common.require(await resources.get_session(conn, ws, request.session_id),
                                "session", workspaceId=ws, sessionId=request.session_id)
-            queued = await schedule_dream(conn, ws, observer, observed,
-                                          DREAM_TYPES[request.dream_type],
-                                          request.session_id or None)
+            queued = await queue.enqueue_dream(conn, ws, DreamPayload(
+                observer=observer, observed=observed, dream_type=DREAM_TYPES[request.dream_type],
+                session_id=request.session_id or None))
         return pb.ScheduleDreamResponse(queued=queued)
 
 
-DREAM_TYPES = {pb.DREAM_TYPE_UNSPECIFIED: "omni", pb.DREAM_TYPE_OMNI: "omni",
-               pb.DREAM_TYPE_CARD_REFRESH: "card_refresh"}
-
-
-async def queue_status(pool: Any, workspace_id: str, session_id: str, observer_id: str,
-                       sender_id: str) -> list[Any]:
-    """Counts of derivation work (representation, summary, dream) by session and status.
-    A row is in progress only while a live lease covers its unit; rows a crashed worker left
-    behind count as pending (they are claimable again)."""
-    return list(await pool.fetch(
-        """
-        SELECT q.session_id,
-               CASE WHEN q.status = 'in_progress' AND NOT EXISTS (
-                        SELECT 1 FROM work_unit_leases l
-                        WHERE l.workspace_id = q.workspace_id
-                          AND l.work_unit_key = q.work_unit_key AND l.expires_at > now())
-                    THEN 'pending' ELSE q.status END AS status,
-               count(*) AS n
-        FROM queue q
-        WHERE q.workspace_id = $1 AND q.task_type IN ('representation', 'summary', 'dream')
-          AND ($2 = '' OR q.session_id = $2)
-          AND ($3 = '' OR q.payload->'observers' ? $3 OR q.payload->>'observer' = $3)
-          AND ($4 = '' OR q.payload->>'observed' = $4)
-        GROUP BY 1, 2
-        """,
-        workspace_id, session_id, observer_id, sender_id,
-    ))
+DREAM_TYPES: dict[int, Literal["omni", "card_refresh"]] = {
+    pb.DREAM_TYPE_UNSPECIFIED: "omni", pb.DREAM_TYPE_OMNI: "omni",
+    pb.DREAM_TYPE_CARD_REFRESH: "card_refresh"}

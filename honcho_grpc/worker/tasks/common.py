@@ -7,9 +7,9 @@ from typing import Any
 
 from honcho_grpc.domain.config import resolve
 from honcho_grpc.settings import Settings
+from honcho_grpc.work_units import dream_key
 from honcho_grpc.worker import events
 from honcho_grpc.worker.db import Conn
-from honcho_grpc.worker.enqueue import dream_key
 from honcho_grpc.worker.queue import enqueue
 
 
