@@ -53,6 +53,7 @@ from honcho_grpc.server.servicers.webhook import WebhookServicer
 from honcho_grpc.server.servicers.workspace import WorkspaceServicer
 from honcho_grpc.server.validate import RequestGuard
 from honcho_grpc.settings import Settings
+from honcho_grpc.store import pages
 from honcho_grpc.telemetry import TracingInterceptor
 from honcho_grpc.telemetry import configure as configure_telemetry
 
@@ -150,6 +151,7 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
     otherwise fail on the first write or search."""
     embedder = embedder or build_embedder(settings.embedding)
     await check_dimensions(embedder, settings.embedding.dimensions)
+    await pages.load_token_key(db.pool)  # tokens from any server of the deployment work here
     # The offline `local` provider answers inside the dialectic (retrieval-composed), so no
     # provider object is needed for it.
     llm = build_llm(settings.llm) if settings.llm.provider != "local" else None

@@ -142,6 +142,10 @@ def page_size(field: str, value: int, default: int, maximum: int, c: Checker) ->
 # --- wire-level guard -----------------------------------------------------------------------
 
 UNDECODABLE = object()  # what the guarded deserializer returns for bytes it cannot parse
+# U+0000 is a 0x00 byte in UTF-8; a double is non-finite exactly when its exponent bits are all
+# ones, i.e. (little-endian on the wire) byte 6 is 0xF0-0xFF and byte 7 is 0x7F or 0xFF. A NaN
+# may have no zero byte at all (any payload), so looking for zeros alone lets it through.
+_MAYBE_PROBLEM = re.compile(rb"\x00|[\xf0-\xff][\x7f\xff]")
 _STRUCT_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value",
                            "google.protobuf.ListValue"})
 
@@ -156,10 +160,9 @@ def _guard_deserializer(deserializer: Callable[[bytes], Any] | None
             request = deserializer(raw)
         except Exception:  # DecodeError (corrupt wire data, bad UTF-8, nesting too deep)
             return UNDECODABLE
-        # A NUL character, a NaN or an infinity each put a zero byte on the wire (UTF-8 keeps
-        # U+0000 as 0x00; every non-finite double has zero bytes): without one, the walk over
-        # every field (a few percent of a 100-message write) cannot find anything.
-        if b"\x00" in raw and isinstance(request, Message):
+        # Without a NUL byte or the two top bytes of a non-finite double on the wire, the walk
+        # over every field (a few percent of a 100-message write) cannot find anything.
+        if _MAYBE_PROBLEM.search(raw) is not None and isinstance(request, Message):
             problem = wire_problem(request)
             if problem is not None:
                 return WireProblem(problem)

@@ -1,8 +1,12 @@
-"""Keyset pagination with opaque page tokens.
+"""Keyset pagination with opaque, tamper-evident page tokens.
 
 A token holds the sort key of the last row returned plus a digest of the request parameters it
-belongs to (parent, filters, order); replaying it with other parameters is INVALID_ARGUMENT.
-It is compressed and base64url-encoded: opaque to callers, and it carries position only.
+belongs to (parent, filters, order), signed with a key every server of the deployment shares
+(generated once in the database, migration 0008). A token is checked in this order, each step
+bounded before the next: its length, its signature, then the exact shape of what it holds; any
+failure is INVALID_ARGUMENT (PAGE_TOKEN_INVALID), replaying it with other parameters is
+PAGE_TOKEN_MISMATCH. Nothing a caller sends is decompressed or parsed before the signature
+holds.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
-import zlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +28,23 @@ from honcho_grpc.errors import InvalidArgument
 from honcho_grpc.store.filters import Params
 
 FIELD = "page_token"
+MAX_TOKEN_CHARS = 4096
+SIGNATURE_BYTES = 16
+INT64 = (-(2**63), 2**63 - 1)
+MAX_TEXT_CHARS = 1024
+
+
+class _Key:
+    """The signing key: the deployment's (load_token_key) once the server starts; a random
+    one until then (tokens of a process that never loaded it only work in that process)."""
+
+    value: bytes = secrets.token_bytes(32)
+
+
+async def load_token_key(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    key = await conn.fetchval("SELECT secret FROM server_secrets WHERE name = 'page_token'")
+    if key:
+        _Key.value = bytes(key)
 
 
 def binding(*parts: Any) -> str:
@@ -36,22 +58,52 @@ def _encode_value(value: Any) -> Any:
 
 
 def _decode_value(value: Any) -> Any:
-    return datetime.fromisoformat(value["t"]) if isinstance(value, dict) else value
+    """A sort-key value exactly as _encode_value writes it; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("not a sort key")
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError("integer out of range")
+        return value
+    if isinstance(value, str) and len(value) <= MAX_TEXT_CHARS:
+        return value
+    if isinstance(value, dict) and set(value) == {"t"} and isinstance(value["t"], str) \
+            and len(value["t"]) <= 64:
+        return datetime.fromisoformat(value["t"])
+    raise ValueError("not a sort key")
+
+
+def _sign(body: bytes) -> bytes:
+    return hmac.new(_Key.value, body, hashlib.sha256).digest()[:SIGNATURE_BYTES]
 
 
 def encode_token(position: Sequence[Any], bound_to: str) -> str:
-    raw = json.dumps([bound_to, [_encode_value(v) for v in position]]).encode()
-    return base64.urlsafe_b64encode(zlib.compress(raw)).decode().rstrip("=")
+    body = json.dumps([bound_to, [_encode_value(v) for v in position]],
+                      separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(_sign(body) + body).decode().rstrip("=")
+
+
+def _invalid() -> InvalidArgument:
+    return InvalidArgument.field(FIELD, "is not a valid page token", reason="PAGE_TOKEN_INVALID")
 
 
 def decode_token(token: str, bound_to: str) -> list[Any]:
+    if len(token) > MAX_TOKEN_CHARS:
+        raise _invalid()
     try:
-        padded = token + "=" * (-len(token) % 4)
-        bound, position = json.loads(zlib.decompress(base64.urlsafe_b64decode(padded)))
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, binascii.Error) as exc:
+        raise _invalid() from exc
+    signature, body = raw[:SIGNATURE_BYTES], raw[SIGNATURE_BYTES:]
+    if not hmac.compare_digest(signature, _sign(body)):
+        raise _invalid()
+    try:
+        bound, position = json.loads(body)
+        if not isinstance(bound, str) or not isinstance(position, list):
+            raise ValueError("not a token")
         values = [_decode_value(v) for v in position]
-    except (ValueError, TypeError, zlib.error, binascii.Error) as exc:
-        raise InvalidArgument.field(FIELD, "is not a valid page token",
-                                    reason="PAGE_TOKEN_INVALID") from exc
+    except (ValueError, TypeError) as exc:
+        raise _invalid() from exc
     if bound != bound_to:
         raise InvalidArgument.field(
             FIELD, "was issued for a request with different parameters",
@@ -88,15 +140,20 @@ async def keyset_page(
     if token:
         values = decode_token(token, bound_to)
         if len(values) != len(order):
-            raise InvalidArgument.field(FIELD, "is not a valid page token",
-                                        reason="PAGE_TOKEN_INVALID")
+            raise _invalid()
         holders = ", ".join(params.add(v) for v in values)
         clauses.append(f"({key_sql}) {'<' if reverse else '>'} ({holders})")
     direction = "DESC" if reverse else "ASC"
     order_sql = ", ".join(f"{col} {direction}" for col in order)
     limit = params.add(page_size + 1)
     sql = f"{select} WHERE {' AND '.join(clauses)} ORDER BY {order_sql} LIMIT {limit}"
-    rows = await conn.fetch(sql, *params.values)
+    try:
+        rows = await conn.fetch(sql, *params.values)
+    except asyncpg.DataError as exc:
+        if not token:
+            raise
+        # Only a token signed for another schema of the same key could get here.
+        raise _invalid() from exc
     next_token = ""
     if len(rows) > page_size:
         rows = rows[:page_size]

@@ -115,6 +115,17 @@ async def test_request_id_replays_first_result(stubs: Stubs, db: Database, ws: s
     assert await count(db, "messages", ws) == 2
 
 
+async def test_request_id_spellings_name_one_write(stubs: Stubs, db: Database, ws: str) -> None:
+    """One UUID spelt five ways is one request id: one write, five identical answers."""
+    u = uuid.uuid4()
+    spellings = [str(u), str(u).upper(), f"{{{u}}}", f"urn:uuid:{u}", u.hex]
+    answers = [await stubs.messages.CreateMessages(create(ws, "s", msg("a", "once"),
+                                                          request_id=rid))
+               for rid in spellings]
+    assert all(a == answers[0] for a in answers)
+    assert await count(db, "messages", ws) == 1
+
+
 async def test_created_at_and_list_filters(stubs: Stubs, ws: str) -> None:
     when = timestamp_pb2.Timestamp(seconds=1_700_000_000)
     m = msg("a", "old news", topic="x")
