@@ -20,6 +20,7 @@ from honcho_grpc.gen.honcho.v1 import (
 )
 from tests.conftest import Stubs
 from tests.helpers import fails
+from tests.pdfs import text_page
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -299,31 +300,8 @@ async def test_upload_text_and_json(stubs: Stubs, ws: str) -> None:
 
 
 async def test_upload_pdf(stubs: Stubs, ws: str) -> None:
-    r = await stubs.messages.UploadFile(upload(ws, _tiny_pdf("Hello from a PDF"),
+    r = await stubs.messages.UploadFile(upload(ws, text_page("Hello from a PDF"),
                                                "application/pdf"))
     assert "Hello from a PDF" in r.messages[0].content
     await fails(stubs.messages.UploadFile(upload(ws, b"%PDF-garbage", "application/pdf")),
                 INVALID, reason="FILE_NOT_PDF")
-
-
-def _tiny_pdf(text: str) -> bytes:
-    """A minimal one-page PDF with `text` in Helvetica, built by hand (no PDF writer needed)."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for i, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
-    return bytes(out)

@@ -99,13 +99,14 @@ class MessageServicer(rpc.MessageServiceServicer):
     async def UploadFile(self, request_iterator: AsyncIterator[pb.UploadFileRequest],
                          context: Ctx) -> pb.UploadFileResponse:
         header, data = await self._read_upload(request_iterator)
-        text = files.extract_text(bytes(data), header.content_type)
+        with checking() as c:
+            metadata = c.struct("header.metadata", header.metadata)
+            created = _time(c, "header.create_time", header)
+        text = await files.extract_text(bytes(data), header.content_type)
         chunks = files.split_text(text, self.deps.settings.app.max_message_chars)
         with checking() as c:
             if not chunks:
                 c.fail("chunk", "the file holds no text")
-            metadata = c.struct("header.metadata", header.metadata)
-        created = _time(Checker(), "header.create_time", header)
         file_id = new_id()
         counts = count_tokens_batch(chunks)
         batch = [
@@ -138,6 +139,7 @@ class MessageServicer(rpc.MessageServiceServicer):
                     c.id("header.session_id", header.session_id)
                     c.id("header.peer_id", header.peer_id)
                     files.check_content_type(header.content_type)
+                    files.check_filename(header.filename)
                 elif header is None:
                     c.fail("header", "must come before the file's bytes")
                 else:
