@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from honcho_grpc.db.pool import Database, open_database
@@ -41,6 +41,7 @@ from honcho_grpc.providers.llm import build_llm
 from honcho_grpc.server.auth import AuthInterceptor
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.errors import ErrorInterceptor
+from honcho_grpc.server.health import DatabaseHealth, set_serving
 from honcho_grpc.server.servicers.conclusion import ConclusionServicer
 from honcho_grpc.server.servicers.dialectic import DialecticServicer
 from honcho_grpc.server.servicers.event import EventServicer
@@ -114,13 +115,6 @@ def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | No
     return server, health_servicer
 
 
-async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
-    status = (health_pb2.HealthCheckResponse.SERVING if serving
-              else health_pb2.HealthCheckResponse.NOT_SERVING)
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, status)
-
-
 @dataclass
 class Running:
     """A started server and what it owns."""
@@ -164,7 +158,9 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
         backlog = EmbeddingBacklog(db.pool, embedder, settings.embedding.batch_size,
                                    settings.embedding.backlog_poll_seconds)
         running.tasks.append(asyncio.create_task(backlog.run(running.stop_event)))
-    await set_serving(health_servicer, True)
+    await set_serving(health_servicer, SERVICE_NAMES, True)
+    monitor = DatabaseHealth(health_servicer, db.pool, SERVICE_NAMES)
+    running.tasks.append(asyncio.create_task(monitor.run(running.stop_event)))
     return running
 
 

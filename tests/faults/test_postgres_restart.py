@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from honcho_grpc.db.pool import open_database
 from honcho_grpc.gen.honcho.v1 import (
@@ -73,21 +74,44 @@ async def test_server_recovers_when_postgres_restarts(
         await watch.initial_metadata()
         in_flight = await write_waiting_on_a_lock(dsn, calls(stubs)["CreateMessages"])
 
+        health = health_pb2_grpc.HealthStub(channel)
+        assert await status(health) == SERVING
         pg.stop()
         await refused_as_unavailable("CreateMessages in flight", lambda: in_flight)
         for name, call in calls(stubs).items():
             await refused_as_unavailable(name, call)
+        await health_becomes(health, NOT_SERVING, within=6.0)
 
         pg.start()
         recovered = time.monotonic()
         for name, call in calls(stubs).items():
             await succeeds_within(name, call, 5.0)
         assert time.monotonic() - recovered < 5.0
+        await health_becomes(health, SERVING, within=6.0)
         await watcher_hears_again(stubs, watch)
     finally:
         await channel.close()
         await running.stop(grace=1.0)
         await database.close()
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def status(health: health_pb2_grpc.HealthStub, service: str = "") -> int:
+    response = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+    return int(response.status)
+
+
+async def health_becomes(health: health_pb2_grpc.HealthStub, wanted: int,
+                         within: float) -> None:
+    """The overall status and a service's reach `wanted` by themselves, within seconds."""
+    deadline = time.monotonic() + within
+    while (await status(health), await status(health, "honcho.v1.MessageService")) != (
+            wanted, wanted):
+        assert time.monotonic() < deadline, f"health did not become {wanted} in {within}s"
+        await asyncio.sleep(0.2)
 
 
 async def write_waiting_on_a_lock(dsn: str, write: Callable[[], Awaitable[Any]]
