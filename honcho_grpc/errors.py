@@ -17,6 +17,7 @@ class HonchoError(Exception):
     reason: str = "ERROR"
     metadata: dict[str, str] = field(default_factory=dict)
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    retry_after: float | None = None  # seconds; sent as google.rpc.RetryInfo
 
     def __str__(self) -> str:
         return self.message
@@ -78,3 +79,9 @@ def unimplemented(what: str) -> HonchoError:
 def resource_exhausted(message: str, reason: str, **meta: str) -> HonchoError:
     return HonchoError(message=message, reason=reason, metadata=dict(meta),
                        code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def server_busy(what: str, retry_after: float = 1.0) -> HonchoError:
+    """The server is out of a shared resource right now (not the caller's fault): retry."""
+    return HonchoError(message=f"{what}; retry shortly", reason="SERVER_BUSY",
+                       code=grpc.StatusCode.UNAVAILABLE, retry_after=retry_after)

@@ -86,6 +86,9 @@ class DBSettings(_Section):
     embedded_port: int = 0  # 0 picks a free port
     pool_min_size: int = 2
     pool_max_size: int = 10
+    # How long a call waits for a pooled connection before it is answered UNAVAILABLE
+    # (SERVER_BUSY, with a retry delay) instead of hanging until its deadline.
+    pool_acquire_timeout_seconds: float = 3.0
     command_timeout_seconds: float = 30.0
     fsync: bool = True
 

@@ -12,6 +12,7 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 from honcho_grpc.db.embedded import EmbeddedPostgres
+from honcho_grpc.errors import server_busy
 from honcho_grpc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,21 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
 
     def get_reset_query(self) -> str:
         return ""
+
+
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
+    """A pool whose every acquire (explicit, or inside pool.fetch/execute) waits at most
+    `acquire_timeout` seconds: when every connection is busy a call is refused at once with a
+    retry hint, rather than queueing until its own deadline while health says SERVING."""
+
+    acquire_timeout: float | None = None
+
+    async def _acquire(self, timeout: float | None) -> asyncpg.Connection:  # noqa: ASYNC109
+        # asyncpg's one acquire path (PoolAcquireContext and the pool's query shortcuts).
+        try:
+            return await super()._acquire(self.acquire_timeout if timeout is None else timeout)
+        except TimeoutError:
+            raise server_busy("every database connection of this server is busy") from None
 
 
 # Session defaults of every pooled connection. Vector searches here are filtered (a
@@ -107,11 +123,16 @@ async def open_database(settings: Settings, *, migrate: bool = True) -> Database
             await check_embedding_dimensions(conn, settings.embedding.dimensions)
         finally:
             await conn.close()
-        pool = await asyncpg.create_pool(
+        pool = BoundedPool(
             dsn, min_size=settings.db.pool_min_size, max_size=settings.db.pool_max_size,
-            init=init_connection, command_timeout=settings.db.command_timeout_seconds,
-            connection_class=PooledConnection, server_settings=VECTOR_SCAN_SETTINGS,
+            max_queries=50_000, max_inactive_connection_lifetime=300.0, connect=None,
+            setup=None, init=init_connection, reset=None, loop=None,
+            connection_class=PooledConnection, record_class=asyncpg.Record,
+            command_timeout=settings.db.command_timeout_seconds,
+            server_settings=VECTOR_SCAN_SETTINGS,
         )
+        pool.acquire_timeout = settings.db.pool_acquire_timeout_seconds
+        await pool
     except BaseException:
         if embedded is not None:
             embedded.stop()

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from honcho_grpc.errors import HonchoError
 from honcho_grpc.store import search_stats
 from honcho_grpc.store.queue import EMBED_CHANNEL
 
@@ -110,7 +111,8 @@ class EmbeddingBacklog:
                 try:
                     while not stop.is_set() and await self.drain_once():
                         pass
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                        HonchoError) as exc:  # HonchoError: SERVER_BUSY, the pool is full
                     log.warning("embedding backlog: %s", type(exc).__name__)
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -101,7 +101,8 @@ def status_for(exc: BaseException) -> status_pb2.Status:
     if isinstance(exc, InvalidArgument):
         return build_status(exc.code, exc.message, exc.reason, exc.metadata, exc.violations)
     if isinstance(exc, HonchoError):
-        return build_status(exc.code, exc.message, exc.reason, exc.metadata)
+        return build_status(exc.code, exc.message, exc.reason, exc.metadata,
+                            retry_after=exc.retry_after)
     if isinstance(exc, FilterError):
         return build_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), "FILTER_INVALID",
                             {"field": exc.path}, [FieldViolation(exc.path, str(exc))])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 from grpc_health.v1 import health, health_pb2
 
+from honcho_grpc.errors import HonchoError
 from honcho_grpc.store import health as store
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class DatabaseHealth:
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 await store.ping(self.pool)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
+                HonchoError) as exc:  # HonchoError: SERVER_BUSY, no connection free in time
             if self.serving:
                 log.warning("health: the database does not answer (%s); NOT_SERVING",
                             type(exc).__name__)
