@@ -77,6 +77,24 @@ async def test_json_answer_matches_the_schema(stubs: Stubs, db: Database, ws: st
     assert isinstance(answer["confident"], bool)
 
 
+async def test_response_formats_that_are_no_schema_are_refused(stubs: Stubs, db: Database,
+                                                              ws: str) -> None:
+    """Checked against the meta-schema before any model runs, for every provider."""
+    await seed(stubs, db, ws)
+    for bad in ({"type": "object", "properties": ["job"]},
+                {"type": "object", "properties": {"job": {"type": "strin"}}},
+                {"type": "object", "required": "job"},
+                {"type": "object", "properties": {"n": {"minimum": "zero"}}},
+                {"type": "array", "items": {}}):
+        schema = struct_pb2.Struct()
+        schema.update(bad)
+        for call in (stubs.dialectic.Chat(pb.ChatRequest(query=query(
+                        ws, "Which job?", response_format=schema))),
+                     stubs.dialectic.StreamChat(pb.StreamChatRequest(query=query(
+                        ws, "Which job?", response_format=schema))).read()):
+            await fails(call, grpc.StatusCode.INVALID_ARGUMENT, field="query.response_format")
+
+
 async def test_cancel_stops_the_stream(stubs: Stubs, db: Database, ws: str) -> None:
     await seed(stubs, db, ws)
     call = stubs.dialectic.StreamChat(pb.StreamChatRequest(query=query(ws, "nurse job?")))

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from honcho_grpc.domain.dialectic import LEVELS, Answer, Question, stream_answer
+from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
 from honcho_grpc.gen.honcho.v1 import dialectic_pb2_grpc as rpc
 from honcho_grpc.gen.honcho.v1 import resources_pb2
@@ -37,8 +38,9 @@ class DialecticServicer(rpc.DialecticServiceServicer):
             if query.reasoning_level not in LEVEL_NAMES:
                 c.fail("query.reasoning_level", "is not a known reasoning level")
             schema = c.struct("query.response_format", query.response_format)
-            if schema and schema.get("type", "object") != "object":
-                c.fail("query.response_format", "must be a JSON Schema of type object")
+            problem = schema_problem(schema) if schema else None
+            if problem:
+                c.fail("query.response_format", problem)
         q = Question(workspace_id=query.workspace_id, observer_id=query.peer_id,
                      target_id=query.target_id or query.peer_id, query=query.query,
                      session_id=query.session_id or None,

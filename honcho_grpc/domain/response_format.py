@@ -1,0 +1,28 @@
+"""A caller's response_format: the JSON Schema a structured dialectic answer must follow.
+
+Checked at the edge, for every provider, against the meta-schema of the draft it names
+(2020-12 when it names none): a schema that is not one (`"properties": []`, a `type` that
+is no type) is the caller's mistake, answered INVALID_ARGUMENT before any model runs,
+instead of surfacing later as a provider's or the local provider's crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import exceptions, validators
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """What makes `schema` unusable as a response format, or None."""
+    if schema.get("type", "object") != "object":
+        return "must be a JSON Schema of type object"
+    try:
+        validator = validators.validator_for(schema, default=validators.Draft202012Validator)
+    except exceptions.UnknownType:  # pragma: no cover - validator_for ignores unknown drafts
+        return "names an unknown JSON Schema draft"
+    try:
+        validator.check_schema(schema)
+    except exceptions.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        return f"is not a valid JSON Schema at {where}: {exc.message[:200]}"
+    return None
