@@ -29,6 +29,8 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,512}$")  # use .fullmatch: `$` also matche
 MAX_METADATA_KEYS = 100
 MAX_METADATA_DEPTH = 5
 MAX_METADATA_BYTES = 64 * 1024
+MAX_INSTRUCTION_CHARS = 10_000  # custom instructions go into every extraction prompt
+MAX_EVERY = 100_000  # summary intervals
 
 
 class Checker:
@@ -90,6 +92,28 @@ class Checker:
         elif value.ByteSize() > MAX_METADATA_BYTES:
             self.fail(field, f"is larger than {MAX_METADATA_BYTES} bytes")
         return data
+
+    def configuration(self, field: str, value: Message) -> None:
+        """A Configuration or MessageConfiguration within the ranges the proto documents."""
+        if value.HasField("reasoning"):
+            reasoning = value.reasoning  # type: ignore[attr-defined]
+            if reasoning.HasField("custom_instructions"):
+                self.text(f"{field}.reasoning.custom_instructions",
+                          reasoning.custom_instructions, max_chars=MAX_INSTRUCTION_CHARS,
+                          min_chars=0)
+        if "summary" not in value.DESCRIPTOR.fields_by_name or not value.HasField("summary"):
+            return
+        summary = value.summary  # type: ignore[attr-defined]
+        short = long = None
+        if summary.HasField("messages_per_short_summary"):
+            short = summary.messages_per_short_summary
+            self.range(f"{field}.summary.messages_per_short_summary", short, 10, MAX_EVERY)
+        if summary.HasField("messages_per_long_summary"):
+            long = summary.messages_per_long_summary
+            self.range(f"{field}.summary.messages_per_long_summary", long, 20, MAX_EVERY)
+        if short is not None and long is not None and long <= short:
+            self.fail(f"{field}.summary.messages_per_long_summary",
+                      "must be greater than messages_per_short_summary")
 
     def done(self) -> None:
         if self.violations:

@@ -49,6 +49,7 @@ class MessageServicer(rpc.MessageServiceServicer):
             c.id(f"{field}[{i}].peer_id", m.peer_id)
             c.text(f"{field}[{i}].content", m.content, max_chars=max_chars)
             metadata = c.struct(f"{field}[{i}].metadata", m.metadata)
+            c.configuration(f"{field}[{i}].configuration", m.configuration)
             out.append(NewMessage(
                 message_id=new_id(), peer_id=m.peer_id, content=m.content, metadata=metadata,
                 configuration=convert.to_dict(m.configuration), token_count=tokens,
@@ -101,6 +102,7 @@ class MessageServicer(rpc.MessageServiceServicer):
         header, data = await self._read_upload(request_iterator)
         with checking() as c:
             metadata = c.struct("header.metadata", header.metadata)
+            c.configuration("header.configuration", header.configuration)
             created = _time(c, "header.create_time", header)
         text = await files.extract_text(bytes(data), header.content_type)
         chunks = files.split_text(text, self.deps.settings.app.max_message_chars)

@@ -63,6 +63,7 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("workspace_id", request.workspace_id)
             c.id("session_id", request.session_id)
             metadata = c.struct("metadata", request.metadata)
+            c.configuration("configuration", request.configuration)
             peers = _peer_settings(c, "peers", request.peers)
         async with self.deps.pool.acquire() as conn, conn.transaction():
             row, created = await resources.get_or_create_session(
@@ -99,6 +100,7 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("session.workspace_id", s.workspace_id)
             c.id("session.id", s.id)
             c.struct("session.metadata", s.metadata)
+            c.configuration("session.configuration", s.configuration)
             changes = common.mask_changes(s, request.update_mask, {"metadata", "configuration"},
                                           c, "update_mask")
         async with self.deps.pool.acquire() as conn:

@@ -27,6 +27,7 @@ class WorkspaceServicer(rpc.WorkspaceServiceServicer):
         with checking() as c:
             c.id("workspace_id", request.workspace_id)
             metadata = c.struct("metadata", request.metadata)
+            c.configuration("configuration", request.configuration)
         async with self.deps.pool.acquire() as conn:
             row, created = await resources.get_or_create_workspace(
                 conn, request.workspace_id, metadata, convert.to_dict(request.configuration))
@@ -56,6 +57,7 @@ class WorkspaceServicer(rpc.WorkspaceServiceServicer):
         with checking() as c:
             c.id("workspace.id", ws.id)
             c.struct("workspace.metadata", ws.metadata)
+            c.configuration("workspace.configuration", ws.configuration)
             changes = common.mask_changes(ws, request.update_mask, {"metadata", "configuration"},
                                           c, "update_mask")
         async with self.deps.pool.acquire() as conn:
