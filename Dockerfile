@@ -4,7 +4,10 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY honcho_grpc ./honcho_grpc
-RUN pip install --no-cache-dir --prefix=/install .
+# The generated stubs are their own distribution, which the service depends on; installed in
+# the same pip run, the local copy satisfies that dependency (no index has it).
+COPY proto/python ./proto/python
+RUN pip install --no-cache-dir --prefix=/install ./proto/python .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home /app honcho \

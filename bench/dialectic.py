@@ -29,14 +29,7 @@ from typing import Any
 
 import asyncpg
 import grpc
-
-from bench.common import percentiles, print_table, server_process, write_json
-from bench.fake_llm import fake_llm
-from bench.ingest import text
-from bench.locomo_retrieval import DATA as LOCOMO
-from bench.locomo_retrieval import ingest, peer_id, questions
-from bench.search import settle, synthetic_vectors
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     dialectic_pb2,
     dialectic_pb2_grpc,
     message_pb2,
@@ -46,6 +39,13 @@ from honcho_grpc.gen.honcho.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
+
+from bench.common import percentiles, print_table, server_process, write_json
+from bench.fake_llm import fake_llm
+from bench.ingest import text
+from bench.locomo_retrieval import DATA as LOCOMO
+from bench.locomo_retrieval import ingest, peer_id, questions
+from bench.search import settle, synthetic_vectors
 
 WS, SESSION = "bench-dialectic", "long-session"
 WARM_UP = 20  # calls per level not counted: connections, caches, the embedder

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
+from honcho_grpc_proto.v1 import message_pb2, message_pb2_grpc
 
 from bench.common import print_table, server_process, write_json
-from honcho_grpc.gen.honcho.v1 import message_pb2, message_pb2_grpc
 from honcho_grpc.providers.tokens import count_tokens_batch
 
 SENTENCES = [

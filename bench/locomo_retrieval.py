@@ -24,9 +24,9 @@ from typing import Any
 
 import grpc
 import numpy as np
+from honcho_grpc_proto.v1 import message_pb2, message_pb2_grpc, search_pb2, search_pb2_grpc
 
 from bench.common import ROOT, print_table, server_process, write_json
-from honcho_grpc.gen.honcho.v1 import message_pb2, message_pb2_grpc, search_pb2, search_pb2_grpc
 from honcho_grpc.providers.embeddings import LocalEmbedder
 
 DATA = ROOT.parent / "shared" / "data" / "locomo" / "locomo-dev.json"

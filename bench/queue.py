@@ -27,9 +27,9 @@ from typing import Any
 
 import asyncpg
 import grpc
+from honcho_grpc_proto.v1 import event_pb2, event_pb2_grpc, message_pb2, message_pb2_grpc
 
 from bench.common import ROOT, ServerProcess, percentiles, print_table, server_process, write_json
-from honcho_grpc.gen.honcho.v1 import event_pb2, event_pb2_grpc, message_pb2, message_pb2_grpc
 
 FACTS = ["I play the {} on weekends.", "My favourite city is {}.", "I work with {} every day.",
          "I am learning {} this year.", "I collect {} from flea markets."]

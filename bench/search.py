@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
+from honcho_grpc_proto.v1 import message_pb2, message_pb2_grpc, search_pb2, search_pb2_grpc
 
 from bench.common import percentiles, print_table, server_process, write_json
 from bench.ingest import text
-from honcho_grpc.gen.honcho.v1 import message_pb2, message_pb2_grpc, search_pb2, search_pb2_grpc
 
 QUERIES = ["where did they move last spring", "what instrument is she learning",
            "who works as a veterinarian", "when is the hiking trip", "how is the new job",

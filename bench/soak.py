@@ -26,11 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
-from bench.common import percentiles, print_table, server_process, write_json
-from bench.ingest import text
-from bench.search import QUERIES, wait_backlog
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     dialectic_pb2,
     dialectic_pb2_grpc,
     message_pb2,
@@ -40,6 +36,10 @@ from honcho_grpc.gen.honcho.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
+
+from bench.common import percentiles, print_table, server_process, write_json
+from bench.ingest import text
+from bench.search import QUERIES, wait_backlog
 
 WS = "soak"
 SESSIONS = 8

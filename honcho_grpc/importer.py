@@ -29,8 +29,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
+from honcho_grpc_proto.v1 import message_pb2, message_pb2_grpc
 
-from honcho_grpc.gen.honcho.v1 import message_pb2, message_pb2_grpc
 from honcho_grpc.server.validate import ID_RE
 
 AUTHOR_KEYS = ("peer_id", "peer", "author", "speaker", "name", "role")

@@ -18,11 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-
-from honcho_grpc.db.embedded import EmbeddedPostgres
-from honcho_grpc.db.pool import Database, open_database
-from honcho_grpc.domain.embedding import EmbeddingBacklog
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2_grpc,
     dialectic_pb2_grpc,
     message_pb2_grpc,
@@ -31,6 +27,10 @@ from honcho_grpc.gen.honcho.v1 import (
     session_pb2_grpc,
     workspace_pb2_grpc,
 )
+
+from honcho_grpc.db.embedded import EmbeddedPostgres
+from honcho_grpc.db.pool import Database, open_database
+from honcho_grpc.domain.embedding import EmbeddingBacklog
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from honcho_grpc.settings import Settings

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from honcho_grpc.db.pool import Database, open_database
-from honcho_grpc.domain.embedding import EmbeddingBacklog
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     conclusion_pb2_grpc,
     dialectic_pb2,
@@ -36,6 +33,9 @@ from honcho_grpc.gen.honcho.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
+
+from honcho_grpc.db.pool import Database, open_database
+from honcho_grpc.domain.embedding import EmbeddingBacklog
 from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
 from honcho_grpc.providers.llm import build_llm
 from honcho_grpc.server.auth import AuthInterceptor

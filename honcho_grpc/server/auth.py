@@ -41,9 +41,7 @@ import grpc
 import jwt
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-
-from honcho_grpc.errors import HonchoError, permission_denied, unauthenticated
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     dialectic_pb2,
     event_pb2,
@@ -55,6 +53,8 @@ from honcho_grpc.gen.honcho.v1 import (
     webhook_pb2,
     workspace_pb2,
 )
+
+from honcho_grpc.errors import HonchoError, permission_denied, unauthenticated
 from honcho_grpc.server.validate import ID_RE
 from honcho_grpc.settings import AuthSettings
 

@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 import asyncpg
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message as ProtoMessage
-
-from honcho_grpc.gen.honcho.v1 import resources_pb2 as pb
+from honcho_grpc_proto.v1 import resources_pb2 as pb
 
 M = TypeVar("M", bound=ProtoMessage)
 

@@ -7,9 +7,9 @@ import uuid
 
 import grpc
 from google.protobuf import struct_pb2
+from honcho_grpc_proto.v1 import message_pb2, resources_pb2, session_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import message_pb2, resources_pb2, session_pb2
 from tests.conftest import Stubs
 from tests.helpers import fails
 

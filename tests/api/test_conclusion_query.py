@@ -7,9 +7,10 @@ would choose it."""
 
 from __future__ import annotations
 
+from honcho_grpc_proto.v1 import conclusion_pb2 as pb
+from honcho_grpc_proto.v1 import peer_pb2
+
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import conclusion_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import peer_pb2
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.store.conclusions import query_conclusions
 from tests.conftest import Stubs

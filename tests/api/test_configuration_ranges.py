@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
-from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     message_pb2,
     resources_pb2,
     session_pb2,
     workspace_pb2,
 )
+
+from honcho_grpc.db.pool import Database
 from tests.api.test_messages import count
 from tests.conftest import Stubs
 from tests.helpers import fails

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import grpc
+from honcho_grpc_proto.v1 import message_pb2, peer_pb2, session_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import message_pb2, peer_pb2, session_pb2
 from honcho_grpc.providers.tokens import count_tokens
 from tests.conftest import Stubs
 from tests.helpers import fails

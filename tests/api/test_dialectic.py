@@ -9,10 +9,10 @@ import json
 
 import grpc
 from google.protobuf import struct_pb2
+from honcho_grpc_proto.v1 import dialectic_pb2 as pb
+from honcho_grpc_proto.v1 import message_pb2, peer_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import message_pb2, peer_pb2
 from tests.conftest import Stubs
 from tests.helpers import fails
 

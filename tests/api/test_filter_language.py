@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
+from honcho_grpc_proto.v1 import message_pb2
 
-from honcho_grpc.gen.honcho.v1 import message_pb2
 from tests.conftest import Stubs
 from tests.helpers import fails
 

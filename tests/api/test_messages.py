@@ -9,15 +9,15 @@ import uuid
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
-
-from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     message_pb2,
     peer_pb2,
     session_pb2,
     workspace_pb2,
 )
+
+from honcho_grpc.db.pool import Database
 from tests.conftest import Stubs
 from tests.helpers import fails
 from tests.pdfs import text_page

@@ -7,8 +7,8 @@ import struct
 
 import grpc
 from google.protobuf import struct_pb2
+from honcho_grpc_proto.v1 import message_pb2, peer_pb2, search_pb2, workspace_pb2
 
-from honcho_grpc.gen.honcho.v1 import message_pb2, peer_pb2, search_pb2, workspace_pb2
 from tests.conftest import Stubs
 from tests.helpers import fails
 

@@ -10,9 +10,9 @@ import zlib
 
 import grpc
 import pytest
+from honcho_grpc_proto.v1 import message_pb2, peer_pb2
 
 from honcho_grpc.errors import InvalidArgument
-from honcho_grpc.gen.honcho.v1 import message_pb2, peer_pb2
 from honcho_grpc.store import pages
 from tests.conftest import Stubs
 from tests.helpers import fails

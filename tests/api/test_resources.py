@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import field_mask_pb2, struct_pb2
+from honcho_grpc_proto.v1 import peer_pb2, resources_pb2, session_pb2, workspace_pb2
 
-from honcho_grpc.gen.honcho.v1 import peer_pb2, resources_pb2, session_pb2, workspace_pb2
 from tests.conftest import Stubs
 from tests.helpers import fails
 

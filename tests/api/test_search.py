@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import struct_pb2
+from honcho_grpc_proto.v1 import message_pb2, search_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import message_pb2, search_pb2
 from tests.conftest import Stubs, drain_backlog
 from tests.helpers import fails
 

@@ -9,10 +9,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from honcho_grpc_proto.v1 import message_pb2, workspace_pb2
 
 from honcho_grpc.db.pool import Database
 from honcho_grpc.errors import HonchoError
-from honcho_grpc.gen.honcho.v1 import message_pb2, workspace_pb2
 from honcho_grpc.providers.embeddings import EmbeddingDimensionError, FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from honcho_grpc.server.servicers import pending

@@ -9,9 +9,9 @@ import time
 
 import grpc
 from google.protobuf import timestamp_pb2
+from honcho_grpc_proto.v1 import message_pb2, workspace_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import message_pb2, workspace_pb2
 from tests.api.test_messages import count, upload
 from tests.conftest import Stubs
 from tests.helpers import fails

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from honcho_grpc_proto.v1 import webhook_pb2, webhook_pb2_grpc, workspace_pb2
 
 from honcho_grpc.domain.webhooks import is_public
-from honcho_grpc.gen.honcho.v1 import webhook_pb2, webhook_pb2_grpc, workspace_pb2
 from tests.conftest import Stubs
 from tests.helpers import fails
 

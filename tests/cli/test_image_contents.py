@@ -1,10 +1,11 @@
 """What the Dockerfile puts in the image, checked without a container engine (none on this
-machine): its build stage copies a few paths and runs `pip install .` on them. Here the same
-paths are copied alone into a scratch directory, built into a wheel, installed on their own
-and started as the image would start them (`honcho-grpc serve`, the embedded database, the
-bundled embedding model), then asked by the image's own HEALTHCHECK command. A file that
-the package forgets (a migration, the tokenizer, generated stubs) fails here, not in a
-deployment. Not covered: the base image, the user switch, the image's size."""
+machine): its build stage copies a few paths and runs `pip install` on them (the generated
+stubs' distribution and the service). Here the same paths are copied alone into a scratch
+directory, built into wheels, installed on their own and started as the image would start
+them (`honcho-grpc serve`, the embedded database, the bundled embedding model), then asked by
+the image's own HEALTHCHECK command. A file that a package forgets (a migration, the
+tokenizer, generated stubs) fails here, not in a deployment. Not covered: the base image, the
+user switch, the image's size."""
 
 from __future__ import annotations
 
@@ -46,38 +47,55 @@ def healthcheck_command(port: int) -> str:
     return found.group(1).replace("127.0.0.1:50051", f"127.0.0.1:{port}")
 
 
+def build_stage_installs() -> list[str]:
+    """The local paths the build stage's `pip install` installs (its options left out)."""
+    stages = re.split(r"(?m)^FROM ", DOCKERFILE.read_text())
+    for line in stages[1].splitlines():
+        words = shlex.split(line)
+        if words[:3] == ["RUN", "pip", "install"]:
+            return [w for w in words[3:] if not w.startswith("-")]
+    raise AssertionError("the build stage runs pip install")
+
+
 @pytest.fixture(scope="module")
 def installed() -> Path:
-    """The build stage's sources, built and installed (without their dependencies, which
-    the test's environment provides) into a directory of their own."""
+    """The build stage's sources, each distribution it installs built into a wheel and the
+    wheels installed (without their dependencies, which the test's environment provides)
+    into a directory of their own."""
     work = scratch_dir("honcho-image-")
     src = work / "src"
     src.mkdir()
     for name in build_stage_copies():
         path = ROOT / name
         if path.is_dir():
-            shutil.copytree(path, src / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.pyc", "*.egg-info", "build"))  # as .dockerignore
         else:
             shutil.copy2(path, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(work / "wheel"), str(src)],
-                   check=True, cwd=work, capture_output=True)
-    (wheel,) = (work / "wheel").glob("honcho_grpc-*.whl")
+    for project in build_stage_installs():
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                        "--no-build-isolation", "--wheel-dir", str(work / "wheel"),
+                        str(src / project)], check=True, cwd=work, capture_output=True)
+    wheels = sorted(str(w) for w in (work / "wheel").glob("*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--target", str(work / "site"), str(wheel)],
+                    "--target", str(work / "site"), *wheels],
                    check=True, cwd=work, capture_output=True)
     return work
 
 
-def test_the_package_carries_what_the_service_reads(installed: Path) -> None:
-    (wheel,) = (installed / "wheel").glob("*.whl")
+def test_the_packages_carry_what_the_service_reads(installed: Path) -> None:
+    (wheel,) = (installed / "wheel").glob("honcho_grpc-*.whl")
+    (stubs,) = (installed / "wheel").glob("honcho_grpc_proto-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    package = ROOT / "honcho_grpc"
     needed = [p.relative_to(ROOT).as_posix() for pattern in (
-        "db/migrations/*.sql", "providers/minilm/*.json", "gen/**/*_pb2.py",
-        "gen/**/*_pb2_grpc.py") for p in package.glob(pattern)]
+        "db/migrations/*.sql", "providers/minilm/*.json")
+        for p in (ROOT / "honcho_grpc").glob(pattern)]
     assert needed and not set(needed) - names
+    stubs_src = ROOT / "proto" / "python" / "src"
+    generated = [p.relative_to(stubs_src).as_posix() for pattern in (
+        "**/*_pb2.py", "**/*_pb2_grpc.py", "**/*.pyi", "**/py.typed")
+        for p in stubs_src.glob(pattern)]
+    assert generated and not set(generated) - set(zipfile.ZipFile(stubs).namelist())
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "honcho-grpc = honcho_grpc.cli:main" in zipfile.ZipFile(wheel).read(
         entry_points).decode()
@@ -90,10 +108,11 @@ def test_the_installed_service_starts_and_passes_the_healthcheck(installed: Path
            "EMBEDDING_PROVIDER": "local", "APP_LOG_LEVEL": "WARNING"}
     for name in ("DB_CONNECTION_URI", "DATABASE_URL"):
         env.pop(name, None)
-    where = subprocess.run([sys.executable, "-c",
-                            "import honcho_grpc; print(honcho_grpc.__file__)"],
+    where = subprocess.run([sys.executable, "-c", "import honcho_grpc, honcho_grpc_proto; "
+                            "print(honcho_grpc.__file__, honcho_grpc_proto.__file__)"],
                            env=env, cwd=installed, capture_output=True, text=True, check=True)
-    assert where.stdout.startswith(str(installed / "site")), where.stdout  # not the checkout
+    for path in where.stdout.split():  # not the checkout
+        assert path.startswith(str(installed / "site")), where.stdout
     log = installed / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "honcho_grpc.cli", "serve"], env=env,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 import pytest
+from honcho_grpc_proto.v1 import dialectic_pb2 as chat_pb
+from honcho_grpc_proto.v1 import event_pb2, event_pb2_grpc, message_pb2, peer_pb2
 
 from honcho_grpc.db.pool import Database, open_database
-from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as chat_pb
-from honcho_grpc.gen.honcho.v1 import event_pb2, event_pb2_grpc, message_pb2, peer_pb2
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from tests.conftest import Stubs, make_settings, make_stubs

@@ -10,9 +10,9 @@ import time
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
+from honcho_grpc_proto.v1 import workspace_pb2
 
 from honcho_grpc.db.pool import Database, open_database
-from honcho_grpc.gen.honcho.v1 import workspace_pb2
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import start
 from tests.conftest import make_settings, make_stubs

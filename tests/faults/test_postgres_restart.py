@@ -13,9 +13,7 @@ from typing import Any
 import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from honcho_grpc.db.pool import open_database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     event_pb2,
     event_pb2_grpc,
     message_pb2,
@@ -23,6 +21,8 @@ from honcho_grpc.gen.honcho.v1 import (
     session_pb2,
     workspace_pb2,
 )
+
+from honcho_grpc.db.pool import open_database
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import start
 from tests.conftest import Stubs, make_settings, make_stubs

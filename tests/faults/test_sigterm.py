@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
+from honcho_grpc_proto.v1 import message_pb2, message_pb2_grpc
 
-from honcho_grpc.gen.honcho.v1 import message_pb2, message_pb2_grpc
 from tests.faults.conftest import ServeProcess, start_serve
 from tests.worker.conftest import eventually
 

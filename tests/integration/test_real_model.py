@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import grpc
 import numpy as np
 import pytest
+from honcho_grpc_proto.v1 import message_pb2, search_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import message_pb2, search_pb2
 from honcho_grpc.providers.embeddings import LocalEmbedder, check_dimensions
 from honcho_grpc.server.app import Running, start
 from tests.conftest import drain_backlog, make_settings, make_stubs

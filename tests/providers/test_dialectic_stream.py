@@ -11,10 +11,10 @@ import json
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from honcho_grpc_proto.v1 import dialectic_pb2 as pb
+from honcho_grpc_proto.v1 import peer_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import peer_pb2
 from tests.fakes.script import Failure, Reply
 from tests.helpers import fails
 from tests.providers.conftest import ChatRig, chat_rig

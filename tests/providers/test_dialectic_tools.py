@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
+from honcho_grpc_proto.v1 import dialectic_pb2 as pb
+from honcho_grpc_proto.v1 import message_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import message_pb2
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from tests.fakes.script import Reply
 from tests.providers.conftest import ChatRig, chat_rig

@@ -15,9 +15,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
-from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     key_pb2,
     key_pb2_grpc,
     message_pb2,
@@ -30,6 +28,8 @@ from honcho_grpc.gen.honcho.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
+
+from honcho_grpc.db.pool import Database
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import start
 from honcho_grpc.server.auth import POLICIES, AuthConfigError, policy_problems, values

@@ -18,9 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import struct_pb2
-
-from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     dialectic_pb2,
     event_pb2,
@@ -33,6 +31,8 @@ from honcho_grpc.gen.honcho.v1 import (
     webhook_pb2,
     workspace_pb2,
 )
+
+from honcho_grpc.db.pool import Database
 from tests.conftest import Stubs
 from tests.helpers import Failure
 from tests.security.conftest import OTHER_SECRET, RPCS, bearer, fingerprint, invoke, token

@@ -37,16 +37,16 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     message_pb2,
     resources_pb2,
     session_pb2,
     webhook_pb2,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from honcho_grpc.server.app import Running
 from honcho_grpc.server.validate import ID_RE
 from tests.conftest import Stubs
@@ -426,7 +426,7 @@ async def set_up_world(stubs: Stubs) -> tuple[str, ...]:
             workspace_id=ws, conclusions=[conclusion_pb2.ConclusionInput(
                 observer_id="alice", observed_id="bob", content="bob lives in Lyon")]))
         ids += [c.id for c in made.conclusions]
-    from honcho_grpc.gen.honcho.v1 import webhook_pb2_grpc
+    from honcho_grpc_proto.v1 import webhook_pb2_grpc
 
     hooks = webhook_pb2_grpc.WebhookServiceStub(stubs.channel)
     endpoint = await hooks.CreateWebhookEndpoint(webhook_pb2.CreateWebhookEndpointRequest(

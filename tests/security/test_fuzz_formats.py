@@ -25,10 +25,7 @@ from typing import Any
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
-from hypothesis import given
-from hypothesis import strategies as st
-
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     dialectic_pb2,
     message_pb2,
@@ -38,6 +35,9 @@ from honcho_grpc.gen.honcho.v1 import (
     webhook_pb2,
     workspace_pb2,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.conftest import Stubs
 from tests.pdfs import pdf_with_stream, text_page
 from tests.security.conftest import RPCS

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from honcho_grpc_proto.v1 import message_pb2
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,7 +26,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from honcho_grpc import telemetry
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import message_pb2
 from honcho_grpc.providers.llm import Message
 from tests.conftest import Stubs
 from tests.fakes.script import Reply

@@ -11,10 +11,10 @@ import sys
 import time
 
 import asyncpg
+from honcho_grpc_proto.v1 import message_pb2
 
 from honcho_grpc.db.pool import Database
 from honcho_grpc.domain.messages import write_messages
-from honcho_grpc.gen.honcho.v1 import message_pb2
 from honcho_grpc.ids import new_id
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store.messages import NewMessage

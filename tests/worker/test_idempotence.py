@@ -4,9 +4,9 @@ repeats (exact after normalising, or within cosine distance 0.05) reinforce inst
 from __future__ import annotations
 
 import numpy as np
+from honcho_grpc_proto.v1 import message_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import message_pb2
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.worker.db import make_pool
 from honcho_grpc.worker.queue import Job

@@ -3,14 +3,15 @@ worker -> conclusions, summaries, peer cards, dreams."""
 
 from __future__ import annotations
 
-from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     message_pb2,
     peer_pb2,
     resources_pb2,
     session_pb2,
 )
+
+from honcho_grpc.db.pool import Database
 from tests.conftest import Stubs
 from tests.worker.conftest import eventually, queue_rows, running_worker, worker_settings
 

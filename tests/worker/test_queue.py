@@ -8,9 +8,9 @@ from collections import defaultdict
 from typing import Any
 
 import asyncpg
+from honcho_grpc_proto.v1 import workspace_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import workspace_pb2
 from honcho_grpc.worker.db import make_pool
 from honcho_grpc.worker.queue import Job, retry_failed
 from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext

@@ -9,9 +9,7 @@ import json
 from typing import Any
 
 import grpc
-
-from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     event_pb2,
     event_pb2_grpc,
     message_pb2,
@@ -19,6 +17,8 @@ from honcho_grpc.gen.honcho.v1 import (
     webhook_pb2_grpc,
     workspace_pb2,
 )
+
+from honcho_grpc.db.pool import Database
 from tests.conftest import Stubs
 from tests.helpers import fails
 from tests.worker.conftest import eventually, queue_rows, running_worker, worker_settings

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from honcho_grpc_proto.v1 import conclusion_pb2 as pb
+from honcho_grpc_proto.v1 import conclusion_pb2_grpc as rpc
 
 from honcho_grpc.domain.idempotent import run_write
-from honcho_grpc.gen.honcho.v1 import conclusion_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import conclusion_pb2_grpc as rpc
 from honcho_grpc.ids import new_id
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from honcho_grpc_proto.v1 import dialectic_pb2 as pb
+from honcho_grpc_proto.v1 import dialectic_pb2_grpc as rpc
+from honcho_grpc_proto.v1 import resources_pb2
 
 from honcho_grpc.domain.dialectic import LEVELS, Answer, Question, stream_answer
 from honcho_grpc.domain.response_format import schema_problem
-from honcho_grpc.gen.honcho.v1 import dialectic_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import dialectic_pb2_grpc as rpc
-from honcho_grpc.gen.honcho.v1 import resources_pb2
 from honcho_grpc.server import common
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking

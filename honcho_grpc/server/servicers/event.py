@@ -22,11 +22,11 @@ from typing import Any
 
 import asyncpg
 import grpc
+from honcho_grpc_proto.v1 import event_pb2 as pb
+from honcho_grpc_proto.v1 import event_pb2_grpc as rpc
 
 from honcho_grpc.domain.events import EVENTS_CHANNEL
 from honcho_grpc.errors import HonchoError, resource_exhausted
-from honcho_grpc.gen.honcho.v1 import event_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import event_pb2_grpc as rpc
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from honcho_grpc_proto.v1 import key_pb2 as pb
+from honcho_grpc_proto.v1 import key_pb2_grpc as rpc
 
 from honcho_grpc.errors import failed_precondition
-from honcho_grpc.gen.honcho.v1 import key_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import key_pb2_grpc as rpc
 from honcho_grpc.server.auth import Claims, mint_token, scope_problems
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking

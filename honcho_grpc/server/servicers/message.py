@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from honcho_grpc_proto.v1 import message_pb2 as pb
+from honcho_grpc_proto.v1 import message_pb2_grpc as rpc
 
 from honcho_grpc.domain import files
 from honcho_grpc.domain.aio import read_ahead
 from honcho_grpc.domain.idempotent import run_write
 from honcho_grpc.domain.messages import import_messages, write_messages
 from honcho_grpc.errors import resource_exhausted
-from honcho_grpc.gen.honcho.v1 import message_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import message_pb2_grpc as rpc
 from honcho_grpc.ids import new_id
 from honcho_grpc.providers.tokens import count_tokens_batch
 from honcho_grpc.server import common, convert

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from honcho_grpc.errors import unimplemented
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     dialectic_pb2_grpc,
     key_pb2_grpc,
 )
+
+from honcho_grpc.errors import unimplemented
 
 
 def _pending(service: str, methods: tuple[str, ...]) -> dict[str, Any]:

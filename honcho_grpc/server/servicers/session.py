@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from honcho_grpc_proto.v1 import resources_pb2
+from honcho_grpc_proto.v1 import session_pb2 as pb
+from honcho_grpc_proto.v1 import session_pb2_grpc as rpc
 
 from honcho_grpc.domain.context import build_context
 from honcho_grpc.domain.idempotent import run_write
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
 from honcho_grpc.errors import HonchoError, already_exists
-from honcho_grpc.gen.honcho.v1 import resources_pb2
-from honcho_grpc.gen.honcho.v1 import session_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import session_pb2_grpc as rpc
 from honcho_grpc.ids import new_id
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps

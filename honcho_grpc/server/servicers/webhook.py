@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from honcho_grpc_proto.v1 import webhook_pb2 as pb
+from honcho_grpc_proto.v1 import webhook_pb2_grpc as rpc
 
 from honcho_grpc.domain.webhooks import UrlRefused, check_url
 from honcho_grpc.errors import InvalidArgument, failed_precondition
-from honcho_grpc.gen.honcho.v1 import webhook_pb2 as pb
-from honcho_grpc.gen.honcho.v1 import webhook_pb2_grpc as rpc
 from honcho_grpc.ids import new_id
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps

@@ -12,8 +12,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
-
-from honcho_grpc_client.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     conclusion_pb2_grpc,
     dialectic_pb2,
@@ -36,6 +35,7 @@ from honcho_grpc_client.gen.honcho.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
+
 from honcho_grpc_client.types import (
     EVENT_TYPES,
     REASONING_LEVELS,

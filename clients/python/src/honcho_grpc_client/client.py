@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, overload
 
 import grpc
+from honcho_grpc_proto.v1 import resources_pb2
 
 from honcho_grpc_client._base import (
     DEFAULT_STREAM_TIMEOUT,
@@ -38,7 +39,6 @@ from honcho_grpc_client._base import (
     resource_fields,
 )
 from honcho_grpc_client.errors import from_rpc_error
-from honcho_grpc_client.gen.honcho.v1 import resources_pb2
 from honcho_grpc_client.types import (
     ChatAnswer,
     ChatCompletion,

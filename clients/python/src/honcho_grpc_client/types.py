@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-
-from honcho_grpc_client.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     dialectic_pb2,
     event_pb2,
