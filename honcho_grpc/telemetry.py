@@ -1,7 +1,7 @@
 """OpenTelemetry: one place that configures traces and metrics, and the instruments the
 service records.
 
-- Traces: a SERVER span per RPC (`TracingInterceptor`, outermost, so it covers auth,
+- Traces: a SERVER span per RPC (`server/tracing.py`, outermost, so it covers auth,
   validation and the final status), the asyncpg statements below it, and the W3C trace
   context of the request stored with every job it enqueues (`queue.trace_context`), so the
   worker's CONSUMER task span continues the request's trace; below the task span, its psycopg
@@ -23,16 +23,13 @@ leave nothing behind for the next test. Only the context propagator is global (W
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
@@ -306,94 +303,3 @@ def llm_span(name: str, *, system: str, operation: str, model: str = "",
         raise
     finally:
         span.end()
-
-
-# --- the server interceptor -----------------------------------------------------------------
-
-class TracingInterceptor(grpc.aio.ServerInterceptor):
-    """A SERVER span per RPC (continuing a caller's `traceparent` metadata) and the RPC
-    duration metric, both with the final status code. Register it first (outermost). With
-    telemetry off, calls pass straight through.
-
-    Ours rather than opentelemetry-instrumentation-grpc's aio interceptor (0.66b1): that one
-    learns the status only from `context.abort`/`set_code`, so every error we send with
-    `abort_with_status` is recorded as OK, and it records no metrics."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        t = _active
-        if handler is None or not t.enabled:
-            return handler
-        method = handler_call_details.method
-        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ())
-                    if isinstance(v, str)}
-        kwargs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
-        if handler.unary_unary or handler.stream_unary:
-            behavior = handler.unary_unary or handler.stream_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                with _rpc_span(t, method, metadata, context):
-                    return await behavior(request, context)
-
-            factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
-                       else grpc.stream_unary_rpc_method_handler)
-            return factory(unary, **kwargs)
-        behavior = handler.unary_stream or handler.stream_stream
-
-        async def stream(request: Any,
-                         context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            with _rpc_span(t, method, metadata, context):
-                result = behavior(request, context)
-                if inspect.isawaitable(result):  # a handler that writes with context.write
-                    await result
-                    return
-                async for item in result:
-                    yield item
-
-        factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
-                   else grpc.stream_stream_rpc_method_handler)
-        return factory(stream, **kwargs)
-
-
-@contextlib.contextmanager
-def _rpc_span(t: Telemetry, method: str, metadata: dict[str, str],
-              context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
-    service, _, name = method.lstrip("/").partition("/")
-    started = time.perf_counter()
-    code = grpc.StatusCode.OK
-    with t.tracer.start_as_current_span(
-            method.lstrip("/"), context=propagate.extract(metadata), kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
-            record_exception=False, set_status_on_exception=False) as span:
-        try:
-            yield
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except BaseException:
-            code = grpc.StatusCode.UNKNOWN
-            raise
-        finally:
-            code = _code(context) or code
-            span.set_attribute("rpc.grpc.status_code", code.value[0])
-            if code != grpc.StatusCode.OK:
-                span.set_status(Status(StatusCode.ERROR, code.name))
-            t.instruments.rpc_duration.record(
-                (time.perf_counter() - started) * 1000,
-                {"rpc.method": method, "rpc.grpc.status_code": code.name})
-
-
-def _code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
-    """The status the handler (or an inner interceptor) set, if any."""
-    with contextlib.suppress(Exception):
-        code = context.code()
-        if isinstance(code, grpc.StatusCode):
-            return code
-        if isinstance(code, int):
-            return next((c for c in grpc.StatusCode if c.value[0] == code), None)
-    return None

@@ -52,10 +52,10 @@ from honcho_grpc.server.servicers.search import SearchServicer
 from honcho_grpc.server.servicers.session import SessionServicer
 from honcho_grpc.server.servicers.webhook import WebhookServicer
 from honcho_grpc.server.servicers.workspace import WorkspaceServicer
+from honcho_grpc.server.tracing import TracingInterceptor
 from honcho_grpc.server.validate import RequestGuard
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import pages
-from honcho_grpc.telemetry import TracingInterceptor
 from honcho_grpc.telemetry import configure as configure_telemetry
 
 log = logging.getLogger(__name__)

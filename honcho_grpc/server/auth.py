@@ -29,7 +29,6 @@ so a peer token learns nothing from the refusal.
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -55,6 +54,7 @@ from honcho_grpc_proto.v1 import (
 )
 
 from honcho_grpc.errors import HonchoError, permission_denied, unauthenticated
+from honcho_grpc.server.interceptors import before, wrap_handler
 from honcho_grpc.server.validate import ID_RE
 from honcho_grpc.settings import AuthSettings
 
@@ -472,8 +472,6 @@ class Authorizer:
 
 # --- the interceptor ------------------------------------------------------------------------
 
-Behavior = Callable[..., Any]
-
 
 async def _checked_stream(first: Any, rest: AsyncIterator[Any],
                           check: Callable[[Any], Awaitable[None]]) -> AsyncIterator[Any]:
@@ -510,8 +508,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         metadata = handler_call_details.invocation_metadata
         authorizer = self.authorizer
 
-        async def check_unary(request: Any) -> None:
+        async def checked_request(request: Any) -> Any:
             await authorizer.check(method, authorizer.claims(metadata), request)
+            return request
 
         def stream_checker() -> Callable[[Any], Awaitable[None]]:
             claims: list[Claims] = []
@@ -536,69 +535,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await check(first)
             return _checked_stream(first, iterator, check)
 
-        kwargs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, check_unary), **kwargs)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _server_stream(handler.unary_stream, check_unary), **kwargs)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _client_stream(handler.stream_unary, checked_requests), **kwargs)
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _bidi_stream(handler.stream_stream, checked_requests), **kwargs)
-        return handler
-
-
-def _unary(behavior: Behavior, check: Callable[[Any], Awaitable[None]]) -> Behavior:
-    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await check(request)
-        return await behavior(request, context)
-
-    return handler
-
-
-def _client_stream(behavior: Behavior,
-                   checked: Callable[[AsyncIterator[Any]], Awaitable[AsyncIterator[Any]]]
-                   ) -> Behavior:
-    async def handler(requests: AsyncIterator[Any],
-                      context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        return await behavior(await checked(requests), context)
-
-    return handler
-
-
-async def _relay(result: Any) -> AsyncIterator[Any]:
-    if inspect.isawaitable(result):  # a coroutine handler that writes or only raises
-        await result
-        return
-    async for item in result:
-        yield item
-
-
-def _server_stream(behavior: Behavior,
-                   check: Callable[[Any], Awaitable[None]]) -> Callable[..., AsyncIterator[Any]]:
-    async def handler(request: Any,
-                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        await check(request)
-        async for item in _relay(behavior(request, context)):
-            yield item
-
-    return handler
-
-
-def _bidi_stream(behavior: Behavior,
-                 checked: Callable[[AsyncIterator[Any]], Awaitable[AsyncIterator[Any]]]
-                 ) -> Callable[..., AsyncIterator[Any]]:
-    async def handler(requests: AsyncIterator[Any],
-                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        async for item in _relay(behavior(await checked(requests), context)):
-            yield item
-
-    return handler
+        return wrap_handler(handler, before(checked_request, checked_requests))
 
 
 __all__ = ["POLICIES", "AuthConfigError", "AuthInterceptor", "Authorizer", "Claims", "Policy",

@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 
 from honcho_grpc.errors import FieldViolation, HonchoError, InvalidArgument
 from honcho_grpc.providers.llm.base import LLMError, StructuredOutputError
+from honcho_grpc.server.interceptors import Arity, Behavior, wrap_handler
 from honcho_grpc.store.filters import FilterError
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,10 @@ def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Awaitable[None]]
     return handler
 
 
+def _wrap(behavior: Behavior, arity: Arity) -> Behavior:
+    return _wrap_stream(behavior) if arity.response_stream else _wrap_unary(behavior)
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler so that exceptions become rich statuses."""
 
@@ -198,22 +203,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        kwargs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary), **kwargs)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary),
-                                                        **kwargs)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream),
-                                                        **kwargs)
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream),
-                                                         **kwargs)
-        return handler
+        return None if handler is None else wrap_handler(handler, _wrap)
 
 
 __all__ = ["ErrorInterceptor", "abort", "build_status", "clip", "status_for"]

@@ -8,7 +8,6 @@ INTERNAL or a database error further in).
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import uuid
@@ -24,6 +23,7 @@ from google.protobuf.message import Message
 
 from honcho_grpc.errors import FieldViolation, InvalidArgument
 from honcho_grpc.server.errors import MAX_FIELD_CHARS, MAX_VIOLATIONS, clip
+from honcho_grpc.server.interceptors import before, wrap_handler
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,512}$")  # use .fullmatch: `$` also matches before "\n"
 MAX_METADATA_KEYS = 100
@@ -293,12 +293,16 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-async def _relay(result: Any) -> AsyncIterator[Any]:
-    if inspect.isawaitable(result):
-        await result
-        return
-    async for item in result:
-        yield item
+async def _check_message(request: Any) -> Any:
+    check_wire(request)
+    return request
+
+
+async def _check_messages(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    return _checked(requests)
+
+
+_CHECK_WIRE = before(_check_message, _check_messages)
 
 
 class RequestGuard(grpc.aio.ServerInterceptor):
@@ -313,38 +317,5 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        kwargs = {"request_deserializer": _guard_deserializer(handler.request_deserializer),
-                  "response_serializer": handler.response_serializer}
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
-            async def unary(request: Any, context: Any) -> Any:
-                check_wire(request)
-                return await inner(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
-
-            async def server_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                check_wire(request)
-                async for item in _relay(inner_us(request, context)):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(server_stream, **kwargs)
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
-
-            async def client_stream(requests: AsyncIterator[Any], context: Any) -> Any:
-                return await inner_su(_checked(requests), context)
-
-            return grpc.stream_unary_rpc_method_handler(client_stream, **kwargs)
-        if handler.stream_stream:
-            inner_ss = handler.stream_stream
-
-            async def bidi(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-                async for item in _relay(inner_ss(_checked(requests), context)):
-                    yield item
-
-            return grpc.stream_stream_rpc_method_handler(bidi, **kwargs)
-        return handler
+        return wrap_handler(handler, _CHECK_WIRE,
+                            _guard_deserializer(handler.request_deserializer))
