@@ -2,13 +2,14 @@
 one session, and StreamChat time to first delta with the offline local provider.
 
 StreamChat first-delta overhead (`overhead`): the server talks to a local OpenAI-compatible
-server (bench/fake_llm.py) that answers after a fixed first-token delay; the overhead is
-the client's time to the first delta minus that delay: gathering the context, the provider
-call through the official SDK, and gRPC. The data are the LoCoMo dev conversations (real
-turns with random stored vectors; questions embedded by the real model), one speaker asking
-about the other, a different question each call. `minimal` streams the provider's answer; `low`
-makes one tool round (a streamed call offering the tools) that the fake answers without
-asking for a tool, so that round's stream is the answer. Target: <= 20 ms.
+server (tests/fakes/openai_server.py, the tests' fake) that answers after a fixed first-token
+delay; the overhead is the client's time to the first delta minus that delay: gathering the
+context, the provider call through the official SDK, and gRPC. The data are the LoCoMo dev
+conversations (real turns with random stored vectors; questions embedded by the real model),
+one speaker asking about the other, a different question each call. `minimal` streams the
+provider's answer; `low` makes one tool round (a streamed call offering the tools) that the
+fake answers without asking for a tool, so that round's stream is the answer.
+Target: <= 20 ms.
 
     .venv/bin/python -m bench.dialectic [--sizes 10000 100000] [--calls 200]
     .venv/bin/python -m bench.dialectic --only overhead [--delay-ms 50] [--overhead-calls 150]
@@ -41,11 +42,12 @@ from honcho_grpc_proto.v1 import (
 )
 
 from bench.common import percentiles, print_table, server_process, write_json
-from bench.fake_llm import fake_llm
 from bench.ingest import text
 from bench.locomo_retrieval import DATA as LOCOMO
 from bench.locomo_retrieval import ingest, peer_id, questions
 from bench.search import settle, synthetic_vectors
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.script import Reply
 
 WS, SESSION = "bench-dialectic", "long-session"
 WARM_UP = 20  # calls per level not counted: connections, caches, the embedder
@@ -169,7 +171,11 @@ async def overhead(calls: int, delay_ms: float) -> tuple[list[dict[str, object]]
     levels = (("minimal: provider stream", dialectic_pb2.REASONING_LEVEL_MINIMAL),
               ("low: one tool round, no tool asked", dialectic_pb2.REASONING_LEVEL_LOW))
     samples: dict[str, list[float]] = {label: [] for label, _ in levels}
-    with fake_llm(delay_ms / 1000) as fake, server_process(
+    provider = FakeOpenAI()
+    # Tools offered are never asked for: the `low` tool round ends at once, its stream the
+    # answer. The fake serves from its own thread, so its work stays off this loop's timing.
+    provider.default = Reply("p0 is learning cello.", first_token_delay=delay_ms / 1000)
+    with provider.in_thread() as fake, server_process(
             SERVER_EMBED_IN_SERVER="false", LLM_PROVIDER="openai", LLM_MODEL="bench-model",
             LLM_OPENAI_BASE_URL=fake.url, LLM_MAX_RETRIES="0") as server:
         ready = time.perf_counter()

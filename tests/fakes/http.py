@@ -37,19 +37,22 @@ class Exchange:
         self.writer.write(_head(status, head) + data)
         await self.writer.drain()
 
-    async def stream(self, events: list[bytes], delay: float) -> bool:
-        """Send `events` as chunks, `delay` seconds apart; False if the client hung up first."""
+    async def stream(self, events: list[bytes], delay: float, first_delay: float = 0.0
+                     ) -> bool:
+        """Send `events` as chunks, `delay` seconds apart (`first_delay` after the first);
+        False if the client hung up first. The headers go out at once, as providers send
+        them; asyncio sets TCP_NODELAY, so no small write waits for the client's ACK."""
         self.writer.write(_head(200, {"Content-Type": "text/event-stream",
                                       "Cache-Control": "no-cache",
                                       "Transfer-Encoding": "chunked"}))
         watcher = asyncio.create_task(self._watch())
         try:
-            for event in events:
+            for index, event in enumerate(events):
                 if self.hung_up.is_set():
                     return False
                 self.writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                 await self.writer.drain()
-                await asyncio.sleep(delay)
+                await asyncio.sleep(first_delay if index == 0 and first_delay else delay)
             self.writer.write(b"0\r\n\r\n")
             await self.writer.drain()
             return not self.hung_up.is_set()
@@ -88,6 +91,7 @@ class HTTPServer:
         self.handler = handler
         self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
@@ -97,6 +101,7 @@ class HTTPServer:
     async def stop(self) -> None:
         assert self.server is not None
         self.server.close()
+        self.stopping = True
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -112,6 +117,11 @@ class HTTPServer:
                 await self.handler(Exchange(request, reader, writer))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing to answer
+        except asyncio.CancelledError:
+            # Stopped under an idle keep-alive connection: end quietly (Python 3.11's stream
+            # protocol logs a connection task that ends cancelled as an error).
+            if not self.stopping:
+                raise
         finally:
             self.tasks.discard(task)
             writer.close()

@@ -1,17 +1,13 @@
 """Embedding providers: the real offline model, the bag-of-words fake, and the OpenAI provider
-through the official SDK against a local server speaking the `/v1/embeddings` wire protocol."""
+through the official SDK against a local server speaking the `/v1/embeddings` wire protocol
+(tests/fakes/openai_server.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +26,7 @@ from honcho_grpc.providers.embeddings import (
     check_dimensions,
 )
 from honcho_grpc.settings import EmbeddingSettings
+from tests.fakes.openai_server import FakeOpenAI
 
 
 def cosine(a: Vector, b: Vector) -> float:
@@ -221,117 +218,36 @@ async def test_check_dimensions_fake() -> None:
 # --- OpenAI and compatible endpoints, over HTTP -----------------------------------------------
 
 
-@dataclass
-class EmbeddingsServer:
-    """`POST /v1/embeddings` as OpenAI answers it: `data` of `{object, index, embedding}` (floats,
-    or base64 little-endian float32 when `encoding_format` is `base64`, which the SDK asks for),
-    `model` and `usage`. `native` is the size of models that ignore `dimensions`; models named
-    `text-embedding-3-*` honour it, `text-embedding-ada-002` rejects it with a 400 as OpenAI
-    does. Vectors are deliberately not unit length; `data` comes back in reverse order."""
-
-    url: str = ""
-    native: int = 768
-    floats_only: bool = False
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-
-    @staticmethod
-    def vector(text: str, size: int) -> list[float]:
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-        return [float(x) * 3 for x in np.random.default_rng(seed).standard_normal(size)]
-
-    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        model = body["model"]
-        if model == "text-embedding-ada-002" and "dimensions" in body:
-            return 400, {"error": {"message": "This model does not support specifying "
-                                              "dimensions.", "type": "invalid_request_error",
-                                   "param": None, "code": None}}
-        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        if any(t == "" for t in inputs):
-            return 400, {"error": {"message": "'$.input' is invalid.",
-                                   "type": "invalid_request_error", "param": None,
-                                   "code": None}}
-        size = body.get("dimensions") if model.startswith("text-embedding-3") else None
-        size = size or self.native
-        data = []
-        for index, text in enumerate(inputs):
-            vec = self.vector(text, size)
-            value: Any = vec
-            if body.get("encoding_format") == "base64" and not self.floats_only:
-                value = base64.b64encode(np.array(vec, dtype="<f4").tobytes()).decode()
-            data.append({"object": "embedding", "index": index, "embedding": value})
-        tokens = sum(len(t.split()) for t in inputs)
-        return 200, {"object": "list", "data": data[::-1], "model": model,
-                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-
-
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[EmbeddingsServer]:
-    state = EmbeddingsServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.path == "/v1/embeddings":
-                state.requests.append(body)
-                state.headers.append({k.lower(): v for k, v in self.headers.items()})
-                status, payload = state.answer(body)
-            else:
-                status, payload = 404, {"error": {"message": f"no route {self.path}"}}
-            out = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
-def server(openai_server: EmbeddingsServer) -> EmbeddingsServer:
-    openai_server.requests.clear()
-    openai_server.headers.clear()
-    openai_server.floats_only = False
-    return openai_server
+async def server() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        fake.native_dimensions = 768  # as nomic-embed-text, for models that ignore dimensions
+        yield fake
 
 
-def remote(server: EmbeddingsServer, **values: Any) -> OpenAIEmbedder:
+def remote(server: FakeOpenAI, **values: Any) -> OpenAIEmbedder:
     values = {"provider": "openai", "openai_api_key": "test-key",
               "openai_base_url": server.url, **values}
     return OpenAIEmbedder(settings(**values))
 
 
 def expected(text: str, size: int) -> Vector:
-    vec = np.array(EmbeddingsServer.vector(text, size), dtype=np.float32)
+    vec = np.array(FakeOpenAI.vector(text, size), dtype=np.float32)
     out: Vector = vec / np.linalg.norm(vec)
     return out
 
 
-async def test_openai_batches_in_order(server: EmbeddingsServer) -> None:
+async def test_openai_batches_in_order(server: FakeOpenAI) -> None:
     embedder = remote(server, model="text-embedding-3-small", dimensions=384, batch_size=3)
     texts = [f"text {i}" for i in range(7)]
     try:
         vectors = await embedder.embed(texts)
     finally:
         await embedder.close()
-    assert [r["input"] for r in server.requests] == [texts[0:3], texts[3:6], texts[6:7]]
+    assert [r["input"] for r in server.bodies] == [texts[0:3], texts[3:6], texts[6:7]]
     assert all(r["model"] == "text-embedding-3-small" and r["dimensions"] == 384
-               for r in server.requests)
-    assert server.headers[0]["authorization"] == "Bearer test-key"
+               for r in server.bodies)
+    assert server.requests[0].headers["authorization"] == "Bearer test-key"
     assert len(vectors) == 7
     for text, vec in zip(texts, vectors, strict=True):
         assert vec.shape == (384,) and vec.dtype == np.float32
@@ -339,7 +255,7 @@ async def test_openai_batches_in_order(server: EmbeddingsServer) -> None:
         assert np.allclose(vec, expected(text, 384), atol=1e-6)
 
 
-async def test_openai_float_answers_and_empty_text(server: EmbeddingsServer) -> None:
+async def test_openai_float_answers_and_empty_text(server: FakeOpenAI) -> None:
     server.floats_only = True  # a compatible server that ignores encoding_format=base64
     embedder = remote(server, model="text-embedding-3-large", dimensions=256)
     try:
@@ -347,11 +263,11 @@ async def test_openai_float_answers_and_empty_text(server: EmbeddingsServer) -> 
         assert await embedder.embed([]) == []
     finally:
         await embedder.close()
-    assert server.requests[0]["input"] == [" "]  # the API refuses empty strings
+    assert server.bodies[0]["input"] == [" "]  # the API refuses empty strings
     assert np.allclose(one, expected(" ", 256), atol=1e-6)
 
 
-async def test_openai_compatible_model_gets_no_dimensions(server: EmbeddingsServer) -> None:
+async def test_openai_compatible_model_gets_no_dimensions(server: FakeOpenAI) -> None:
     embedder = remote(server, model="nomic-embed-text", dimensions=768)
     ada = remote(server, model="text-embedding-ada-002", dimensions=768)
     try:
@@ -360,11 +276,11 @@ async def test_openai_compatible_model_gets_no_dimensions(server: EmbeddingsServ
     finally:
         await embedder.close()
         await ada.close()
-    assert all("dimensions" not in r for r in server.requests)
+    assert all("dimensions" not in r for r in server.bodies)
     assert vec.shape == (768,)
 
 
-async def test_openai_dimension_mismatch_is_clear(server: EmbeddingsServer) -> None:
+async def test_openai_dimension_mismatch_is_clear(server: FakeOpenAI) -> None:
     embedder = remote(server, model="nomic-embed-text", dimensions=384)
     try:
         with pytest.raises(EmbeddingDimensionError,
@@ -375,7 +291,7 @@ async def test_openai_dimension_mismatch_is_clear(server: EmbeddingsServer) -> N
         await embedder.close()
 
 
-async def test_openai_errors_surface(server: EmbeddingsServer) -> None:
+async def test_openai_errors_surface(server: FakeOpenAI) -> None:
     import openai
 
     embedder = OpenAIEmbedder(settings(provider="openai", model="text-embedding-ada-002",

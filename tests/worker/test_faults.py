@@ -5,10 +5,13 @@ conclusion is duplicated."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+from typing import Any
 
 import asyncpg
 from honcho_grpc_proto.v1 import message_pb2
@@ -19,6 +22,8 @@ from honcho_grpc.ids import new_id
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store.messages import NewMessage
 from tests.conftest import Stubs, make_settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.script import Failure, Reply
 from tests.postgres_process import PostgresProcess
 from tests.worker.conftest import (
     WorkerProcess,
@@ -26,7 +31,37 @@ from tests.worker.conftest import (
     process_env,
     queue_rows,
 )
-from tests.worker.fake_openai import fake_openai
+
+_TARGET = re.compile(r"Target participant: (\S+)")
+_LINE = re.compile(r"^\S+ \S+ (?P<speaker>[^:]+): (?P<text>.*)$")
+
+
+def derive(body: dict[str, Any]) -> Reply:
+    """The fake provider's answer to the worker's prompts: one explicit conclusion per line
+    the target participant said (so derived conclusions are predictable), nothing else."""
+    messages = body.get("messages", [])
+    system = next((str(m["content"]) for m in messages if m["role"] == "system"), "")
+    user = "\n".join(str(m["content"]) for m in messages if m["role"] == "user")
+    if '"explicit"' in system:
+        target = _TARGET.search(system)
+        facts = [{"content": f"{target[1]} said: {m['text']}"}
+                 for m in map(_LINE.match, user.splitlines())
+                 if m and target and m["speaker"] == target[1]]
+        return Reply(json.dumps({"explicit": facts}))
+    if '"card"' in system:
+        return Reply(json.dumps({"card": []}))
+    if "superseded" in system:
+        return Reply(json.dumps({"deductive": [], "inductive": [], "contradictions": [],
+                                 "superseded": []}))
+    return Reply("A summary.")
+
+
+def fake_openai() -> FakeOpenAI:
+    """An OpenAI-compatible provider answering with `derive`; served from its own thread, as
+    the test's loop blocks while worker processes start (and call it)."""
+    fake = FakeOpenAI()
+    fake.respond = derive
+    return fake
 
 
 def start_workers(procs: list[WorkerProcess], env: dict[str, str],
@@ -62,7 +97,7 @@ def openai_embeddings_env(url: str) -> dict[str, str]:
 async def test_killed_worker_is_taken_over_without_duplicates(
         stubs: Stubs, db: Database, pg_dsn: str, ws: str,
         worker_processes: list[WorkerProcess]) -> None:
-    with fake_openai() as fake:
+    with fake_openai().in_thread() as fake:
         env = process_env(pg_dsn, [ws], QUEUE_LEASE_SECONDS="2",
                           **openai_embeddings_env(fake.url))
         # Two workers: one takes the batch, the other waits while the lease is alive.
@@ -102,8 +137,8 @@ def openai_llm_env(url: str) -> dict[str, str]:
 async def test_provider_failing_then_recovering(stubs: Stubs, db: Database, pg_dsn: str,
                                                 ws: str,
                                                 worker_processes: list[WorkerProcess]) -> None:
-    with fake_openai() as fake:
-        fake.fail_next = 2  # two attempts fail with HTTP 500, the third succeeds
+    with fake_openai().in_thread() as fake:
+        fake.push(Failure(500), Failure(500))  # two attempts fail, the third succeeds
         start_workers(worker_processes, process_env(pg_dsn, [ws], **openai_llm_env(fake.url)))
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
             workspace_id=ws, session_id="s",
@@ -119,8 +154,8 @@ async def test_provider_failing_then_recovering(stubs: Stubs, db: Database, pg_d
 async def test_rejected_calls_park_and_retry_from_the_cli(
         stubs: Stubs, db: Database, pg_dsn: str, ws: str,
         worker_processes: list[WorkerProcess]) -> None:
-    with fake_openai() as fake:
-        fake.fail_next, fake.fail_status = 1, 401  # a bad key: no point retrying
+    with fake_openai().in_thread() as fake:
+        fake.push(Failure(401))  # a bad key: no point retrying
         env = process_env(pg_dsn, [ws], **openai_llm_env(fake.url))
         start_workers(worker_processes, env)
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
