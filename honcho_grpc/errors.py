@@ -71,11 +71,6 @@ def unauthenticated(message: str, reason: str = "UNAUTHENTICATED") -> HonchoErro
     return HonchoError(message=message, reason=reason, code=grpc.StatusCode.UNAUTHENTICATED)
 
 
-def unimplemented(what: str) -> HonchoError:
-    return HonchoError(message=f"{what} is not implemented yet", reason="NOT_IMPLEMENTED",
-                       metadata={"method": what}, code=grpc.StatusCode.UNIMPLEMENTED)
-
-
 def resource_exhausted(message: str, reason: str, **meta: str) -> HonchoError:
     return HonchoError(message=message, reason=reason, metadata=dict(meta),
                        code=grpc.StatusCode.RESOURCE_EXHAUSTED)

@@ -1,5 +1,4 @@
-"""Server plumbing: health, reflection, rich errors for pending methods, graceful shutdown,
-message-size limits."""
+"""Server plumbing: health, reflection, graceful shutdown, message-size limits."""
 
 from __future__ import annotations
 
@@ -12,10 +11,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from honcho_grpc_proto.v1 import message_pb2, workspace_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.errors import HonchoError
 from honcho_grpc.providers.embeddings import EmbeddingDimensionError, FakeEmbedder
 from honcho_grpc.server.app import Running, start
-from honcho_grpc.server.servicers import pending
 from honcho_grpc.settings import Settings
 from tests.conftest import Stubs, make_settings, make_stubs
 
@@ -38,15 +35,6 @@ async def test_reflection_lists_services(stubs: Stubs) -> None:
         assert {"honcho.v1.WorkspaceService", "honcho.v1.DialecticService",
                 "grpc.health.v1.Health"} <= names
         break
-
-
-async def test_pending_methods_answer_unimplemented() -> None:
-    """Services whose logic is still to come raise a named UNIMPLEMENTED error."""
-    servicer = pending.PendingKey()
-    with pytest.raises(HonchoError) as caught:
-        await servicer.CreateKey(None, None)
-    assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
-    assert "KeyService.CreateKey" in caught.value.message
 
 
 async def test_oversized_request_is_refused(settings: Settings, stubs: Stubs, ws: str) -> None:
