@@ -1,9 +1,14 @@
 """Idempotency keys: a write carrying `request_id` is recorded with its response in the same
-transaction, so a retry replays the first response and writes nothing twice."""
+transaction, so a retry replays the first response and writes nothing twice. Keys are kept
+APP_IDEMPOTENCY_RETENTION_HOURS; the worker's housekeeping purges older ones, after which
+the same `request_id` is a new request."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
+import psycopg
 
 from honcho_grpc.errors import InvalidArgument
 
@@ -34,9 +39,17 @@ async def remember(conn: asyncpg.Connection, workspace_id: str, request_id: str,
     )
 
 
-async def purge_expired(conn: asyncpg.Connection | asyncpg.Pool, hours: int) -> int:
-    status = await conn.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
-        hours,
-    )
+PURGE_EXPIRED = ("DELETE FROM idempotency_keys "
+                 "WHERE created_at < now() - make_interval(hours => $1)")
+
+
+async def purge_expired(conn: asyncpg.Connection | asyncpg.Pool | psycopg.AsyncConnection[Any],
+                        hours: int) -> int:
+    """Delete the keys older than `hours`; returns how many. The worker calls it on its
+    psycopg connection: a raw cursor runs the same `$1` statement there."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        cursor = psycopg.AsyncRawCursor(conn)
+        await cursor.execute(PURGE_EXPIRED, (hours,))
+        return cursor.rowcount
+    status = await conn.execute(PURGE_EXPIRED, hours)
     return int(status.split()[-1])

@@ -22,6 +22,7 @@ import psycopg
 
 from honcho_grpc import telemetry
 from honcho_grpc.settings import Settings
+from honcho_grpc.store import idempotency
 from honcho_grpc.worker import events
 from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
 from honcho_grpc.worker.queue import QUEUE_CHANNEL, Job, LeaseLost, Queue, Unit, retry_failed
@@ -194,6 +195,11 @@ class Worker:
                 removed = await self.queue.housekeeping()
                 if removed:
                     log.info("removed %d completed queue rows", removed)
+                async with self.pool.connection() as conn:
+                    expired = await idempotency.purge_expired(
+                        conn, self.settings.app.idempotency_retention_hours)
+                if expired:
+                    log.info("removed %d expired idempotency keys", expired)
             except DB_ERRORS as exc:
                 log.warning("housekeeping failed (%s)", type(exc).__name__)
             await _sleep_unless(self.stopping, self.settings.queue.housekeeping_seconds)
