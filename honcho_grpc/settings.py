@@ -174,7 +174,6 @@ class DreamSettings(_Section):
 
 class PeerCardSettings(_Section):
     section: ClassVar[str] = "peer_card"
-    use: bool = True
     create: bool = True
 
 

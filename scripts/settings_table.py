@@ -7,6 +7,7 @@ configuration table, from the settings classes themselves, so the table cannot d
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -45,6 +46,13 @@ def table() -> str:
             lines.append(f"| `{env}` | `[{section.section}] {name}` | {_type(field)} | "
                          f"{_default(field.default)} |")
     return "\n".join(lines)
+
+
+def documented(readme: str) -> list[tuple[str, str]]:
+    """(section, name) of every row of the README's table, in order."""
+    _, rest = readme.split(BEGIN, 1)
+    body, _ = rest.split(END, 1)
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"\| `\[(\w+)\] (\w+)` \|", body)]
 
 
 def render(readme: str) -> str:

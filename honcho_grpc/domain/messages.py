@@ -23,9 +23,6 @@ from honcho_grpc.work_units import (
     summary_key,
 )
 
-MAX_OBSERVERS = 10
-
-
 # A stored message as enqueueing reads it: a full row, or an import's id, seq, peer and
 # configuration (store.copy_messages).
 Row: TypeAlias = asyncpg.Record | Mapping[str, Any]
@@ -88,13 +85,15 @@ async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: 
                   if row["configuration"] else inherited)
         sender = row["peer_id"]
         if config.reasoning_enabled and observed_ok.get(sender, True):
+            # The sender and every member observing others (how many may is checked where
+            # memberships are set: APP_SESSION_OBSERVERS_LIMIT).
             observers = [sender] + [w for w in watchers if w != sender]
             jobs.append(Job(
                 task_type=TaskType.REPRESENTATION, session_id=session_id,
                 work_unit_key=representation_key(workspace_id, session_id, sender),
                 payload=RepresentationPayload(
                     message_id=row["message_id"], seq=row["seq"], observed=sender,
-                    observers=observers[:MAX_OBSERVERS],
+                    observers=observers,
                     custom_instructions=config.custom_instructions),
             ))
         if not config.summary_enabled:
