@@ -19,10 +19,11 @@ from __future__ import annotations
 import filecmp
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from buf_generate import generate as buf_generate  # scripts/, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -43,18 +44,8 @@ def _rewrite(text: str) -> str:
 
 
 def _protoc(out: Path) -> None:
-    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
-    cmd = [
-        sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}",
-        f"--python_out={out}", f"--grpc_python_out={out}",
-        f"--plugin=protoc-gen-mypy={BIN / 'protoc-gen-mypy'}",
-        f"--plugin=protoc-gen-mypy_grpc={BIN / 'protoc-gen-mypy_grpc'}",
-        f"--mypy_out={out}", f"--mypy_grpc_out={out}", *protos,
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stdout + done.stderr)
-        raise SystemExit(f"protoc failed ({done.returncode})")
+    # buf.gen.yaml's Python plugins (grpcio-tools, mypy-protobuf): protoc's exact output.
+    buf_generate("build/gen/python", out)
 
 
 def generate(out_dir: Path) -> None:
