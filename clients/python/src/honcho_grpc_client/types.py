@@ -393,3 +393,18 @@ class Event:
         return cls(type=_EVENT_NAMES.get(e.type, "unspecified"), workspace_id=e.workspace_id,
                    session_id=e.session_id, peer_id=e.peer_id,
                    time=to_datetime(e.time, e.HasField("time")), data=struct_to_dict(e.data))
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """A URL the workspace's events are POSTed to."""
+
+    id: str
+    workspace_id: str
+    url: str
+    created_at: dt.datetime | None
+
+    @classmethod
+    def from_proto(cls, w: resources_pb2.WebhookEndpoint) -> WebhookEndpoint:
+        return cls(id=w.id, workspace_id=w.workspace_id, url=w.url,
+                   created_at=to_datetime(w.create_time, w.HasField("create_time")))
