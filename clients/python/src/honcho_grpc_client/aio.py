@@ -482,6 +482,11 @@ class AsyncSession(SessionOps):
     def __repr__(self) -> str:
         return f"AsyncSession(id={self.id!r}, workspace_id={self.workspace_id!r})"
 
+    @property
+    def is_active(self) -> bool | None:
+        """Honcho SDK's name for `active` (None until loaded)."""
+        return self.active
+
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, AsyncSession) and other.id == self.id
                 and other.workspace_id == self.workspace_id)

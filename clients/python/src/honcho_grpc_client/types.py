@@ -155,6 +155,19 @@ class Summaries:
                    long=Summary.from_proto(r.long_summary) if r.HasField("long_summary")
                    else None)
 
+    # The names of Honcho SDK's SessionSummaries.
+    @property
+    def id(self) -> str:
+        return self.session_id
+
+    @property
+    def short_summary(self) -> Summary | None:
+        return self.short
+
+    @property
+    def long_summary(self) -> Summary | None:
+        return self.long
+
 
 @dataclass(frozen=True)
 class SessionContext:
