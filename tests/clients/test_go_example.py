@@ -56,8 +56,11 @@ async def run(*command: str, cwd: Path = ROOT, env: dict[str, str] | None = None
 
 def go_env(gopath: Path) -> dict[str, str]:
     """GOPATH mode over Debian's Go libraries: no module, no proxy, no toolchain download."""
-    return {"GO111MODULE": "off", "GOPATH": os.pathsep.join([str(gopath), DEBIAN_GOPATH]),
-            "GOFLAGS": "", "GOPROXY": "off", "GOTOOLCHAIN": "local"}
+    env = {"GO111MODULE": "off", "GOPATH": os.pathsep.join([str(gopath), DEBIAN_GOPATH]),
+           "GOFLAGS": "", "GOPROXY": "off", "GOTOOLCHAIN": "local"}
+    if not any(os.environ.get(v) for v in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
+        env["GOCACHE"] = str(gopath / "cache")  # go finds no default build cache then
+    return env
 
 
 @pytest.fixture(scope="module")
