@@ -107,7 +107,7 @@ async def test_go_example_against_live_server(server: Running, ws: str,
 
 async def refusal_details(address: str, ws: str) -> tuple[str, list[str]]:
     """ErrorInfo.reason and BadRequest fields of the call the example makes to be refused."""
-    from honcho_grpc_client.gen.honcho.v1 import peer_pb2, peer_pb2_grpc
+    from honcho_grpc_proto.v1 import peer_pb2, peer_pb2_grpc
 
     async with grpc.aio.insecure_channel(address) as channel:
         try:
