@@ -163,7 +163,7 @@ def _sync_search_context_cards(address: str, ws: str) -> None:
         assert [c.id for c in tutor.conclusions(alice)] == [stored[0].id]
         assert tutor.query_conclusions("how does alice learn", about="alice")[0].id == \
             stored[0].id
-        assert "pictures" in tutor.representation(alice)
+        assert "pictures" in tutor.representation(target=alice)
         peer_ctx = tutor.context(alice)
         assert peer_ctx.peer_card == ["ATTRIBUTE: likes pizza analogies"]
         assert "pictures" in peer_ctx.representation

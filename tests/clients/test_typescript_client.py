@@ -9,6 +9,7 @@ node runs as an asyncio subprocess while the loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from honcho_grpc.server.app import Running
+
+from .test_parity import proto_rpcs
 
 TS_DIR = Path(__file__).resolve().parents[2] / "clients" / "typescript"
 NPM = shutil.which("npm")
@@ -53,13 +56,19 @@ async def ensure_node_modules() -> None:
             await npm("ci", "--no-audit", "--no-fund")
 
 
-async def test_typescript_client_against_live_server(server: Running, ws: str) -> None:
+async def test_typescript_client_against_live_server(server: Running, ws: str,
+                                                     tmp_path: Path) -> None:
+    """The node tests, and the wrapper's coverage: the RPCs test/parity.test.ts called on the
+    wire (written to HONCHO_TEST_RPC_LOG) must be every RPC of the protos."""
     await ensure_node_modules()
+    log = tmp_path / "rpcs.json"
     out = await npm("test", env={"HONCHO_TEST_ADDRESS": f"127.0.0.1:{server.port}",
-                                 "HONCHO_TEST_WORKSPACE": ws})
+                                 "HONCHO_TEST_WORKSPACE": ws, "HONCHO_TEST_RPC_LOG": str(log)})
     assert "# HONCHO_TEST_ADDRESS is not set" not in out, out
     assert re.search(r"\bfail 0\b", out), out
     print(out)
+    lacking = sorted(proto_rpcs() - set(json.loads(log.read_text())))
+    assert not lacking, f"the TypeScript client lacks {lacking}"
 
 
 async def test_typescript_client_typechecks() -> None:

@@ -32,11 +32,13 @@ import {
   type StreamChatResponse,
 } from "./gen/honcho/v1/dialectic_pb.js";
 import { EventService, EventType } from "./gen/honcho/v1/event_pb.js";
-import { MessageService, type MessageInputSchema } from "./gen/honcho/v1/message_pb.js";
+import { KeyService } from "./gen/honcho/v1/key_pb.js";
+import { MessageService, type MessageInputSchema, type UploadFileRequestSchema } from "./gen/honcho/v1/message_pb.js";
 import { PeerService } from "./gen/honcho/v1/peer_pb.js";
 import {
   ConfigurationSchema,
   ConclusionLevel,
+  MessageConfigurationSchema,
   PeerConfigurationSchema,
   SessionPeerConfigurationSchema,
   SummaryType,
@@ -47,15 +49,18 @@ import {
   type Session as SessionPb,
   type SessionPeer,
   type Summary as SummaryPb,
+  type WebhookEndpoint as WebhookEndpointPb,
 } from "./gen/honcho/v1/resources_pb.js";
 import { SearchService, type SearchMessagesRequestSchema } from "./gen/honcho/v1/search_pb.js";
 import { SessionService } from "./gen/honcho/v1/session_pb.js";
-import { WorkspaceService } from "./gen/honcho/v1/workspace_pb.js";
+import { WebhookService } from "./gen/honcho/v1/webhook_pb.js";
+import { DreamType, WorkspaceService } from "./gen/honcho/v1/workspace_pb.js";
 
 export const DEFAULT_ADDRESS = "localhost:50051";
 /** CreateMessages takes 1-100 messages; addMessages splits larger lists. */
 export const MAX_BATCH = 100;
 const PAGE_SIZE = 100;
+const UPLOAD_CHUNK = 64 * 1024;
 
 export interface RetryOptions {
   /** Attempts in all, including the first (default 5). */
@@ -197,6 +202,8 @@ export interface ListOptions {
 }
 
 export interface RepresentationOptions {
+  /** The peer it is about (default: the peer asked). */
+  target?: Peer | string;
   session?: Session | string;
   searchQuery?: string;
   searchTopK?: number;
@@ -217,6 +224,45 @@ export interface ContextOptions {
   maxConclusions?: number;
   limitToSession?: boolean;
 }
+
+/** Representation and peer card together (`peer.context()`). */
+export interface PeerContext {
+  peerId: string;
+  targetId: string;
+  representation: string;
+  peerCard: string[];
+}
+
+/** A URL the workspace's events are POSTed to. */
+export interface WebhookEndpoint {
+  id: string;
+  workspaceId: string;
+  url: string;
+  createdAt: Date | undefined;
+}
+
+/** A file to upload: a Blob/File, raw bytes, or Honcho's `{ filename, content, content_type }`. */
+export type UploadInput = Blob | Uint8Array | { filename: string; content: Uint8Array; content_type?: string };
+
+/** An explicit conclusion to store: its text, or Honcho's `{ content, session_id }`. */
+export type ConclusionInput = string | { content: string; sessionId?: string; session_id?: string | null };
+
+export type ConclusionListOptions = ListOptions & { session?: Session | string; includeInvalid?: boolean };
+
+/**
+ * What one peer holds about another (Honcho SDK's ConclusionsView): `list`, `query`,
+ * `create`, `delete`, `representation`. Calling it, `peer.conclusions(about)`, lists what the
+ * peer concluded about `about`.
+ */
+export type ConclusionsView = ((about?: Peer | string, options?: ConclusionListOptions) => AsyncGenerator<Conclusion>) & {
+  readonly observerId: string;
+  readonly observedId: string;
+  list(options?: ConclusionListOptions): AsyncGenerator<Conclusion>;
+  query(query: string, topK?: number, distance?: number, filters?: Filters): Promise<Conclusion[]>;
+  create(conclusions: ConclusionInput | ConclusionInput[]): Promise<Conclusion[]>;
+  delete(conclusionId: string): Promise<void>;
+  representation(options?: Omit<RepresentationOptions, "target">): Promise<string>;
+};
 
 export type EventName =
   | "messages_created"
@@ -304,6 +350,19 @@ function toConclusion(c: ConclusionPb): Conclusion {
   };
 }
 
+function toWebhook(w: WebhookEndpointPb): WebhookEndpoint {
+  return { id: w.id, workspaceId: w.workspaceId, url: w.url, createdAt: date(w.createTime) };
+}
+
+async function uploadBytes(file: UploadInput): Promise<{ data: Uint8Array; filename: string; contentType: string }> {
+  if (file instanceof Uint8Array) return { data: file, filename: "upload", contentType: "" };
+  if (file instanceof Blob) {
+    const name = (file as Blob & { name?: string }).name;
+    return { data: new Uint8Array(await file.arrayBuffer()), filename: name || "upload", contentType: file.type };
+  }
+  return { data: file.content, filename: file.filename, contentType: file.content_type ?? "" };
+}
+
 function toCounts(q: QueueCountsPb | undefined): QueueCounts {
   return {
     pending: Number(q?.pending ?? 0),
@@ -360,7 +419,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------- transport
 
-interface Clients {
+/** The generated Connect clients of every service, on the wrapper's transport. */
+export interface Clients {
   workspaces: Client<typeof WorkspaceService>;
   peers: Client<typeof PeerService>;
   sessions: Client<typeof SessionService>;
@@ -369,6 +429,8 @@ interface Clients {
   conclusions: Client<typeof ConclusionService>;
   dialectic: Client<typeof DialecticService>;
   events: Client<typeof EventService>;
+  webhooks: Client<typeof WebhookService>;
+  keys: Client<typeof KeyService>;
 }
 
 class Caller {
@@ -390,6 +452,8 @@ class Caller {
       conclusions: createClient(ConclusionService, transport),
       dialectic: createClient(DialecticService, transport),
       events: createClient(EventService, transport),
+      webhooks: createClient(WebhookService, transport),
+      keys: createClient(KeyService, transport),
     };
     this.retry =
       retry === false
@@ -577,6 +641,23 @@ export class Peer {
     this.load(r.peer);
   }
 
+  async getConfiguration(): Promise<JsonObject> {
+    await this.refresh();
+    return this.configuration ?? {};
+  }
+
+  /** e.g. `{ observeMe: false }`. */
+  async setConfiguration(configuration: MessageInitShape<typeof PeerConfigurationSchema>): Promise<void> {
+    await this.getOrCreate();
+    const r = await this.c.unary((o) =>
+      this.c.rpc.peers.updatePeer(
+        { peer: { workspaceId: this.workspaceId, id: this.id, configuration }, updateMask: { paths: ["configuration"] } },
+        o,
+      ),
+    );
+    this.load(r.peer);
+  }
+
   async delete(): Promise<void> {
     await this.c.unary((o) =>
       this.c.rpc.peers.deletePeer({ workspaceId: this.workspaceId, peerId: this.id, requestId: randomUUID() }, o),
@@ -645,6 +726,16 @@ export class Peer {
     };
   }
 
+  /** `chat(query, { stream: true })` under the name Honcho's SDK uses. */
+  chatStream(query: string, options: ChatOptions = {}): ChatStream {
+    return this.chat(query, { ...options, stream: true });
+  }
+
+  /** The card this peer keeps about `target` (default itself); [] when none exists. */
+  getCard(target?: Peer | string): Promise<string[]> {
+    return this.card(target);
+  }
+
   /** The card this peer keeps about `target` (default itself); [] when none exists. */
   async card(target?: Peer | string): Promise<string[]> {
     const r = await this.c.unary((o) =>
@@ -653,16 +744,23 @@ export class Peer {
     return [...r.entries];
   }
 
-  async setCard(entries: string[], target?: Peer | string): Promise<string[]> {
+  async setCard(peerCard: string[], target?: Peer | string): Promise<string[]> {
     const r = await this.c.unary((o) =>
-      this.c.rpc.peers.setPeerCard({ workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), entries }, o),
+      this.c.rpc.peers.setPeerCard({ workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), entries: peerCard }, o),
     );
     return [...r.entries];
   }
 
-  /** What this peer holds about `target`, as markdown. */
-  async representation(target?: Peer | string, options: RepresentationOptions = {}): Promise<string> {
-    const { session, ...rest } = options;
+  /**
+   * What this peer holds about `options.target` (default itself), as markdown: Honcho's
+   * `peer.representation({ target, session, ... })`. The former `representation(target,
+   * options)` still works: a peer or id as first argument is the target.
+   */
+  async representation(options?: RepresentationOptions): Promise<string>;
+  async representation(target: Peer | string, options?: Omit<RepresentationOptions, "target">): Promise<string>;
+  async representation(first: Peer | string | RepresentationOptions = {}, more: RepresentationOptions = {}): Promise<string> {
+    const options = typeof first === "string" || first instanceof Peer ? { ...more, target: first } : first;
+    const { session, target, ...rest } = options;
     const r = await this.c.unary((o) =>
       this.c.rpc.peers.getRepresentation(
         { workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), sessionId: idOf(session), ...rest },
@@ -672,14 +770,69 @@ export class Peer {
     return r.representation;
   }
 
+  /** Representation and peer card of `target` (default itself) together. */
+  async context(options: Omit<RepresentationOptions, "session"> = {}): Promise<PeerContext> {
+    const { target, ...rest } = options;
+    const r = await this.c.unary((o) =>
+      this.c.rpc.peers.getPeerContext({ workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), ...rest }, o),
+    );
+    return { peerId: r.peerId, targetId: r.targetId, representation: r.representation, peerCard: [...r.peerCard] };
+  }
+
   /** Messages written by this peer, best first. */
   search(query: string, options: SearchOptions = {}): Promise<Message[]> {
     return this.honcho.searchIn(query, options, { case: "peerId", value: this.id });
   }
 
-  /** Conclusions this peer holds about `about` (default itself), newest first. */
-  conclusions(about?: Peer | string, options: ListOptions & { includeInvalid?: boolean } = {}): AsyncGenerator<Conclusion> {
-    const where: JsonObject = { observer_id: this.id, observed_id: idOf(about) || this.id };
+  /** What this peer concluded about itself; call it, `peer.conclusions(about)`, to list. */
+  get conclusions(): ConclusionsView {
+    return this.conclusionsOf(this);
+  }
+
+  /** What this peer concluded about `target`. */
+  conclusionsOf(target: Peer | string): ConclusionsView {
+    const observed = idOf(target);
+    const list = (about?: Peer | string, options: ConclusionListOptions = {}) => this.listConclusions(idOf(about) || observed, options);
+    const toInput = (c: ConclusionInput) =>
+      typeof c === "string" ? { content: c, sessionId: "" } : { content: c.content, sessionId: c.sessionId ?? c.session_id ?? "" };
+    return Object.assign(list, {
+      observerId: this.id,
+      observedId: observed,
+      list: (options: ConclusionListOptions = {}) => list(undefined, options),
+      query: (query: string, topK?: number, distance?: number, filters?: Filters) =>
+        this.queryConclusions(query, { about: observed, topK, maxDistance: distance, filters }),
+      create: async (conclusions: ConclusionInput | ConclusionInput[]) =>
+        this.storeConclusions(observed, (Array.isArray(conclusions) ? conclusions : [conclusions]).map(toInput)),
+      delete: (conclusionId: string) => this.honcho.deleteConclusion(conclusionId),
+      representation: (options: Omit<RepresentationOptions, "target"> = {}) => this.representation({ ...options, target: observed }),
+    });
+  }
+
+  /** Semantic search among this peer's conclusions about `about` (default itself), nearest first. */
+  async queryConclusions(
+    query: string,
+    options: { about?: Peer | string; topK?: number; maxDistance?: number; filters?: Filters } = {},
+  ): Promise<Conclusion[]> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.conclusions.queryConclusions(
+        {
+          workspaceId: this.workspaceId,
+          observerId: this.id,
+          observedId: idOf(options.about) || this.id,
+          query,
+          topK: options.topK,
+          maxDistance: options.maxDistance,
+          filters: options.filters,
+        },
+        o,
+      ),
+    );
+    return r.conclusions.map(toConclusion);
+  }
+
+  private listConclusions(observed: string, options: ConclusionListOptions): AsyncGenerator<Conclusion> {
+    const where: JsonObject = { observer_id: this.id, observed_id: observed };
+    if (options.session !== undefined) where.session_id = idOf(options.session);
     const filters = options.filters ? { AND: [where, options.filters] } : where;
     return this.c.pages(
       (pageToken, o) =>
@@ -700,11 +853,16 @@ export class Peer {
 
   /** Store explicit conclusions this peer holds about `about` (default itself). */
   async addConclusions(contents: string[], options: { about?: Peer | string; session?: Session | string } = {}): Promise<Conclusion[]> {
-    const conclusions: MessageInitShape<typeof ConclusionInputSchema>[] = contents.map((content) => ({
+    const session = idOf(options.session);
+    return this.storeConclusions(idOf(options.about) || this.id, contents.map((content) => ({ content, sessionId: session })));
+  }
+
+  private async storeConclusions(observed: string, items: { content: string; sessionId: string }[]): Promise<Conclusion[]> {
+    const conclusions: MessageInitShape<typeof ConclusionInputSchema>[] = items.map((c) => ({
       observerId: this.id,
-      observedId: idOf(options.about) || this.id,
-      sessionId: idOf(options.session),
-      content,
+      observedId: observed,
+      sessionId: c.sessionId,
+      content: c.content,
     }));
     const r = await this.c.unary((o) =>
       this.c.rpc.conclusions.createConclusions({ workspaceId: this.workspaceId, conclusions, requestId: randomUUID() }, o),
@@ -809,8 +967,46 @@ export class Session {
     this.load(r.session);
   }
 
+  async getConfiguration(): Promise<JsonObject> {
+    await this.refresh();
+    return this.configuration ?? {};
+  }
+
+  /** e.g. `{ reasoning: { enabled: false }, summary: { enabled: true } }`. */
+  async setConfiguration(configuration: MessageInitShape<typeof ConfigurationSchema>): Promise<void> {
+    await this.getOrCreate();
+    const r = await this.c.unary((o) =>
+      this.c.rpc.sessions.updateSession(
+        { session: { workspaceId: this.workspaceId, id: this.id, configuration }, updateMask: { paths: ["configuration"] } },
+        o,
+      ),
+    );
+    this.load(r.session);
+  }
+
   async delete(): Promise<void> {
     await this.c.unary((o) => this.c.rpc.sessions.deleteSession({ ...this.ids, requestId: randomUUID() }, o));
+  }
+
+  /** Copy messages (up to and including `messageId`) and members into a new session. */
+  async clone(messageId?: string, options: { newSessionId?: string } = {}): Promise<Session> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.sessions.cloneSession({ ...this.ids, messageId, newSessionId: options.newSessionId, requestId: randomUUID() }, o),
+    );
+    return new Session(this.honcho, r.session!.id, r.session);
+  }
+
+  async getPeerConfiguration(peer: Peer | string): Promise<SessionPeerConfig> {
+    const r = await this.c.unary((o) => this.c.rpc.sessions.getSessionPeerConfig({ ...this.ids, peerId: idOf(peer) }, o));
+    return { observeMe: r.configuration?.observeMe, observeOthers: r.configuration?.observeOthers };
+  }
+
+  /** Set a member's observation settings; unset fields are left as they are. */
+  async setPeerConfiguration(peer: Peer | string, configuration: SessionPeerConfig): Promise<SessionPeerConfig> {
+    const r = await this.c.unary((o) =>
+      this.c.rpc.sessions.setSessionPeerConfig({ ...this.ids, peerId: idOf(peer), configuration: { ...configuration } }, o),
+    );
+    return { observeMe: r.configuration?.observeMe, observeOthers: r.configuration?.observeOthers };
   }
 
   /** Add peers (created if missing): ids, handles, [peer, config] pairs or {id: config}. */
@@ -903,10 +1099,12 @@ export class Session {
     return toMessage(r.message!);
   }
 
-  async updateMessage(messageId: string, metadata: JsonObject): Promise<Message> {
+  /** Replace a message's metadata (content is immutable); `message` or its id. */
+  async updateMessage(message: Message | string, metadata: JsonObject): Promise<Message> {
+    const id = idOf(message);
     const r = await this.c.unary((o) =>
       this.c.rpc.messages.updateMessage(
-        { message: { workspaceId: this.workspaceId, sessionId: this.id, id: messageId, metadata }, updateMask: { paths: ["metadata"] } },
+        { message: { workspaceId: this.workspaceId, sessionId: this.id, id, metadata }, updateMask: { paths: ["metadata"] } },
         o,
       ),
     );
@@ -941,6 +1139,50 @@ export class Session {
     const r = await this.c.unary((o) => this.c.rpc.sessions.getSummaries(this.ids, o));
     return { short: toSummary(r.shortSummary), long: toSummary(r.longSummary) };
   }
+
+  /** Upload text, JSON or PDF as messages by `peer` (one client stream: a header, then chunks). */
+  async uploadFile(
+    file: UploadInput,
+    peer: Peer | string,
+    options: {
+      metadata?: JsonObject;
+      configuration?: MessageInitShape<typeof MessageConfigurationSchema>;
+      createdAt?: Date | string;
+      filename?: string;
+      contentType?: string;
+    } = {},
+  ): Promise<Message[]> {
+    const { data, filename, contentType } = await uploadBytes(file);
+    const createdAt = options.createdAt === undefined ? undefined : new Date(options.createdAt);
+    const header = {
+      ...this.ids,
+      peerId: idOf(peer),
+      filename: options.filename ?? filename,
+      contentType: options.contentType ?? (contentType || "text/plain"),
+      metadata: options.metadata,
+      configuration: options.configuration,
+      createTime: createdAt ? timestampFromDate(createdAt) : undefined,
+    };
+    async function* parts(): AsyncGenerator<MessageInitShape<typeof UploadFileRequestSchema>> {
+      yield { part: { case: "header", value: header } };
+      for (let i = 0; i < data.length; i += UPLOAD_CHUNK) yield { part: { case: "chunk", value: data.subarray(i, i + UPLOAD_CHUNK) } };
+    }
+    try {
+      const r = await this.c.rpc.messages.uploadFile(parts(), { timeoutMs: this.c.streamTimeoutMs });
+      return r.messages.map((m) => toMessage(m));
+    } catch (error) {
+      throw toHonchoError(error);
+    }
+  }
+
+  /** What `peer` holds about `options.target` (default itself) within this session. */
+  representation(peer: Peer | string, options: Omit<RepresentationOptions, "session"> = {}): Promise<string> {
+    return new Peer(this.honcho, idOf(peer)).representation({ ...options, session: this.id });
+  }
+
+  queueStatus(options: { observer?: Peer | string; sender?: Peer | string } = {}): Promise<QueueStatus> {
+    return this.honcho.queueStatus({ ...options, session: this.id });
+  }
 }
 
 // ---------------------------------------------------------------------------- client
@@ -952,6 +1194,9 @@ export class Honcho {
   /** @internal */
   readonly caller: Caller;
   private readonly sessionManager: Http2SessionManager | undefined;
+  /** Filled by `refresh()`. */
+  metadata: JsonObject | undefined;
+  configuration: JsonObject | undefined;
 
   constructor(options: HonchoOptions = {}) {
     const env = typeof process !== "undefined" ? process.env : {};
@@ -978,6 +1223,11 @@ export class Honcho {
   /** Close the HTTP/2 connection (pending calls fail). */
   close(): void {
     this.sessionManager?.abort();
+  }
+
+  /** The generated clients of every service on this client's transport, for raw calls. */
+  get rpc(): Clients {
+    return this.caller.rpc;
   }
 
   /** A peer handle; created now (get-or-create) with metadata, configuration or `create`. */
@@ -1044,9 +1294,137 @@ export class Honcho {
     return r.hits.map((h) => toMessage(h.message!, h.score));
   }
 
+  /** Reload the workspace's metadata and configuration (NotFoundError if it does not exist). */
+  async refresh(): Promise<this> {
+    const r = await this.caller.unary((o) => this.caller.rpc.workspaces.getWorkspace({ workspaceId: this.workspaceId }, o));
+    this.metadata = r.workspace?.metadata ?? {};
+    this.configuration = r.workspace?.configuration ? (toJson(ConfigurationSchema, r.workspace.configuration) as JsonObject) : {};
+    return this;
+  }
+
   async getMetadata(): Promise<JsonObject> {
     const r = await this.caller.unary((o) => this.caller.rpc.workspaces.getOrCreateWorkspace({ workspaceId: this.workspaceId }, o));
     return r.workspace?.metadata ?? {};
+  }
+
+  async getConfiguration(): Promise<JsonObject> {
+    const r = await this.caller.unary((o) => this.caller.rpc.workspaces.getOrCreateWorkspace({ workspaceId: this.workspaceId }, o));
+    return r.workspace?.configuration ? (toJson(ConfigurationSchema, r.workspace.configuration) as JsonObject) : {};
+  }
+
+  async setConfiguration(configuration: MessageInitShape<typeof ConfigurationSchema>): Promise<void> {
+    await this.caller.unary((o) => this.caller.rpc.workspaces.getOrCreateWorkspace({ workspaceId: this.workspaceId }, o));
+    await this.caller.unary((o) =>
+      this.caller.rpc.workspaces.updateWorkspace(
+        { workspace: { id: this.workspaceId, configuration }, updateMask: { paths: ["configuration"] } },
+        o,
+      ),
+    );
+  }
+
+  /** Ids of the workspaces this client may see. */
+  workspaces(options: ListOptions = {}): AsyncGenerator<string> {
+    return this.caller.pages(
+      (pageToken, o) =>
+        this.caller.rpc.workspaces.listWorkspaces(
+          { pageToken, pageSize: options.pageSize ?? PAGE_SIZE, filters: options.filters, reverse: options.reverse },
+          o,
+        ),
+      (r) => r.workspaces.map((w) => w.id),
+    );
+  }
+
+  /** Queue a consolidation of what `observer` holds about `observed` (default itself); true if queued. */
+  async scheduleDream(options: {
+    observer: Peer | string;
+    session?: Session | string;
+    observed?: Peer | string;
+    dreamType?: "omni" | "card_refresh";
+  }): Promise<boolean> {
+    const r = await this.caller.unary((o) =>
+      this.caller.rpc.workspaces.scheduleDream(
+        {
+          workspaceId: this.workspaceId,
+          observerId: idOf(options.observer),
+          observedId: idOf(options.observed) || idOf(options.observer),
+          sessionId: idOf(options.session),
+          dreamType: options.dreamType === "card_refresh" ? DreamType.CARD_REFRESH : DreamType.OMNI,
+        },
+        o,
+      ),
+    );
+    return r.queued;
+  }
+
+  /** Every conclusion of the workspace (`list`), and deleting one by id. */
+  get conclusions(): {
+    list(options?: ListOptions & { includeInvalid?: boolean }): AsyncGenerator<Conclusion>;
+    delete(conclusionId: string): Promise<void>;
+  } {
+    return {
+      list: (options = {}) =>
+        this.caller.pages(
+          (pageToken, o) =>
+            this.caller.rpc.conclusions.listConclusions(
+              {
+                workspaceId: this.workspaceId,
+                pageToken,
+                pageSize: options.pageSize ?? PAGE_SIZE,
+                filters: options.filters,
+                reverse: options.reverse,
+                includeInvalid: options.includeInvalid,
+              },
+              o,
+            ),
+          (r) => r.conclusions.map(toConclusion),
+        ),
+      delete: (conclusionId) => this.deleteConclusion(conclusionId),
+    };
+  }
+
+  async deleteConclusion(conclusionId: string): Promise<void> {
+    await this.caller.unary((o) => this.caller.rpc.conclusions.deleteConclusion({ workspaceId: this.workspaceId, conclusionId }, o));
+  }
+
+  /** A JWT scoped to this workspace (narrowed to a peer or session), or an admin key. Needs auth on. */
+  async createKey(options: { peer?: Peer | string; session?: Session | string; expiresAt?: Date; admin?: boolean } = {}): Promise<string> {
+    const r = await this.caller.unary((o) =>
+      this.caller.rpc.keys.createKey(
+        {
+          workspaceId: options.admin ? "" : this.workspaceId,
+          peerId: idOf(options.peer),
+          sessionId: idOf(options.session),
+          expireTime: options.expiresAt ? timestampFromDate(options.expiresAt) : undefined,
+          admin: options.admin,
+        },
+        o,
+      ),
+    );
+    return r.key;
+  }
+
+  /** Register a URL that receives the workspace's events (get-or-create by URL). */
+  async createWebhook(url: string): Promise<WebhookEndpoint> {
+    const r = await this.caller.unary((o) => this.caller.rpc.webhooks.createWebhookEndpoint({ workspaceId: this.workspaceId, url }, o));
+    return toWebhook(r.endpoint!);
+  }
+
+  webhooks(): AsyncGenerator<WebhookEndpoint> {
+    return this.caller.pages(
+      (pageToken, o) => this.caller.rpc.webhooks.listWebhookEndpoints({ workspaceId: this.workspaceId, pageToken, pageSize: PAGE_SIZE }, o),
+      (r) => r.endpoints.map(toWebhook),
+    );
+  }
+
+  async deleteWebhook(endpoint: WebhookEndpoint | string): Promise<void> {
+    await this.caller.unary((o) =>
+      this.caller.rpc.webhooks.deleteWebhookEndpoint({ workspaceId: this.workspaceId, endpointId: idOf(endpoint) }, o),
+    );
+  }
+
+  /** Queue a test event to every endpoint of the workspace. */
+  async testWebhook(): Promise<void> {
+    await this.caller.unary((o) => this.caller.rpc.webhooks.testWebhook({ workspaceId: this.workspaceId }, o));
   }
 
   async setMetadata(metadata: JsonObject): Promise<void> {

@@ -12,12 +12,22 @@
 from honcho_grpc_client._base import NO_RETRY, RetryPolicy
 from honcho_grpc_client.aio import (
     AsyncChatStream,
+    AsyncConclusionsView,
     AsyncEventStream,
     AsyncHoncho,
     AsyncPeer,
     AsyncSession,
+    AsyncWorkspaceConclusions,
 )
-from honcho_grpc_client.client import ChatStream, EventStream, Honcho, Peer, Session
+from honcho_grpc_client.client import (
+    ChatStream,
+    ConclusionsView,
+    EventStream,
+    Honcho,
+    Peer,
+    Session,
+    WorkspaceConclusions,
+)
 from honcho_grpc_client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -53,6 +63,7 @@ from honcho_grpc_client.types import (
     SessionPeerConfig,
     Summaries,
     Summary,
+    WebhookEndpoint,
 )
 
 __version__ = "0.1.0"
@@ -62,16 +73,19 @@ __all__ = [
     "AbortedError",
     "AlreadyExistsError",
     "AsyncChatStream",
+    "AsyncConclusionsView",
     "AsyncEventStream",
     "AsyncHoncho",
     "AsyncPeer",
     "AsyncSession",
+    "AsyncWorkspaceConclusions",
     "CallCancelledError",
     "ChatAnswer",
     "ChatCompletion",
     "ChatStream",
     "Conclusion",
     "ConclusionCreate",
+    "ConclusionsView",
     "DataLossError",
     "DeadlineExceededError",
     "Event",
@@ -102,4 +116,6 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "WebhookEndpoint",
+    "WorkspaceConclusions",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ from honcho_grpc_client.types import (
     SessionMember,
     SessionPeerConfig,
     Summaries,
+    WebhookEndpoint,
     dict_to_struct,
     message_to_dict,
     parse_into,
@@ -295,6 +297,10 @@ class HonchoOps:
                          configuration=parse_into(configuration, resources_pb2.Configuration)),
                      lambda r: r.workspace)
 
+    def _get_workspace(self) -> Unary:
+        return Unary("workspaces", "GetWorkspace", workspace_pb2.GetWorkspaceRequest(
+            workspace_id=self.workspace_id), lambda r: r.workspace)
+
     def _update_workspace(self, metadata: Mapping[str, Any] | None = None,
                           configuration: Any = None) -> Unary:
         ws = resources_pb2.Workspace(id=self.workspace_id)
@@ -379,6 +385,28 @@ class HonchoOps:
             workspace_id=self.workspace_id, page_size=PAGE_SIZE,
             filters=dict_to_struct(filters), reverse=reverse, include_invalid=include_invalid),
             lambda r: [Conclusion.from_proto(c) for c in r.conclusions])
+
+    def _create_webhook(self, url: str) -> Unary:
+        return Unary("webhooks", "CreateWebhookEndpoint",
+                     webhook_pb2.CreateWebhookEndpointRequest(workspace_id=self.workspace_id,
+                                                              url=url),
+                     lambda r: WebhookEndpoint.from_proto(r.endpoint))
+
+    def _list_webhooks(self) -> Paged:
+        return Paged("webhooks", "ListWebhookEndpoints", webhook_pb2.ListWebhookEndpointsRequest(
+            workspace_id=self.workspace_id, page_size=PAGE_SIZE),
+            lambda r: [WebhookEndpoint.from_proto(w) for w in r.endpoints])
+
+    def _delete_webhook(self, endpoint: Any) -> Unary:
+        return Unary("webhooks", "DeleteWebhookEndpoint",
+                     webhook_pb2.DeleteWebhookEndpointRequest(workspace_id=self.workspace_id,
+                                                              endpoint_id=_id(endpoint)),
+                     lambda r: None)
+
+    def _test_webhook(self) -> Unary:
+        return Unary("webhooks", "TestWebhook",
+                     webhook_pb2.TestWebhookRequest(workspace_id=self.workspace_id),
+                     lambda r: None)
 
     def _create_key(self, peer: Any, session: Any, expires_at: Any, admin: bool) -> Unary:
         return Unary("keys", "CreateKey", key_pb2.CreateKeyRequest(
@@ -664,12 +692,49 @@ class SessionOps:
             workspace_id=self.workspace_id, session_id=self.id), Summaries.from_proto)
 
 
+def session_and_target(session: Any, target: Any) -> tuple[Any, Any]:
+    """`peer.representation(session, target)`, in the order of Honcho's SDK. The first
+    argument used to be the target: a peer handle there (it can never be a session) is still
+    taken as the target, with a DeprecationWarning; an id string cannot be told apart and
+    means the session."""
+    if not isinstance(session, PeerOps):
+        return session, target
+    if target is not None:
+        raise TypeError("representation(session, target): the first argument is the session, "
+                        f"got the peer {session.id!r}")
+    warnings.warn("peer.representation(other_peer): the first argument is now the session, as "
+                  "in Honcho's SDK; pass target=other_peer", DeprecationWarning, stacklevel=3)
+    return None, session
+
+
+def conclusion_inputs(conclusions: Any, observed: Any) -> list[str | ConclusionCreate]:
+    """Conclusions about `observed` given as strings, ConclusionCreate, or as Honcho's
+    `{"content": ..., "session_id": ...}` (one or a list)."""
+    if isinstance(conclusions, str | Mapping | ConclusionCreate):
+        conclusions = [conclusions]
+    out: list[str | ConclusionCreate] = []
+    for c in conclusions:
+        if isinstance(c, Mapping):
+            out.append(ConclusionCreate(str(c["content"]), observed_id=_id(observed),
+                                        session_id=_opt_id(c.get("session_id"))))
+        elif isinstance(c, str):
+            out.append(ConclusionCreate(c, observed_id=_id(observed)))
+        else:
+            out.append(c)
+    return out
+
+
 def read_file_arg(file: Any, filename: str | None, content_type: str | None
                   ) -> tuple[bytes, str, str]:
-    """`file` as bytes, str/PathLike path, or a binary file object; guesses the content type."""
+    """`file` as bytes, a str/PathLike path, a binary file object, or Honcho's
+    `(filename, bytes or file object, content_type)`; guesses the content type if missing."""
     import mimetypes
     from pathlib import Path
 
+    if isinstance(file, tuple):
+        name, body, ctype = file
+        data, _, _ = read_file_arg(body, name, ctype)
+        return data, filename or name, content_type or ctype
     if isinstance(file, bytes | bytearray | memoryview):
         data = bytes(file)
     elif isinstance(file, str | os.PathLike):

@@ -38,8 +38,11 @@ from honcho_grpc_client._base import (
     SessionOps,
     Settings,
     Unary,
+    _id,
+    conclusion_inputs,
     read_file_arg,
     resource_fields,
+    session_and_target,
 )
 from honcho_grpc_client.errors import from_rpc_error
 from honcho_grpc_client.types import (
@@ -56,6 +59,7 @@ from honcho_grpc_client.types import (
     SessionMember,
     SessionPeerConfig,
     Summaries,
+    WebhookEndpoint,
     to_datetime,
 )
 
@@ -279,7 +283,7 @@ class AsyncPeer(PeerOps):
     async def delete(self) -> None:
         await self._t.unary(self._delete())
 
-    def sessions(self, *, filters: Mapping[str, Any] | None = None,
+    def sessions(self, filters: Mapping[str, Any] | None = None, *,
                  reverse: bool = False) -> AsyncIterator[AsyncSession]:
         return self._t.pages(self._sessions(
             filters, reverse, lambda s: AsyncSession(self._honcho, s.id, s)))
@@ -309,27 +313,41 @@ class AsyncPeer(PeerOps):
         answer: Awaitable[ChatAnswer] = self._t.unary(self._chat(q), deadline)
         return answer
 
-    async def card(self, target: AsyncPeer | str | None = None) -> list[str]:
+    def chat_stream(self, query: str, *, target: AsyncPeer | str | None = None,
+                    session: AsyncSession | str | None = None,
+                    reasoning_level: str | None = None,
+                    response_format: Mapping[str, Any] | None = None,
+                    timeout: float | None = _UNSET) -> AsyncChatStream:
+        """`chat(..., stream=True)` under the name Honcho's SDK uses."""
+        return self.chat(query, target=target, session=session,
+                         reasoning_level=reasoning_level, response_format=response_format,
+                         stream=True, timeout=timeout)
+
+    async def get_card(self, target: AsyncPeer | str | None = None) -> list[str]:
         entries: list[str] = await self._t.unary(self._card(target))
         return entries
 
-    async def set_card(self, entries: Iterable[str],
+    card = get_card  # Honcho's SDK kept `card` as the deprecated name
+
+    async def set_card(self, peer_card: Iterable[str],
                        target: AsyncPeer | str | None = None) -> list[str]:
-        stored: list[str] = await self._t.unary(self._set_card(entries, target))
+        stored: list[str] = await self._t.unary(self._set_card(peer_card, target))
         return stored
 
-    async def representation(self, target: AsyncPeer | str | None = None, *,
-                             session: AsyncSession | str | None = None,
+    async def representation(self, session: AsyncSession | str | None = None,
+                             target: AsyncPeer | str | None = None,
                              search_query: str | None = None, search_top_k: int | None = None,
                              search_max_distance: float | None = None,
-                             include_most_frequent: bool = False,
+                             include_most_frequent: bool | None = None,
                              max_conclusions: int | None = None) -> str:
+        """See `Peer.representation` (Honcho's argument order: session, then target)."""
+        session, target = session_and_target(session, target)
         text: str = await self._t.unary(self._representation(
             target, session, search_query, search_top_k, search_max_distance,
-            include_most_frequent, max_conclusions))
+            bool(include_most_frequent), max_conclusions))
         return text
 
-    async def context(self, target: AsyncPeer | str | None = None, *,
+    async def context(self, target: AsyncPeer | str | None = None,
                       search_query: str | None = None, search_top_k: int | None = None,
                       search_max_distance: float | None = None,
                       include_most_frequent: bool | None = None,
@@ -339,18 +357,20 @@ class AsyncPeer(PeerOps):
             max_conclusions))
         return ctx
 
-    async def search(self, query: str, *, filters: Mapping[str, Any] | None = None,
+    async def search(self, query: str, filters: Mapping[str, Any] | None = None,
                      limit: int | None = None) -> list[Message]:
         hits: list[Message] = await self._t.unary(self._honcho._search(
             query, filters, limit, peer_id=self.id))
         return hits
 
-    def conclusions(self, about: AsyncPeer | str | None = None, *,
-                    session: AsyncSession | str | None = None,
-                    filters: Mapping[str, Any] | None = None, reverse: bool = False,
-                    include_invalid: bool = False) -> AsyncIterator[Conclusion]:
-        return self._t.pages(self._list_conclusions(about, session, filters, reverse,
-                                                    include_invalid))
+    @property
+    def conclusions(self) -> AsyncConclusionsView:
+        """See `Peer.conclusions`: `async for c in peer.conclusions(about)`, or the view's
+        `list()`, `query()`, `create()`, `delete()`, `representation()`."""
+        return AsyncConclusionsView(self, self)
+
+    def conclusions_of(self, target: AsyncPeer | str) -> AsyncConclusionsView:
+        return AsyncConclusionsView(self, target)
 
     async def query_conclusions(self, query: str, about: AsyncPeer | str | None = None, *,
                                 top_k: int | None = None, max_distance: float | None = None,
@@ -365,6 +385,76 @@ class AsyncPeer(PeerOps):
         stored: list[Conclusion] = await self._t.unary(self._create_conclusions(
             conclusions, about, session))
         return stored
+
+
+class AsyncConclusionsView:
+    """The conclusions `observer` holds about `observed`; see `ConclusionsView`."""
+
+    def __init__(self, observer: AsyncPeer, observed: AsyncPeer | str) -> None:
+        self.observer = observer
+        self.observed = observed
+
+    def __repr__(self) -> str:
+        return (f"AsyncConclusionsView(observer={self.observer.id!r}, "
+                f"observed={_id(self.observed)!r})")
+
+    def __call__(self, about: AsyncPeer | str | None = None, *,
+                 session: AsyncSession | str | None = None,
+                 filters: Mapping[str, Any] | None = None, reverse: bool = False,
+                 include_invalid: bool = False) -> AsyncIterator[Conclusion]:
+        peer = self.observer
+        return peer._t.pages(peer._list_conclusions(about or self.observed, session, filters,
+                                                    reverse, include_invalid))
+
+    async def query(self, query: str, top_k: int | None = None, distance: float | None = None,
+                    *, filters: Mapping[str, Any] | None = None) -> list[Conclusion]:
+        return await self.observer.query_conclusions(query, self.observed, top_k=top_k,
+                                                     max_distance=distance, filters=filters)
+
+    async def create(self, conclusions: Any) -> list[Conclusion]:
+        peer = self.observer
+        stored: list[Conclusion] = await peer._t.unary(peer._create_conclusions(
+            conclusion_inputs(conclusions, self.observed), None, None))
+        return stored
+
+    async def delete(self, conclusion_id: str) -> None:
+        await self.observer._honcho.delete_conclusion(conclusion_id)
+
+    async def representation(self, search_query: str | None = None,
+                             search_top_k: int | None = None,
+                             search_max_distance: float | None = None,
+                             include_most_frequent: bool | None = None,
+                             max_conclusions: int | None = None) -> str:
+        return await self.observer.representation(
+            target=self.observed, search_query=search_query, search_top_k=search_top_k,
+            search_max_distance=search_max_distance,
+            include_most_frequent=include_most_frequent, max_conclusions=max_conclusions)
+
+    # last: a method named `list` shadows the builtin in the annotations after it
+    def list(self, *, session: AsyncSession | str | None = None,
+             filters: Mapping[str, Any] | None = None, reverse: bool = False,
+             include_invalid: bool = False) -> AsyncIterator[Conclusion]:
+        return self(session=session, filters=filters, reverse=reverse,
+                    include_invalid=include_invalid)
+
+
+class AsyncWorkspaceConclusions:
+    """Every conclusion of the workspace; see `WorkspaceConclusions`."""
+
+    def __init__(self, honcho: AsyncHoncho) -> None:
+        self._honcho = honcho
+
+    def __call__(self, *, filters: Mapping[str, Any] | None = None, reverse: bool = False,
+                 include_invalid: bool = False) -> AsyncIterator[Conclusion]:
+        h = self._honcho
+        return h._transport.pages(h._list_conclusions(filters, reverse, include_invalid))
+
+    async def delete(self, conclusion_id: str) -> None:
+        await self._honcho.delete_conclusion(conclusion_id)
+
+    def list(self, *, filters: Mapping[str, Any] | None = None, reverse: bool = False,
+             include_invalid: bool = False) -> AsyncIterator[Conclusion]:
+        return self(filters=filters, reverse=reverse, include_invalid=include_invalid)
 
 
 class AsyncSession(SessionOps):
@@ -391,6 +481,11 @@ class AsyncSession(SessionOps):
 
     def __repr__(self) -> str:
         return f"AsyncSession(id={self.id!r}, workspace_id={self.workspace_id!r})"
+
+    @property
+    def is_active(self) -> bool | None:
+        """Honcho SDK's name for `active` (None until loaded)."""
+        return self.active
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, AsyncSession) and other.id == self.id
@@ -454,6 +549,8 @@ class AsyncSession(SessionOps):
         config: SessionPeerConfig = await self._t.unary(self._peer_config(peer))
         return config
 
+    get_peer_configuration = peer_config  # Honcho's SDK name
+
     async def set_peer_config(self, peer: AsyncPeer | str,
                               config: SessionPeerConfig | None = None, *,
                               observe_me: bool | None = None,
@@ -462,6 +559,11 @@ class AsyncSession(SessionOps):
                                              observe_others=observe_others)
         stored: SessionPeerConfig = await self._t.unary(self._set_peer_config(peer, config))
         return stored
+
+    async def set_peer_configuration(self, peer: AsyncPeer | str,
+                                     configuration: SessionPeerConfig) -> SessionPeerConfig:
+        """Honcho's SDK name for `set_peer_config`."""
+        return await self.set_peer_config(peer, configuration)
 
     async def add_messages(self, messages: MessageCreate | Iterable[MessageCreate]
                            ) -> list[Message]:
@@ -479,11 +581,13 @@ class AsyncSession(SessionOps):
         count: int = await self._t.client_stream(self._import(messages, chunk_size), deadline)
         return count
 
-    async def upload_file(self, file: Any, peer: AsyncPeer | str, *,
-                          filename: str | None = None, content_type: str | None = None,
+    async def upload_file(self, file: Any, peer: AsyncPeer | str,
                           metadata: Mapping[str, Any] | None = None,
                           configuration: Mapping[str, Any] | None = None,
-                          created_at: dt.datetime | None = None) -> list[Message]:
+                          created_at: dt.datetime | None = None, *,
+                          filename: str | None = None,
+                          content_type: str | None = None) -> list[Message]:
+        """See `Session.upload_file`."""
         data, name, ctype = read_file_arg(file, filename, content_type)
         created: list[Message] = await self._t.client_stream(
             self._upload(data, peer, name, ctype, metadata, configuration, created_at),
@@ -499,14 +603,15 @@ class AsyncSession(SessionOps):
         message: Message = await self._t.unary(self._get_message(message_id))
         return message
 
-    async def update_message(self, message_id: str, metadata: Mapping[str, Any]) -> Message:
-        message: Message = await self._t.unary(self._update_message(message_id, metadata))
-        return message
+    async def update_message(self, message: Message | str,
+                             metadata: Mapping[str, Any]) -> Message:
+        updated: Message = await self._t.unary(self._update_message(_id(message), metadata))
+        return updated
 
     async def delete_message(self, message_id: str) -> None:
         await self._t.unary(self._delete_message(message_id))
 
-    async def search(self, query: str, *, filters: Mapping[str, Any] | None = None,
+    async def search(self, query: str, filters: Mapping[str, Any] | None = None,
                      limit: int | None = None) -> list[Message]:
         hits: list[Message] = await self._t.unary(self._honcho._search(
             query, filters, limit, session_id=self.id))
@@ -528,10 +633,20 @@ class AsyncSession(SessionOps):
         result: Summaries = await self._t.unary(self._summaries())
         return result
 
-    async def queue_status(self, *, observer: AsyncPeer | str | None = None,
+    async def representation(self, peer: AsyncPeer | str, *,
+                             target: AsyncPeer | str | None = None,
+                             search_query: str | None = None, search_top_k: int | None = None,
+                             search_max_distance: float | None = None,
+                             include_most_frequent: bool | None = None,
+                             max_conclusions: int | None = None) -> str:
+        """What `peer` holds about `target` (default itself) within this session."""
+        return await AsyncPeer(self._honcho, _id(peer)).representation(
+            self, target, search_query, search_top_k, search_max_distance,
+            include_most_frequent, max_conclusions)
+
+    async def queue_status(self, observer: AsyncPeer | str | None = None,
                            sender: AsyncPeer | str | None = None) -> QueueStatus:
-        return await self._honcho.queue_status(session=self.id, observer=observer,
-                                               sender=sender)
+        return await self._honcho.queue_status(observer, sender, self.id)
 
 
 class AsyncHoncho(HonchoOps):
@@ -543,11 +658,13 @@ class AsyncHoncho(HonchoOps):
                  retry: RetryPolicy | None = None, tls: bool | None = None,
                  root_certificates: bytes | None = None,
                  options: Iterable[tuple[str, Any]] | None = None,
-                 channel: grpc.aio.Channel | None = None) -> None:
-        settings = Settings.resolve(address, workspace_id, token, timeout, stream_timeout,
-                                    retry, tls, root_certificates, options)
+                 channel: grpc.aio.Channel | None = None, api_key: str | None = None) -> None:
+        settings = Settings.resolve(address, workspace_id, token or api_key, timeout,
+                                    stream_timeout, retry, tls, root_certificates, options)
         self.workspace_id = settings.workspace_id
         self._transport = _AsyncTransport(settings, channel)
+        self.metadata: dict[str, Any] | None = None
+        self.configuration: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return (f"AsyncHoncho(address={self._transport.settings.address!r}, "
@@ -580,20 +697,26 @@ class AsyncHoncho(HonchoOps):
                                         peers=peers)
         return session
 
-    def peers(self, *, filters: Mapping[str, Any] | None = None,
+    def peers(self, filters: Mapping[str, Any] | None = None, *,
               reverse: bool = False) -> AsyncIterator[AsyncPeer]:
         return self._transport.pages(self._list_peers(filters, reverse,
                                                       lambda p: AsyncPeer(self, p.id, p)))
 
-    def sessions(self, *, filters: Mapping[str, Any] | None = None,
+    def sessions(self, filters: Mapping[str, Any] | None = None, *,
                  reverse: bool = False) -> AsyncIterator[AsyncSession]:
         return self._transport.pages(self._list_sessions(
             filters, reverse, lambda s: AsyncSession(self, s.id, s)))
 
-    async def search(self, query: str, *, filters: Mapping[str, Any] | None = None,
+    async def search(self, query: str, filters: Mapping[str, Any] | None = None,
                      limit: int | None = None) -> list[Message]:
         hits: list[Message] = await self._transport.unary(self._search(query, filters, limit))
         return hits
+
+    async def refresh(self) -> AsyncHoncho:
+        """Reload the workspace's metadata and configuration (NotFoundError if missing)."""
+        self.metadata, self.configuration = resource_fields(
+            await self._transport.unary(self._get_workspace()))
+        return self
 
     async def get_metadata(self) -> dict[str, Any]:
         return resource_fields(await self._transport.unary(self._get_or_create_workspace()))[0]
@@ -609,16 +732,16 @@ class AsyncHoncho(HonchoOps):
         await self._transport.unary(self._get_or_create_workspace())
         await self._transport.unary(self._update_workspace(None, configuration))
 
-    def workspaces(self, *, filters: Mapping[str, Any] | None = None,
+    def workspaces(self, filters: Mapping[str, Any] | None = None, *,
                    reverse: bool = False) -> AsyncIterator[str]:
         return self._transport.pages(self._list_workspaces(filters, reverse))
 
     async def delete_workspace(self, workspace_id: str | None = None) -> None:
         await self._transport.unary(self._delete_workspace(workspace_id))
 
-    async def queue_status(self, *, session: AsyncSession | str | None = None,
-                           observer: AsyncPeer | str | None = None,
-                           sender: AsyncPeer | str | None = None) -> QueueStatus:
+    async def queue_status(self, observer: AsyncPeer | str | None = None,
+                           sender: AsyncPeer | str | None = None,
+                           session: AsyncSession | str | None = None) -> QueueStatus:
         status: QueueStatus = await self._transport.unary(self._queue_status(
             session, observer, sender))
         return status
@@ -630,7 +753,7 @@ class AsyncHoncho(HonchoOps):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            status = await self.queue_status(session=session, observer=observer)
+            status = await self.queue_status(observer, session=session)
             if status.totals.idle:
                 return status
             if loop.time() >= deadline:
@@ -638,9 +761,13 @@ class AsyncHoncho(HonchoOps):
             await asyncio.sleep(interval)
 
     async def schedule_dream(self, observer: AsyncPeer | str,
-                             observed: AsyncPeer | str | None = None, *,
                              session: AsyncSession | str | None = None,
+                             observed: AsyncPeer | str | None = None, *,
                              dream_type: str = "omni") -> bool:
+        """See `Honcho.schedule_dream` (Honcho's order: observer, session, observed)."""
+        if isinstance(session, PeerOps):
+            raise TypeError("schedule_dream(observer, session, observed): the second argument "
+                            f"is the session, got the peer {session.id!r}; pass observed=")
         queued: bool = await self._transport.unary(self._schedule_dream(
             observer, observed, session, dream_type))
         return queued
@@ -651,9 +778,10 @@ class AsyncHoncho(HonchoOps):
         """`async with honcho.events() as feed: await feed.ready(); async for e in feed:`."""
         return AsyncEventStream(self._transport, self._watch_events(session, peer, types))
 
-    def conclusions(self, *, filters: Mapping[str, Any] | None = None, reverse: bool = False,
-                    include_invalid: bool = False) -> AsyncIterator[Conclusion]:
-        return self._transport.pages(self._list_conclusions(filters, reverse, include_invalid))
+    @property
+    def conclusions(self) -> AsyncWorkspaceConclusions:
+        """`async for c in honcho.conclusions(filters=...)`, or `.list(...)`."""
+        return AsyncWorkspaceConclusions(self)
 
     async def delete_conclusion(self, conclusion_id: str) -> None:
         await self._transport.unary(self._delete_conclusion(conclusion_id))
@@ -664,3 +792,16 @@ class AsyncHoncho(HonchoOps):
         key: str = await self._transport.unary(self._create_key(peer, session, expires_at,
                                                                 admin))
         return key
+
+    async def create_webhook(self, url: str) -> WebhookEndpoint:
+        endpoint: WebhookEndpoint = await self._transport.unary(self._create_webhook(url))
+        return endpoint
+
+    def webhooks(self) -> AsyncIterator[WebhookEndpoint]:
+        return self._transport.pages(self._list_webhooks())
+
+    async def delete_webhook(self, endpoint: WebhookEndpoint | str) -> None:
+        await self._transport.unary(self._delete_webhook(endpoint))
+
+    async def test_webhook(self) -> None:
+        await self._transport.unary(self._test_webhook())

@@ -35,8 +35,11 @@ from honcho_grpc_client._base import (
     SessionOps,
     Settings,
     Unary,
+    _id,
+    conclusion_inputs,
     read_file_arg,
     resource_fields,
+    session_and_target,
 )
 from honcho_grpc_client.errors import from_rpc_error
 from honcho_grpc_client.types import (
@@ -53,6 +56,7 @@ from honcho_grpc_client.types import (
     SessionMember,
     SessionPeerConfig,
     Summaries,
+    WebhookEndpoint,
     to_datetime,
 )
 
@@ -262,7 +266,7 @@ class Peer(PeerOps):
         """Delete the peer, its messages and every conclusion by or about it."""
         self._t.unary(self._delete())
 
-    def sessions(self, *, filters: Mapping[str, Any] | None = None,
+    def sessions(self, filters: Mapping[str, Any] | None = None, *,
                  reverse: bool = False) -> Iterator[Session]:
         """The sessions this peer belongs to (pages fetched as you iterate)."""
         return self._t.pages(self._sessions(
@@ -297,28 +301,42 @@ class Peer(PeerOps):
         answer: ChatAnswer = self._t.unary(self._chat(q), deadline)
         return answer
 
-    def card(self, target: Peer | str | None = None) -> list[str]:
+    def chat_stream(self, query: str, *, target: Peer | str | None = None,
+                    session: Session | str | None = None, reasoning_level: str | None = None,
+                    response_format: Mapping[str, Any] | None = None,
+                    timeout: float | None = _UNSET) -> ChatStream:
+        """`chat(..., stream=True)` under the name Honcho's SDK uses."""
+        return self.chat(query, target=target, session=session,
+                         reasoning_level=reasoning_level, response_format=response_format,
+                         stream=True, timeout=timeout)
+
+    def get_card(self, target: Peer | str | None = None) -> list[str]:
         """The card this peer keeps about `target` (default itself); [] when none exists."""
         entries: list[str] = self._t.unary(self._card(target))
         return entries
 
-    def set_card(self, entries: Iterable[str], target: Peer | str | None = None) -> list[str]:
-        stored: list[str] = self._t.unary(self._set_card(entries, target))
+    card = get_card  # Honcho's SDK kept `card` as the deprecated name
+
+    def set_card(self, peer_card: Iterable[str], target: Peer | str | None = None) -> list[str]:
+        """Replace the card this peer keeps about `target` (default itself)."""
+        stored: list[str] = self._t.unary(self._set_card(peer_card, target))
         return stored
 
-    def representation(self, target: Peer | str | None = None, *,
-                       session: Session | str | None = None, search_query: str | None = None,
+    def representation(self, session: Session | str | None = None,
+                       target: Peer | str | None = None, search_query: str | None = None,
                        search_top_k: int | None = None,
                        search_max_distance: float | None = None,
-                       include_most_frequent: bool = False,
+                       include_most_frequent: bool | None = None,
                        max_conclusions: int | None = None) -> str:
-        """What this peer holds about `target`, as markdown grouped by reasoning level."""
+        """What this peer holds about `target` (default itself), within `session` if given,
+        as markdown grouped by reasoning level. The argument order is Honcho's SDK's."""
+        session, target = session_and_target(session, target)
         text: str = self._t.unary(self._representation(
             target, session, search_query, search_top_k, search_max_distance,
-            include_most_frequent, max_conclusions))
+            bool(include_most_frequent), max_conclusions))
         return text
 
-    def context(self, target: Peer | str | None = None, *, search_query: str | None = None,
+    def context(self, target: Peer | str | None = None, search_query: str | None = None,
                 search_top_k: int | None = None, search_max_distance: float | None = None,
                 include_most_frequent: bool | None = None,
                 max_conclusions: int | None = None) -> PeerContext:
@@ -328,20 +346,23 @@ class Peer(PeerOps):
             max_conclusions))
         return ctx
 
-    def search(self, query: str, *, filters: Mapping[str, Any] | None = None,
+    def search(self, query: str, filters: Mapping[str, Any] | None = None,
                limit: int | None = None) -> list[Message]:
         """Search the messages this peer wrote."""
         hits: list[Message] = self._t.unary(self._honcho._search(query, filters, limit,
                                                                  peer_id=self.id))
         return hits
 
-    def conclusions(self, about: Peer | str | None = None, *,
-                    session: Session | str | None = None,
-                    filters: Mapping[str, Any] | None = None, reverse: bool = False,
-                    include_invalid: bool = False) -> Iterator[Conclusion]:
-        """What this peer concluded about `about` (default itself), newest first."""
-        return self._t.pages(self._list_conclusions(about, session, filters, reverse,
-                                                    include_invalid))
+    @property
+    def conclusions(self) -> ConclusionsView:
+        """What this peer concluded about itself: `.list()`, `.query()`, `.create()`,
+        `.delete()`, `.representation()` as in Honcho's SDK; calling it,
+        `peer.conclusions(about)`, lists what it concluded about `about`."""
+        return ConclusionsView(self, self)
+
+    def conclusions_of(self, target: Peer | str) -> ConclusionsView:
+        """What this peer concluded about `target` (the same view)."""
+        return ConclusionsView(self, target)
 
     def query_conclusions(self, query: str, about: Peer | str | None = None, *,
                           top_k: int | None = None, max_distance: float | None = None,
@@ -358,6 +379,78 @@ class Peer(PeerOps):
         stored: list[Conclusion] = self._t.unary(self._create_conclusions(
             conclusions, about, session))
         return stored
+
+
+class ConclusionsView:
+    """The conclusions `observer` holds about `observed` (Honcho SDK's ConclusionsView)."""
+
+    def __init__(self, observer: Peer, observed: Peer | str) -> None:
+        self.observer = observer
+        self.observed = observed
+
+    def __repr__(self) -> str:
+        return f"ConclusionsView(observer={self.observer.id!r}, observed={_id(self.observed)!r})"
+
+    def __call__(self, about: Peer | str | None = None, *,
+                 session: Session | str | None = None,
+                 filters: Mapping[str, Any] | None = None, reverse: bool = False,
+                 include_invalid: bool = False) -> Iterator[Conclusion]:
+        """Newest first; `about` overrides the observed peer."""
+        peer = self.observer
+        return peer._t.pages(peer._list_conclusions(about or self.observed, session, filters,
+                                                    reverse, include_invalid))
+
+    def query(self, query: str, top_k: int | None = None, distance: float | None = None, *,
+              filters: Mapping[str, Any] | None = None) -> list[Conclusion]:
+        """Semantic search, nearest first."""
+        return self.observer.query_conclusions(query, self.observed, top_k=top_k,
+                                               max_distance=distance, filters=filters)
+
+    def create(self, conclusions: Any) -> list[Conclusion]:
+        """Store explicit conclusions: strings, ConclusionCreate or `{"content", "session_id"}`."""
+        peer = self.observer
+        stored: list[Conclusion] = peer._t.unary(peer._create_conclusions(
+            conclusion_inputs(conclusions, self.observed), None, None))
+        return stored
+
+    def delete(self, conclusion_id: str) -> None:
+        self.observer._honcho.delete_conclusion(conclusion_id)
+
+    def representation(self, search_query: str | None = None, search_top_k: int | None = None,
+                       search_max_distance: float | None = None,
+                       include_most_frequent: bool | None = None,
+                       max_conclusions: int | None = None) -> str:
+        return self.observer.representation(
+            target=self.observed, search_query=search_query, search_top_k=search_top_k,
+            search_max_distance=search_max_distance,
+            include_most_frequent=include_most_frequent, max_conclusions=max_conclusions)
+
+    # last: a method named `list` shadows the builtin in the annotations after it
+    def list(self, *, session: Session | str | None = None,
+             filters: Mapping[str, Any] | None = None, reverse: bool = False,
+             include_invalid: bool = False) -> Iterator[Conclusion]:
+        """Newest first, pages fetched as you iterate."""
+        return self(session=session, filters=filters, reverse=reverse,
+                    include_invalid=include_invalid)
+
+
+class WorkspaceConclusions:
+    """Every conclusion of the workspace (Honcho SDK's `honcho.conclusions`)."""
+
+    def __init__(self, honcho: Honcho) -> None:
+        self._honcho = honcho
+
+    def __call__(self, *, filters: Mapping[str, Any] | None = None, reverse: bool = False,
+                 include_invalid: bool = False) -> Iterator[Conclusion]:
+        h = self._honcho
+        return h._transport.pages(h._list_conclusions(filters, reverse, include_invalid))
+
+    def list(self, *, filters: Mapping[str, Any] | None = None, reverse: bool = False,
+             include_invalid: bool = False) -> Iterator[Conclusion]:
+        return self(filters=filters, reverse=reverse, include_invalid=include_invalid)
+
+    def delete(self, conclusion_id: str) -> None:
+        self._honcho.delete_conclusion(conclusion_id)
 
 
 class Session(SessionOps):
@@ -385,6 +478,11 @@ class Session(SessionOps):
 
     def __repr__(self) -> str:
         return f"Session(id={self.id!r}, workspace_id={self.workspace_id!r})"
+
+    @property
+    def is_active(self) -> bool | None:
+        """Honcho SDK's name for `active` (None until loaded)."""
+        return self.active
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Session) and other.id == self.id
@@ -458,6 +556,8 @@ class Session(SessionOps):
         config: SessionPeerConfig = self._t.unary(self._peer_config(peer))
         return config
 
+    get_peer_configuration = peer_config  # Honcho's SDK name
+
     def set_peer_config(self, peer: Peer | str, config: SessionPeerConfig | None = None, *,
                         observe_me: bool | None = None,
                         observe_others: bool | None = None) -> SessionPeerConfig:
@@ -466,6 +566,11 @@ class Session(SessionOps):
                                              observe_others=observe_others)
         stored: SessionPeerConfig = self._t.unary(self._set_peer_config(peer, config))
         return stored
+
+    def set_peer_configuration(self, peer: Peer | str,
+                               configuration: SessionPeerConfig) -> SessionPeerConfig:
+        """Honcho's SDK name for `set_peer_config`."""
+        return self.set_peer_config(peer, configuration)
 
     # messages
 
@@ -484,12 +589,13 @@ class Session(SessionOps):
         count: int = self._t.client_stream(self._import(messages, chunk_size), deadline)
         return count
 
-    def upload_file(self, file: Any, peer: Peer | str, *, filename: str | None = None,
-                    content_type: str | None = None,
+    def upload_file(self, file: Any, peer: Peer | str,
                     metadata: Mapping[str, Any] | None = None,
                     configuration: Mapping[str, Any] | None = None,
-                    created_at: dt.datetime | None = None) -> list[Message]:
-        """Upload text, JSON or PDF (bytes, a path, or a binary file object) as messages."""
+                    created_at: dt.datetime | None = None, *, filename: str | None = None,
+                    content_type: str | None = None) -> list[Message]:
+        """Upload text, JSON or PDF as messages: bytes, a path, a binary file object, or
+        `(filename, bytes or file object, content_type)` as in Honcho's SDK."""
         data, name, ctype = read_file_arg(file, filename, content_type)
         created: list[Message] = self._t.client_stream(
             self._upload(data, peer, name, ctype, metadata, configuration, created_at),
@@ -505,15 +611,15 @@ class Session(SessionOps):
         message: Message = self._t.unary(self._get_message(message_id))
         return message
 
-    def update_message(self, message_id: str, metadata: Mapping[str, Any]) -> Message:
-        """Replace a message's metadata (content is immutable)."""
-        message: Message = self._t.unary(self._update_message(message_id, metadata))
-        return message
+    def update_message(self, message: Message | str, metadata: Mapping[str, Any]) -> Message:
+        """Replace a message's metadata (content is immutable); `message` or its id."""
+        updated: Message = self._t.unary(self._update_message(_id(message), metadata))
+        return updated
 
     def delete_message(self, message_id: str) -> None:
         self._t.unary(self._delete_message(message_id))
 
-    def search(self, query: str, *, filters: Mapping[str, Any] | None = None,
+    def search(self, query: str, filters: Mapping[str, Any] | None = None,
                limit: int | None = None) -> list[Message]:
         """Hybrid (semantic + full-text) search in this session; best first."""
         hits: list[Message] = self._t.unary(self._honcho._search(query, filters, limit,
@@ -537,9 +643,19 @@ class Session(SessionOps):
         result: Summaries = self._t.unary(self._summaries())
         return result
 
-    def queue_status(self, *, observer: Peer | str | None = None,
+    def representation(self, peer: Peer | str, *, target: Peer | str | None = None,
+                       search_query: str | None = None, search_top_k: int | None = None,
+                       search_max_distance: float | None = None,
+                       include_most_frequent: bool | None = None,
+                       max_conclusions: int | None = None) -> str:
+        """What `peer` holds about `target` (default itself) within this session."""
+        return Peer(self._honcho, _id(peer)).representation(
+            self, target, search_query, search_top_k, search_max_distance,
+            include_most_frequent, max_conclusions)
+
+    def queue_status(self, observer: Peer | str | None = None,
                      sender: Peer | str | None = None) -> QueueStatus:
-        return self._honcho.queue_status(session=self.id, observer=observer, sender=sender)
+        return self._honcho.queue_status(observer, sender, self.id)
 
 
 class Honcho(HonchoOps):
@@ -559,11 +675,13 @@ class Honcho(HonchoOps):
                  retry: RetryPolicy | None = None, tls: bool | None = None,
                  root_certificates: bytes | None = None,
                  options: Iterable[tuple[str, Any]] | None = None,
-                 channel: grpc.Channel | None = None) -> None:
-        settings = Settings.resolve(address, workspace_id, token, timeout, stream_timeout,
-                                    retry, tls, root_certificates, options)
+                 channel: grpc.Channel | None = None, api_key: str | None = None) -> None:
+        settings = Settings.resolve(address, workspace_id, token or api_key, timeout,
+                                    stream_timeout, retry, tls, root_certificates, options)
         self.workspace_id = settings.workspace_id
         self._transport = _Transport(settings, channel)
+        self.metadata: dict[str, Any] | None = None
+        self.configuration: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return (f"Honcho(address={self._transport.settings.address!r}, "
@@ -599,24 +717,30 @@ class Honcho(HonchoOps):
             session.get_or_create(metadata=metadata, configuration=configuration, peers=peers)
         return session
 
-    def peers(self, *, filters: Mapping[str, Any] | None = None,
+    def peers(self, filters: Mapping[str, Any] | None = None, *,
               reverse: bool = False) -> Iterator[Peer]:
         """Every peer of the workspace, page by page as you iterate."""
         return self._transport.pages(self._list_peers(filters, reverse,
                                                       lambda p: Peer(self, p.id, p)))
 
-    def sessions(self, *, filters: Mapping[str, Any] | None = None,
+    def sessions(self, filters: Mapping[str, Any] | None = None, *,
                  reverse: bool = False) -> Iterator[Session]:
         return self._transport.pages(self._list_sessions(filters, reverse,
                                                          lambda s: Session(self, s.id, s)))
 
-    def search(self, query: str, *, filters: Mapping[str, Any] | None = None,
+    def search(self, query: str, filters: Mapping[str, Any] | None = None,
                limit: int | None = None) -> list[Message]:
         """Hybrid search over every message of the workspace; best first."""
         hits: list[Message] = self._transport.unary(self._search(query, filters, limit))
         return hits
 
     # workspace
+
+    def refresh(self) -> Honcho:
+        """Reload the workspace's metadata and configuration (NotFoundError if missing)."""
+        self.metadata, self.configuration = resource_fields(
+            self._transport.unary(self._get_workspace()))
+        return self
 
     def get_metadata(self) -> dict[str, Any]:
         return resource_fields(self._transport.unary(self._get_or_create_workspace()))[0]
@@ -632,7 +756,7 @@ class Honcho(HonchoOps):
         self._transport.unary(self._get_or_create_workspace())
         self._transport.unary(self._update_workspace(None, configuration))
 
-    def workspaces(self, *, filters: Mapping[str, Any] | None = None,
+    def workspaces(self, filters: Mapping[str, Any] | None = None, *,
                    reverse: bool = False) -> Iterator[str]:
         """Ids of the workspaces this client may see."""
         return self._transport.pages(self._list_workspaces(filters, reverse))
@@ -643,9 +767,9 @@ class Honcho(HonchoOps):
 
     # background work
 
-    def queue_status(self, *, session: Session | str | None = None,
-                     observer: Peer | str | None = None,
-                     sender: Peer | str | None = None) -> QueueStatus:
+    def queue_status(self, observer: Peer | str | None = None,
+                     sender: Peer | str | None = None,
+                     session: Session | str | None = None) -> QueueStatus:
         status: QueueStatus = self._transport.unary(self._queue_status(session, observer,
                                                                        sender))
         return status
@@ -657,17 +781,22 @@ class Honcho(HonchoOps):
         `timeout` seconds). Failed work does not count as pending."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.queue_status(session=session, observer=observer)
+            status = self.queue_status(observer, session=session)
             if status.totals.idle:
                 return status
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"queue still busy after {timeout}s: {status.totals}")
             time.sleep(interval)
 
-    def schedule_dream(self, observer: Peer | str, observed: Peer | str | None = None, *,
-                       session: Session | str | None = None,
+    def schedule_dream(self, observer: Peer | str, session: Session | str | None = None,
+                       observed: Peer | str | None = None, *,
                        dream_type: str = "omni") -> bool:
-        """Queue a consolidation of what `observer` holds about `observed`."""
+        """Queue a consolidation of what `observer` holds about `observed` (default itself).
+        The argument order is Honcho's SDK's; `observed` used to come second, so a peer
+        handle given as `session` is refused."""
+        if isinstance(session, PeerOps):
+            raise TypeError("schedule_dream(observer, session, observed): the second argument "
+                            f"is the session, got the peer {session.id!r}; pass observed=")
         queued: bool = self._transport.unary(self._schedule_dream(observer, observed, session,
                                                                   dream_type))
         return queued
@@ -681,9 +810,11 @@ class Honcho(HonchoOps):
 
     # conclusions and keys
 
-    def conclusions(self, *, filters: Mapping[str, Any] | None = None, reverse: bool = False,
-                    include_invalid: bool = False) -> Iterator[Conclusion]:
-        return self._transport.pages(self._list_conclusions(filters, reverse, include_invalid))
+    @property
+    def conclusions(self) -> WorkspaceConclusions:
+        """Every conclusion of the workspace: `honcho.conclusions.list(filters=...)`, or
+        call it: `honcho.conclusions(filters=...)`."""
+        return WorkspaceConclusions(self)
 
     def delete_conclusion(self, conclusion_id: str) -> None:
         self._transport.unary(self._delete_conclusion(conclusion_id))
@@ -694,3 +825,20 @@ class Honcho(HonchoOps):
         """A JWT scoped to this workspace (narrowed to a peer or session), or admin."""
         key: str = self._transport.unary(self._create_key(peer, session, expires_at, admin))
         return key
+
+    # webhooks
+
+    def create_webhook(self, url: str) -> WebhookEndpoint:
+        """Register a URL that receives the workspace's events (get-or-create by URL)."""
+        endpoint: WebhookEndpoint = self._transport.unary(self._create_webhook(url))
+        return endpoint
+
+    def webhooks(self) -> Iterator[WebhookEndpoint]:
+        return self._transport.pages(self._list_webhooks())
+
+    def delete_webhook(self, endpoint: WebhookEndpoint | str) -> None:
+        self._transport.unary(self._delete_webhook(endpoint))
+
+    def test_webhook(self) -> None:
+        """Queue a test event to every endpoint of the workspace."""
+        self._transport.unary(self._test_webhook())

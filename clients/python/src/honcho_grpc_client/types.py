@@ -155,6 +155,19 @@ class Summaries:
                    long=Summary.from_proto(r.long_summary) if r.HasField("long_summary")
                    else None)
 
+    # The names of Honcho SDK's SessionSummaries.
+    @property
+    def id(self) -> str:
+        return self.session_id
+
+    @property
+    def short_summary(self) -> Summary | None:
+        return self.short
+
+    @property
+    def long_summary(self) -> Summary | None:
+        return self.long
+
 
 @dataclass(frozen=True)
 class SessionContext:
@@ -393,3 +406,18 @@ class Event:
         return cls(type=_EVENT_NAMES.get(e.type, "unspecified"), workspace_id=e.workspace_id,
                    session_id=e.session_id, peer_id=e.peer_id,
                    time=to_datetime(e.time, e.HasField("time")), data=struct_to_dict(e.data))
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """A URL the workspace's events are POSTed to."""
+
+    id: str
+    workspace_id: str
+    url: str
+    created_at: dt.datetime | None
+
+    @classmethod
+    def from_proto(cls, w: resources_pb2.WebhookEndpoint) -> WebhookEndpoint:
+        return cls(id=w.id, workspace_id=w.workspace_id, url=w.url,
+                   created_at=to_datetime(w.create_time, w.HasField("create_time")))

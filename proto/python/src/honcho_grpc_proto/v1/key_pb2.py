@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13honcho/v1/key.proto\x12\thoncho.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x10\x43reateKeyRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x64min\x18\x05 \x01(\x08\" \n\x11\x43reateKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\t2T\n\nKeyService\x12\x46\n\tCreateKey\x12\x1b.honcho.v1.CreateKeyRequest\x1a\x1c.honcho.v1.CreateKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13honcho/v1/key.proto\x12\thoncho.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x10\x43reateKeyRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x64min\x18\x05 \x01(\x08\" \n\x11\x43reateKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\t2T\n\nKeyService\x12\x46\n\tCreateKey\x12\x1b.honcho.v1.CreateKeyRequest\x1a\x1c.honcho.v1.CreateKeyResponseBm\n\rdev.honcho.v1B\x08KeyProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'honcho_grpc_proto.v1.key_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.honcho.v1B\010KeyProtoP\001Z%honcho-grpc/gen/go/honcho/v1;honchov1\242\002\003HXX\252\002\tHoncho.V1\312\002\tHoncho\\V1\352\002\nHoncho::V1'
   _globals['_CREATEKEYREQUEST']._serialized_start=68
   _globals['_CREATEKEYREQUEST']._serialized_end=209
   _globals['_CREATEKEYRESPONSE']._serialized_start=211
