@@ -14,14 +14,9 @@ from honcho_grpc.providers.llm import (
     ToolSpec,
     build_llm,
 )
-from honcho_grpc.providers.llm.local import (
-    ABSTAIN,
-    compose_answer,
-    extract_facts,
-    facts_from_transcript,
-    rank_snippets,
-    summarize,
-)
+from honcho_grpc.providers.llm.local_answer import ABSTAIN, compose_answer, rank_snippets
+from honcho_grpc.providers.llm.local_facts import extract_facts, facts_from_transcript
+from honcho_grpc.providers.llm.local_summary import summarize
 from honcho_grpc.settings import LLMSettings
 
 TRANSCRIPT = [
@@ -138,10 +133,12 @@ async def test_max_tokens_cuts_the_answer() -> None:
 
 
 async def test_summary_when_the_instructions_ask_for_one() -> None:
-    asked = [Message("system", "Summarize the conversation in at most 12 words."),
+    # Three sentences' worth: every line of the transcript is material (none is taken for a
+    # question), and the nurse, the dog and the clinic outweigh hiking and the cello.
+    asked = [Message("system", "Summarize the conversation in at most 18 words."),
              Message("user", "\n".join(TRANSCRIPT))]
     done = await LocalProvider().complete(asked, max_tokens=200)
-    assert 0 < len(done.text.split()) <= 12 and "nurse" in done.text
+    assert 0 < len(done.text.split()) <= 18 and "nurse" in done.text and "2019" in done.text
 
 
 async def test_structured_facts_for_the_speaker_named_in_the_instructions() -> None:
