@@ -103,13 +103,54 @@ async def test_complete_is_deterministic_and_counts_tokens() -> None:
     assert first.finish_reason == "stop" and first.tool_calls == []
 
 
-async def test_no_tool_calls_even_when_tools_are_offered() -> None:
+SEARCH = ToolSpec("search_conclusions", "Search what is known.",
+                  {"type": "object", "required": ["query"],
+                   "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}}})
+BY_DATE = ToolSpec("messages_by_date", "Messages between two dates.",
+                   {"type": "object", "properties": {"start": {"type": "string"}}})
+PREMISES = ToolSpec("get_premises", "Premises of a conclusion.",
+                    {"type": "object", "required": ["conclusion_id"],
+                     "properties": {"conclusion_id": {"type": "string"}}})
+
+
+async def test_no_lookup_when_the_context_answers() -> None:
     done = await LocalProvider().complete(DIALECTIC, max_tokens=100,
-                                          tools=[ToolSpec("search_memory")])
+                                          tools=[SEARCH, ToolSpec("search_memory")])
     assert done.tool_calls == [] and "nurse" in done.text
     events = [e async for e in LocalProvider().stream(DIALECTIC, max_tokens=100,
-                                                      tools=[ToolSpec("search_memory")])]
+                                                      tools=[SEARCH])]
     assert "".join(e.text for e in events) == done.text and events[-1].tool_calls == []
+
+
+UNANSWERED = [Message("system", "You answer questions about the peer 'alice' using only what "
+                                "bob knows about alice."),
+              Message("user", "Context:\nConclusions (explicit):\n- [2024-05-01 10:00] alice "
+                              "likes hiking\n\nQuestion: Which instrument does alice play?")]
+
+
+async def test_looks_up_what_the_context_lacks_then_answers_from_the_results() -> None:
+    provider = LocalProvider()
+    first = await provider.complete(UNANSWERED, max_tokens=100, tools=[SEARCH, BY_DATE, PREMISES])
+    # Only the tool it can fill from the question, with the question's content words.
+    assert [(c.name, c.arguments) for c in first.tool_calls] == [
+        ("search_conclusions", {"query": "instrument play"})]
+    assert first.text == "" and first.finish_reason == "tool_calls"
+    assert first.usage.input_tokens > 10 and first.usage.output_tokens > 0
+    streamed = [e async for e in provider.stream(UNANSWERED, max_tokens=100, tools=[SEARCH])]
+    assert [e.text for e in streamed] == [""] and streamed[-1].tool_calls == first.tool_calls
+
+    call = first.tool_calls[0]
+    looked_up = [*UNANSWERED, Message("assistant", "", tool_calls=(call,)),
+                 Message("tool", "- [id c7; explicit; 2024-05-02 09:00] alice plays the cello "
+                                 "in an orchestra\n- [id c8; explicit; 2024-05-03 09:00] alice "
+                                 "likes jazz", tool_call_id=call.id)]
+    answer = await provider.complete(looked_up, max_tokens=100, tools=[SEARCH])
+    assert answer.tool_calls == []  # it looked once; it answers now
+    assert answer.text == ("Based on what is known about alice: alice plays the cello in "
+                           "an orchestra.")
+    nothing = [*looked_up[:-1], Message("tool", "No conclusions match.", tool_call_id=call.id)]
+    done = await provider.complete(nothing, max_tokens=100, tools=[SEARCH])
+    assert done.text == "I don't have information about alice that answers this."
 
 
 async def test_abstains_when_nothing_is_relevant() -> None:
