@@ -1,6 +1,7 @@
 """The offline `local` provider and its heuristics: deterministic, fact extraction in the
 third person, extractive summaries within budget, answers composed from relevant snippets
-with abstention, structured output conforming to the schema, word-by-word streams."""
+with abstention, lookups with the search tools it is offered when its context lacks the
+answer, structured output conforming to the schema, word-by-word streams."""
 
 from __future__ import annotations
 
@@ -125,13 +126,15 @@ async def test_no_lookup_when_the_context_answers() -> None:
 UNANSWERED = [Message("system", "You answer questions about the peer 'alice' using only what "
                                 "bob knows about alice."),
               Message("user", "Context:\nConclusions (explicit):\n- [2024-05-01 10:00] alice "
-                              "likes hiking\n\nQuestion: Which instrument does alice play?")]
+                              "likes hiking\n\nThe asker's own card:\n- ATTRIBUTE: bob plays "
+                              "the cello\n\nQuestion: Which instrument does alice play?")]
 
 
 async def test_looks_up_what_the_context_lacks_then_answers_from_the_results() -> None:
     provider = LocalProvider()
     first = await provider.complete(UNANSWERED, max_tokens=100, tools=[SEARCH, BY_DATE, PREMISES])
-    # Only the tool it can fill from the question, with the question's content words.
+    # The asker's card is not about alice. Only the tool it can fill from the question is
+    # called, with the question's content words.
     assert [(c.name, c.arguments) for c in first.tool_calls] == [
         ("search_conclusions", {"query": "instrument play"})]
     assert first.text == "" and first.finish_reason == "tool_calls"
