@@ -99,6 +99,23 @@ async def test_response_formats_that_are_no_schema_are_refused(stubs: Stubs, db:
             await fails(call, grpc.StatusCode.INVALID_ARGUMENT, field="query.response_format")
 
 
+async def test_a_json_answer_for_any_valid_schema(stubs: Stubs, db: Database, ws: str) -> None:
+    """Valid schemas the local provider cannot follow (a remote $ref, a recursive one,
+    boolean subschemas) still get a JSON object, never INTERNAL."""
+    await seed(stubs, db, ws)
+    for spec in ({"type": "object", "properties": {"job": {"$ref": "https://x.test/s.json"}}},
+                 {"type": "object", "properties": {"job": True, "never": False}},
+                 {"$defs": {"n": {"type": "object", "properties": {
+                     "job": {"type": "string"}, "next": {"$ref": "#/$defs/n"}}}},
+                  "$ref": "#/$defs/n", "type": "object"}):
+        schema = struct_pb2.Struct()
+        schema.update(spec)
+        r = await stubs.dialectic.Chat(pb.ChatRequest(query=query(
+            ws, "Which job as a nurse?", response_format=schema)))
+        answer = json.loads(r.content)
+        assert isinstance(answer, dict) and "nurse" in answer["job"], spec
+
+
 async def test_cancel_stops_the_stream(stubs: Stubs, db: Database, ws: str) -> None:
     await seed(stubs, db, ws)
     call = stubs.dialectic.StreamChat(pb.StreamChatRequest(query=query(ws, "nurse job?")))

@@ -5,7 +5,12 @@ answer, structured output conforming to the schema, word-by-word streams."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from honcho_grpc.providers.llm import (
     LLMProvider,
@@ -15,6 +20,7 @@ from honcho_grpc.providers.llm import (
     ToolSpec,
     build_llm,
 )
+from honcho_grpc.providers.llm.local import fill_schema
 from honcho_grpc.providers.llm.local_answer import ABSTAIN, compose_answer, rank_snippets
 from honcho_grpc.providers.llm.local_facts import extract_facts, facts_from_transcript
 from honcho_grpc.providers.llm.local_summary import summarize
@@ -210,3 +216,31 @@ async def test_structured_refuses_a_schema_it_cannot_satisfy() -> None:
     schema = {"type": "object", "properties": {"facts": {"type": "array", "minItems": 3}}}
     with pytest.raises(StructuredOutputError, match="fewer than 3"):
         await LocalProvider().structured(DIALECTIC, schema, max_tokens=100)
+
+
+@pytest.mark.parametrize(("schema", "value"), [
+    ({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}},
+     {"a": "x"}),  # a reference it cannot follow admits anything
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}, {"a": "x"}),
+    ({"type": "object", "properties": {"a": True, "b": False}}, {"a": "x", "b": None}),
+    ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1.5}}}, {"n": 2}),
+    ({"$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+      "$ref": "#/$defs/node"},
+     json.loads('{"next": ' * 9 + "null" + "}" * 9)),  # recursion stops, with null
+])
+def test_callers_schemas_never_break_the_answer(schema: dict[str, Any], value: Any) -> None:
+    assert fill_schema(schema, "x", []) == value
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                    | st.text(max_size=5) | st.sampled_from(["object", "array", "#/$defs/a"]),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                        st.sampled_from(["type", "properties", "items", "enum", "const",
+                                         "minimum", "$ref", "$defs", "anyOf", "oneOf", "a"]),
+                        inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_any_json_as_a_schema_gives_json(schema: Any) -> None:
+    json.dumps(fill_schema(schema, "x", ["fact"]))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ _TAG = re.compile(r"^\[[^\]]*\]\s*")
 _QUOTED_ID = re.compile(r"""(?:'|"|\u2018|\u201c)([A-Za-z0-9_-]{1,512})(?:'|"|\u2019|\u201d)""")
 _BUDGET = re.compile(r"\b(\d{1,5})\s+words\b", re.IGNORECASE)
 _ASKER = re.compile(r"\basker\b", re.IGNORECASE)
+MAX_SCHEMA_DEPTH = 8  # nesting a structured answer is built to; deeper (recursion) is null
 
 
 # -- reading the chat -------------------------------------------------------------------------
@@ -166,38 +168,71 @@ def _lookups(prompt: Prompt, tools: Sequence[ToolSpec] | None) -> list[ToolCall]
                                 prompt.subject)
 
 
-def fill_schema(schema: dict[str, Any], answer: str, items: Sequence[str],
-                root: dict[str, Any] | None = None) -> Any:
-    """A value conforming to `schema`: strings get `answer`, arrays `items` (as strings, or
-    as objects whose first string property holds the item), numbers their minimum or 0,
-    booleans false, enums and consts their first value."""
-    root = root or schema
-    schema = resolve(schema, root)
+def fill_schema(schema: Any, answer: str, items: Sequence[str],
+                root: Any = None, depth: int = 0) -> Any:
+    """A value shaped by `schema`: strings get `answer`, arrays `items` (as strings, or as
+    objects whose first string property holds the item), numbers their minimum or 0,
+    booleans false, enums and consts their first value. Callers' schemas reach it
+    unchecked beyond the meta-schema: a `$ref` it cannot follow admits anything (the
+    answer), and recursion stops at MAX_SCHEMA_DEPTH with null."""
+    root = schema if root is None else root
+    node = _resolved(schema, root)
+    if node is None or depth > MAX_SCHEMA_DEPTH:
+        return None
     for key in ("anyOf", "oneOf"):
-        if schema.get(key):
-            return fill_schema(schema[key][0], answer, items, root)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+        options = node.get(key)
+        if isinstance(options, list) and options:
+            return fill_schema(options[0], answer, items, root, depth + 1)
+    if "const" in node:
+        return node["const"]
+    enum = node.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    kind = _kind(node)
     if kind == "object":
-        return {name: fill_schema(sub, answer, items, root)
-                for name, sub in schema.get("properties", {}).items()}
+        properties = node.get("properties")
+        return {name: fill_schema(sub, answer, items, root, depth + 1)
+                for name, sub in (properties.items() if isinstance(properties, dict) else ())}
     if kind == "array":
-        return [_item(resolve(schema.get("items", {}), root), i, root) for i in items]
-    return {"string": answer, "integer": int(schema.get("minimum", 0)),
-            "number": schema.get("minimum", 0), "boolean": False}.get(kind)
+        return [_item(node.get("items"), item, root, depth + 1) for item in items]
+    if kind in ("integer", "number"):
+        low = node.get("minimum", 0)
+        low = low if isinstance(low, int | float) and not isinstance(low, bool) \
+            and math.isfinite(low) else 0
+        return math.ceil(low) if kind == "integer" else low
+    return {"boolean": False, "null": None}.get(kind, answer)
 
 
-def _item(schema: dict[str, Any], text: str, root: dict[str, Any]) -> Any:
-    if schema.get("type", "string") != "object":
+def _resolved(schema: Any, root: Any) -> dict[str, Any] | None:
+    """`schema` as a dict with its `$ref` followed; {} (anything) for `true` or a reference
+    that leads nowhere; None for `false` or what is not a schema."""
+    if schema is True:
+        return {}
+    if not isinstance(schema, dict):
+        return None
+    try:
+        node: Any = resolve(schema, root if isinstance(root, dict) else schema)
+    except (ValueError, LookupError, TypeError):
+        return {}
+    return {} if node is True else node if isinstance(node, dict) else None
+
+
+def _kind(node: dict[str, Any]) -> str:
+    kind = node.get("type", "object" if "properties" in node else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if isinstance(k, str) and k != "null"), "null")
+    return kind if isinstance(kind, str) else "string"
+
+
+def _item(schema: Any, text: str, root: Any, depth: int) -> Any:
+    node = _resolved(schema, root) if schema is not None else {}
+    if not node or _kind(node) != "object":
         return text
-    props: dict[str, Any] = schema.get("properties", {})
-    text_field = next((n for n, s in props.items() if resolve(s, root).get("type") == "string"),
-                      None)
-    item = {n: fill_schema(s, text, [], root) for n, s in props.items()}
+    properties = node.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    text_field = next((n for n, s in properties.items()
+                       if (r := _resolved(s, root)) and _kind(r) == "string"), None)
+    item = {n: fill_schema(s, text, [], root, depth + 1) for n, s in properties.items()}
     if text_field:
         item[text_field] = text
     return item
@@ -254,7 +289,10 @@ class LocalProvider:
                          timeout: float | None = None,  # noqa: ASYNC109
                         ) -> dict[str, Any]:
         value = _value(read_prompt(as_messages(messages)), schema, max_tokens)
-        errors = validate(value, schema)
+        try:
+            errors = validate(value, schema)
+        except ValueError as exc:  # a $ref the validator cannot follow
+            errors = [str(exc)]
         if errors or not isinstance(value, dict):
             # e.g. minItems more than the facts found, or a pattern the answer misses
             raise StructuredOutputError("the local provider cannot satisfy this schema: "

@@ -32,7 +32,8 @@ class Listed:
 
 
 def is_dream_request(schema: dict[str, Any]) -> bool:
-    return set(KEYS) <= set(schema.get("properties") or {})
+    properties = schema.get("properties")
+    return isinstance(properties, dict) and set(KEYS) <= properties.keys()
 
 
 def listed(instructions: str) -> list[Listed]:
