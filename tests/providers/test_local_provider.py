@@ -165,6 +165,10 @@ async def test_looks_up_what_the_context_lacks_then_answers_from_the_results() -
 async def test_abstains_when_nothing_is_relevant() -> None:
     asked = [Message("user", "Context:\n- alice likes hiking\n\nQuestion: Which films?")]
     assert (await LocalProvider().complete(asked, max_tokens=50)).text == ABSTAIN
+    # A question of several lines is the question, not evidence to quote.
+    asked = [Message("user", "Context:\n- alice likes hiking\n\nQuestion: Which films?\n"
+                             "films about sailing, say\n\nAnswer in one sentence.")]
+    assert (await LocalProvider().complete(asked, max_tokens=50)).text == ABSTAIN
 
 
 async def test_stream_word_by_word_then_usage() -> None:

@@ -54,8 +54,9 @@ from honcho_grpc.providers.llm.local_text import parse_transcript_line
 from honcho_grpc.providers.llm.schema import resolve, validate
 from honcho_grpc.providers.tokens import count_tokens
 
-_QUESTION = re.compile(r"^\s*(?:question|query|q)\s*:\s*(?P<q>\S.*)$",
-                       re.IGNORECASE | re.MULTILINE)
+# The question runs to the next blank line: a question of several lines is not context.
+_QUESTION = re.compile(r"^[ \t]*(?:question|query|q)[ \t]*:[ \t]*"
+                       r"(?P<q>\S[^\n]*(?:\n[ \t]*\S[^\n]*)*)", re.IGNORECASE | re.MULTILINE)
 _LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _TAG = re.compile(r"^\[[^\]]*\]\s*")
 _QUOTED_ID = re.compile(r"""(?:'|"|\u2018|\u201c)([A-Za-z0-9_-]{1,512})(?:'|"|\u2019|\u201d)""")
