@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 
 import snowballstemmer
 
@@ -53,26 +52,27 @@ def stem(word: str) -> str:
     return str(_stemmer.stemWord(word))
 
 
-def _lexeme(token: str) -> str | None:
-    """A token's lexeme, or None for a stop word. Tokens with digits are kept as they are
-    (PostgreSQL's `simple` dictionary for numbers and words with digits)."""
-    if any(c.isdigit() for c in token):
-        return token
-    return None if token in STOP_WORDS else stem(token)
-
-
-def tokens(text: str) -> Iterator[str]:
+def tokens(text: str) -> list[str]:
     """The lower-case tokens of `text`, in order; a hyphenated compound is followed by its
     parts."""
-    for match in _TOKEN.finditer(text.lower()):
-        token = match.group()
-        yield token
+    found: list[str] = []
+    for token in _TOKEN.findall(text.lower()):
+        found.append(token)
         if "-" in token:
-            yield from token.split("-")
+            found += token.split("-")
+    return found
 
 
 def lexemes(text: str) -> list[str]:
     """The lexemes of `text` in order, with repeats: what `to_tsvector('english', text)`
-    holds, stop words dropped."""
-    found = (_lexeme(t) for t in tokens(text))
-    return [lx for lx in found if lx]
+    holds, stop words dropped. Words are stemmed (a compound too: `_TOKEN` makes one of
+    letters only); tokens with digits are kept as they are (PostgreSQL's `simple`
+    dictionary for numbers and words with digits)."""
+    found: list[str] = []
+    for token in tokens(text):
+        if token.isalpha() or "-" in token:
+            if token not in STOP_WORDS:
+                found.append(stem(token))
+        else:
+            found.append(token)
+    return found

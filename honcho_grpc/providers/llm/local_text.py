@@ -11,6 +11,7 @@ about.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from honcho_grpc.providers.lexemes import STOP_WORDS, lexemes, stem
@@ -41,11 +42,13 @@ def is_stop_word(word: str) -> bool:
     return word.lower() in STOP_WORDS
 
 
-def terms(text: str) -> set[str]:
+@functools.lru_cache(maxsize=16384)
+def terms(text: str) -> frozenset[str]:
     """The content words of `text` as lexemes: no stop words, no small talk, no single
-    letters (what is left of "I'm" or "e.g.")."""
-    return {lx for lx in lexemes(text.replace("\u2019", "'"))
-            if (len(lx) > 1 or lx.isdigit()) and lx not in _SMALL_TALK}
+    letters (what is left of "I'm" or "e.g."). Cached: a dialectic's context lines come
+    back in request after request, and each is read more than once."""
+    return frozenset(lx for lx in lexemes(text.replace("\u2019", "'"))
+                     if (len(lx) > 1 or lx.isdigit()) and lx not in _SMALL_TALK)
 
 
 def informative(sentence: str) -> bool:
