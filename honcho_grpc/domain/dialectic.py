@@ -1,10 +1,11 @@
 """Dialectic: answer a peer's question about a target peer from what the observer knows.
 
 Flow: gather (peer cards, semantic matches among explicit and derived conclusions, session
-summary and recent messages, message search for specifics) -> prompt -> from `low` up, with a
-real provider, a bounded tool loop (see dialectic_tools) -> the answer, streamed.
-Only valid (not superseded) conclusions are used. With nothing known, the prompt and the
-local provider both abstain rather than invent.
+summary and recent messages, message search for specifics) -> prompt -> from `low` up, a
+bounded tool loop (see dialectic_tools) -> the answer, streamed. Every provider, the offline
+`local` one included, gets the same prompts and tools. Only valid (not superseded)
+conclusions are used. With nothing known, the prompt asks the model to abstain rather than
+invent.
 
 Tool rounds are streamed, and their text goes to the client as it arrives: when the model
 answers without asking for a lookup, that round's stream is the answer, with no second call
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,8 +36,12 @@ from honcho_grpc.domain.dialectic_tools import (
     viewpoint,
 )
 from honcho_grpc.domain.search import Scope, search_messages
-from honcho_grpc.providers.llm.base import Completion, Message, StructuredOutputError
-from honcho_grpc.providers.tokens import count_tokens
+from honcho_grpc.providers.llm.base import (
+    Completion,
+    LLMProvider,
+    Message,
+    StructuredOutputError,
+)
 from honcho_grpc.store import memory
 
 SESSION_HISTORY_TOKENS = 4096
@@ -206,67 +210,6 @@ def user_prompt(q: Question, g: Gathered, findings: list[Finding] | None = None)
     return f"Context:\n{context_block(g)}{looked_up}\n\nQuestion: {q.query}{fmt}"
 
 
-# -- the offline answer -------------------------------------------------------------------
-
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP_WORDS = (
-    "a an the and or but if of to in on at for with by from is are was were be been do does "
-    "did have has had i you he she it we they me him her us them my your his its our their "
-    "this that what which who whom when where why how not no so as can will about know tell "
-    "does did any some")
-_STOP = frozenset(_STOP_WORDS.split())
-
-
-def _stem(word: str) -> str:
-    """A crude English stem, enough for "running"/"runs"/"run" to meet."""
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[:-len(suffix)]
-            if len(word) > 3 and word[-1] == word[-2]:  # runn -> run
-                word = word[:-1]
-            break
-    return word
-
-
-def _words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
-
-
-def evidence_lines(g: Gathered) -> list[str]:
-    """Every piece of context as one line of plain text, most trusted kinds first."""
-    lines = [e.split(":", 1)[-1].strip() for e in g.target_card]
-    lines += [r["content"] for r in (*g.explicit, *g.derived)]
-    lines += [f"{r['peer_id']} said: {r['content']}" for r in (*g.hits, *g.recent)]
-    if g.summary:
-        lines += [s.strip() for s in g.summary.split(". ") if s.strip()]
-    return list(dict.fromkeys(lines))
-
-
-def local_answer(q: Question, g: Gathered, max_lines: int = 3) -> str:
-    """The `local` provider's answer: the context lines sharing the most words with the
-    question, quoted as they are; an honest "I don't know" when none shares any. No model is
-    involved, so it never says more than the memory holds."""
-    asked = _words(q.query) - _words(q.target_id)
-    scored = [(len(asked & _words(line)), i, line) for i, line in enumerate(evidence_lines(g))]
-    relevant = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))[:max_lines]
-    if not relevant:
-        return (f"I don't have information about {q.target_id} that answers this yet.")
-    facts = "; ".join(line.rstrip(".") for _, _, line in relevant)
-    return f"Based on what is known about {q.target_id}: {facts}."
-
-
-def local_json(q: Question, g: Gathered) -> dict[str, Any]:
-    """A JSON answer for `response_format` without a model: every required string property
-    gets the composed answer, other types their empty value (validated by the caller)."""
-    schema = q.response_format or {}
-    answer = local_answer(q, g)
-    empty: dict[str, Any] = {"string": answer, "number": 0, "integer": 0, "boolean": False,
-                             "array": [], "object": {}, "null": None}
-    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    return {name: empty.get(str(spec.get("type", "string")), answer)
-            for name, spec in props.items() if isinstance(spec, dict)}
-
-
 # -- answering ------------------------------------------------------------------------------
 
 @dataclass
@@ -279,28 +222,19 @@ class Answer:
     finish_reason: str = "stop"
 
 
-async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: Any, q: Question,
+async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: LLMProvider, q: Question,
                         answer: Answer) -> AsyncGenerator[str, None]:
-    """Yield the answer's text as it is produced. `llm` is None for the offline `local`
-    provider; otherwise a provider from honcho_grpc.providers.llm."""
+    """Yield the answer's text as it is produced by the configured provider (any of
+    honcho_grpc.providers.llm, the offline `local` one included)."""
     g = await gather(pool, embedder, q)
     answer.conclusion_ids = g.conclusion_ids()
-    if llm is None:
-        answer.input_tokens = count_tokens(system_prompt(q) + "\n\n" + user_prompt(q, g))
-        text = (json.dumps(local_json(q, g)) if q.response_format else local_answer(q, g))
-        answer.output_tokens = count_tokens(text)
-        # Word by word, like a model would, so clients see the same stream shape offline.
-        for piece in re.findall(r"\S+\s*", text):
-            yield piece
-            await asyncio.sleep(0)
-        return
     async for piece in llm_answer(llm, q, g, answer, Toolbox(pool, embedder, g.view)):
         yield piece
 
 
-async def llm_answer(llm: Any, q: Question, g: Gathered, answer: Answer,
+async def llm_answer(llm: LLMProvider, q: Question, g: Gathered, answer: Answer,
                      toolbox: Toolbox) -> AsyncGenerator[str, None]:
-    """A real provider's answer, streamed as the provider produces it: tool rounds first
+    """The provider's answer, streamed as the provider produces it: tool rounds first
     (from `low` up), whose text is forwarded at once; when a round calls no tool its text was
     the answer. Usage adds up every call. With a response_format the answer always comes from
     a last structured call (a reply in the tool rounds is free text), and it is checked to be
@@ -347,7 +281,8 @@ async def llm_answer(llm: Any, q: Question, g: Gathered, answer: Answer,
     answer.finish_reason = reply.finish_reason
 
 
-async def _json_answer(llm: Any, messages: list[Message], q: Question, answer: Answer) -> str:
+async def _json_answer(llm: LLMProvider, messages: list[Message], q: Question,
+                       answer: Answer) -> str:
     done = await llm.complete(messages, max_tokens=LEVELS[q.level].max_tokens,
                               response_schema=q.response_format)
     _add_usage(answer, done.usage.input_tokens, done.usage.output_tokens)

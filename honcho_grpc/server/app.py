@@ -146,10 +146,7 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
     embedder = embedder or build_embedder(settings.embedding)
     await check_dimensions(embedder, settings.embedding.dimensions)
     await pages.load_token_key(db.pool)  # tokens from any server of the deployment work here
-    # The offline `local` provider answers inside the dialectic (retrieval-composed), so no
-    # provider object is needed for it.
-    llm = build_llm(settings.llm) if settings.llm.provider != "local" else None
-    deps = Deps(settings=settings, db=db, embedder=embedder, llm=llm)
+    deps = Deps(settings=settings, db=db, embedder=embedder, llm=build_llm(settings.llm))
     server, health_servicer = build_server(deps)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     await server.start()

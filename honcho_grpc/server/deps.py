@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from honcho_grpc.db.pool import Database
+from honcho_grpc.providers.llm import LLMProvider
 from honcho_grpc.settings import Settings
 
 
@@ -14,7 +15,7 @@ class Deps:
     settings: Settings
     db: Database
     embedder: Any  # honcho_grpc.providers.embeddings.Embedder
-    llm: Any = None  # honcho_grpc.providers.llm.LLMProvider; None is the offline `local`
+    llm: LLMProvider  # the configured provider, the offline `local` one by default
 
     @property
     def pool(self) -> Any:

@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 from honcho_grpc.settings import QueueSettings
 from honcho_grpc.telemetry import current_context
 from honcho_grpc.worker.db import Conn, Pool
+from honcho_grpc.worker.values import Usage
 
 QUEUE_CHANNEL = "honcho_queue"
 # Task types whose consecutive pending rows of one unit are handled as one batch.
@@ -56,22 +57,6 @@ class Job:
     created_at: datetime
     token_count: int = 0
     trace_context: dict[str, str] | None = None  # W3C context of the request that caused it
-
-
-@dataclass
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    calls: int = 0
-
-    def add(self, other: Usage) -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.calls += other.calls
-
-    def as_json(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "calls": self.calls}
 
 
 @dataclass

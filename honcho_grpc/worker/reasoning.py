@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from opentelemetry.trace import SpanKind
@@ -24,15 +23,11 @@ from honcho_grpc.providers.llm import (
     Message,
     StructuredOutputError,
     build_llm,
-    local,
 )
 from honcho_grpc.providers.llm.structured import parse_structured
-from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.settings import Settings
 from honcho_grpc.telemetry import llm_span
-from honcho_grpc.worker import heuristics
-from honcho_grpc.worker.queue import Usage
-from honcho_grpc.worker.tasks import PermanentError
+from honcho_grpc.worker.values import Conclusion, Derived, DreamPlan, PermanentError, Usage
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +39,6 @@ MAX_FACT_CHARS = 1000
 
 class ReasoningError(RuntimeError):
     """The model's answer could not be used (retried by the queue)."""
-
-
-@dataclass
-class Conclusion:
-    """A stored conclusion as the model sees it."""
-
-    id: str
-    content: str
-    level: str
-    created_at: str = ""
-
-
-@dataclass
-class Derived:
-    content: str
-    level: str  # deductive | inductive | contradiction
-    premise_ids: list[str]
-
-
-@dataclass
-class DreamPlan:
-    derived: list[Derived] = field(default_factory=list)
-    superseded: list[tuple[str, str]] = field(default_factory=list)  # (old id, newer id)
 
 
 # -- prompts and schemas ----------------------------------------------------------------------
@@ -167,14 +139,13 @@ Step: TypeAlias = Callable[Concatenate["Reasoner", P], Awaitable[tuple[T, Usage]
 
 
 def _traced(step: str) -> Callable[[Step[P, T]], Step[P, T]]:
-    """A span per reasoning step with its token bill, offline or not (a remote provider's
-    own call span nests below it)."""
+    """A span per reasoning step with its token bill (a remote provider's own call span
+    nests below it)."""
     def wrap(method: Step[P, T]) -> Step[P, T]:
         async def run(self: Reasoner, /, *args: P.args, **kwargs: P.kwargs) -> tuple[T, Usage]:
             with llm_span(f"reason {step}", system=self.system, operation="reason",
                           model=self.model, kind=SpanKind.INTERNAL,
-                          attributes={"honcho.reasoning.step": step,
-                                      "honcho.reasoning.offline": self.offline}) as call:
+                          attributes={"honcho.reasoning.step": step}) as call:
                 value, usage = await method(self, *args, **kwargs)
                 call.usage(usage.input_tokens, usage.output_tokens)
                 return value, usage
@@ -184,39 +155,30 @@ def _traced(step: str) -> Callable[[Step[P, T]], Step[P, T]]:
 
 
 class Reasoner:
-    """The model calls of the worker.
+    """The model calls of the worker: every step sends its prompt through
+    `LLMProvider.complete` (with a JSON schema when structured), whichever provider is
+    configured, the offline `local` one included. Usage is the provider's token count, one
+    call per request."""
 
-    With the offline `local` provider, facts and summaries come straight from its plain
-    heuristic functions (no prompt round trip; custom instructions cannot be followed), and
-    peer cards and dreams from honcho_grpc/worker/heuristics.py, which it lacks. Usage is then
-    counted offline, with `calls` 0. Other providers get the prompts above through
-    `LLMProvider.complete` (JSON schema when structured), with their token usage.
-    """
-
-    def __init__(self, llm: LLMProvider, *, offline: bool = False,
-                 max_output_tokens: int = 2048, system: str = "", model: str = "") -> None:
+    def __init__(self, llm: LLMProvider, *, max_output_tokens: int = 2048, system: str = "",
+                 model: str = "") -> None:
         self.llm = llm
-        self.offline = offline
         self.max_output_tokens = max_output_tokens
         # For the spans: which provider and model answer (gen_ai.system, request model).
-        self.system = system or ("honcho.local" if offline else "unknown")
+        self.system = system or "unknown"
         self.model = model
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Reasoner:
-        offline = settings.llm.provider == "local"
-        return cls(build_llm(settings.llm), offline=offline,
-                   max_output_tokens=settings.llm.max_output_tokens,
-                   system="honcho.local" if offline else settings.llm.provider,
-                   model="" if offline else settings.llm.model)
+        local = settings.llm.provider == "local"
+        return cls(build_llm(settings.llm), max_output_tokens=settings.llm.max_output_tokens,
+                   system="honcho.local" if local else settings.llm.provider,
+                   model="" if local else settings.llm.model)
 
     @_traced("derive_facts")
     async def derive_facts(self, observed: str, lines: list[str],
                            custom_instructions: str = "") -> tuple[list[str], Usage]:
         """Explicit facts about `observed` from transcript lines ("time speaker: text")."""
-        if self.offline:
-            facts = local.facts_from_transcript(lines, about={observed})
-            return facts, _counted(lines, facts)
         custom = f"\nAdditional instructions:\n{custom_instructions}\n" \
             if custom_instructions else ""
         data, usage = await self._json(
@@ -230,9 +192,6 @@ class Reasoner:
     @_traced("summarize")
     async def summarize(self, kind: str, previous: str, lines: list[str],
                         max_words: int) -> tuple[str, Usage]:
-        if self.offline:
-            text = local.summarize(([previous] if previous else []) + lines, max_words)
-            return text, _counted([previous, *lines], [text])
         system = SUMMARY_PROMPT.format(kind=kind, words=max_words,
                                        extra=LONG_EXTRA if kind == "long" else "")
         user = f"Previous summary:\n{previous or '(none)'}\n\nNew messages:\n" \
@@ -243,9 +202,6 @@ class Reasoner:
     @_traced("update_card")
     async def update_card(self, observed: str, card: list[str],
                           facts: list[str]) -> tuple[list[str], Usage]:
-        if self.offline:
-            entries = clean_card(heuristics.card(observed, card, facts))
-            return entries, _counted([*card, *facts], entries)
         prompt = CARD_PROMPT.format(observed=observed, limit=MAX_CARD_ENTRIES,
                                     card="\n".join(card) or "(empty)",
                                     facts="\n".join(f"- {f}" for f in facts))
@@ -255,10 +211,6 @@ class Reasoner:
     @_traced("dream")
     async def dream(self, observed: str,
                     conclusions: list[Conclusion]) -> tuple[DreamPlan, Usage]:
-        if self.offline:
-            plan = heuristics.dream(observed, conclusions)
-            return plan, _counted([c.content for c in conclusions],
-                                  [d.content for d in plan.derived])
         listing = "\n".join(f"[{i}] ({c.level}, {c.created_at[:10]}) {c.content}"
                             for i, c in enumerate(conclusions, 1))
         data, usage = await self._json(DREAM_PROMPT.format(observed=observed, listing=listing),
@@ -292,11 +244,6 @@ class Reasoner:
             return parse_structured(text, schema), usage
         except StructuredOutputError as exc:
             raise ReasoningError(str(exc)) from exc
-
-
-def _counted(inputs: list[str], outputs: list[str]) -> Usage:
-    """Offline work has no provider bill; the token counts still show what it read."""
-    return Usage(count_tokens("\n".join(inputs)), count_tokens("\n".join(outputs)), 0)
 
 
 def plan_from(data: dict[str, Any], shown: list[Conclusion]) -> DreamPlan:

@@ -13,6 +13,10 @@ from honcho_grpc_proto.v1 import dialectic_pb2 as pb
 from honcho_grpc_proto.v1 import message_pb2, peer_pb2
 
 from honcho_grpc.db.pool import Database
+from honcho_grpc.domain.dialectic import Answer, Gathered, Question, llm_answer
+from honcho_grpc.domain.dialectic_tools import Toolbox, viewpoint
+from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.providers.llm import LocalProvider
 from tests.conftest import Stubs
 from tests.helpers import fails
 
@@ -95,6 +99,23 @@ async def test_response_formats_that_are_no_schema_are_refused(stubs: Stubs, db:
             await fails(call, grpc.StatusCode.INVALID_ARGUMENT, field="query.response_format")
 
 
+async def test_a_json_answer_for_any_valid_schema(stubs: Stubs, db: Database, ws: str) -> None:
+    """Valid schemas the local provider cannot follow (a remote $ref, a recursive one,
+    boolean subschemas) still get a JSON object, never INTERNAL."""
+    await seed(stubs, db, ws)
+    for spec in ({"type": "object", "properties": {"job": {"$ref": "https://x.test/s.json"}}},
+                 {"type": "object", "properties": {"job": True, "never": False}},
+                 {"$defs": {"n": {"type": "object", "properties": {
+                     "job": {"type": "string"}, "next": {"$ref": "#/$defs/n"}}}},
+                  "$ref": "#/$defs/n", "type": "object"}):
+        schema = struct_pb2.Struct()
+        schema.update(spec)
+        r = await stubs.dialectic.Chat(pb.ChatRequest(query=query(
+            ws, "Which job as a nurse?", response_format=schema)))
+        answer = json.loads(r.content)
+        assert isinstance(answer, dict) and "nurse" in answer["job"], spec
+
+
 async def test_cancel_stops_the_stream(stubs: Stubs, db: Database, ws: str) -> None:
     await seed(stubs, db, ws)
     call = stubs.dialectic.StreamChat(pb.StreamChatRequest(query=query(ws, "nurse job?")))
@@ -116,3 +137,25 @@ async def test_bad_input_and_unknown_peers(stubs: Stubs, ws: str) -> None:
     # Errors in a stream arrive as a status, not inside the stream.
     stream = stubs.dialectic.StreamChat(pb.StreamChatRequest(query=query(ws, "x")))
     await fails(stream.read(), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_the_local_provider_looks_up_what_the_prefetch_lacks(stubs: Stubs, db: Database,
+                                                                   ws: str) -> None:
+    """From `low` up the local provider gets the tools, as a remote model does. With an empty
+    prefetch, the answer can only come from its lookup, run by the real toolbox on the
+    database (full-text search finds the message before it is embedded)."""
+    await seed(stubs, db, ws)
+    view = await viewpoint(db.pool, ws, "alice", "alice")
+    q = Question(ws, "alice", "alice", "Where does alice work as a nurse?", level="low")
+    toolbox = Toolbox(db.pool, FakeEmbedder(384), view)
+    answer = Answer()
+    text = "".join([p async for p in llm_answer(LocalProvider(), q, Gathered(view), answer,
+                                                 toolbox)])
+    assert text == ("Based on what is known about alice: alice said: I work as a nurse in "
+                    "Lyon.")
+    assert answer.input_tokens > 0 and answer.output_tokens > 0
+    # Without tools (the `minimal` level) the same empty prefetch gets an abstention.
+    q.level = "minimal"
+    text = "".join([p async for p in llm_answer(LocalProvider(), q, Gathered(view), Answer(),
+                                                 toolbox)])
+    assert text == "I don't have information about alice that answers this."

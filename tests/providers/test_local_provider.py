@@ -1,10 +1,16 @@
 """The offline `local` provider and its heuristics: deterministic, fact extraction in the
 third person, extractive summaries within budget, answers composed from relevant snippets
-with abstention, structured output conforming to the schema, word-by-word streams."""
+with abstention, lookups with the search tools it is offered when its context lacks the
+answer, structured output conforming to the schema, word-by-word streams."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from honcho_grpc.providers.llm import (
     LLMProvider,
@@ -14,14 +20,10 @@ from honcho_grpc.providers.llm import (
     ToolSpec,
     build_llm,
 )
-from honcho_grpc.providers.llm.local import (
-    ABSTAIN,
-    compose_answer,
-    extract_facts,
-    facts_from_transcript,
-    rank_snippets,
-    summarize,
-)
+from honcho_grpc.providers.llm.local import fill_schema
+from honcho_grpc.providers.llm.local_answer import ABSTAIN, compose_answer, rank_snippets
+from honcho_grpc.providers.llm.local_facts import extract_facts, facts_from_transcript
+from honcho_grpc.providers.llm.local_summary import summarize
 from honcho_grpc.settings import LLMSettings
 
 TRANSCRIPT = [
@@ -108,17 +110,64 @@ async def test_complete_is_deterministic_and_counts_tokens() -> None:
     assert first.finish_reason == "stop" and first.tool_calls == []
 
 
-async def test_no_tool_calls_even_when_tools_are_offered() -> None:
+SEARCH = ToolSpec("search_conclusions", "Search what is known.",
+                  {"type": "object", "required": ["query"],
+                   "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}}})
+BY_DATE = ToolSpec("messages_by_date", "Messages between two dates.",
+                   {"type": "object", "properties": {"start": {"type": "string"}}})
+PREMISES = ToolSpec("get_premises", "Premises of a conclusion.",
+                    {"type": "object", "required": ["conclusion_id"],
+                     "properties": {"conclusion_id": {"type": "string"}}})
+
+
+async def test_no_lookup_when_the_context_answers() -> None:
     done = await LocalProvider().complete(DIALECTIC, max_tokens=100,
-                                          tools=[ToolSpec("search_memory")])
+                                          tools=[SEARCH, ToolSpec("search_memory")])
     assert done.tool_calls == [] and "nurse" in done.text
     events = [e async for e in LocalProvider().stream(DIALECTIC, max_tokens=100,
-                                                      tools=[ToolSpec("search_memory")])]
+                                                      tools=[SEARCH])]
     assert "".join(e.text for e in events) == done.text and events[-1].tool_calls == []
+
+
+UNANSWERED = [Message("system", "You answer questions about the peer 'alice' using only what "
+                                "bob knows about alice."),
+              Message("user", "Context:\nConclusions (explicit):\n- [2024-05-01 10:00] alice "
+                              "likes hiking\n\nThe asker's own card:\n- ATTRIBUTE: bob plays "
+                              "the cello\n\nQuestion: Which instrument does alice play?")]
+
+
+async def test_looks_up_what_the_context_lacks_then_answers_from_the_results() -> None:
+    provider = LocalProvider()
+    first = await provider.complete(UNANSWERED, max_tokens=100, tools=[SEARCH, BY_DATE, PREMISES])
+    # The asker's card is not about alice. Only the tool it can fill from the question is
+    # called, with the question's content words.
+    assert [(c.name, c.arguments) for c in first.tool_calls] == [
+        ("search_conclusions", {"query": "instrument play"})]
+    assert first.text == "" and first.finish_reason == "tool_calls"
+    assert first.usage.input_tokens > 10 and first.usage.output_tokens > 0
+    streamed = [e async for e in provider.stream(UNANSWERED, max_tokens=100, tools=[SEARCH])]
+    assert [e.text for e in streamed] == [""] and streamed[-1].tool_calls == first.tool_calls
+
+    call = first.tool_calls[0]
+    looked_up = [*UNANSWERED, Message("assistant", "", tool_calls=(call,)),
+                 Message("tool", "- [id c7; explicit; 2024-05-02 09:00] alice plays the cello "
+                                 "in an orchestra\n- [id c8; explicit; 2024-05-03 09:00] alice "
+                                 "likes jazz", tool_call_id=call.id)]
+    answer = await provider.complete(looked_up, max_tokens=100, tools=[SEARCH])
+    assert answer.tool_calls == []  # it looked once; it answers now
+    assert answer.text == ("Based on what is known about alice: alice plays the cello in "
+                           "an orchestra.")
+    nothing = [*looked_up[:-1], Message("tool", "No conclusions match.", tool_call_id=call.id)]
+    done = await provider.complete(nothing, max_tokens=100, tools=[SEARCH])
+    assert done.text == "I don't have information about alice that answers this."
 
 
 async def test_abstains_when_nothing_is_relevant() -> None:
     asked = [Message("user", "Context:\n- alice likes hiking\n\nQuestion: Which films?")]
+    assert (await LocalProvider().complete(asked, max_tokens=50)).text == ABSTAIN
+    # A question of several lines is the question, not evidence to quote.
+    asked = [Message("user", "Context:\n- alice likes hiking\n\nQuestion: Which films?\n"
+                             "films about sailing, say\n\nAnswer in one sentence.")]
     assert (await LocalProvider().complete(asked, max_tokens=50)).text == ABSTAIN
 
 
@@ -138,10 +187,12 @@ async def test_max_tokens_cuts_the_answer() -> None:
 
 
 async def test_summary_when_the_instructions_ask_for_one() -> None:
-    asked = [Message("system", "Summarize the conversation in at most 12 words."),
+    # Three sentences' worth: every line of the transcript is material (none is taken for a
+    # question), and the nurse, the dog and the clinic outweigh hiking and the cello.
+    asked = [Message("system", "Summarize the conversation in at most 18 words."),
              Message("user", "\n".join(TRANSCRIPT))]
     done = await LocalProvider().complete(asked, max_tokens=200)
-    assert 0 < len(done.text.split()) <= 12 and "nurse" in done.text
+    assert 0 < len(done.text.split()) <= 18 and "nurse" in done.text and "2019" in done.text
 
 
 async def test_structured_facts_for_the_speaker_named_in_the_instructions() -> None:
@@ -169,3 +220,31 @@ async def test_structured_refuses_a_schema_it_cannot_satisfy() -> None:
     schema = {"type": "object", "properties": {"facts": {"type": "array", "minItems": 3}}}
     with pytest.raises(StructuredOutputError, match="fewer than 3"):
         await LocalProvider().structured(DIALECTIC, schema, max_tokens=100)
+
+
+@pytest.mark.parametrize(("schema", "value"), [
+    ({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}},
+     {"a": "x"}),  # a reference it cannot follow admits anything
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}, {"a": "x"}),
+    ({"type": "object", "properties": {"a": True, "b": False}}, {"a": "x", "b": None}),
+    ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1.5}}}, {"n": 2}),
+    ({"$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+      "$ref": "#/$defs/node"},
+     json.loads('{"next": ' * 9 + "null" + "}" * 9)),  # recursion stops, with null
+])
+def test_callers_schemas_never_break_the_answer(schema: dict[str, Any], value: Any) -> None:
+    assert fill_schema(schema, "x", []) == value
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                    | st.text(max_size=5) | st.sampled_from(["object", "array", "#/$defs/a"]),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                        st.sampled_from(["type", "properties", "items", "enum", "const",
+                                         "minimum", "$ref", "$defs", "anyOf", "oneOf", "a"]),
+                        inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_any_json_as_a_schema_gives_json(schema: Any) -> None:
+    json.dumps(fill_schema(schema, "x", ["fact"]))

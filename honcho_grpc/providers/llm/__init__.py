@@ -2,7 +2,8 @@
 
 - `openai`: the official `openai` SDK; OpenAI or any OpenAI-compatible base URL.
 - `anthropic`: the official `anthropic` SDK.
-- `local`: offline deterministic heuristics (see `local`), the default.
+- `local`: offline and deterministic (see `local`), the default. Callers use it as they use
+  the others: it reads the same messages, schemas and tools and answers from them.
 
 Remote providers retry retryable failures themselves (the SDKs' retries are off), give the
 last attempt to the fallback model, and close HTTP streams as soon as their consumer stops.

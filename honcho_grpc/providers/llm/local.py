@@ -1,32 +1,29 @@
-"""The offline `local` provider: no network, no weights, deterministic (same input, same
-output). It exists so the whole pipeline runs and is tested end to end on any machine, and it
-is honest about its limits: it understands no meaning, only surface patterns of English text.
-It cannot paraphrase, deduce, resolve "he"/"she", or read other languages.
+"""The offline `local` provider: an `LLMProvider` with no network and no weights,
+deterministic (same request, same answer). Callers use it as they use OpenAI or Anthropic:
+same messages, schemas and tools. It understands no meaning, only surface patterns of
+English text: it cannot paraphrase, deduce, resolve "he"/"she", or read other languages.
 
-The three heuristics are plain functions the worker and dialectic may call directly:
+It reads a chat as instructions (the system turns), the question (the text after a
+"Question:" label in the last user turn, else that turn's last line unless it is a
+transcript line), and context: every other line of the other turns, tool results included
+(list markers, bracketed tags, headers, placeholders and JSON left out; the asker's own
+card too, which is not about the subject). The subject is the first quoted id in the
+instructions ('maya', "alice"). From these it recognises the task:
 
-- `extract_facts` / `facts_from_transcript` (fact extraction): sentences in which the speaker
-  talks about themselves ("I am/I'm/I like/I work ...", "my X is ...") are rewritten in the
-  third person about the speaker ("I like hiking" by alice -> "alice likes hiking"); other
-  declarative sentences that carry information (an auxiliary verb, two content words, not
-  addressed to "you") are attributed ("alice says the meeting moved to Friday"). Questions,
-  greetings and filler ("I see", "I'm fine") are skipped.
-- `summarize` (extractive summary): sentences are scored by how rare and specific their words
-  are (inverse frequency, plus numbers and capitalised names); the best are taken greedily,
-  skipping ones mostly covered already, until the word budget is spent, then printed in their
-  original order. Nothing is reworded.
-- `compose_answer` (retrieval-composed answer): the snippets sharing the most content words
-  (light stemming) with the question are quoted, most relevant first; when none shares any,
-  the answer is the abstention `ABSTAIN`. It never states anything the snippets do not.
+- tools offered (a search taking a `query`), nothing relevant in the context and no lookup
+  made yet: it calls them (local_answer);
+- a response schema with `deductive`/`inductive`/`contradictions`/`superseded` arrays: a
+  dream over the numbered conclusions of the prompt (local_dream);
+- instructions naming the peer-card prefixes: an updated card (local_card);
+- instructions asking to summarise: an extractive summary within the stated word budget
+  (local_summary);
+- otherwise an answer quoting the relevant context, or an abstention (local_answer). With a
+  response schema, `fill_schema` shapes it: strings get the answer, arrays facts extracted
+  from the transcript lines of the context about the subject (local_facts), numbers their
+  minimum or 0, booleans false, enums and consts their first value.
 
-As an `LLMProvider` it maps a chat onto these: the question is the text after a "Question:"
-label in the last user turn (else that turn's last line), the context is every other line of
-the non-system turns (list markers, bracketed dates and section headers stripped). A request
-whose instructions (system turns) mention summarising gets a summary of the context. With a
-JSON schema, `fill_schema` builds a conforming value: string fields get the answer (or
-summary), arrays get facts from transcript lines ("[timestamp] speaker: text") in the context,
-numbers 0, booleans false, enums their first value. It never returns tool calls: it cannot
-decide to use a tool, so callers' tool loops end after one turn.
+Usage counts the tokens it read and wrote, one call per request, as a remote model's bill
+would; `stream` yields the answer word by word.
 """
 
 from __future__ import annotations
@@ -35,321 +32,85 @@ import asyncio
 import json
 import math
 import re
-from collections import Counter
-from collections.abc import AsyncGenerator, Collection, Iterable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from honcho_grpc.providers.llm import local_answer, local_card, local_dream
 from honcho_grpc.providers.llm.base import (
     Completion,
     Message,
     MessageLike,
     StreamEvent,
     StructuredOutputError,
+    ToolCall,
     ToolSpec,
     Usage,
     as_messages,
 )
+from honcho_grpc.providers.llm.local_facts import facts_from_transcript
+from honcho_grpc.providers.llm.local_summary import summarize
+from honcho_grpc.providers.llm.local_text import parse_transcript_line
 from honcho_grpc.providers.llm.schema import resolve, validate
 from honcho_grpc.providers.tokens import count_tokens
 
-ABSTAIN = "I don't have information that answers this."
-
-_STOP_WORDS = """
-a an the and or but if then than so as of to in on at for with by from into onto about over
-under after before up down out off is are was were be been being am do does did doing have
-has had having will would shall should can could may might must not no nor i me my mine
-myself you your yours he him his she her hers it its we us our ours they them their theirs
-this that these those there here what which who whom whose when where why how all any some
-each every both few more most other such only own same too very just also really still even
-s t don let lets get got tell know well oh yeah yes hey hi hello thanks thank please
-"""
-_STOP = frozenset(_STOP_WORDS.split())
-_FILLER_WORDS = """
-fine good ok okay great sure cool nice agree see guess think mean understand sorry glad hope
-bet wonder suppose believe feel lol haha wow right true totally
-"""
-_FILLER = frozenset(_FILLER_WORDS.split())
-_ADVERBS_WORDS = """
-really also usually often always never just still actually sometimes mostly definitely
-absolutely totally currently recently now already probably even truly generally rarely seldom
-finally mainly only genuinely honestly
-"""
-_ADVERBS = frozenset(_ADVERBS_WORDS.split())
-_INVARIANT_WORDS = """
-can cannot could will would shall should may might must was were had did used went got made
-took saw came began bought brought felt found gave grew knew left lost met paid ran said sold
-spent taught thought told won wrote became broke built caught chose drove ate fell fought flew
-forgot heard held kept led meant rode sang sat slept spoke stood swam understood wore quit put
-set cut let hit hurt
-"""
-_INVARIANT = frozenset(_INVARIANT_WORDS.split())
-_IRREGULAR = {"am": "is", "are": "is", "have": "has", "do": "does", "go": "goes"}
-_AUXILIARIES = frozenset({"is", "are", "was", "were", "has", "have", "had", "will", "would", "can",
-                          "could", "does", "did"})
-_CONTRACTIONS = [(re.compile(p, re.IGNORECASE), r) for p, r in (
-    (r"\bI'm\b", "I am"), (r"\bI've\b", "I have"), (r"\bI'll\b", "I will"),
-    (r"\bI'd\b", "I would"), (r"\bcan't\b", "cannot"), (r"\bwon't\b", "will not"),
-    (r"\b(do|does|did|is|are|was|were|have|has|had)n't\b", r"\1 not"))]
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
-_TRANSCRIPT = re.compile(r"^\s*(?:\[?\d{4}-\d{2}-\d{2}[T ][\d:.]+Z?\]?\s+)?"
-                         r"(?P<speaker>[^\s:\[\]]{1,64}):\s+(?P<text>\S.*)$")
-_QUESTION = re.compile(r"^\s*(?:question|query|q)\s*:\s*(?P<q>\S.*)$",
-                       re.IGNORECASE | re.MULTILINE)
+# The question runs to the next blank line: a question of several lines is not context.
+_QUESTION = re.compile(r"^[ \t]*(?:question|query|q)[ \t]*:[ \t]*"
+                       r"(?P<q>\S[^\n]*(?:\n[ \t]*\S[^\n]*)*)", re.IGNORECASE | re.MULTILINE)
 _LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
-_TAG = re.compile(r"^\[[^\]]{1,40}\]\s*")
-# Only before a comma or "!": "No, I don't" loses the "No", "No cats are allowed" keeps it.
-_INTERJECTION = re.compile(r"^(?:(?:oh|well|yeah|yes|no|so|cool|nice|hey|hi|hello|wow|ok|okay|"
-                           r"haha|lol|great|sure|anyway)\s*[,!]\s*)+", re.IGNORECASE)
+_TAG = re.compile(r"^\[[^\]]*\]\s*")
+_QUOTED_ID = re.compile(r"""(?:'|"|\u2018|\u201c)([A-Za-z0-9_-]{1,512})(?:'|"|\u2019|\u201d)""")
 _BUDGET = re.compile(r"\b(\d{1,5})\s+words\b", re.IGNORECASE)
+_ASKER = re.compile(r"\basker\b", re.IGNORECASE)
+MAX_SCHEMA_DEPTH = 8  # nesting a structured answer is built to; deeper (recursion) is null
 
 
-# -- words ------------------------------------------------------------------------------------
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
-
-
-def _stem(word: str) -> str:
-    """Crude suffix stripping so 'hike', 'hikes', 'hiking' and 'hiked' all meet at 'hik'."""
-    for suffix, repl in (("'s", ""), ("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""),
-                         ("s", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: len(word) - len(suffix)] + repl
-            break
-    return word[:-1] if word.endswith("e") and len(word) > 3 else word
-
-
-def terms(text: str) -> set[str]:
-    """Content words of `text`, lower-cased and stemmed; stop words dropped."""
-    words = (w.lower().replace("\u2019", "'") for w in _WORD.findall(text))
-    return {_stem(w) for w in words if w not in _STOP and (len(w) > 1 or w.isdigit())}
-
-
-# -- (a) facts --------------------------------------------------------------------------------
-
-def parse_transcript_line(line: str) -> tuple[str, str] | None:
-    """('speaker', 'text') of a line like '2024-05-01 10:00:00 alice: text', else None."""
-    match = _TRANSCRIPT.match(line)
-    return (match["speaker"], match["text"].strip()) if match else None
-
-
-def _third_person(verb: str) -> str:
-    low = verb.lower()
-    if low in _IRREGULAR:
-        return _IRREGULAR[low]
-    if low in _INVARIANT or low.endswith("ed") or not low.isalpha():
-        return verb
-    if low.endswith(("s", "sh", "ch", "x", "z", "o")):
-        return verb + "es"
-    if low.endswith("y") and len(low) > 1 and low[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
-
-
-def _rewrite_first_person(sentence: str, name: str) -> str:
-    """'I really like my job' -> 'alice really likes alice's job'."""
-    def subject(match: re.Match[str]) -> str:
-        adverbs = match.group(1) or ""
-        return f"{name}{adverbs} {_third_person(match.group(2))}"
-
-    adverb = "|".join(sorted(_ADVERBS))
-    text = re.sub(rf"\bI((?:\s+(?:{adverb}))*)\s+([A-Za-z']+)", subject, sentence)
-    # Replacements are functions so a name is never read as a regex template.
-    text = re.sub(r"\b(?:my|mine)\b", lambda _: f"{name}'s", text, flags=re.IGNORECASE)
-    text = re.sub(r"\bmyself\b", "themselves", text, flags=re.IGNORECASE)
-    text = re.sub(r"\bme\b", lambda _: name, text)
-    return re.sub(r"\bI\b", lambda _: name, text)
-
-
-def _informative(sentence: str) -> bool:
-    return bool(terms(sentence) - {_stem(f) for f in _FILLER})
-
-
-def _normalise(sentence: str) -> str:
-    text = sentence.replace("\u2019", "'").strip().rstrip(".!").strip()
-    text = _INTERJECTION.sub("", text)
-    text = re.sub(r"\bi\b", "I", text)  # chat often writes a lower-case "i"
-    for pattern, repl in _CONTRACTIONS:
-        text = pattern.sub(repl, text)
-    return text
-
-
-def _fact(sentence: str, speaker: str) -> str | None:
-    text = _normalise(sentence)
-    words = text.split()
-    if text.endswith("?") or len(words) < 3 or not _informative(text):
-        return None
-    if re.search(r"\bI\b|\bmy\b", text, re.IGNORECASE):
-        return _rewrite_first_person(text, speaker)
-    lowered = {w.lower() for w in words}
-    has_verb = bool(lowered & (_AUXILIARIES | _INVARIANT)) or any(w.endswith("ed") for w in lowered)
-    if len(words) < 4 or lowered & {"you", "your", "yours"} or not has_verb \
-            or len(terms(text)) < 2:
-        return None
-    first = words[0] if words[0].lower() not in _STOP else words[0].lower()
-    return f"{speaker} says {' '.join([first, *words[1:]])}"
-
-
-def extract_facts(speaker: str, text: str) -> list[str]:
-    """Facts about `speaker` from one message of theirs, in order, without repeats."""
-    found = (_fact(s, speaker) for s in sentences(text))
-    return list(dict.fromkeys(f for f in found if f))
-
-
-def facts_from_transcript(lines: Iterable[str],
-                          about: Collection[str] | None = None) -> list[str]:
-    """Facts from transcript lines ('[timestamp] speaker: text'), only for the speakers in
-    `about` when given; lines that are not transcript lines are ignored."""
-    facts: list[str] = []
-    for line in lines:
-        parsed = parse_transcript_line(line)
-        if parsed and (about is None or parsed[0] in about):
-            facts.extend(extract_facts(*parsed))
-    return list(dict.fromkeys(facts))
-
-
-# -- (b) summaries ----------------------------------------------------------------------------
-
-def _summary_units(text: str | Iterable[str]) -> list[tuple[str, str]]:
-    """(speaker prefix, sentence) pairs to choose from: a transcript line's sentences keep
-    their speaker."""
-    lines = text.splitlines() if isinstance(text, str) else list(text)
-    units: list[tuple[str, str]] = []
-    for line in lines:
-        parsed = parse_transcript_line(line)
-        prefix, body = (f"{parsed[0]}: ", parsed[1]) if parsed else ("", line)
-        units.extend((prefix, s) for s in sentences(body))
-    return list(dict.fromkeys(units))
-
-
-def _specificity(sentence: str) -> int:
-    """Numbers and capitalised words after the first: dates, names, places."""
-    words = _WORD.findall(sentence)
-    return sum(1 for w in words[1:] if w[0].isdigit() or w[0].isupper())
-
-
-def summarize(text: str | Iterable[str], max_words: int) -> str:
-    """The most informative sentences of `text` (a string, or lines such as a transcript)
-    within `max_words`, in their original order; '' when there is nothing to summarise."""
-    units = _summary_units(text)
-    printed = [prefix + sentence for prefix, sentence in units]
-    unit_terms = [terms(sentence) for _, sentence in units]  # the speaker is no information
-    df = Counter(t for ts in unit_terms for t in ts)
-
-    def score(i: int) -> float:
-        weight = sum(math.log((1 + len(units)) / df[t]) + 1 for t in unit_terms[i])
-        return (weight + _specificity(units[i][1])) / math.sqrt(len(printed[i].split()))
-
-    chosen: list[int] = []
-    covered: set[str] = set()
-    budget = max_words
-    for i in sorted(range(len(units)), key=lambda i: (-score(i), i)):
-        cost = len(printed[i].split())
-        fresh = unit_terms[i] - covered
-        if cost <= budget and len(fresh) > 0.3 * len(unit_terms[i]) \
-                and _informative(units[i][1]):
-            chosen.append(i)
-            covered |= unit_terms[i]
-            budget -= cost
-    if not chosen and units:
-        return " ".join(printed[0].split()[:max_words])  # one long sentence: its start
-    return " ".join(printed[i] for i in sorted(chosen))
-
-
-# -- (c) answers ------------------------------------------------------------------------------
-
-def rank_snippets(question: str, snippets: Sequence[str], limit: int = 3,
-                  ignore: Collection[str] = ()) -> list[str]:
-    """The snippets sharing content words with the question, best first. A shared word
-    weighs by its rarity among the snippets (inverse frequency); a word in every one of three
-    or more snippets weighs nothing (it is their topic, typically the person asked about,
-    not evidence), and neither do the words in `ignore`. Snippets scoring under half the best
-    are left out; ties keep the given order (callers make it their retrieval rank)."""
-    asked = terms(question) - terms(" ".join(ignore))
-    shared = [terms(s) & asked for s in snippets]
-    df = Counter(t for ts in shared for t in ts)
-    n = len(snippets)
-
-    def weight(i: int) -> float:
-        return sum(0.0 if n >= 3 and df[t] == n else math.log((1 + n) / df[t])
-                   for t in shared[i])
-
-    scores = [weight(i) for i in range(n)]
-    best = max(scores, default=0.0)
-    ranked = sorted((i for i in range(n) if scores[i] > 0 and scores[i] >= best / 2),
-                    key=lambda i: (-scores[i], i))
-    return [snippets[i] for i in ranked[:limit]]
-
-
-def compose_answer(question: str, snippets: Sequence[str], limit: int = 3,
-                   ignore: Collection[str] = ()) -> str:
-    """An answer quoting the most relevant snippets, or `ABSTAIN` when none is relevant."""
-    relevant = rank_snippets(question, snippets, limit, ignore)
-    if not relevant:
-        return ABSTAIN
-    return "Based on what I know: " + "; ".join(s.strip().rstrip(".") for s in relevant) + "."
-
-
-# -- structured output ------------------------------------------------------------------------
-
-def fill_schema(schema: dict[str, Any], answer: str, facts: Sequence[str],
-                root: dict[str, Any] | None = None) -> Any:
-    """A value conforming to `schema`: strings get `answer`, arrays `facts` (as strings, or
-    as objects whose first string property holds the fact), numbers their minimum or 0,
-    booleans false, enums and consts their first value."""
-    root = root or schema
-    schema = resolve(schema, root)
-    for key in ("anyOf", "oneOf"):
-        if schema.get(key):
-            return fill_schema(schema[key][0], answer, facts, root)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
-    if kind == "object":
-        return {name: fill_schema(sub, answer, facts, root)
-                for name, sub in schema.get("properties", {}).items()}
-    if kind == "array":
-        return [_fact_item(resolve(schema.get("items", {}), root), f, root) for f in facts]
-    return {"string": answer, "integer": int(schema.get("minimum", 0)),
-            "number": schema.get("minimum", 0), "boolean": False}.get(kind)
-
-
-def _fact_item(schema: dict[str, Any], fact: str, root: dict[str, Any]) -> Any:
-    if schema.get("type", "string") != "object":
-        return fact
-    props: dict[str, Any] = schema.get("properties", {})
-    text_field = next((n for n, s in props.items() if resolve(s, root).get("type") == "string"),
-                      None)
-    item = {n: fill_schema(s, fact, [], root) for n, s in props.items()}
-    if text_field:
-        item[text_field] = fact
-    return item
-
-
-# -- the provider -----------------------------------------------------------------------------
+# -- reading the chat -------------------------------------------------------------------------
 
 @dataclass
 class Prompt:
-    """What the heuristics read from a chat."""
+    """What the provider reads from a chat."""
 
     instructions: str
     question: str
     context: list[str]
+    looked_up: bool  # a tool result follows the question
     text: str  # everything, for usage accounting
 
+    @property
+    def subject(self) -> str | None:
+        found = _QUOTED_ID.search(self.instructions)
+        return found.group(1) if found else None
 
-def _context_line(line: str) -> str:
-    line = _TAG.sub("", _LIST_MARKER.sub("", line.strip()))
-    if not line or line.endswith(":") or line.startswith(("{", "[")) \
-            or line in ("(none)", "(empty)"):
-        return ""  # headers, placeholders and JSON (schemas) are not evidence
-    return line
+
+def _context_lines(body: str) -> list[str]:
+    """Evidence lines of one turn: no headers, placeholders, JSON, tool errors, nor what
+    is listed under a header about the asker."""
+    lines, about_asker = [], False
+    for raw in body.splitlines():
+        line = _TAG.sub("", _LIST_MARKER.sub("", raw.strip()))
+        if line.endswith(":"):
+            about_asker = bool(_ASKER.search(line))
+            continue
+        if not raw.strip():
+            about_asker = False
+        placeholder = line.startswith("(") and line.endswith(")")  # "(none)"
+        if not line or about_asker or placeholder or line.startswith(("{", "[", "error:")):
+            continue
+        lines.append(line)
+    return lines
+
+
+def _split_question(body: str) -> tuple[str, str]:
+    """(question, the rest) of the last user turn."""
+    labelled = list(_QUESTION.finditer(body))
+    if labelled:
+        last = labelled[-1]
+        return last["q"].strip(), body[:last.start()] + body[last.end():]
+    rest, _, last_line = body.strip().rpartition("\n")
+    if not last_line or parse_transcript_line(last_line):
+        return "", body  # a transcript to read, not a question
+    return last_line.strip(), rest
 
 
 def read_prompt(messages: list[Message]) -> Prompt:
@@ -360,21 +121,20 @@ def read_prompt(messages: list[Message]) -> Prompt:
     for i, turn in enumerate(turns):
         body = turn.content
         if i == last_user:
-            labelled = list(_QUESTION.finditer(body))
-            if labelled:
-                question = labelled[-1]["q"].strip()
-                body = body[:labelled[-1].start()] + body[labelled[-1].end():]
-            else:
-                rest, _, question = body.strip().rpartition("\n")
-                body = rest
-        lines += [c for c in map(_context_line, body.splitlines()) if c]
+            question, body = _split_question(body)
+        lines += _context_lines(body)
+    looked_up = any(t.role == "tool" for t in turns[last_user + 1:])
     text = "\n".join(m.content for m in messages)
-    return Prompt(instructions, question.strip(), list(dict.fromkeys(lines)), text)
+    return Prompt(instructions, question, list(dict.fromkeys(lines)), looked_up, text)
 
+
+# -- the tasks --------------------------------------------------------------------------------
 
 def _speakers(prompt: Prompt) -> set[str] | None:
-    """Transcript speakers named in the instructions (the target of a fact extraction);
-    None, meaning everyone, when the instructions name none of them."""
+    """Whom facts are about: the subject, else the transcript speakers the instructions
+    name; None, meaning everyone, when they name none."""
+    if prompt.subject:
+        return {prompt.subject}
     spoken = {p[0] for line in prompt.context if (p := parse_transcript_line(line))}
     named = {s for s in spoken if re.search(rf"(?<!\w){re.escape(s)}(?!\w)", prompt.instructions)}
     return named or None
@@ -385,10 +145,98 @@ def _budget_words(prompt: Prompt, max_tokens: int) -> int:
     return int(stated.group(1)) if stated else max(1, max_tokens * 3 // 4)
 
 
-def _answer(prompt: Prompt, max_tokens: int) -> str:
+def _text(prompt: Prompt, max_tokens: int) -> str:
     if re.search(r"\bsummar", prompt.instructions, re.IGNORECASE):
-        return summarize(prompt.context, _budget_words(prompt, max_tokens)) or ABSTAIN
-    return compose_answer(prompt.question, prompt.context)
+        return summarize(prompt.context, _budget_words(prompt, max_tokens))
+    return local_answer.compose_answer(prompt.question, local_answer.evidence(prompt.context),
+                                       subject=prompt.subject)
+
+
+def _value(prompt: Prompt, schema: dict[str, Any], max_tokens: int) -> Any:
+    """The structured answer for `schema`."""
+    if local_dream.is_dream_request(schema):
+        return local_dream.dream(prompt.subject, local_dream.listed(prompt.instructions))
+    if local_card.is_card_request(prompt.instructions):
+        return fill_schema(schema, "", local_card.card_from_request(prompt.instructions))
+    facts = facts_from_transcript(prompt.context, _speakers(prompt))
+    return fill_schema(schema, _text(prompt, max_tokens), facts)
+
+
+def _lookups(prompt: Prompt, tools: Sequence[ToolSpec] | None) -> list[ToolCall]:
+    if not tools or prompt.looked_up:
+        return []
+    return local_answer.lookups(prompt.question, local_answer.evidence(prompt.context), tools,
+                                prompt.subject)
+
+
+def fill_schema(schema: Any, answer: str, items: Sequence[str],
+                root: Any = None, depth: int = 0) -> Any:
+    """A value shaped by `schema`: strings get `answer`, arrays `items` (as strings, or as
+    objects whose first string property holds the item), numbers their minimum or 0,
+    booleans false, enums and consts their first value. Callers' schemas reach it
+    unchecked beyond the meta-schema: a `$ref` it cannot follow admits anything (the
+    answer), and recursion stops at MAX_SCHEMA_DEPTH with null."""
+    root = schema if root is None else root
+    node = _resolved(schema, root)
+    if node is None or depth > MAX_SCHEMA_DEPTH:
+        return None
+    for key in ("anyOf", "oneOf"):
+        options = node.get(key)
+        if isinstance(options, list) and options:
+            return fill_schema(options[0], answer, items, root, depth + 1)
+    if "const" in node:
+        return node["const"]
+    enum = node.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    kind = _kind(node)
+    if kind == "object":
+        properties = node.get("properties")
+        return {name: fill_schema(sub, answer, items, root, depth + 1)
+                for name, sub in (properties.items() if isinstance(properties, dict) else ())}
+    if kind == "array":
+        return [_item(node.get("items"), item, root, depth + 1) for item in items]
+    if kind in ("integer", "number"):
+        low = node.get("minimum", 0)
+        low = low if isinstance(low, int | float) and not isinstance(low, bool) \
+            and math.isfinite(low) else 0
+        return math.ceil(low) if kind == "integer" else low
+    return {"boolean": False, "null": None}.get(kind, answer)
+
+
+def _resolved(schema: Any, root: Any) -> dict[str, Any] | None:
+    """`schema` as a dict with its `$ref` followed; {} (anything) for `true` or a reference
+    that leads nowhere; None for `false` or what is not a schema."""
+    if schema is True:
+        return {}
+    if not isinstance(schema, dict):
+        return None
+    try:
+        node: Any = resolve(schema, root if isinstance(root, dict) else schema)
+    except (ValueError, LookupError, TypeError):
+        return {}
+    return {} if node is True else node if isinstance(node, dict) else None
+
+
+def _kind(node: dict[str, Any]) -> str:
+    kind = node.get("type", "object" if "properties" in node else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if isinstance(k, str) and k != "null"), "null")
+    return kind if isinstance(kind, str) else "string"
+
+
+def _item(schema: Any, text: str, root: Any, depth: int) -> Any:
+    node = _resolved(schema, root) if schema is not None else {}
+    if not node or _kind(node) != "object":
+        return text
+    properties = node.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    text_field = next((n for n, s in properties.items()
+                       if (r := _resolved(s, root)) and _kind(r) == "string"), None)
+    item = {n: fill_schema(s, text, [], root, depth + 1) for n, s in properties.items()}
+    if text_field:
+        item[text_field] = text
+    return item
 
 
 def _truncate(text: str, max_tokens: int) -> tuple[str, str]:
@@ -401,6 +249,8 @@ def _truncate(text: str, max_tokens: int) -> tuple[str, str]:
     return "".join(words).rstrip(), "length"
 
 
+# -- the provider -----------------------------------------------------------------------------
+
 class LocalProvider:
     """The offline provider described in the module docstring."""
 
@@ -408,33 +258,42 @@ class LocalProvider:
                        response_schema: dict[str, Any] | None = None,
                        tools: Sequence[ToolSpec] | None = None,
                        timeout: float | None = None) -> Completion:  # noqa: ASYNC109
-        """`tools` and `timeout` are accepted and unused: no tool calls, nothing to wait on."""
+        """`timeout` is accepted and unused: nothing to wait on."""
         prompt = read_prompt(as_messages(messages))
+        calls = _lookups(prompt, tools)
+        if calls:
+            spoken = json.dumps([{"name": c.name, "arguments": c.arguments} for c in calls])
+            return Completion("", calls, Usage(count_tokens(prompt.text), count_tokens(spoken)),
+                              "tool_calls")
         if response_schema is not None:
-            text, finish = json.dumps(self._fill(prompt, response_schema, max_tokens)), "stop"
+            text = json.dumps(_value(prompt, response_schema, max_tokens))
+            finish = "stop"
         else:
-            text, finish = _truncate(_answer(prompt, max_tokens), max_tokens)
-        usage = Usage(count_tokens(prompt.text), count_tokens(text))
-        return Completion(text, [], usage, finish)
+            text, finish = _truncate(_text(prompt, max_tokens), max_tokens)
+        return Completion(text, [], Usage(count_tokens(prompt.text), count_tokens(text)), finish)
 
     async def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
                      tools: Sequence[ToolSpec] | None = None,
                      timeout: float | None = None,  # noqa: ASYNC109
                     ) -> AsyncGenerator[StreamEvent, None]:
-        """The `complete` answer, word by word, as a model would stream it; `tools` are
-        accepted and unused, as in `complete` (the final event never carries tool calls)."""
-        done = await self.complete(messages, max_tokens=max_tokens)
+        """The `complete` answer, word by word, as a model would stream it; the last event
+        carries the usage and the tool calls."""
+        done = await self.complete(messages, max_tokens=max_tokens, tools=tools)
         for piece in re.findall(r"\S+\s*", done.text):
             yield StreamEvent(text=piece)
             await asyncio.sleep(0)  # let a cancelled consumer stop us between words
-        yield StreamEvent(usage=done.usage, finish_reason=done.finish_reason)
+        yield StreamEvent(usage=done.usage, finish_reason=done.finish_reason,
+                          tool_calls=done.tool_calls)
 
     async def structured(self, messages: Sequence[MessageLike], schema: dict[str, Any], *,
                          max_tokens: int,
                          timeout: float | None = None,  # noqa: ASYNC109
                         ) -> dict[str, Any]:
-        value = self._fill(read_prompt(as_messages(messages)), schema, max_tokens)
-        errors = validate(value, schema)
+        value = _value(read_prompt(as_messages(messages)), schema, max_tokens)
+        try:
+            errors = validate(value, schema)
+        except ValueError as exc:  # a $ref the validator cannot follow
+            errors = [str(exc)]
         if errors or not isinstance(value, dict):
             # e.g. minItems more than the facts found, or a pattern the answer misses
             raise StructuredOutputError("the local provider cannot satisfy this schema: "
@@ -443,8 +302,3 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         """Nothing to release."""
-
-    @staticmethod
-    def _fill(prompt: Prompt, schema: dict[str, Any], max_tokens: int) -> Any:
-        facts = facts_from_transcript(prompt.context, _speakers(prompt))
-        return fill_schema(schema, _answer(prompt, max_tokens), facts)

@@ -11,13 +11,11 @@ from typing import Any, TypeAlias
 
 from honcho_grpc.settings import Settings
 from honcho_grpc.worker.db import Conn, Pool
-from honcho_grpc.worker.queue import Job, Usage
+from honcho_grpc.worker.queue import Job
+from honcho_grpc.worker.values import PermanentError as PermanentError
+from honcho_grpc.worker.values import Usage
 
 Apply: TypeAlias = Callable[[Conn], Awaitable[None]]
-
-
-class PermanentError(Exception):
-    """Retrying cannot help (bad payload, refused URL): park the rows as failed at once."""
 
 
 @dataclass

@@ -9,10 +9,10 @@ from typing import Any
 
 from honcho_grpc.worker import events
 from honcho_grpc.worker.db import Conn
-from honcho_grpc.worker.queue import Job, Usage
-from honcho_grpc.worker.reasoning import Conclusion, DreamPlan
+from honcho_grpc.worker.queue import Job
 from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext, common
 from honcho_grpc.worker.tasks import conclusions as writer
+from honcho_grpc.worker.values import Conclusion, DreamPlan, Usage
 
 CARD_FACTS = 60  # most recent explicit conclusions a card refresh reads
 

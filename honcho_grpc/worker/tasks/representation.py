@@ -11,9 +11,10 @@ import numpy as np
 
 from honcho_grpc.worker import events
 from honcho_grpc.worker.db import Conn
-from honcho_grpc.worker.queue import Job, Usage
+from honcho_grpc.worker.queue import Job
 from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext, common
 from honcho_grpc.worker.tasks import conclusions as writer
+from honcho_grpc.worker.values import Usage
 
 # Messages shown around the batch: the one before it (what the sender answers) and the
 # others' messages interleaved with it.
