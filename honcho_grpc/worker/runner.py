@@ -72,6 +72,7 @@ class Worker:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.units: dict[Unit, asyncio.Task[None]] = {}
+        self.releasing: set[Unit] = set()  # done with, giving their lease back
         self.stats = Stats()
         self.ctx: TaskContext | None = None
 
@@ -168,8 +169,11 @@ class Worker:
             self.units[unit] = task
             task.add_done_callback(functools.partial(self._unit_done, unit))
 
-    def _unit_done(self, unit: Unit, _task: asyncio.Task[None]) -> None:
-        self.units.pop(unit, None)
+    def _unit_done(self, unit: Unit, task: asyncio.Task[None]) -> None:
+        # The unit may have been claimed anew once its lease was given back.
+        if self.units.get(unit) is task:
+            del self.units[unit]
+        self.releasing.discard(unit)
         self.wake.set()  # a slot is free, and the unit may have gained rows meanwhile
 
     async def _listen(self) -> None:
@@ -202,7 +206,8 @@ class Worker:
                             type(exc).__name__)
                 continue
             for unit, task in known.items():
-                if unit not in held and not task.done():
+                # A unit released while the query ran is not held, and not lost either.
+                if unit not in held and not task.done() and unit not in self.releasing:
                     log.warning("worker %s lost the lease of %s", self.worker_id,
                                 unit.work_unit_key)
                     task.cancel()
@@ -308,6 +313,7 @@ class Worker:
 
     async def _release(self, unit: Unit, ran: set[str]) -> None:
         """Drop the lease; a unit this worker drained (it ran something) is announced."""
+        self.releasing.add(unit)  # until the unit's task is done (_unit_done)
         if await self.queue.release(unit) and ran and self.ctx is not None:
             await domain_queue.announce_drained(self.ctx.db, unit.workspace_id,
                                                 unit.work_unit_key)
