@@ -156,6 +156,10 @@ class QueueSettings(_Section):
     batch_max_messages: int = 50
     completed_retention_seconds: float = 24 * 3600
     housekeeping_seconds: float = 60.0
+    # On SIGTERM, running units may finish their current batch this long; then they are
+    # cancelled and their rows handed back (attempt refunded).
+    shutdown_grace_seconds: float = 10.0
+    # Each of a worker's two pools: the queue transport's (psycopg) and the store's (asyncpg).
     pool_max_size: int = 10
     # Empty: "<hostname>-<pid>".
     worker_id: str = ""

@@ -22,6 +22,15 @@ MIGRATION_LOCK = 7_424_301  # advisory lock id: one migrator at a time across pr
 EMBEDDING_COLUMNS = (("message_embeddings", "embedding"), ("conclusions", "embedding"))
 
 
+# What a lost or restarting database raises through asyncpg (as opposed to a statement's
+# own error): worth waiting out, never the caller's fault.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+)
+
+
 class DatabaseConfigError(RuntimeError):
     """The configured database cannot be used (missing pgvector, wrong dimension...)."""
 
@@ -100,6 +109,25 @@ class Database:
             self.embedded.stop()
 
 
+async def create_pool(dsn: str, settings: Settings, *, min_size: int, max_size: int,
+                      acquire_timeout: float | None = None) -> asyncpg.Pool:
+    """The asyncpg pool every store function runs on, in the server and in the worker (which
+    connects to the server's database and never starts one). With `acquire_timeout`, a busy
+    pool refuses (SERVER_BUSY) rather than queueing: the server's choice, not the worker's,
+    whose pool is sized above its concurrency."""
+    pool = BoundedPool(
+        dsn, min_size=min_size, max_size=max_size,
+        max_queries=50_000, max_inactive_connection_lifetime=300.0, connect=None,
+        setup=None, init=init_connection, reset=None, loop=None,
+        connection_class=PooledConnection, record_class=asyncpg.Record,
+        command_timeout=settings.db.command_timeout_seconds,
+        server_settings=VECTOR_SCAN_SETTINGS,
+    )
+    pool.acquire_timeout = acquire_timeout
+    await pool
+    return pool
+
+
 def start_embedded(settings: Settings) -> EmbeddedPostgres:
     pg = EmbeddedPostgres(settings.db.data_dir, port=settings.db.embedded_port,
                           fsync=settings.db.fsync)
@@ -123,16 +151,9 @@ async def open_database(settings: Settings, *, migrate: bool = True) -> Database
             await check_embedding_dimensions(conn, settings.embedding.dimensions)
         finally:
             await conn.close()
-        pool = BoundedPool(
-            dsn, min_size=settings.db.pool_min_size, max_size=settings.db.pool_max_size,
-            max_queries=50_000, max_inactive_connection_lifetime=300.0, connect=None,
-            setup=None, init=init_connection, reset=None, loop=None,
-            connection_class=PooledConnection, record_class=asyncpg.Record,
-            command_timeout=settings.db.command_timeout_seconds,
-            server_settings=VECTOR_SCAN_SETTINGS,
-        )
-        pool.acquire_timeout = settings.db.pool_acquire_timeout_seconds
-        await pool
+        pool = await create_pool(dsn, settings, min_size=settings.db.pool_min_size,
+                                 max_size=settings.db.pool_max_size,
+                                 acquire_timeout=settings.db.pool_acquire_timeout_seconds)
     except BaseException:
         if embedded is not None:
             embedded.stop()

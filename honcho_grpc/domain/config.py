@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from honcho_grpc.settings import Settings
+from honcho_grpc.store import resources
 
 
 def _get(config: dict[str, Any] | None, section: str, key: str) -> Any:
@@ -53,3 +56,32 @@ def effective(settings: Settings, workspace: dict[str, Any] | None,
         long_every=int(resolve(("summary", "messages_per_long_summary"), session, workspace,
                                default=settings.summary.messages_per_long_summary)),
     )
+
+
+@dataclass(frozen=True)
+class Features:
+    """The settings a background task needs, resolved session > workspace > server."""
+
+    peer_card_create: bool
+    dream_enabled: bool
+
+
+def features(settings: Settings, workspace: dict[str, Any] | None,
+             session: dict[str, Any] | None) -> Features:
+    chain = (session, workspace)
+    return Features(
+        peer_card_create=bool(resolve(("peer_card", "create"), *chain,
+                                      default=settings.peer_card.create)),
+        dream_enabled=bool(resolve(("dream", "enabled"), *chain,
+                                   default=settings.dream.enabled)),
+    )
+
+
+async def read_features(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings,
+                        workspace_id: str, session_id: str | None) -> Features:
+    """`features` of a workspace (and a session of it), as stored now."""
+    workspace = await resources.get_workspace(conn, workspace_id)
+    session = await resources.get_session(conn, workspace_id, session_id) \
+        if session_id else None
+    return features(settings, workspace["configuration"] if workspace else None,
+                    session["configuration"] if session else None)

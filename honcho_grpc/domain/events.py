@@ -1,7 +1,7 @@
 """Events for EventService.WatchEvents: a NOTIFY on `honcho_events` inside the transaction
 that makes the change, so a watcher hears of it exactly when it is committed (and never of a
 rolled-back one). This module defines their types and wire form; the statement that sends
-one is honcho_grpc/store/events.py (messages.created comes from a trigger, migration 0002)."""
+one, for every type, is honcho_grpc/store/events.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Writing messages: one transaction stores them, joins their authors to the session, adds
-them to the embedding backlog and enqueues the background work they cause."""
+them to the embedding backlog, enqueues the background work they cause and tells watchers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from honcho_grpc.domain.config import effective
+from honcho_grpc.domain.events import MESSAGES_CREATED
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import members, queue, resources
+from honcho_grpc.store import events, members, queue, resources
 from honcho_grpc.store import messages as store
 from honcho_grpc.store.messages import NewMessage
 from honcho_grpc.store.queue import Job
@@ -68,6 +69,23 @@ async def _follow_up(conn: asyncpg.Connection, settings: Settings, workspace_id:
     jobs = await _jobs_for(conn, settings, workspace_id, session_id, rows, workspace_config,
                            session_config)
     await queue.enqueue(conn, workspace_id, jobs)
+    await announce_created(conn, workspace_id, session_id, rows)
+
+
+async def announce_created(conn: asyncpg.Connection, workspace_id: str, session_id: str,
+                           rows: Sequence[Row]) -> None:
+    """`messages.created` for watchers: one event per stored batch (a CreateMessages call, an
+    import chunk, a cloned session) with its count, sequence range, authors (10 at most) and
+    the ids of its first 20 messages; `peer_id` is the author when there is only one."""
+    if not rows:
+        return
+    ordered = sorted(rows, key=lambda r: int(r["seq"]))
+    peers = sorted({r["peer_id"] for r in rows})
+    await events.emit(conn, MESSAGES_CREATED, workspace_id, session_id=session_id,
+                      peer_id=peers[0] if len(peers) == 1 else "", peers=peers[:10],
+                      data={"count": len(rows), "first_seq": ordered[0]["seq"],
+                            "last_seq": ordered[-1]["seq"],
+                            "message_ids": [r["message_id"] for r in ordered[:20]]})
 
 
 async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: str,

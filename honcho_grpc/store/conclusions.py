@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import numpy as np
+from pgvector import Vector
 
 from honcho_grpc.store import filters as f
 from honcho_grpc.store.pages import Page, binding, keyset_page
@@ -34,24 +35,37 @@ class NewConclusion:
     internal_metadata: dict[str, Any] = field(default_factory=dict)
 
 
+# clock_timestamp(), not now(): the rows of one call keep the order they were given in (a
+# batch of derived conclusions the order of its messages), which is what "newer" means when
+# a dream supersedes one conclusion by another.
+INSERT = f"""
+INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, session_id,
+    content, level, embedding, model, premise_ids, source_message_ids, internal_metadata,
+    created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())
+RETURNING {COLUMNS}
+"""
+
+
+def _insert_args(workspace_id: str, c: NewConclusion) -> tuple[Any, ...]:
+    return (workspace_id, c.conclusion_id, c.observer_id, c.observed_id, c.session_id,
+            c.content, c.level, c.embedding, c.model, c.premise_ids, c.source_message_ids,
+            c.internal_metadata)
+
+
 async def insert_conclusions(conn: Conn, workspace_id: str,
                              items: list[NewConclusion]) -> list[asyncpg.Record]:
     rows = []
     # executemany cannot RETURN; batches are <= 100, so one statement per row is fine here.
     for c in items:
-        rows.append(await conn.fetchrow(
-            f"""
-            INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id,
-                session_id, content, level, embedding, model, premise_ids, source_message_ids,
-                internal_metadata)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-            RETURNING {COLUMNS}
-            """,
-            workspace_id, c.conclusion_id, c.observer_id, c.observed_id, c.session_id,
-            c.content, c.level, c.embedding, c.model, c.premise_ids, c.source_message_ids,
-            c.internal_metadata,
-        ))
+        rows.append(await conn.fetchrow(INSERT, *_insert_args(workspace_id, c)))
     return rows
+
+
+async def add_conclusions(conn: Conn, workspace_id: str, items: list[NewConclusion]) -> None:
+    """insert_conclusions when the rows are not read back: one round trip for the lot."""
+    if items:
+        await conn.executemany(INSERT, [_insert_args(workspace_id, c) for c in items])
 
 
 async def list_conclusions(conn: Conn | asyncpg.Pool, workspace_id: str,
@@ -112,3 +126,83 @@ async def delete_conclusion(conn: Conn, workspace_id: str, conclusion_id: str) -
         workspace_id, conclusion_id,
     )
     return status != "DELETE 0"
+
+
+# -- what de-duplicating derived conclusions asks (honcho_grpc/domain/derivation.py) -----------
+
+async def exact_duplicates(conn: Conn, workspace_id: str, observer_id: str, observed_id: str,
+                           level: str, contents: list[str]) -> dict[int, str]:
+    """Index (0-based) of each content -> a live conclusion of the pair and level with the
+    same text once trimmed, lower-cased and with whitespace collapsed (the expression of the
+    conclusions_content_key index)."""
+    rows = await conn.fetch(
+        r"""
+        SELECT f.i - 1 AS i, m.conclusion_id
+        FROM unnest($5::text[]) WITH ORDINALITY AS f(content, i)
+        CROSS JOIN LATERAL (
+            SELECT conclusion_id FROM conclusions
+            WHERE workspace_id = $1 AND observer_id = $2 AND observed_id = $3
+              AND level = $4 AND invalidated_at IS NULL
+              AND md5(lower(regexp_replace(btrim(content), '\s+', ' ', 'g')))
+                  = md5(lower(regexp_replace(btrim(f.content), '\s+', ' ', 'g')))
+            LIMIT 1) m
+        """, workspace_id, observer_id, observed_id, level, contents)
+    return {r["i"]: r["conclusion_id"] for r in rows}
+
+
+async def near_duplicates(conn: Conn, workspace_id: str, observer_id: str, observed_id: str,
+                          level: str, vectors: list[np.ndarray],
+                          max_distance: float) -> dict[int, str]:
+    """Index of each vector -> the nearest live conclusion of the pair and level within
+    `max_distance` (cosine). "+ 0" keeps the planner off the global HNSW index: its
+    approximate top-k, filtered to one pair afterwards, can miss the pair's rows. The pair's
+    rows are scanned exactly."""
+    rows = await conn.fetch(
+        """
+        SELECT f.i - 1 AS i, m.conclusion_id
+        FROM unnest($5::vector[]) WITH ORDINALITY AS f(v, i)
+        CROSS JOIN LATERAL (
+            SELECT conclusion_id FROM conclusions
+            WHERE workspace_id = $1 AND observer_id = $2 AND observed_id = $3
+              AND level = $4 AND invalidated_at IS NULL AND embedding IS NOT NULL
+              AND (embedding <=> f.v) <= $6
+            ORDER BY (embedding <=> f.v) + 0 LIMIT 1) m
+        """, workspace_id, observer_id, observed_id, level,
+        # Wrapped: asyncpg would read a bare ndarray as one more array dimension.
+        [Vector(v) for v in vectors], max_distance)
+    return {r["i"]: r["conclusion_id"] for r in rows}
+
+
+async def reinforce(conn: Conn, workspace_id: str, counts: dict[str, int]) -> None:
+    """Add `counts[id]` to each conclusion's times_derived."""
+    if not counts:
+        return
+    # Locked in id order: two transactions bumping the same rows never wait on each other
+    # in a cycle.
+    ids = sorted(counts)
+    await conn.execute(
+        "SELECT 1 FROM conclusions WHERE workspace_id = $1 AND conclusion_id = ANY($2::text[]) "
+        "ORDER BY conclusion_id FOR NO KEY UPDATE", workspace_id, ids)
+    await conn.execute(
+        "UPDATE conclusions c SET times_derived = c.times_derived + d.n "
+        "FROM unnest($2::text[], $3::int[]) AS d(id, n) "
+        "WHERE c.workspace_id = $1 AND c.conclusion_id = d.id",
+        workspace_id, ids, [counts[i] for i in ids])
+
+
+async def derived_from_queue_rows(conn: Conn, workspace_id: str, observer_id: str,
+                                  observed_id: str, queue_ids: list[str]) -> bool:
+    """Whether the pair has conclusions written by any of these queue rows (a replay)."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM conclusions WHERE workspace_id = $1 AND observer_id = $2 "
+        "AND observed_id = $3 AND internal_metadata -> 'queue_ids' ?| $4::text[])",
+        workspace_id, observer_id, observed_id, queue_ids))
+
+
+async def supersede(conn: Conn, workspace_id: str, old_id: str, new_id: str) -> bool:
+    """Invalidate `old_id` in favour of `new_id` (never deletes); False if it was not live."""
+    status: str = await conn.execute(
+        "UPDATE conclusions SET invalidated_at = now(), superseded_by = $3 "
+        "WHERE workspace_id = $1 AND conclusion_id = $2 AND invalidated_at IS NULL",
+        workspace_id, old_id, new_id)
+    return status != "UPDATE 0"

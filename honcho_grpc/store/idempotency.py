@@ -5,10 +5,7 @@ the same `request_id` is a new request."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
-import psycopg
 
 from honcho_grpc.errors import InvalidArgument
 
@@ -43,13 +40,7 @@ PURGE_EXPIRED = ("DELETE FROM idempotency_keys "
                  "WHERE created_at < now() - make_interval(hours => $1)")
 
 
-async def purge_expired(conn: asyncpg.Connection | asyncpg.Pool | psycopg.AsyncConnection[Any],
-                        hours: int) -> int:
-    """Delete the keys older than `hours`; returns how many. The worker calls it on its
-    psycopg connection: a raw cursor runs the same `$1` statement there."""
-    if isinstance(conn, psycopg.AsyncConnection):
-        cursor = psycopg.AsyncRawCursor(conn)
-        await cursor.execute(PURGE_EXPIRED, (hours,))
-        return cursor.rowcount
+async def purge_expired(conn: asyncpg.Connection | asyncpg.Pool, hours: int) -> int:
+    """Delete the keys older than `hours`; returns how many (the worker's housekeeping)."""
     status = await conn.execute(PURGE_EXPIRED, hours)
     return int(status.split()[-1])

@@ -25,6 +25,27 @@ async def summaries(conn: Conn, workspace_id: str, session_id: str) -> dict[str,
     return {r["summary_type"]: r for r in rows}
 
 
+async def save_summary(conn: asyncpg.Connection, workspace_id: str, session_id: str,
+                       summary_type: str, content: str, last_message_id: str,
+                       last_message_seq: int, token_count: int) -> bool:
+    """Store a session's summary of one tier unless the session is gone or a summary reaching
+    at least as far is stored already (an older summary never overwrites a newer one, even
+    when two workers race). True if stored. The session row is share-locked so that a
+    concurrent DeleteSession cascades over it rather than racing it."""
+    status: str = await conn.execute(
+        "INSERT INTO summaries (workspace_id, session_id, summary_type, content, "
+        "last_message_id, last_message_seq, token_count) "
+        "SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM sessions "
+        "WHERE workspace_id = $1 AND session_id = $2 FOR KEY SHARE) "
+        "ON CONFLICT (workspace_id, session_id, summary_type) DO UPDATE SET "
+        "content = EXCLUDED.content, last_message_id = EXCLUDED.last_message_id, "
+        "last_message_seq = EXCLUDED.last_message_seq, token_count = EXCLUDED.token_count, "
+        "created_at = now() WHERE summaries.last_message_seq < EXCLUDED.last_message_seq",
+        workspace_id, session_id, summary_type, content, last_message_id, last_message_seq,
+        token_count)
+    return status != "INSERT 0 0"
+
+
 async def peer_card(conn: Conn, workspace_id: str, observer_id: str,
                     observed_id: str) -> list[str] | None:
     entries = await conn.fetchval(
@@ -55,7 +76,7 @@ async def conclusions_recent(conn: Conn, workspace_id: str, observer_id: str, ob
     args = [workspace_id, observer_id, observed_id] + ([session_id] if session_id else [])
     return list(await conn.fetch(
         f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(session_id)} "
-        f"ORDER BY c.created_at DESC LIMIT {int(limit)}", *args))
+        f"ORDER BY c.created_at DESC, c.conclusion_id DESC LIMIT {int(limit)}", *args))
 
 
 async def conclusions_reinforced(conn: Conn, workspace_id: str, observer_id: str,
@@ -148,3 +169,29 @@ async def messages_by_ids(conn: Conn, workspace_id: str, message_ids: list[str],
         "AND m.message_id = ANY($2::text[]) "
         "AND ($3::text[] IS NULL OR m.session_id = ANY($3::text[])) "
         "ORDER BY m.created_at, m.seq", workspace_id, message_ids, session_ids))
+
+
+# -- what the worker reads to derive -----------------------------------------------------------
+
+async def messages_in_range(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
+                            last_seq: int, limit: int) -> list[asyncpg.Record]:
+    """The session's messages with first_seq <= seq <= last_seq, in order, at most `limit`."""
+    return list(await conn.fetch(
+        f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 AND m.session_id = $2 "
+        "AND m.seq BETWEEN $3 AND $4 ORDER BY m.seq LIMIT $5",
+        workspace_id, session_id, first_seq, last_seq, limit))
+
+
+async def messages_to_summarize(conn: Conn, workspace_id: str, session_id: str, after_seq: int,
+                                upto_seq: int, budget: int) -> list[asyncpg.Record]:
+    """Messages with after_seq < seq <= upto_seq, oldest first: the newest ones whose token
+    counts add up to at most `budget`, and the one at `upto_seq` whatever its size."""
+    return list(await conn.fetch(
+        f"""
+        SELECT * FROM (
+            SELECT {M_COLUMNS}, sum(m.token_count) OVER (ORDER BY m.seq DESC) AS running
+            FROM messages m WHERE m.workspace_id = $1 AND m.session_id = $2
+              AND m.seq > $3 AND m.seq <= $4
+            ORDER BY m.seq DESC LIMIT $6
+        ) recent WHERE running <= $5 OR seq = $4 ORDER BY seq
+        """, workspace_id, session_id, after_seq, upto_seq, budget, MAX_CONTEXT_MESSAGES))

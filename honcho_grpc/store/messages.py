@@ -152,3 +152,12 @@ async def delete_message(conn: Conn, workspace_id: str, session_id: str,
         "AND last_message_seq >= $3", workspace_id, session_id, seq,
     )
     return True
+
+
+async def lock_messages(conn: Conn, workspace_id: str, message_ids: list[str]) -> list[str]:
+    """Those of the messages that exist, share-locked until the transaction ends, so that a
+    concurrent delete waits for what is written about them and then cascades over it."""
+    rows = await conn.fetch(
+        "SELECT message_id FROM messages WHERE workspace_id = $1 "
+        "AND message_id = ANY($2::text[]) FOR KEY SHARE", workspace_id, message_ids)
+    return [r["message_id"] for r in rows]

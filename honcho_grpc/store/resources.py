@@ -258,3 +258,12 @@ async def _update(conn: Conn, table: str, key: dict[str, str],
     return await conn.fetchrow(
         f"UPDATE {table} SET {sets} WHERE {where} RETURNING *", *key.values(), *changes.values()
     )
+
+
+async def lock_peers(conn: Conn, workspace_id: str, peer_ids: list[str]) -> set[str]:
+    """Those of the peers that exist, share-locked until the transaction ends, so that a
+    concurrent DeletePeer waits for what is written about them and then cascades over it."""
+    rows = await conn.fetch(
+        "SELECT peer_id FROM peers WHERE workspace_id = $1 AND peer_id = ANY($2::text[]) "
+        "FOR KEY SHARE", workspace_id, peer_ids)
+    return {r["peer_id"] for r in rows}

@@ -1,21 +1,23 @@
-"""The worker's database access: psycopg 3 with an async pool, and where to find the server."""
+"""The worker's connections: psycopg 3 with an async pool for the queue transport
+(honcho_grpc/store/queue/transport.py), and where to find the server's database. Its domain
+reads and writes use the store's asyncpg pool (honcho_grpc/db/pool.py create_pool)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
-from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from honcho_grpc import telemetry
 from honcho_grpc.settings import Settings
+from honcho_grpc.store.queue.transport import Conn, Pool
 
-Conn: TypeAlias = AsyncConnection[DictRow]
-Pool: TypeAlias = AsyncConnectionPool[Conn]
+__all__ = ["Conn", "NoDatabaseError", "Pool", "connect", "embedded_dsn", "make_pool",
+           "resolve_dsn"]
 
 
 class NoDatabaseError(RuntimeError):
@@ -45,7 +47,6 @@ def resolve_dsn(settings: Settings) -> str:
 
 
 async def _configure(conn: Conn) -> None:
-    await register_vector_async(conn)
     telemetry.instrument_psycopg(conn)
 
 

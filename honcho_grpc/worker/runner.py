@@ -18,22 +18,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import psycopg
 
 from honcho_grpc import telemetry
+from honcho_grpc.db.pool import UNAVAILABLE, create_pool
+from honcho_grpc.domain import queue as domain_queue
+from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import idempotency
-from honcho_grpc.worker import events
+from honcho_grpc.store.queue import transport
 from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
-from honcho_grpc.worker.queue import QUEUE_CHANNEL, Job, LeaseLost, Queue, Unit, retry_failed
-from honcho_grpc.worker.tasks import Handler, PermanentError, TaskContext, default_handlers
+from honcho_grpc.worker.queue import Job, LeaseLost, Queue, Unit, retry_failed
+from honcho_grpc.worker.tasks import (
+    Handler,
+    PermanentError,
+    Reasoning,
+    TaskContext,
+    default_handlers,
+)
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
-# Units whose draining is worth telling webhooks and watchers about.
-DRAIN_EVENT_TYPES = frozenset({"representation", "summary"})
-SHUTDOWN_GRACE_SECONDS = 10.0
+# A lost or restarting database, through either driver: waited out, never a task's failure.
+DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError,
+                                              *UNAVAILABLE)
 
 
 def default_worker_id() -> str:
@@ -49,19 +58,22 @@ class Stats:
 
 class Worker:
     def __init__(self, settings: Settings, dsn: str, *,
-                 handlers: dict[str, Handler] | None = None, reasoner: Any = None,
-                 embedder: Any = None, worker_id: str | None = None) -> None:
+                 handlers: dict[str, Handler] | None = None, reasoner: Reasoning | None = None,
+                 embedder: Embedder | None = None, worker_id: str | None = None) -> None:
         self.settings = settings
         self.dsn = dsn
         self.handlers = handlers if handlers is not None else default_handlers()
         self.worker_id = worker_id or settings.queue.worker_id or default_worker_id()
         self._reasoner = reasoner
         self._embedder = embedder
+        # The queue transport's connections (psycopg); the store's pool (asyncpg), for the
+        # tasks' reads and writes and the fenced completion, is opened by `run` (TaskContext).
         self.pool: Pool = make_pool(dsn, settings.queue.pool_max_size)
         self.queue = Queue(self.pool, settings.queue, self.worker_id)
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.units: dict[Unit, asyncio.Task[None]] = {}
+        self.releasing: set[Unit] = set()  # done with, giving their lease back
         self.stats = Stats()
         self.ctx: TaskContext | None = None
 
@@ -78,7 +90,13 @@ class Worker:
         embedder = self._build_embedder()
         await check_dimensions(embedder, self.settings.embedding.dimensions)
         await self.pool.open(wait=True, timeout=60)
-        self.ctx = TaskContext(self.pool, self.settings, self._build_reasoner(), embedder)
+        try:
+            db = await create_pool(self.dsn, self.settings, min_size=1,
+                                   max_size=self.settings.queue.pool_max_size)
+        except BaseException:
+            await self.pool.close()
+            raise
+        self.ctx = TaskContext(db, self.settings, self._build_reasoner(), embedder)
         loops = [asyncio.create_task(coro) for coro in
                  (self._listen(), self._heartbeat(), self._housekeeping())]
         if telemetry.active().enabled:
@@ -98,16 +116,17 @@ class Worker:
             with contextlib.suppress(*DB_ERRORS, psycopg.Error):
                 await self.queue.release_all()
             await self.pool.close()
+            await db.close()
             log.info("worker %s stopped", self.worker_id)
 
-    def _build_reasoner(self) -> Any:
+    def _build_reasoner(self) -> Reasoning:
         if self._reasoner is None:
             from honcho_grpc.worker.reasoning import Reasoner
 
             self._reasoner = Reasoner.from_settings(self.settings)
         return self._reasoner
 
-    def _build_embedder(self) -> Any:
+    def _build_embedder(self) -> Embedder:
         if self._embedder is None:
             from honcho_grpc.providers.embeddings import build_embedder
 
@@ -118,7 +137,8 @@ class Worker:
         """Let running units end their current batch, then cancel (they hand rows back)."""
         running = list(self.units.values())
         if running:
-            _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS)
+            _, pending = await asyncio.wait(
+                running, timeout=self.settings.queue.shutdown_grace_seconds)
             for task in pending:
                 await _cancel(task)
 
@@ -150,8 +170,11 @@ class Worker:
             self.units[unit] = task
             task.add_done_callback(functools.partial(self._unit_done, unit))
 
-    def _unit_done(self, unit: Unit, _task: asyncio.Task[None]) -> None:
-        self.units.pop(unit, None)
+    def _unit_done(self, unit: Unit, task: asyncio.Task[None]) -> None:
+        # The unit may have been claimed anew once its lease was given back.
+        if self.units.get(unit) is task:
+            del self.units[unit]
+        self.releasing.discard(unit)
         self.wake.set()  # a slot is free, and the unit may have gained rows meanwhile
 
     async def _listen(self) -> None:
@@ -160,7 +183,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 async with await connect(self.dsn) as conn:
-                    await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+                    await transport.listen(conn)
                     self.wake.set()  # notifications may have been missed while away
                     backoff = 0.2
                     while not self.stopping.is_set():
@@ -184,7 +207,8 @@ class Worker:
                             type(exc).__name__)
                 continue
             for unit, task in known.items():
-                if unit not in held and not task.done():
+                # A unit released while the query ran is not held, and not lost either.
+                if unit not in held and not task.done() and unit not in self.releasing:
                     log.warning("worker %s lost the lease of %s", self.worker_id,
                                 unit.work_unit_key)
                     task.cancel()
@@ -195,9 +219,9 @@ class Worker:
                 removed = await self.queue.housekeeping()
                 if removed:
                     log.info("removed %d completed queue rows", removed)
-                async with self.pool.connection() as conn:
-                    expired = await idempotency.purge_expired(
-                        conn, self.settings.app.idempotency_retention_hours)
+                expired = await idempotency.purge_expired(
+                    self.ctx.db, self.settings.app.idempotency_retention_hours) \
+                    if self.ctx is not None else 0
                 if expired:
                     log.info("removed %d expired idempotency keys", expired)
             except DB_ERRORS as exc:
@@ -244,7 +268,8 @@ class Worker:
             log.warning("worker %s: database error in %s (%s)", self.worker_id,
                         unit.work_unit_key, type(exc).__name__)
         finally:
-            with contextlib.suppress(*DB_ERRORS, psycopg.Error, asyncio.CancelledError):
+            with contextlib.suppress(*DB_ERRORS, psycopg.Error, asyncpg.PostgresError,
+                                     asyncio.CancelledError):
                 await asyncio.shield(self._release(unit, ran))
 
     async def _run_batch(self, unit: Unit, jobs: list[Job]) -> bool:
@@ -255,7 +280,9 @@ class Worker:
             if handler is None:
                 raise PermanentError(f"no handler for task type {jobs[0].task_type!r}")
             await self._execute(unit, jobs, handler)
-        except (LeaseLost, *DB_ERRORS):
+        except LeaseLost:
+            raise
+        except DB_ERRORS:
             raise
         except asyncio.CancelledError:
             if self.stopping.is_set():
@@ -274,10 +301,9 @@ class Worker:
         with telemetry.task_span(task_type, unit.workspace_id, unit.work_unit_key,
                                  [j.trace_context for j in jobs], [j.created_at for j in jobs]):
             result = await handler(self.ctx, jobs)
-            async with self.queue.fenced(unit) as conn:
-                if result.apply is not None:
-                    await result.apply(conn)
-                await self.queue.complete(conn, unit, jobs, result.usage)
+            await domain_queue.complete(self.ctx.db, unit.workspace_id, unit.work_unit_key,
+                                        self.worker_id, [j.id for j in jobs],
+                                        result.usage.as_json(), result.apply)
             telemetry.record_tokens(task_type, result.usage.input_tokens,
                                     result.usage.output_tokens)
 
@@ -292,26 +318,11 @@ class Worker:
         return all(s == "failed" for s in statuses.values())
 
     async def _release(self, unit: Unit, ran: set[str]) -> None:
-        drained = await self.queue.release(unit)
-        kind = unit.work_unit_key.split(":", 1)[0]
-        if drained and kind in DRAIN_EVENT_TYPES and ran:
-            async with self.pool.connection() as conn, conn.transaction():
-                await _announce_drained(conn, unit, kind)
-
-
-async def _announce_drained(conn: Any, unit: Unit, kind: str) -> None:
-    """queue.drained for watchers, and a queue.empty webhook per endpoint."""
-    parts = unit.work_unit_key.split(":")
-    session_id = parts[2] if len(parts) > 2 else ""
-    observed = parts[3] if kind == "representation" and len(parts) > 3 else ""
-    data = {"queue_type": kind, "work_unit_key": unit.work_unit_key}
-    await events.emit(conn, events.QUEUE_DRAINED, unit.workspace_id, session_id=session_id,
-                      peer_id=observed, data=data)
-    from honcho_grpc.worker.tasks.webhook import enqueue_deliveries
-
-    await enqueue_deliveries(conn, unit.workspace_id, "queue.empty", {
-        "workspace_id": unit.workspace_id, "queue_type": kind, "session_id": session_id,
-        "observed": observed or None})
+        """Drop the lease; a unit this worker drained (it ran something) is announced."""
+        self.releasing.add(unit)  # until the unit's task is done (_unit_done)
+        if await self.queue.release(unit) and ran and self.ctx is not None:
+            await domain_queue.announce_drained(self.ctx.db, unit.workspace_id,
+                                                unit.work_unit_key)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -3,7 +3,8 @@ time (`telemetry.install`, undone by `shutdown`: nothing leaks into other tests)
 
 - One CreateMessages -> derivation is one trace: the RPC's server span, its asyncpg
   statements, the worker's task span continuing it through the queue, and below the task its
-  psycopg statements and reasoning steps; no lone statement traces from polling.
+  SQL statements (its reads, and the fenced completion that commits its writes) and
+  reasoning steps; no lone statement traces from polling.
 - An error's span and metric carry its status; a caller's `traceparent` is continued.
 - A remote provider's calls are CLIENT spans with their token usage.
 - After shutdown the process is back to no-op telemetry."""
@@ -98,7 +99,12 @@ async def test_create_messages_to_derivation_is_one_trace(
     assert task.parent is not None and task.parent.span_id == server.context.span_id
     assert task.kind == SpanKind.CONSUMER
     below_task = _children(spans, task)
-    assert _statements(below_task), "the task's psycopg statements are its children"
+    statements = [str((s.attributes or {}).get("db.statement", ""))
+                  for s in _statements(below_task)]
+    assert any("FROM messages" in q for q in statements), "the task's reads are its children"
+    assert any("work_unit_leases" in q and "FOR UPDATE" in q for q in statements) and any(
+        q.lstrip().startswith("UPDATE queue") for q in statements), \
+        "so is its fenced completion"
     [facts] = [s for s in below_task if s.name == "reason derive_facts"]
     assert facts.attributes and facts.attributes["gen_ai.usage.input_tokens"] > 0
     assert task.attributes and task.attributes["gen_ai.usage.input_tokens"] > 0

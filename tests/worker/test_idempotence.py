@@ -7,12 +7,11 @@ import numpy as np
 from honcho_grpc_proto.v1 import message_pb2
 
 from honcho_grpc.db.pool import Database
+from honcho_grpc.domain import conclusions as writer
 from honcho_grpc.providers.embeddings import FakeEmbedder
-from honcho_grpc.worker.db import make_pool
 from honcho_grpc.worker.queue import Job
 from honcho_grpc.worker.reasoning import Reasoner
 from honcho_grpc.worker.tasks import TaskContext, representation
-from honcho_grpc.worker.tasks import conclusions as writer
 from tests.conftest import Stubs
 from tests.worker.conftest import worker_settings
 
@@ -29,17 +28,12 @@ async def test_a_replayed_batch_writes_nothing_twice(stubs: Stubs, db: Database,
     jobs = [Job(r["id"], ws, r["task_type"], r["work_unit_key"], r["session_id"], r["payload"],
                 1, r["created_at"]) for r in rows]
     settings = worker_settings(pg_dsn, [ws])
-    pool = make_pool(pg_dsn, 2)
-    await pool.open()
-    try:
-        ctx = TaskContext(pool, settings, Reasoner.from_settings(settings), FakeEmbedder())
-        for _ in range(2):  # the second run is a redelivery of the same rows
-            result = await representation.run(ctx, jobs)
-            assert result.apply is not None
-            async with pool.connection() as conn, conn.transaction():
-                await result.apply(conn)
-    finally:
-        await pool.close()
+    ctx = TaskContext(db.pool, settings, Reasoner.from_settings(settings), FakeEmbedder())
+    for _ in range(2):  # the second run is a redelivery of the same rows
+        result = await representation.run(ctx, jobs)
+        assert result.apply is not None
+        async with db.pool.acquire() as conn, conn.transaction():
+            await result.apply(conn)
     found = await db.pool.fetch(
         "SELECT content, times_derived FROM conclusions WHERE workspace_id = $1 "
         "ORDER BY content", ws)
@@ -47,7 +41,7 @@ async def test_a_replayed_batch_writes_nothing_twice(stubs: Stubs, db: Database,
         ("ann bakes sourdough bread", 1), ("ann knits scarves", 1)]
 
 
-async def test_exact_and_near_repeats_reinforce(db: Database, pg_dsn: str, ws: str) -> None:
+async def test_exact_and_near_repeats_reinforce(db: Database, ws: str) -> None:
     await db.pool.execute("INSERT INTO workspaces (workspace_id) VALUES ($1)", ws)
     await db.pool.execute("INSERT INTO peers (workspace_id, peer_id) VALUES ($1, 'ann')", ws)
     rng = np.random.default_rng(7)
@@ -58,21 +52,16 @@ async def test_exact_and_near_repeats_reinforce(db: Database, pg_dsn: str, ws: s
     far, other = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 384)).astype(np.float32))
     assert 1 - float(base @ near) <= 0.05 < 1 - float(base @ far)
     pair = writer.Pair(ws, "ann", "ann")
-    pool = make_pool(pg_dsn, 2)
-    await pool.open()
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            first = await writer.write(conn, pair, [writer.NewConclusion(
-                "ann likes green tea", "explicit", base)], model="m", metadata={})
-        async with pool.connection() as conn, conn.transaction():
-            again = await writer.write(conn, pair, [
-                writer.NewConclusion("  Ann LIKES green   tea ", "explicit", far),  # exact
-                writer.NewConclusion("ann enjoys green tea", "explicit", near),  # near
-                writer.NewConclusion("ann likes green tea", "deductive", base),  # other level
-                writer.NewConclusion("ann owns a boat", "explicit", other),
-            ], model="m", metadata={})
-    finally:
-        await pool.close()
+    async with db.pool.acquire() as conn, conn.transaction():
+        first = await writer.write_derived(conn, pair, [writer.Candidate(
+            "ann likes green tea", "explicit", base)], model="m", metadata={})
+    async with db.pool.acquire() as conn, conn.transaction():
+        again = await writer.write_derived(conn, pair, [
+            writer.Candidate("  Ann LIKES green   tea ", "explicit", far),  # exact
+            writer.Candidate("ann enjoys green tea", "explicit", near),  # near
+            writer.Candidate("ann likes green tea", "deductive", base),  # other level
+            writer.Candidate("ann owns a boat", "explicit", other),
+        ], model="m", metadata={})
     assert again.reinforced == first.created and len(again.created) == 2
     rows = await db.pool.fetch(
         "SELECT content, level, times_derived FROM conclusions WHERE workspace_id = $1 "

@@ -6,13 +6,16 @@ import asyncio
 import hashlib
 import hmac
 import json
+from datetime import datetime
 from typing import Any
 
+import asyncpg
 import grpc
 from honcho_grpc_proto.v1 import (
     event_pb2,
     event_pb2_grpc,
     message_pb2,
+    session_pb2,
     webhook_pb2,
     webhook_pb2_grpc,
     workspace_pb2,
@@ -203,3 +206,62 @@ async def _dream_done(db: Database, ws: str, n: int) -> bool:
     rows = await queue_rows(db.pool, ws)
     return all(r["status"] == "completed" for r in rows) and sum(
         r["task_type"] == "dream" for r in rows) == n
+
+
+async def test_messages_created_is_one_event_per_stored_batch(stubs: Stubs, db: Database,
+                                                             pg_dsn: str, ws: str) -> None:
+    """The raw notifications: one per CreateMessages call, import chunk and cloned session,
+    each naming its authors, sequence range and first 20 message ids."""
+    heard: list[dict[str, Any]] = []
+    listener = await asyncpg.connect(pg_dsn)
+    await listener.add_listener("honcho_events", lambda *a: heard.append(json.loads(a[3])))
+    try:
+        many = await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id="s", messages=[
+                message_pb2.MessageInput(peer_id=("bob", "alice")[i % 2], content=f"line {i}")
+                for i in range(25)]))
+        one = await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id="s",
+            messages=[message_pb2.MessageInput(peer_id="alice", content="line 25")]))
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for n in (3, 2):
+                yield message_pb2.ImportMessagesRequest(
+                    workspace_id=ws, session_id="imp", messages=[
+                        message_pb2.MessageInput(peer_id="carol", content=f"old {i}")
+                        for i in range(n)])
+
+        await stubs.messages.ImportMessages(chunks())
+        await stubs.sessions.CloneSession(session_pb2.CloneSessionRequest(
+            workspace_id=ws, session_id="s", new_session_id="copy"))
+        await eventually(lambda: _count(heard, ws, 5))
+    finally:
+        await listener.close()
+    events = [e for e in heard if e["workspace_id"] == ws and e["type"] == "messages.created"]
+    for event in events:
+        assert datetime.fromisoformat(event.pop("time")).tzinfo is not None
+    imported = [r["message_id"] for r in await db.pool.fetch(
+        "SELECT message_id FROM messages WHERE workspace_id = $1 AND session_id = 'imp' "
+        "ORDER BY seq", ws)]
+    copied = [r["message_id"] for r in await db.pool.fetch(
+        "SELECT message_id FROM messages WHERE workspace_id = $1 AND session_id = 'copy' "
+        "ORDER BY seq LIMIT 20", ws)]
+
+    def created(session: str, peer: str, peers: list[str], first: int, last: int,
+                ids: list[str]) -> dict[str, Any]:
+        return {"type": "messages.created", "workspace_id": ws, "session_id": session,
+                "peer_id": peer, "peers": peers,
+                "data": {"count": last - first + 1, "first_seq": first, "last_seq": last,
+                         "message_ids": ids}}
+
+    assert events == [
+        created("s", "", ["alice", "bob"], 1, 25, [m.id for m in many.messages][:20]),
+        created("s", "alice", ["alice"], 26, 26, [one.messages[0].id]),
+        created("imp", "carol", ["carol"], 1, 3, imported[:3]),
+        created("imp", "carol", ["carol"], 4, 5, imported[3:]),
+        created("copy", "", ["alice", "bob"], 1, 26, copied),
+    ]
+
+
+async def _count(heard: list[dict[str, Any]], ws: str, n: int) -> bool:
+    return sum(e["workspace_id"] == ws for e in heard) >= n

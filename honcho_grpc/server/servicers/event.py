@@ -1,7 +1,7 @@
 """EventService.WatchEvents: a live feed of what the server and the worker do.
 
-Events are NOTIFYs on channel `honcho_events` (JSON; see honcho_grpc/domain/events.py and the
-messages.created trigger in migration 0002), sent inside the transaction that makes the
+Events are NOTIFYs on channel `honcho_events` (JSON; see honcho_grpc/domain/events.py and
+honcho_grpc/store/events.py), sent inside the transaction that makes the
 change. One LISTEN connection per server process fans out to every watcher and closes with
 the last one. The feed is live, not a log: a watcher hears what is committed while it
 watches; events during a database reconnect are lost (the queue itself loses nothing).

@@ -12,6 +12,7 @@ from honcho_grpc_proto.v1 import session_pb2_grpc as rpc
 
 from honcho_grpc.domain.context import build_context
 from honcho_grpc.domain.idempotent import run_write
+from honcho_grpc.domain.messages import announce_created
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
 from honcho_grpc.errors import HonchoError, already_exists
 from honcho_grpc.ids import new_id
@@ -316,9 +317,10 @@ async def clone_session(conn: Any, workspace_id: str, source_id: str, target_id:
                metadata, configuration, internal_metadata, token_count, created_at
         FROM messages WHERE workspace_id = $1 AND session_id = $2
           AND ($5::bigint IS NULL OR seq <= $5)
-        RETURNING message_id, seq
+        RETURNING message_id, seq, peer_id
         """,
         workspace_id, source_id, target_id, new_id()[:10], cutoff)
+    await announce_created(conn, workspace_id, target_id, copied)
     last = max((r["seq"] for r in copied), default=0)
     row = await conn.fetchrow(
         "UPDATE sessions SET last_seq = $3 WHERE workspace_id = $1 AND session_id = $2 "

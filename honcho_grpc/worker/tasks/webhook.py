@@ -13,11 +13,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import ssl
-from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit
-
-from psycopg.types.json import Jsonb
 
 from honcho_grpc.domain.webhooks import (
     SIGNATURE_HEADER,
@@ -28,9 +24,10 @@ from honcho_grpc.domain.webhooks import (
     sign,
 )
 from honcho_grpc.settings import WebhookSettings
-from honcho_grpc.worker.db import Conn
-from honcho_grpc.worker.queue import QUEUE_CHANNEL, Job, job_trace_context
-from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext
+from honcho_grpc.store.webhooks import endpoint_url
+from honcho_grpc.work_units import WebhookPayload
+from honcho_grpc.worker.queue import Job
+from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext, payloads
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], address: str | None,
@@ -73,29 +70,10 @@ async def deliver(url: str, body: bytes, settings: WebhookSettings) -> int:
 
 
 async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
-    job = jobs[0]
-    p = job.payload
-    async with ctx.pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT url FROM webhook_endpoints WHERE workspace_id = %s AND endpoint_id = %s",
-            (job.workspace_id, p.get("endpoint_id")))).fetchone()
-    if row is None:
+    payload = payloads(jobs, WebhookPayload)[0]
+    url = await endpoint_url(ctx.db, jobs[0].workspace_id, payload.endpoint_id)
+    if url is None:
         return Result()  # the endpoint was removed: nothing to deliver
-    body = body_for(str(p.get("type")), p.get("data") or {}, str(p.get("timestamp")))
-    await deliver(row["url"], body, ctx.settings.webhook)
+    await deliver(url, body_for(payload.type, payload.data, payload.timestamp),
+                  ctx.settings.webhook)
     return Result()
-
-
-async def enqueue_deliveries(conn: Conn, workspace_id: str, event_type: str,
-                             data: dict[str, Any]) -> int:
-    """One delivery job per endpoint of the workspace, in the caller's transaction."""
-    payload = {"type": event_type, "data": data, "timestamp": datetime.now(UTC).isoformat()}
-    cur = await conn.execute(
-        "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload, trace_context) "
-        "SELECT workspace_id, 'webhook', 'webhook:' || workspace_id || ':' || endpoint_id, "
-        "%s::jsonb || jsonb_build_object('endpoint_id', endpoint_id), %s "
-        "FROM webhook_endpoints WHERE workspace_id = %s",
-        (Jsonb(payload), job_trace_context(), workspace_id))
-    if cur.rowcount:
-        await conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, workspace_id))
-    return cur.rowcount

@@ -1,6 +1,13 @@
-"""Enqueueing background work (asyncpg). Always called inside the transaction of the causing
-write, so a job exists exactly when its cause was committed; NOTIFY is delivered at commit.
-What a row means (keys, payloads, statuses) is honcho_grpc/work_units.py."""
+"""Every statement on the queue. What a row means (keys, payloads, statuses) is
+honcho_grpc/work_units.py.
+
+Here (asyncpg): enqueueing, always inside the transaction of the causing write, so a job
+exists exactly when its cause was committed (NOTIFY is delivered at commit); the status
+counts callers read; and the worker's fenced completion, which commits with the results of
+the task it completes. `transport.py` (psycopg 3): the rest of the worker's side -- claim,
+lease, heartbeat, retry, release, housekeeping. The split follows the drivers: the server
+never loads psycopg.
+"""
 
 from __future__ import annotations
 
@@ -126,3 +133,23 @@ async def derivation_status(conn: asyncpg.Connection | asyncpg.Pool, workspace_i
         workspace_id, session_id, observer_id, sender_id, [t.value for t in DERIVATION],
         Status.IN_PROGRESS.value, Status.PENDING.value)
     return [(r["session_id"] or "", r["status"], int(r["n"])) for r in rows]
+
+
+# -- the worker's fenced completion ---------------------------------------------------------
+
+async def hold_lease(conn: asyncpg.Connection, workspace_id: str, work_unit_key: str,
+                     worker_id: str) -> bool:
+    """Lock the unit's lease row until the transaction ends; whether `worker_id` holds it.
+    Under the lock nobody can take the unit over before this transaction is finished."""
+    owner = await conn.fetchval(
+        "SELECT worker_id FROM work_unit_leases WHERE workspace_id = $1 "
+        "AND work_unit_key = $2 FOR UPDATE", workspace_id, work_unit_key)
+    return bool(owner == worker_id)
+
+
+async def mark_completed(conn: asyncpg.Connection, workspace_id: str, ids: list[int],
+                         usage: dict[str, int]) -> None:
+    await conn.execute(
+        "UPDATE queue SET status = $3, completed_at = now(), updated_at = now(), usage = $4, "
+        "last_error = NULL WHERE workspace_id = $1 AND id = ANY($2::bigint[])",
+        workspace_id, ids, Status.COMPLETED.value, usage)

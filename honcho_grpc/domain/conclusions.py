@@ -1,0 +1,154 @@
+"""Conclusions the worker derives, written without duplicates.
+
+A new conclusion that repeats a live one of the same pair and level -- exactly (after
+trimming, lower-casing and collapsing whitespace) or nearly (cosine distance <= 0.05) -- is
+not stored again: the existing one's `times_derived` goes up instead, which is how repetition
+reinforces what is known. Delivery is at least once, so a batch may run twice: conclusions
+remember the queue rows they came from, and a replay writes nothing (`already_derived`).
+
+Everything here runs inside the caller's transaction (the worker's fenced completion).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from honcho_grpc.domain.events import CONCLUSION_INVALIDATED, CONCLUSIONS_DERIVED
+from honcho_grpc.ids import new_id
+from honcho_grpc.store import conclusions as store
+from honcho_grpc.store import events
+
+SEMANTIC_DUPLICATE_DISTANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Who concludes (observer) about whom (observed), in a workspace."""
+
+    workspace_id: str
+    observer_id: str
+    observed_id: str
+
+
+@dataclass
+class Candidate:
+    """A derived conclusion before it is written."""
+
+    content: str
+    level: str
+    embedding: np.ndarray | None
+    session_id: str | None = None
+    premise_ids: list[str] = field(default_factory=list)
+    source_message_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Written:
+    created: list[str] = field(default_factory=list)
+    reinforced: list[str] = field(default_factory=list)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _close(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return False
+    return float(1.0 - np.dot(a, b)) <= SEMANTIC_DUPLICATE_DISTANCE
+
+
+def _unique_in_batch(items: list[Candidate]) -> tuple[list[Candidate], list[int]]:
+    """Drop repeats inside the batch itself; returns survivors and, per dropped item, the
+    index of the survivor it repeats."""
+    kept: list[Candidate] = []
+    repeats: list[int] = []
+    for item in items:
+        match = next((i for i, k in enumerate(kept) if k.level == item.level and (
+            _norm(k.content) == _norm(item.content) or _close(k.embedding, item.embedding))),
+            None)
+        if match is None:
+            kept.append(item)
+        else:
+            repeats.append(match)
+    return kept, repeats
+
+
+async def _existing(conn: asyncpg.Connection, pair: Pair,
+                    items: list[Candidate]) -> list[str | None]:
+    """Per item, the live conclusion it repeats (exactly, else nearly), if any."""
+    found: list[str | None] = [None] * len(items)
+    for level in sorted({i.level for i in items}):
+        idx = [n for n, i in enumerate(items) if i.level == level]
+        exact = await store.exact_duplicates(conn, pair.workspace_id, pair.observer_id,
+                                             pair.observed_id, level,
+                                             [items[n].content for n in idx])
+        for k, cid in exact.items():
+            found[idx[k]] = cid
+        rest = [n for n in idx if found[n] is None]
+        vectors = [v for n in rest if (v := items[n].embedding) is not None]
+        rest = [n for n in rest if items[n].embedding is not None]
+        if rest:
+            near = await store.near_duplicates(conn, pair.workspace_id, pair.observer_id,
+                                               pair.observed_id, level, vectors,
+                                               SEMANTIC_DUPLICATE_DISTANCE)
+            for k, cid in near.items():
+                found[rest[k]] = cid
+    return found
+
+
+async def write_derived(conn: asyncpg.Connection, pair: Pair, items: list[Candidate], *,
+                        model: str | None, metadata: dict[str, Any]) -> Written:
+    """Store the new items and reinforce the ones that repeat what is known."""
+    kept, repeats = _unique_in_batch(items)
+    bumps: Counter[str] = Counter()
+    fresh: list[store.NewConclusion] = []
+    targets: list[str] = []  # per kept item: the conclusion it became or repeats
+    for item, existing in zip(kept, await _existing(conn, pair, kept), strict=True):
+        if existing:
+            bumps[existing] += 1
+            targets.append(existing)
+            continue
+        fresh.append(store.NewConclusion(
+            conclusion_id=new_id(), observer_id=pair.observer_id,
+            observed_id=pair.observed_id, session_id=item.session_id, content=item.content,
+            embedding=item.embedding, model=model if item.embedding is not None else None,
+            level=item.level, premise_ids=item.premise_ids,
+            source_message_ids=item.source_message_ids, internal_metadata=metadata))
+        targets.append(fresh[-1].conclusion_id)
+    for index in repeats:  # a repeat inside the batch reinforces what its twin became
+        bumps[targets[index]] += 1
+    await store.add_conclusions(conn, pair.workspace_id, fresh)
+    await store.reinforce(conn, pair.workspace_id, dict(bumps))
+    return Written(created=[c.conclusion_id for c in fresh], reinforced=list(bumps))
+
+
+async def already_derived(conn: asyncpg.Connection, pair: Pair, queue_ids: list[int]) -> bool:
+    """Whether these queue rows already wrote conclusions for the pair (a redelivery)."""
+    return await store.derived_from_queue_rows(conn, pair.workspace_id, pair.observer_id,
+                                               pair.observed_id, [str(i) for i in queue_ids])
+
+
+async def announce_derived(conn: asyncpg.Connection, pair: Pair, written: Written, *,
+                           session_id: str | None = None, **data: Any) -> None:
+    """`conclusions.derived` for watchers of the observed peer and the observer."""
+    await events.emit(conn, CONCLUSIONS_DERIVED, pair.workspace_id, session_id=session_id,
+                      peer_id=pair.observed_id, peers=[pair.observer_id],
+                      data={"observer_id": pair.observer_id, "observed_id": pair.observed_id,
+                            **data, "created": len(written.created),
+                            "reinforced": len(written.reinforced),
+                            "conclusion_ids": written.created})
+
+
+async def supersede(conn: asyncpg.Connection, pair: Pair, old_id: str, new_id_: str) -> None:
+    """Invalidate a conclusion that a newer one replaces (kept, marked, never deleted)."""
+    if await store.supersede(conn, pair.workspace_id, old_id, new_id_):
+        await events.emit(conn, CONCLUSION_INVALIDATED, pair.workspace_id,
+                          peer_id=pair.observed_id, peers=[pair.observer_id],
+                          data={"conclusion_id": old_id, "superseded_by": new_id_,
+                                "observer_id": pair.observer_id})

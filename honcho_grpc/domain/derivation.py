@@ -1,0 +1,107 @@
+"""Derivation (the representation task): what a batch of new messages shows the model about
+its sender, and writing what was derived -- explicit conclusions for every observer named in
+the batch, their peer cards and, past a threshold, a dream. Writes run inside the worker's
+fenced completion, so they commit with the queue rows they complete or not at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+import numpy as np
+
+from honcho_grpc.domain import conclusions, dreams, peer_cards
+from honcho_grpc.domain.conclusions import Candidate, Pair
+from honcho_grpc.settings import Settings
+from honcho_grpc.store import memory, resources
+from honcho_grpc.store import messages as store_messages
+
+# Messages shown around a batch: the one before it (what the sender answers) and the others'
+# messages interleaved with it.
+CONTEXT_BEFORE = 1
+MAX_CONTEXT_MESSAGES = 300
+
+
+def transcript_line(created_at: datetime, peer_id: str, content: str) -> str:
+    """'YYYY-MM-DD HH:MM:SS speaker: text', the format every prompt uses."""
+    return f"{created_at:%Y-%m-%d %H:%M:%S} {peer_id}: {content}"
+
+
+@dataclass
+class Batch:
+    """A batch's messages that still exist, and the transcript around them."""
+
+    message_ids: list[str]
+    lines: list[str]
+    latest: str  # when the newest was written (ISO 8601)
+
+
+async def read_batch(pool: asyncpg.Pool, workspace_id: str, session_id: str, observed: str,
+                     message_ids: list[str]) -> Batch | None:
+    """None when every message of the batch was deleted meanwhile."""
+    async with pool.acquire() as conn:
+        own = sorted(await memory.messages_by_ids(conn, workspace_id, message_ids, None),
+                     key=lambda r: r["seq"])
+        if not own:
+            return None
+        rows = await memory.messages_in_range(conn, workspace_id, session_id,
+                                              own[0]["seq"] - CONTEXT_BEFORE, own[-1]["seq"],
+                                              MAX_CONTEXT_MESSAGES)
+    first = own[0]["seq"]
+    # The sender's own earlier message was derived from already: context only from others.
+    lines = [transcript_line(r["created_at"], r["peer_id"], r["content"]) for r in rows
+             if r["seq"] >= first or r["peer_id"] != observed]
+    return Batch([r["message_id"] for r in own], lines, own[-1]["created_at"].isoformat())
+
+
+@dataclass
+class Observation:
+    """What the model derived from a batch, ready to be written."""
+
+    workspace_id: str
+    session_id: str
+    observed: str
+    observers: list[str]
+    queue_ids: list[int]
+    batch: Batch
+    facts: list[str]
+    vectors: list[np.ndarray]
+    cards_before: dict[str, list[str] | None] = field(default_factory=dict)
+    cards: dict[str, list[str]] = field(default_factory=dict)  # per observer, if updated
+
+
+async def save(conn: asyncpg.Connection, settings: Settings, o: Observation, *,
+               model: str | None, dream_enabled: bool) -> None:
+    """For each observer still there: the facts as explicit conclusions (unless this batch
+    wrote them already), the updated card, and a dream if one is due. Nothing when the
+    sender or every source message is gone. Peers and messages are share-locked, so a
+    concurrent delete cascades over what is written here rather than racing it."""
+    alive = await resources.lock_peers(conn, o.workspace_id, [*o.observers, o.observed])
+    if o.observed not in alive:
+        return
+    sources = await store_messages.lock_messages(conn, o.workspace_id, o.batch.message_ids)
+    if not sources:
+        return
+    for observer in (p for p in o.observers if p in alive):
+        pair = Pair(o.workspace_id, observer, o.observed)
+        if o.facts and not await conclusions.already_derived(conn, pair, o.queue_ids):
+            await _write_facts(conn, o, pair, sources, model)
+        if observer in o.cards:
+            await peer_cards.save_derived(conn, o.workspace_id, observer, o.observed,
+                                          o.cards[observer], o.cards_before.get(observer))
+        if dream_enabled:
+            await dreams.schedule_if_due(conn, settings, pair, o.session_id)
+
+
+async def _write_facts(conn: asyncpg.Connection, o: Observation, pair: Pair,
+                       sources: list[str], model: str | None) -> None:
+    items = [Candidate(content=f, level="explicit", embedding=v, session_id=o.session_id,
+                       source_message_ids=sources)
+             for f, v in zip(o.facts, o.vectors, strict=True)]
+    written = await conclusions.write_derived(
+        conn, pair, items, model=model,
+        metadata={"queue_ids": [str(i) for i in o.queue_ids],
+                  "message_created_at": o.batch.latest})
+    await conclusions.announce_derived(conn, pair, written, session_id=o.session_id,
+                                       level="explicit")

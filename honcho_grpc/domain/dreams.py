@@ -1,0 +1,111 @@
+"""Dreams: consolidation of what an observer knows about a peer.
+
+A dream is due for a pair once `DREAM_CONCLUSION_THRESHOLD` new explicit conclusions piled up
+since its last one, and no sooner than `DREAM_MIN_INTERVAL_SECONDS` after it; one at most is
+pending per pair. An `omni` dream derives deductive, inductive and contradiction conclusions
+(each with its premises), marks conclusions that newer ones supersede as invalidated (never
+deletes them) and refreshes the peer card; a `card_refresh` dream only rebuilds the card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from honcho_grpc.domain import conclusions, peer_cards
+from honcho_grpc.domain.conclusions import Candidate, Pair
+from honcho_grpc.settings import Settings
+from honcho_grpc.store import dreams as store
+from honcho_grpc.store import memory, queue, resources
+from honcho_grpc.work_units import DreamPayload
+
+
+async def schedule_if_due(conn: asyncpg.Connection, settings: Settings, pair: Pair,
+                          session_id: str | None) -> bool:
+    """Queue an omni dream for the pair if one is due (see above); True if queued."""
+    state = await store.dream_state(conn, pair.workspace_id, pair.observer_id,
+                                    pair.observed_id, settings.dream.min_interval_seconds)
+    if state.dreamt_within:
+        return False
+    if state.explicit - state.explicit_at_last_dream < settings.dream.conclusion_threshold:
+        return False
+    return await queue.enqueue_dream(conn, pair.workspace_id, DreamPayload(
+        observer=pair.observer_id, observed=pair.observed_id, dream_type="omni",
+        session_id=session_id))
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A live conclusion as a dream reads it."""
+
+    conclusion_id: str
+    content: str
+    level: str
+    created_at: str  # ISO 8601
+
+
+async def live_conclusions(pool: asyncpg.Pool, pair: Pair, limit: int) -> list[Shown]:
+    """The pair's newest live conclusions (at most `limit`), oldest first."""
+    rows = await memory.conclusions_recent(pool, pair.workspace_id, pair.observer_id,
+                                           pair.observed_id, None, limit)
+    return [Shown(r["conclusion_id"], r["content"], r["level"], r["created_at"].isoformat())
+            for r in reversed(rows)]
+
+
+@dataclass
+class Outcome:
+    """What a dream decided, ready to be written."""
+
+    pair: Pair
+    queue_ids: list[int]
+    omni: bool
+    derived: list[Candidate] = field(default_factory=list)  # premises not yet checked
+    superseded: list[tuple[str, str]] = field(default_factory=list)  # (old id, newer id)
+    card: list[str] | None = None  # the refreshed card, if one was made
+    card_before: list[str] | None = None
+
+
+async def save(conn: asyncpg.Connection, outcome: Outcome, *, model: str | None) -> None:
+    """Write a dream's outcome (inside the fenced completion): the derived conclusions whose
+    premises are still live, the supersessions between live conclusions, the card, and --
+    for an omni dream -- when the pair dreamt. Nothing if either peer is gone."""
+    pair = outcome.pair
+    needed = sorted({pair.observer_id, pair.observed_id})
+    if len(await resources.lock_peers(conn, pair.workspace_id, needed)) < len(needed):
+        return
+    await _write_plan(conn, outcome, model)
+    if outcome.card is not None:
+        await peer_cards.save_derived(conn, pair.workspace_id, pair.observer_id,
+                                      pair.observed_id, outcome.card, outcome.card_before)
+    if outcome.omni:
+        await store.remember_dream(conn, pair.workspace_id, pair.observer_id,
+                                   pair.observed_id)
+
+
+async def _write_plan(conn: asyncpg.Connection, outcome: Outcome, model: str | None) -> None:
+    pair = outcome.pair
+    cited = {i for d in outcome.derived for i in d.premise_ids} | {
+        i for s in outcome.superseded for i in s}
+    live = await _live_ids(conn, pair, cited)
+    items = [Candidate(content=d.content, level=d.level, embedding=d.embedding,
+                       premise_ids=[i for i in d.premise_ids if i in live])
+             for d in outcome.derived]
+    items = [i for i in items if i.premise_ids]
+    if items and not await conclusions.already_derived(conn, pair, outcome.queue_ids):
+        written = await conclusions.write_derived(
+            conn, pair, items, model=model,
+            metadata={"queue_ids": [str(i) for i in outcome.queue_ids], "dream": True})
+        await conclusions.announce_derived(conn, pair, written, dream=True)
+    for old, new in outcome.superseded:
+        if old in live and new in live:
+            await conclusions.supersede(conn, pair, old, new)
+
+
+async def _live_ids(conn: asyncpg.Connection, pair: Pair, ids: set[str]) -> set[str]:
+    if not ids:
+        return set()
+    rows = await memory.conclusions_of_pair(conn, pair.workspace_id, pair.observer_id,
+                                            pair.observed_id, list(ids))
+    return {r["conclusion_id"] for r in rows if r["invalidated_at"] is None}
+
