@@ -335,20 +335,19 @@ class Settings:
 
     def __init__(self, *, config_file: Path | str | None = None,
                  **overrides: dict[str, Any]) -> None:
-        self.config_file, required = config_path(config_file)
-        self.warnings: list[str] = []
-        self._environ = {k.upper(): v for k, v in os.environ.items()}
-        self._dotenv = {k.upper(): v for k, v in _read_dotenv().items() if v is not None}
-        self._toml = _read_toml(self.config_file, required)
-        self.warnings += self._unknown_toml_keys() + self._misspelt_env_names()
+        path, required = config_path(config_file)
+        self.config_file = path
+        sources = _Sources(path, _read_toml(path, required))
+        self.warnings: list[str] = sources.unknown_toml_keys() + sources.misspelt_env_names()
         problems: list[str] = []
 
         def build(cls: type[S]) -> S:
+            given = overrides.get(cls.section, {})
             try:
-                with _toml_table(self._toml.get(cls.section) or None):
-                    return cls(**overrides.get(cls.section, {}))
+                with _toml_table(sources.toml.get(cls.section) or None):
+                    return cls(**given)
             except ValidationError as exc:
-                problems.extend(self._describe(cls, exc, overrides.get(cls.section, {})))
+                problems.extend(sources.describe(cls, exc, given))
             except SettingsError as exc:  # a source could not decode a value
                 problems.append(f"[{cls.section}]: {exc}")
             return cls.model_construct()  # a stand-in: the problems are raised below
@@ -372,28 +371,34 @@ class Settings:
         sections = ", ".join(repr(getattr(self, cls.section)) for cls in SECTIONS)
         return f"Settings(config_file={str(self.config_file)!r}, {sections})"
 
-    # --- what the user wrote wrong ------------------------------------------------------------
 
-    def _unknown_toml_keys(self) -> list[str]:
+class _Sources:
+    """What the user wrote, kept only while loading (the environment holds secrets), to say
+    where a rejected value came from and which names look misspelt."""
+
+    def __init__(self, config_file: Path, toml: dict[str, dict[str, Any]]) -> None:
+        self.config_file = config_file
+        self.toml = toml
+        self.environ = {k.upper(): v for k, v in os.environ.items()}
+        self.dotenv = {k.upper(): v for k, v in _read_dotenv().items() if v is not None}
+
+    def unknown_toml_keys(self) -> list[str]:
         found = []
-        for section, table in self._toml.items():
+        for section, table in self.toml.items():
             cls = BY_SECTION.get(section)
             if cls is None:
                 found.append(f"{self.config_file}: [{section}] is not a section"
                              f"{_closest(section, BY_SECTION)}; ignored")
                 continue
-            for key in table:
-                if key not in cls.model_fields:
-                    found.append(f"{self.config_file}: [{section}] {key} is not a setting"
-                                 f"{_closest(key, cls.model_fields)}; ignored")
+            found += [f"{self.config_file}: [{section}] {key} is not a setting"
+                      f"{_closest(key, cls.model_fields)}; ignored"
+                      for key in table if key not in cls.model_fields]
         return found
 
-    def _misspelt_env_names(self) -> list[str]:
+    def misspelt_env_names(self) -> list[str]:
         found = []
-        for where, names in (("the environment", self._environ), (ENV_FILE, self._dotenv)):
-            for name in sorted(names):
-                if name in ENV_NAMES or name in OTHER_NAMES:
-                    continue
+        for where, names in (("the environment", self.environ), (ENV_FILE, self.dotenv)):
+            for name in sorted(set(names) - ENV_NAMES - OTHER_NAMES):
                 match = difflib.get_close_matches(name, ENV_NAMES, n=1,
                                                   cutoff=MISSPELLING_CUTOFF)
                 if match:
@@ -401,30 +406,30 @@ class Settings:
                                  f"{match[0]}? ignored")
         return found
 
-    def _describe(self, cls: type[_Section], exc: ValidationError,
-                  overrides: dict[str, Any]) -> Iterator[str]:
+    def describe(self, cls: type[_Section], exc: ValidationError,
+                 overrides: dict[str, Any]) -> Iterator[str]:
         for error in exc.errors():
             if not error["loc"]:  # a check across fields: its message names them
                 yield str(error.get("ctx", {}).get("error", error["msg"]))
                 continue
             name = str(error["loc"][0])
             field = cls.model_fields.get(name)
-            where = self._origin(cls, name, overrides, secret=_is_secret(field))
+            where = self.origin(cls, name, overrides, secret=_is_secret(field))
             yield f"{where}: {_expected(error, field)}"
 
-    def _origin(self, cls: type[_Section], name: str, overrides: dict[str, Any],
-                secret: bool) -> str:
+    def origin(self, cls: type[_Section], name: str, overrides: dict[str, Any],
+               secret: bool) -> str:
         """Where the rejected value came from, in the user's own words (never a secret)."""
         env = cls.env_name(name)
         if name in overrides:
             label, value = f"{cls.section}.{name}", overrides[name]
-        elif env in self._environ:
-            label, value = env, self._environ[env]
-        elif env in self._dotenv:
-            label, value = f"{env} (in {ENV_FILE})", self._dotenv[env]
+        elif env in self.environ:
+            label, value = env, self.environ[env]
+        elif env in self.dotenv:
+            label, value = f"{env} (in {ENV_FILE})", self.dotenv[env]
         else:
             label = f"{self.config_file}: [{cls.section}] {name}"
-            value = self._toml.get(cls.section, {}).get(name)
+            value = self.toml.get(cls.section, {}).get(name)
             return label if secret else f"{label} = {json.dumps(value, default=str)}"
         return label if secret else f"{label}={_shown(value)}"
 
