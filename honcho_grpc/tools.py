@@ -456,7 +456,11 @@ def run(command: Run, settings: Settings, args: argparse.Namespace) -> None:
     """Run a command of this module and exit with its status (one line on failure)."""
     try:
         code = command(settings, args)
+    except BrokenPipeError:  # `honcho-grpc memory ... | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except CommandError as exc:
-        print(f"honcho-grpc {args.command}: {exc}", file=sys.stderr)
+        name = " ".join(filter(None, (args.command, getattr(args, "memory_command", None))))
+        print(f"honcho-grpc {name}: {exc}", file=sys.stderr)
         code = exc.code
     sys.exit(code)

@@ -1,13 +1,15 @@
 """Running `honcho-grpc` as a user does: a child process in a folder of its own, with only the
-settings a test gives in its environment."""
+settings a test gives in its environment; or in a thread, against the in-process server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from honcho_grpc.cli import main
 from honcho_grpc.settings import ENV_NAMES, OTHER_NAMES
 
 
@@ -29,3 +31,16 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     return lines[0]
+
+
+async def run_cli(*argv: str) -> int:
+    """The CLI in a thread of this process (it uses a blocking channel; an in-process server
+    runs on this loop); its exit status."""
+    def call() -> int:
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    return await asyncio.to_thread(call)
