@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from honcho_grpc import __version__, tools
-from honcho_grpc.settings import ConfigError, Settings
+from honcho_grpc.settings import CONFIG_ENV, ConfigError, Settings
 from honcho_grpc.tools import ID_RE, id_arg
 
 CONFIG_ERROR = 2  # the exit status of a configuration or usage mistake, as argparse's
@@ -181,8 +181,11 @@ def _preflight(settings: Settings, command: str) -> list[str]:
 
 def load_settings(args: argparse.Namespace) -> Settings:
     """The settings, or exit 2 with one line per mistake; misspelt names are logged."""
+    if args.config is not None:
+        # Child processes (the worker `up` starts) read the same file.
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     try:
-        settings = Settings(config_file=args.config)
+        settings = Settings()
     except ConfigError as exc:
         for line in exc.lines:
             print(f"honcho-grpc: {line}", file=sys.stderr)

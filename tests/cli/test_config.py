@@ -5,15 +5,19 @@ closest real one; secrets never echoed."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from honcho_grpc.cli import load_settings
 from honcho_grpc.db.embedded import free_port
+from honcho_grpc.providers.llm import Message
 from honcho_grpc.settings import ConfigError, Settings
 from tests.cli.cli_process import clean_env, honcho, one_line
+from tests.providers.conftest import serving
 
 KEY = "sk-test-0123456789abcdef-secret"
 
@@ -194,3 +198,27 @@ def test_a_mistake_next_to_a_key_does_not_print_the_key(tmp_path: Path) -> None:
 def test_override_values_are_secret_too(isolated: Path) -> None:
     settings = Settings(llm={"openai_api_key": KEY})
     assert isinstance(settings.llm.openai_api_key, SecretStr) and KEY not in repr(settings)
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_secret_key_still_reaches_its_provider(kind: str) -> None:
+    """Through the official SDK to a local fake of the provider's wire protocol."""
+    async with serving(kind) as remote:
+        provider = remote.provider(**{f"{kind}_api_key": KEY})
+        await provider.complete([Message("user", "Hi")], max_tokens=5)
+        headers = remote.fake.requests[0].headers
+    # OpenAI sends a bearer token; the Anthropic SDK x-api-key or, in recent versions, a bearer.
+    sent = {headers.get("x-api-key"), headers.get("authorization", "").removeprefix("Bearer ")}
+    assert KEY in sent
+
+
+def test_the_config_flag_reaches_child_processes(isolated: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` starts its worker as another `honcho-grpc` process: it must read the same file."""
+    (isolated / "chosen.toml").write_text("[queue]\nconcurrency = 7\n")
+    monkeypatch.setenv("HONCHO_CONFIG", "")  # so that the variable is restored afterwards
+    settings = load_settings(argparse.Namespace(config=Path("chosen.toml"), command="status"))
+    assert settings.queue.concurrency == 7
+    assert os.environ["HONCHO_CONFIG"] == str(isolated / "chosen.toml")
+    monkeypatch.chdir("/")
+    assert Settings().queue.concurrency == 7  # as a child started elsewhere would read it
