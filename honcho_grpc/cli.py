@@ -12,11 +12,14 @@ import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from honcho_grpc import __version__, tools
 from honcho_grpc.settings import CONFIG_ENV, ConfigError, Settings
 from honcho_grpc.tools import ID_RE, id_arg
+
+if TYPE_CHECKING:
+    from honcho_grpc.server.auth import Claims
 
 CONFIG_ERROR = 2  # the exit status of a configuration or usage mistake, as argparse's
 
@@ -94,7 +97,7 @@ def _chunk_size(text: str) -> int:
 
 def _key_scope_problems(args: argparse.Namespace) -> list[str]:
     """What makes the requested scope unusable, in the command's own flags, each said once."""
-    from honcho_grpc.server.auth import Claims, scope_problems
+    from honcho_grpc.server.auth import scope_problems
 
     given = {flag: value for flag, value in (("--workspace", args.workspace),
                                              ("--peer", args.peer),
@@ -111,14 +114,19 @@ def _key_scope_problems(args: argparse.Namespace) -> list[str]:
     if args.peer and args.session:
         problems.append("give --peer or --session, not both")
     if not problems:  # the server's own rule, should it ever say more than the above
-        claims = Claims(admin=args.admin, workspace=args.workspace or "",
-                        peer=args.peer or "", session=args.session or "")
-        problems = [f"--{claim}: {problem}" for claim, problem in scope_problems(claims)]
+        problems = [f"--{claim}: {problem}" for claim, problem in scope_problems(_claims(args))]
     return problems
 
 
+def _claims(args: argparse.Namespace) -> Claims:
+    from honcho_grpc.server.auth import Claims
+
+    return Claims(admin=args.admin, workspace=args.workspace or "", peer=args.peer or "",
+                  session=args.session or "")
+
+
 def _keys(settings: Settings, args: argparse.Namespace) -> None:
-    from honcho_grpc.server.auth import MIN_SECRET_BYTES, Claims, mint_token
+    from honcho_grpc.server.auth import MIN_SECRET_BYTES, mint_token
 
     if args.keys_command == "secret":
         print(secrets.token_urlsafe(48))
@@ -131,16 +139,14 @@ def _keys(settings: Settings, args: argparse.Namespace) -> None:
         state = "is not set" if not secret else f"is shorter than {MIN_SECRET_BYTES} bytes"
         _fail("keys create", f"AUTH_JWT_SECRET {state}: keys are signed with it "
                              "(`honcho-grpc keys secret` prints a good one)")
-    claims = Claims(admin=args.admin, workspace=args.workspace or "", peer=args.peer or "",
-                    session=args.session or "")
     expires = datetime.now(UTC) + args.expires_in if args.expires_in else None
     if not settings.auth.use_auth:
         print("note: AUTH_USE_AUTH is false; the server does not check tokens until it is "
               "true", file=sys.stderr)
-    print(mint_token(secret, claims, expires))
+    print(mint_token(secret, _claims(args), expires))
 
 
-def _fail(command: str, message: str, code: int = CONFIG_ERROR) -> None:
+def _fail(command: str, message: str, code: int = CONFIG_ERROR) -> NoReturn:
     print(f"honcho-grpc {command}: {message}", file=sys.stderr)
     sys.exit(code)
 

@@ -269,3 +269,30 @@ def test_demo_names_the_address_nothing_answers_on(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert one_line(done) == (f"no honcho-grpc server answers on {address}: start one with "
                               "`make run`, or point HONCHO_ADDRESS / --address at it")
+
+
+# --- keys create: what is wrong, once ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--peer", "p1"), "--peer needs --workspace"),
+    ((), "give --admin, or --workspace (with --peer or --session for a narrower key)"),
+    (("--admin", "--workspace", "w", "--peer", "p"), "--admin takes no other scope (drop "
+                                                    "--workspace, --peer)"),
+    (("--workspace", "w", "--peer", "p", "--session", "s"), "give --peer or --session, not "
+                                                            "both"),
+    (("--workspace", "a.b"), "--workspace 'a.b' is not an id (1-512 characters of letters, "
+                             "digits, '_' or '-')"),
+])
+def test_keys_create_says_what_is_wrong_once(args: tuple[str, ...], message: str,
+                                             tmp_path: Path) -> None:
+    done = honcho("keys", "create", *args, cwd=tmp_path, AUTH_JWT_SECRET=SECRET)
+    assert done.returncode == 2 and done.stdout == ""
+    assert one_line(done) == f"honcho-grpc keys create: {message}"
+
+
+def test_keys_create_without_a_secret(tmp_path: Path) -> None:
+    done = honcho("keys", "create", "--workspace", "w", cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done) == ("honcho-grpc keys create: AUTH_JWT_SECRET is not set: keys are "
+                              "signed with it (`honcho-grpc keys secret` prints a good one)")
