@@ -133,7 +133,7 @@ def server_address(settings: Settings, given: str | None) -> str:
 
 @dataclass
 class Remote:
-    """A channel to the server, the caller's key, and one-line errors for failed calls."""
+    """A channel to the server and the caller's key, sent with every call."""
 
     address: str
     token: str | None
@@ -261,18 +261,22 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def status_command(settings: Settings, args: argparse.Namespace) -> int:
     remote, health = _connect(settings, args)
+    serving = health == "SERVING"
     try:
         print(f"server      {remote.address}  {health}")
         try:
             ids, more = _workspace_ids(remote, args.workspace)
         except grpc.RpcError as err:
             print(f"database    {_database_problem(err)}")
-            return 0 if err.code() in (grpc.StatusCode.UNAUTHENTICATED,
-                                       grpc.StatusCode.PERMISSION_DENIED) else 1
+            not_allowed = err.code() in (grpc.StatusCode.UNAUTHENTICATED,
+                                         grpc.StatusCode.PERMISSION_DENIED)
+            return 0 if serving and not_allowed else 1
         print("database    reachable")
         rows = [_workspace_row(remote, ws, i < args.limit) for i, ws in enumerate(ids)]
         _print_status(rows, more, args.limit)
-        return 0 if health == "SERVING" else 1
+        return 0 if serving else 1
+    except grpc.RpcError as err:  # the server went away or failed between two calls
+        raise CommandError(describe(err)) from None
     finally:
         remote.close()
 

@@ -16,7 +16,7 @@ import pytest
 
 import honcho_grpc
 from honcho_grpc.db.embedded import EmbeddedPostgres, free_port
-from honcho_grpc.db.pool import Database
+from honcho_grpc.db.pool import Database, open_database
 from honcho_grpc.gen.honcho.v1 import (
     conclusion_pb2,
     message_pb2,
@@ -30,6 +30,7 @@ from honcho_grpc.server.app import Running, start
 from honcho_grpc.server.auth import Claims, mint_token
 from tests.cli.cli_process import clean_env, honcho, one_line, run_cli
 from tests.conftest import ROOT, Stubs, make_settings, scratch_dir
+from tests.postgres_process import PostgresProcess
 
 SECRET = "status-test-secret-" + "s" * 40
 
@@ -77,6 +78,32 @@ async def test_status_of_a_running_server(server: Running, stubs: Stubs, ws: str
     out = capsys.readouterr().out
     assert table_row(out, ws)[1:3] == ["2", "1"] and f"{ws}-older" not in out
     assert "... and " in out and " more workspaces (--limit, --workspace)" in out
+
+
+async def test_status_when_the_database_is_down(own_postgres: tuple[PostgresProcess, str],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pg, dsn = own_postgres
+    settings = make_settings(dsn, db={"pool_min_size": 1, "pool_max_size": 5})
+    database = await open_database(settings)
+    running = await start(settings, database, embedder=FakeEmbedder(384), background=False)
+    address = f"127.0.0.1:{running.port}"
+    try:
+        assert await run_cli("status", "--address", address) == 0
+        assert "database    reachable" in capsys.readouterr().out
+        pg.stop()
+        deadline = time.monotonic() + 15  # health follows a probe every 2 s
+        while True:
+            code, out = await run_cli("status", "--address", address), capsys.readouterr().out
+            if "NOT_SERVING" in out or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert code == 1
+        assert f"server      {address}  NOT_SERVING" in out
+        assert "database    not answering (UNAVAILABLE: " in out, out
+    finally:
+        pg.start()
+        await running.stop(grace=1.0)
+        await database.close()
 
 
 def test_status_with_nothing_running(tmp_path: Path) -> None:
