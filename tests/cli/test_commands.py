@@ -13,17 +13,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-import honcho_grpc
-from honcho_grpc.db.embedded import EmbeddedPostgres, free_port
-from honcho_grpc.db.pool import Database, open_database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     message_pb2,
     peer_pb2,
     workspace_pb2,
     workspace_pb2_grpc,
 )
+
+import honcho_grpc
+from honcho_grpc.db.embedded import EmbeddedPostgres, free_port
+from honcho_grpc.db.pool import Database, open_database
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.server.app import Running, start
