@@ -6,14 +6,22 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint check-gen gen buf clean
 
+# One line per step, and pip's own lines while the dependencies arrive (~35 s the first time).
 # The generated stubs' distribution (proto/python) first: the server and the Python client
 # both depend on it, and no package index has it.
 $(STAMP): pyproject.toml proto/python/pyproject.toml clients/python/pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e proto/python
-	$(BIN)/pip install -q -e '.[dev]' -e clients/python
-	touch $(STAMP)
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "honcho-grpc needs Python 3.11 or newer; $(PY) is $$($(PY) -V 2>&1)" >&2; exit 1; }
+	@echo "==> [1/4] Python environment in $(VENV)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "==> [2/4] pip"
+	@$(BIN)/pip install -q --upgrade pip
+	@echo "==> [3/4] the generated stubs (proto/python)"
+	@$(BIN)/pip install -q -e proto/python
+	@echo "==> [4/4] honcho-grpc, its client and their dependencies"
+	$(BIN)/pip install --progress-bar on -e '.[dev]' -e clients/python
+	@touch $(STAMP)
+	@echo "==> installed"
 
 install: $(STAMP)
 

@@ -2,16 +2,19 @@
 store it, watch the worker derive conclusions, a summary and a peer card, then stream an
 answer about the user. No keys needed: the offline `local` provider does the reasoning.
 
-    .venv/bin/python examples/demo.py [--address 127.0.0.1:50051]
+    .venv/bin/python examples/demo.py [--address HOST:PORT]
+
+The address defaults to HONCHO_ADDRESS, else localhost:50051, as in the client library.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
 
-from honcho_grpc_client import Honcho
+from honcho_grpc_client import Honcho, UnavailableError
 
 CONVERSATION = [
     ("maya", "Hi! I'm Maya, I just moved to Lisbon for a job at a robotics startup."),
@@ -51,9 +54,22 @@ def wait_for_worker(session, seconds: float = 60) -> None:  # type: ignore[no-un
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--address", default=None,
+                        help="host:port (default: HONCHO_ADDRESS, else localhost:50051)")
     args = parser.parse_args()
+    # address=None: the client library's own default (HONCHO_ADDRESS, else localhost:50051).
     honcho = Honcho(address=args.address, workspace_id=f"demo-{uuid.uuid4().hex[:6]}")
+    try:
+        run(honcho)
+    except UnavailableError:
+        where = args.address or os.environ.get("HONCHO_ADDRESS") or "localhost:50051"
+        raise SystemExit(f"no honcho-grpc server answers on {where}: start one with "
+                         "`make run`, or point HONCHO_ADDRESS / --address at it") from None
+    finally:
+        honcho.close()
+
+
+def run(honcho: Honcho) -> None:
     maya, coach = honcho.peer("maya"), honcho.peer("coach")
     session = honcho.session("onboarding")
     started = time.monotonic()
@@ -75,7 +91,6 @@ def main() -> None:
     for delta in maya.chat("How is my half marathon training going?", stream=True):
         print(delta, end="", flush=True)
     print()
-    honcho.close()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,27 @@
-"""Command line: `honcho-grpc serve | worker | up | migrate | keys | import`."""
+"""Command line: `honcho-grpc serve | worker | up | migrate | keys | import | status | memory |
+reset`. Settings are read and checked first: a mistake is one line on stderr, exit status 2."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import re
 import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
-from honcho_grpc.settings import Settings
+from honcho_grpc import __version__, tools
+from honcho_grpc.settings import CONFIG_ENV, ConfigError, Settings
+from honcho_grpc.tools import ID_RE, id_arg
+
+if TYPE_CHECKING:
+    from honcho_grpc.server.auth import Claims
+
+CONFIG_ERROR = 2  # the exit status of a configuration or usage mistake, as argparse's
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -85,36 +95,124 @@ def _chunk_size(text: str) -> int:
     return int(text)
 
 
+def _key_scope_problems(args: argparse.Namespace) -> list[str]:
+    """What makes the requested scope unusable, in the command's own flags, each said once."""
+    from honcho_grpc.server.auth import scope_problems
+
+    given = {flag: value for flag, value in (("--workspace", args.workspace),
+                                             ("--peer", args.peer),
+                                             ("--session", args.session)) if value}
+    problems = [f"{flag} {value!r} is not an id (1-512 characters of letters, digits, '_' or "
+                "'-')" for flag, value in given.items() if not ID_RE.fullmatch(value)]
+    if args.admin and given:
+        problems.append(f"--admin takes no other scope (drop {', '.join(given)})")
+    elif not args.admin and "--workspace" not in given:
+        narrower = [flag for flag in given if flag != "--workspace"]
+        problems.append(f"{' and '.join(narrower)} needs --workspace" if narrower else
+                        "give --admin, or --workspace (with --peer or --session for a "
+                        "narrower key)")
+    if args.peer and args.session:
+        problems.append("give --peer or --session, not both")
+    if not problems:  # the server's own rule, should it ever say more than the above
+        problems = [f"--{claim}: {problem}" for claim, problem in scope_problems(_claims(args))]
+    return problems
+
+
+def _claims(args: argparse.Namespace) -> Claims:
+    from honcho_grpc.server.auth import Claims
+
+    return Claims(admin=args.admin, workspace=args.workspace or "", peer=args.peer or "",
+                  session=args.session or "")
+
+
 def _keys(settings: Settings, args: argparse.Namespace) -> None:
-    from honcho_grpc.server.auth import AuthConfigError, Claims, mint_token
-    from honcho_grpc.server.servicers.key import check_scope
-    from honcho_grpc.server.validate import Checker
+    from honcho_grpc.server.auth import MIN_SECRET_BYTES, mint_token
 
     if args.keys_command == "secret":
         print(secrets.token_urlsafe(48))
         return
-    claims = Claims(admin=args.admin, workspace=args.workspace or "", peer=args.peer or "",
-                    session=args.session or "")
-    checker = Checker()
-    check_scope(checker, claims)
-    if checker.violations:
-        names = {"workspace_id": "--workspace", "peer_id": "--peer", "session_id": "--session",
-                 "admin": "--admin"}
-        sys.exit("honcho-grpc keys create: " + "; ".join(
-            f"{names.get(v.field, v.field)}: {v.description}" for v in checker.violations))
+    problems = _key_scope_problems(args)
+    if problems:
+        _fail("keys create", "; ".join(problems))
+    secret = settings.auth.jwt_secret.get_secret_value()
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        state = "is not set" if not secret else f"is shorter than {MIN_SECRET_BYTES} bytes"
+        _fail("keys create", f"AUTH_JWT_SECRET {state}: keys are signed with it "
+                             "(`honcho-grpc keys secret` prints a good one)")
     expires = datetime.now(UTC) + args.expires_in if args.expires_in else None
-    try:
-        token = mint_token(settings.auth.jwt_secret, claims, expires)
-    except AuthConfigError as exc:
-        sys.exit(f"honcho-grpc keys create: {exc}")
     if not settings.auth.use_auth:
         print("note: AUTH_USE_AUTH is false; the server does not check tokens until it is "
               "true", file=sys.stderr)
-    print(token)
+    print(mint_token(secret, _claims(args), expires))
+
+
+def _fail(command: str, message: str, code: int = CONFIG_ERROR) -> NoReturn:
+    print(f"honcho-grpc {command}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line (with where to look), not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(CONFIG_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _preflight(settings: Settings, command: str) -> list[str]:
+    """Start-up checks that need more than one setting's type, made before PostgreSQL or a
+    model starts (the server and the embedder repeat them, for callers other than the CLI)."""
+    problems = []
+    if command in ("serve", "up") and settings.auth.use_auth:
+        from honcho_grpc.server.auth import AuthConfigError, check_secret
+
+        try:
+            check_secret(settings.auth.jwt_secret.get_secret_value())
+        except AuthConfigError as exc:
+            problems.append(str(exc))
+    if command in ("serve", "up", "worker", "migrate") and settings.embedding.provider == "local":
+        from honcho_grpc.providers.embeddings import (
+            LOCAL_DIMENSIONS,
+            LOCAL_MODEL_ID,
+            LOCAL_MODEL_NAMES,
+        )
+
+        if settings.embedding.model not in LOCAL_MODEL_NAMES:
+            problems.append(f"EMBEDDING_MODEL={settings.embedding.model}: the offline model "
+                            f"is {LOCAL_MODEL_ID}; other models need EMBEDDING_PROVIDER=openai")
+        elif settings.embedding.dimensions != LOCAL_DIMENSIONS:
+            problems.append(f"EMBEDDING_DIMENSIONS={settings.embedding.dimensions}: the "
+                            f"offline model {LOCAL_MODEL_ID} gives {LOCAL_DIMENSIONS}")
+    return problems
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The settings, or exit 2 with one line per mistake; misspelt names are logged."""
+    if args.config is not None:
+        # Child processes (the worker `up` starts) read the same file.
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    try:
+        settings = Settings()
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"honcho-grpc: {line}", file=sys.stderr)
+        sys.exit(CONFIG_ERROR)
+    _setup_logging(settings)
+    for warning in settings.warnings:
+        logging.getLogger("honcho_grpc.settings").warning("%s", warning)
+    problems = _preflight(settings, args.command)
+    if problems:
+        for line in problems:
+            print(f"honcho-grpc: {line}", file=sys.stderr)
+        sys.exit(CONFIG_ERROR)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="honcho-grpc")
+    parser = _Parser(prog="honcho-grpc")
+    parser.add_argument("--version", action="version", version=f"honcho-grpc {__version__}")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config.toml to read, given before the command (default: "
+                             "$HONCHO_CONFIG, else ./config.toml if it exists)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gRPC server")
     sub.add_parser("up", help="run the server and the worker together")
@@ -147,20 +245,24 @@ def main(argv: list[str] | None = None) -> None:
         "import", help="load a JSON or JSONL conversation export through ImportMessages",
         description=importer.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     load.add_argument("file", type=Path, help="the export (.json array or .jsonl)")
-    load.add_argument("--workspace", required=True, help="workspace id")
-    load.add_argument("--session", required=True,
+    load.add_argument("--workspace", type=id_arg, required=True, help="workspace id")
+    load.add_argument("--session", type=id_arg, required=True,
                       help="session id for messages that do not name one")
     load.add_argument("--address", default=None,
-                      help="server host:port (default: SERVER_HOST:SERVER_PORT)")
-    load.add_argument("--token", default=None, help="API key, when the server checks them")
+                      help="server host:port (default: HONCHO_ADDRESS, else "
+                           "SERVER_HOST:SERVER_PORT)")
+    load.add_argument("--token", default=None,
+                      help="API key, when the server checks them (default: HONCHO_API_KEY)")
     load.add_argument("--skip-invalid", action="store_true",
                       help="import the valid messages and report the others")
     load.add_argument("--chunk-size", type=_chunk_size, default=importer.CHUNK,
                       help=f"messages per stream message (1-{importer.MAX_CHUNK}, "
                            f"default {importer.CHUNK})")
+    tools.register(sub)
     args = parser.parse_args(argv)
-    settings = Settings()
-    _setup_logging(settings)
+    settings = load_settings(args)
+    if hasattr(args, "run"):
+        tools.run(args.run, settings, args)
     if args.command in ("serve", "up"):
         from honcho_grpc.providers.embeddings import EmbeddingDimensionError
         from honcho_grpc.server.auth import AuthConfigError
@@ -179,8 +281,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "keys":
         _keys(settings, args)
     elif args.command == "import":
-        address = args.address or f"{settings.server.host}:{settings.server.port}"
-        sys.exit(importer.run(args.file, address, args.workspace, args.session, args.token,
+        address = tools.server_address(settings, args.address)
+        token = args.token or os.environ.get("HONCHO_API_KEY") or None
+        sys.exit(importer.run(args.file, address, args.workspace, args.session, token,
                               args.skip_invalid, args.chunk_size))
     elif args.command == "worker":
         _worker(settings, args.retry_failed, args.workspace)

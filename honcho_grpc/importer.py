@@ -131,12 +131,32 @@ def _chunks(workspace: str, messages: list[tuple[str, message_pb2.MessageInput]]
         start = end
 
 
+def read_export(path: Path) -> str:
+    """The export's text, or ValueError saying in one line why it cannot be read."""
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not an export file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); export it as UTF-8 JSON "
+                         "or JSON Lines") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
 def run(path: Path, address: str, workspace: str, session: str, token: str | None,
         skip_invalid: bool, chunk_size: int = CHUNK) -> int:
     """The `import` command; returns the exit status."""
     from tqdm import tqdm
 
-    parsed = parse(path.read_text(encoding="utf-8"), session)
+    try:
+        text = read_export(path)
+    except ValueError as exc:
+        print(f"honcho-grpc import: {exc}", file=sys.stderr)
+        return 2
+    parsed = parse(text, session)
     for problem in parsed.problems[:20]:
         print(f"{path}: {problem}", file=sys.stderr)
     if len(parsed.problems) > 20:

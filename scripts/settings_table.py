@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from honcho_grpc import settings
@@ -21,14 +22,19 @@ BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 
 
 def _type(field: FieldInfo) -> str:
+    if field.annotation is SecretStr:
+        return "secret"
     choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
     if choices:
         return " \\| ".join(f"`{c}`" for c in choices)
     text = getattr(field.annotation, "__name__", None) or str(field.annotation)
-    return text.replace("typing.", "")
+    limits = settings.bounds(field).strip()
+    return f"{text.replace('typing.', '')} {limits}".strip()
 
 
 def _default(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if value == "" or value == []:
         return "(empty)"
     if isinstance(value, bool):
@@ -40,7 +46,7 @@ def _default(value: Any) -> str:
 
 def table() -> str:
     lines = ["| env | config.toml | type | default |", "| --- | --- | --- | --- |"]
-    for section in settings._Section.__subclasses__():
+    for section in settings.SECTIONS:
         for name, field in section.model_fields.items():
             env = f"{section.section.upper()}_{name.upper()}"
             lines.append(f"| `{env}` | `[{section.section}] {name}` | {_type(field)} | "

@@ -271,7 +271,7 @@ class OpenAIEmbedder:
         if client is None:
             from openai import AsyncOpenAI
 
-            client = AsyncOpenAI(api_key=settings.openai_api_key or "unset",
+            client = AsyncOpenAI(api_key=settings.openai_api_key.get_secret_value() or "unset",
                                  base_url=settings.openai_base_url or None,
                                  timeout=OPENAI_TIMEOUT_SECONDS, max_retries=2)
         self._client = client

@@ -103,7 +103,7 @@ def scope_problems(claims: Claims) -> list[tuple[str, str]]:
         problems.append(("admin", "an admin key takes no other scope"))
     if (claims.peer or claims.session) and not claims.workspace:
         problems.append(("workspace", "a peer or session key needs its workspace"))
-    if not claims.admin and not claims.workspace:
+    elif not claims.admin and not claims.workspace:  # said once: the line above covers it
         problems.append(("workspace", "a key is admin or names a workspace"))
     return problems
 
@@ -441,7 +441,7 @@ class Authorizer:
 
     def __init__(self, settings: AuthSettings, pool: Any,
                  policies: dict[str, Policy] | None = None) -> None:
-        self.key = check_secret(settings.jwt_secret)
+        self.key = check_secret(settings.jwt_secret.get_secret_value())
         self.pool = pool
         self.policies = POLICIES if policies is None else policies
         problems = policy_problems(self.policies)

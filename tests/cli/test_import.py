@@ -4,33 +4,20 @@ a malformed line refused with its number (nothing imported) or skipped on reques
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from honcho_grpc.cli import main
 from honcho_grpc.db.pool import Database
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from honcho_grpc.server.auth import Claims, mint_token
+from tests.cli.cli_process import run_cli
 from tests.conftest import make_settings
 
 SECRET = "import-test-secret-" + "s" * 40
-
-
-async def run_cli(*argv: str) -> int:
-    """The CLI in a thread (it uses a blocking channel; the server runs on this loop)."""
-    def call() -> int:
-        try:
-            main(list(argv))
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
-
-    return await asyncio.to_thread(call)
 
 
 async def stored(db: Database, ws: str) -> list[tuple[str, str, str]]:

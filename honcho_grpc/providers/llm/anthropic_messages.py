@@ -63,7 +63,8 @@ class AnthropicProvider:
         self.settings = settings
         self.retrier = Retrier(settings, backoff or Backoff(), anthropic.APIError,
                                anthropic.APIConnectionError)
-        key = settings.anthropic_api_key or os.environ.get("ANTHROPIC_API_KEY") or "none"
+        key = (settings.anthropic_api_key.get_secret_value()
+               or os.environ.get("ANTHROPIC_API_KEY") or "none")
         self.client = anthropic.AsyncAnthropic(
             api_key=key, base_url=settings.anthropic_base_url or None,
             timeout=settings.timeout_seconds, max_retries=0)

@@ -54,7 +54,8 @@ class OpenAIProvider:
         self.retrier = Retrier(settings, backoff or Backoff(), openai.APIError,
                                openai.APIConnectionError)
         # Self-hosted compatible servers usually need no key, but the SDK insists on one.
-        key = settings.openai_api_key or os.environ.get("OPENAI_API_KEY") or "none"
+        key = (settings.openai_api_key.get_secret_value()
+               or os.environ.get("OPENAI_API_KEY") or "none")
         self.client = openai.AsyncOpenAI(api_key=key, base_url=settings.openai_base_url or None,
                                          timeout=settings.timeout_seconds, max_retries=0)
 

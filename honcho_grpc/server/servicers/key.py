@@ -50,4 +50,5 @@ class KeyServicer(rpc.KeyServiceServicer):
                     c.fail("expire_time", "is not a valid timestamp")
                 if expires is not None and expires <= datetime.now(UTC):
                     c.fail("expire_time", "must be in the future")
-        return pb.CreateKeyResponse(key=mint_token(auth.jwt_secret, claims, expires))
+        secret = auth.jwt_secret.get_secret_value()
+        return pb.CreateKeyResponse(key=mint_token(secret, claims, expires))

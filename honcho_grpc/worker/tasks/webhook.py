@@ -59,8 +59,8 @@ async def deliver(url: str, body: bytes, settings: WebhookSettings) -> int:
     except UrlRefused as exc:
         raise PermanentError(f"webhook URL refused: {exc}") from exc
     headers = {"Content-Type": "application/json", "User-Agent": "honcho-grpc-webhook"}
-    if settings.secret:
-        headers[SIGNATURE_HEADER] = sign(body, settings.secret)
+    if secret := settings.secret.get_secret_value():
+        headers[SIGNATURE_HEADER] = sign(body, secret)
     status = await asyncio.to_thread(_post, url, body, headers,
                                      addresses[0] if addresses else None,
                                      settings.timeout_seconds)
