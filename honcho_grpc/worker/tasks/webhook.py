@@ -4,16 +4,16 @@ or a network error is retried by the queue with backoff; one work unit per endpo
 each endpoint's events in order.
 
 Targets are checked again at delivery by the domain's URL policy
-(honcho_grpc/domain/webhooks.py): the name may resolve elsewhere by then. Redirects are not
-followed.
+(honcho_grpc/domain/webhooks.py), and the delivery connects to the address that was checked
+(post_pinned): the name may resolve elsewhere by then. Redirects are not followed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import ssl
 from urllib.parse import urlsplit
+
+import httpx
 
 from honcho_grpc.domain.webhooks import (
     SIGNATURE_HEADER,
@@ -30,26 +30,27 @@ from honcho_grpc.worker.queue import Job
 from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext, payloads
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], address: str | None,
-          timeout: float) -> int:
-    """One POST with the stdlib client (no redirects). With `address`, connect to the
-    address already checked rather than resolving the name a second time."""
+async def post_pinned(url: str, address: str | None, body: bytes, headers: dict[str, str],
+                      timeout_seconds: float, verify: ssl.SSLContext | bool = True) -> int:
+    """One POST to `url`, connected to `address` (the one the policy checked) rather than
+    to whatever the name resolves to now: a DNS answer that changes between the check and
+    the connection (rebinding) cannot move the delivery. The name still goes in Host and,
+    over https, in SNI and certificate verification. No redirect is followed, no proxy from
+    the environment used (either would reach an address nobody checked)."""
     scheme, host, port = parse_url(url)
     parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn: http.client.HTTPConnection
-    if scheme == "https":
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
-                                           context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(address or host, port, timeout=timeout)
-    try:
-        conn.request("POST", path, body=body, headers={**headers, "Host": parts.netloc})
-        response = conn.getresponse()
-        response.read(65536)
-        return response.status
-    finally:
-        conn.close()
+    target = url
+    extensions: dict[str, str] = {}
+    if address is not None:
+        literal = f"[{address}]" if ":" in address else address
+        target = parts._replace(netloc=f"{literal}:{port}").geturl()
+        if scheme == "https":
+            extensions["sni_hostname"] = host
+    async with httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False,
+                                 timeout=timeout_seconds) as client, client.stream(
+            "POST", target, content=body, headers={**headers, "Host": parts.netloc},
+            extensions=extensions) as response:
+        return response.status_code
 
 
 async def deliver(url: str, body: bytes, settings: WebhookSettings) -> int:
@@ -58,12 +59,16 @@ async def deliver(url: str, body: bytes, settings: WebhookSettings) -> int:
         addresses = await check_url(url, settings.allow_private)
     except UrlRefused as exc:
         raise PermanentError(f"webhook URL refused: {exc}") from exc
+    if not addresses and not settings.allow_private:
+        raise RuntimeError("the webhook host does not resolve now")  # retried with backoff
     headers = {"Content-Type": "application/json", "User-Agent": "honcho-grpc-webhook"}
     if secret := settings.secret.get_secret_value():
         headers[SIGNATURE_HEADER] = sign(body, secret)
-    status = await asyncio.to_thread(_post, url, body, headers,
-                                     addresses[0] if addresses else None,
-                                     settings.timeout_seconds)
+    try:
+        status = await post_pinned(url, addresses[0] if addresses else None, body, headers,
+                                   settings.timeout_seconds)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"webhook delivery failed: {type(exc).__name__}") from exc
     if not 200 <= status < 300:
         raise RuntimeError(f"webhook endpoint answered HTTP {status}")
     return status
