@@ -103,9 +103,8 @@ async def test_https_delivery_keeps_sni_and_verifies_the_name(tmp_path: Path) ->
 
 async def test_redirects_are_not_followed() -> None:
     settings = WebhookSettings(allow_private=True, timeout_seconds=5.0)
-    with receiver(status=302) as (port, seen):
-        with pytest.raises(RuntimeError, match="HTTP 302"):
-            await deliver(f"http://127.0.0.1:{port}/hook", b"{}", settings)
+    with receiver(status=302) as (port, seen), pytest.raises(RuntimeError, match="HTTP 302"):
+        await deliver(f"http://127.0.0.1:{port}/hook", b"{}", settings)
     assert len(seen) == 1
 
 
