@@ -29,12 +29,12 @@ _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
 def rank_snippets(question: str, snippets: Sequence[str], limit: int = MAX_QUOTED,
                   ignore: Collection[str] = ()) -> list[str]:
     """The snippets sharing content words with the question, best first. A shared word
-    weighs by its rarity among the snippets (inverse frequency); a word in every one of three
-    or more snippets weighs nothing (it is their topic, typically the person asked about,
-    not evidence), and neither do the words in `ignore`. Snippets scoring under half the best
+    weighs by its rarity among the snippets (inverse frequency); the words in `ignore` (the
+    person asked about) weigh nothing. Snippets scoring under half the best
     are left out, and so is one that says little a better one has not said (a message and
     the conclusion drawn from it); ties keep the given order (callers make it their
-    retrieval rank)."""
+    retrieval rank). A word every snippet shares still counts, a little: when all of them
+    say "nurse" and the question asks about the nurse, they all answer it."""
     asked = terms(question) - terms(" ".join(ignore))
     words = [terms(s) - _REPORTING for s in snippets]
     shared = [ws & asked for ws in words]
@@ -42,8 +42,7 @@ def rank_snippets(question: str, snippets: Sequence[str], limit: int = MAX_QUOTE
     n = len(snippets)
 
     def weight(i: int) -> float:
-        return sum(0.0 if n >= 3 and df[t] == n else math.log((1 + n) / df[t])
-                   for t in shared[i])
+        return sum(math.log((1 + n) / df[t]) for t in shared[i])
 
     scores = [weight(i) for i in range(n)]
     best = max(scores, default=0.0)
