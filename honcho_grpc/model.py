@@ -1,0 +1,193 @@
+"""Domain values: what the store returns and the domain and the faces (gRPC servicers, the
+worker) pass around, instead of database rows.
+
+A leaf module: it imports nothing from the service but the work-unit protocol, so the store,
+the domain, the server and the worker can all import it. Values are frozen dataclasses with
+slots; the store builds them positionally from rows whose columns it selects in field order
+(see honcho_grpc/store/rows.py), which keeps hot paths (ListMessages, GetContext, search) as
+cheap as reading the rows themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from honcho_grpc.work_units import SummaryType
+
+T = TypeVar("T")
+
+ConclusionLevel = Literal["explicit", "deductive", "inductive", "contradiction"]
+Vector = npt.NDArray[np.float32]
+# A JSON object as stored (metadata, configuration): the jsonb column decoded.
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    workspace_id: str
+    metadata: Json
+    configuration: Json
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    workspace_id: str
+    peer_id: str
+    metadata: Json
+    configuration: Json
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    workspace_id: str
+    session_id: str
+    active: bool
+    metadata: Json
+    configuration: Json
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPeer:
+    """A peer's membership of a session. None settings inherit (observe_me from the peer's
+    configuration, observe_others false)."""
+
+    workspace_id: str
+    session_id: str
+    peer_id: str
+    observe_me: bool | None
+    observe_others: bool | None
+    joined_at: datetime
+    left_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.left_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member (current or past) with the effective settings that decide who observes whom
+    when it writes or is written about."""
+
+    peer_id: str
+    active: bool
+    observe_me: bool
+    observe_others: bool
+
+
+# peer_id -> (observe_me, observe_others) to set on joining; None keeps or inherits.
+PeerSettings = dict[str, tuple[bool | None, bool | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message as reads show it (its configuration and internal metadata are only
+    needed while it is written)."""
+
+    workspace_id: str
+    message_id: str
+    session_id: str
+    peer_id: str
+    seq: int
+    content: str
+    metadata: Json
+    token_count: int
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A message to store; its sequence number is taken when it is written."""
+
+    message_id: str
+    peer_id: str
+    content: str
+    metadata: Json
+    configuration: Json
+    token_count: int
+    created_at: datetime | None
+    internal_metadata: Json | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conclusion:
+    workspace_id: str
+    conclusion_id: str
+    observer_id: str
+    observed_id: str
+    session_id: str | None
+    content: str
+    level: ConclusionLevel
+    premise_ids: list[str]
+    source_message_ids: list[str]
+    times_derived: int
+    internal_metadata: Json
+    created_at: datetime
+    invalidated_at: datetime | None
+    superseded_by: str | None
+
+    @property
+    def valid(self) -> bool:
+        return self.invalidated_at is None
+
+
+@dataclass(slots=True)
+class NewConclusion:
+    conclusion_id: str
+    observer_id: str
+    observed_id: str
+    session_id: str | None
+    content: str
+    embedding: Vector | None
+    model: str | None
+    level: ConclusionLevel = "explicit"
+    premise_ids: list[str] = field(default_factory=list)
+    source_message_ids: list[str] = field(default_factory=list)
+    internal_metadata: Json = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    workspace_id: str
+    session_id: str
+    summary_type: SummaryType
+    content: str
+    last_message_id: str
+    last_message_seq: int
+    token_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCard:
+    """What an observer keeps about an observed peer (itself included), one entry a line."""
+
+    workspace_id: str
+    observer_id: str
+    observed_id: str
+    entries: list[str]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    workspace_id: str
+    endpoint_id: str
+    url: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list, and the token of the next ("" at the end)."""
+
+    items: list[T]
+    next_token: str
