@@ -2,17 +2,21 @@
 worker) pass around, instead of database rows.
 
 A leaf module: it imports nothing from the service but the work-unit protocol, so the store,
-the domain, the server and the worker can all import it. Values are frozen dataclasses with
-slots; the store builds them positionally from rows whose columns it selects in field order
-(see honcho_grpc/store/rows.py), which keeps hot paths (ListMessages, GetContext, search) as
-cheap as reading the rows themselves.
+the domain, the server and the worker can all import it.
+
+What the store reads is an immutable NamedTuple: the store selects a value's columns in
+field order and makes each row a value with `tuple.__new__` (honcho_grpc/store/rows.py), at C
+speed. 100 message rows become values in 21 us that way, against 98 us as frozen dataclasses
+(whose `__init__` sets each field through `object.__setattr__`), and 400 us for the page's
+conversion to protobuf. What callers write and the domain completes before storing it
+(NewMessage, NewConclusion) is a mutable dataclass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,16 +31,14 @@ Vector = npt.NDArray[np.float32]
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Workspace:
+class Workspace(NamedTuple):
     workspace_id: str
     metadata: Json
     configuration: Json
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
+class Peer(NamedTuple):
     workspace_id: str
     peer_id: str
     metadata: Json
@@ -44,8 +46,7 @@ class Peer:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+class Session(NamedTuple):
     workspace_id: str
     session_id: str
     active: bool
@@ -54,8 +55,7 @@ class Session:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class SessionPeer:
+class SessionPeer(NamedTuple):
     """A peer's membership of a session. None settings inherit (observe_me from the peer's
     configuration, observe_others false)."""
 
@@ -72,8 +72,7 @@ class SessionPeer:
         return self.left_at is None
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):
     """A member (current or past) with the effective settings that decide who observes whom
     when it writes or is written about."""
 
@@ -87,8 +86,7 @@ class Member:
 PeerSettings = dict[str, tuple[bool | None, bool | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A stored message as reads show it (its configuration and internal metadata are only
     needed while it is written)."""
 
@@ -101,6 +99,16 @@ class Message:
     metadata: Json
     token_count: int
     created_at: datetime
+
+
+class MessageDraft(NamedTuple):
+    """A message as a caller gives it; the domain gives it an id and counts its tokens."""
+
+    peer_id: str
+    content: str
+    metadata: Json
+    configuration: Json
+    created_at: datetime | None
 
 
 @dataclass(slots=True)
@@ -117,8 +125,7 @@ class NewMessage:
     internal_metadata: Json | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Conclusion:
+class Conclusion(NamedTuple):
     workspace_id: str
     conclusion_id: str
     observer_id: str
@@ -139,6 +146,15 @@ class Conclusion:
         return self.invalidated_at is None
 
 
+class ConclusionDraft(NamedTuple):
+    """A conclusion as a caller states it (explicit, without premises or sources)."""
+
+    observer_id: str
+    observed_id: str
+    session_id: str | None
+    content: str
+
+
 @dataclass(slots=True)
 class NewConclusion:
     conclusion_id: str
@@ -154,8 +170,7 @@ class NewConclusion:
     internal_metadata: Json = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(NamedTuple):
     workspace_id: str
     session_id: str
     summary_type: SummaryType
@@ -166,8 +181,7 @@ class Summary:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class PeerCard:
+class PeerCard(NamedTuple):
     """What an observer keeps about an observed peer (itself included), one entry a line."""
 
     workspace_id: str
@@ -177,8 +191,7 @@ class PeerCard:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookEndpoint:
+class WebhookEndpoint(NamedTuple):
     workspace_id: str
     endpoint_id: str
     url: str
