@@ -34,7 +34,7 @@ def _setup_logging(settings: Settings) -> None:
 
 async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
     from honcho_grpc.db.pool import open_database
-    from honcho_grpc.db.pool import reset_embeddings as reset
+    from honcho_grpc.store.schema import reset_embeddings as reset
 
     db = await open_database(settings, migrate=True) if not reset_embeddings else None
     if db is None:

@@ -14,12 +14,12 @@ from pgvector.asyncpg import register_vector
 from honcho_grpc.db.embedded import EmbeddedPostgres
 from honcho_grpc.errors import server_busy
 from honcho_grpc.settings import Settings
+from honcho_grpc.store import schema
 
 log = logging.getLogger(__name__)
 
 MIN_PGVECTOR = (0, 7)
 MIGRATION_LOCK = 7_424_301  # advisory lock id: one migrator at a time across processes
-EMBEDDING_COLUMNS = (("message_embeddings", "embedding"), ("conclusions", "embedding"))
 
 
 # What a lost or restarting database raises through asyncpg (as opposed to a statement's
@@ -162,10 +162,7 @@ async def open_database(settings: Settings, *, migrate: bool = True) -> Database
 
 
 async def check_pgvector(conn: asyncpg.Connection) -> None:
-    version = await conn.fetchval(
-        "SELECT coalesce(e.extversion, a.default_version) FROM pg_available_extensions a "
-        "LEFT JOIN pg_extension e ON e.extname = a.name WHERE a.name = 'vector'"
-    )
+    version = await schema.pgvector_version(conn)
     if version is None:
         raise DatabaseConfigError(
             "the database server has no pgvector extension; install pgvector >= 0.7 or unset "
@@ -211,13 +208,6 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     return applied
 
 
-async def _column_dims(conn: asyncpg.Connection, table: str, column: str) -> int:
-    return int(await conn.fetchval(
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2",
-        table, column,
-    ))
-
-
 async def check_embedding_dimensions(conn: asyncpg.Connection, dims: int) -> None:
     """The vector columns must match the configured embedding size.
 
@@ -225,36 +215,15 @@ async def check_embedding_dimensions(conn: asyncpg.Connection, dims: int) -> Non
     with the command that converts it (`honcho-grpc migrate --reset-embeddings`).
     """
     mismatched = [
-        (table, column) for table, column in EMBEDDING_COLUMNS
-        if await _column_dims(conn, table, column) != dims
+        (table, column) for table, column in schema.EMBEDDING_COLUMNS
+        if await schema.vector_dimensions(conn, table, column) != dims
     ]
     if not mismatched:
         return
-    stored = await conn.fetchval(
-        "SELECT (SELECT count(*) FROM message_embeddings) + "
-        "(SELECT count(*) FROM conclusions WHERE embedding IS NOT NULL)"
-    )
-    if stored:
-        current = await _column_dims(conn, *mismatched[0])
+    if await schema.stored_vectors(conn):
+        current = await schema.vector_dimensions(conn, *mismatched[0])
         raise DatabaseConfigError(
             f"the database stores {current}-dimensional embeddings but EMBEDDING_DIMENSIONS is "
             f"{dims}; run `honcho-grpc migrate --reset-embeddings` to re-embed everything"
         )
-    await reset_embeddings(conn, dims)
-
-
-async def reset_embeddings(conn: asyncpg.Connection, dims: int) -> None:
-    """Drop every stored vector, resize the columns and put all messages back in the backlog."""
-    async with conn.transaction():
-        await conn.execute("DELETE FROM message_embeddings")
-        # Messages are counted in the search statistics as they are embedded: re-embedding
-        # them all counts them again from zero.
-        await conn.execute("TRUNCATE lexeme_stats, search_stats, scope_stats")
-        await conn.execute("UPDATE conclusions SET embedding = NULL, model = NULL "
-                           "WHERE embedding IS NOT NULL")
-        for table, column in EMBEDDING_COLUMNS:
-            await conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE vector({dims:d})")
-        await conn.execute(
-            "INSERT INTO embedding_backlog (workspace_id, message_id) "
-            "SELECT workspace_id, message_id FROM messages ON CONFLICT DO NOTHING"
-        )
+    await schema.reset_embeddings(conn, dims)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import resources
+from honcho_grpc.store import sessions, workspaces
 
 
 def _get(config: dict[str, Any] | None, section: str, key: str) -> Any:
@@ -80,8 +80,8 @@ def features(settings: Settings, workspace: dict[str, Any] | None,
 async def read_features(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings,
                         workspace_id: str, session_id: str | None) -> Features:
     """`features` of a workspace (and a session of it), as stored now."""
-    workspace = await resources.get_workspace(conn, workspace_id)
-    session = await resources.get_session(conn, workspace_id, session_id) \
+    workspace = await workspaces.get_workspace(conn, workspace_id)
+    session = await sessions.get_session(conn, workspace_id, session_id) \
         if session_id else None
-    return features(settings, workspace["configuration"] if workspace else None,
-                    session["configuration"] if session else None)
+    return features(settings, workspace.configuration if workspace else None,
+                    session.configuration if session else None)

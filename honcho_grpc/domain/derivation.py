@@ -13,8 +13,9 @@ import numpy as np
 
 from honcho_grpc.domain import conclusions, dreams, peer_cards
 from honcho_grpc.domain.conclusions import Candidate, Pair
+from honcho_grpc.domain.transactions import connection
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import memory, resources
+from honcho_grpc.store import memory, peers
 from honcho_grpc.store import messages as store_messages
 
 # Messages shown around a batch: the one before it (what the sender answers) and the others'
@@ -40,19 +41,19 @@ class Batch:
 async def read_batch(pool: asyncpg.Pool, workspace_id: str, session_id: str, observed: str,
                      message_ids: list[str]) -> Batch | None:
     """None when every message of the batch was deleted meanwhile."""
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         own = sorted(await memory.messages_by_ids(conn, workspace_id, message_ids, None),
-                     key=lambda r: r["seq"])
+                     key=lambda m: m.seq)
         if not own:
             return None
         rows = await memory.messages_in_range(conn, workspace_id, session_id,
-                                              own[0]["seq"] - CONTEXT_BEFORE, own[-1]["seq"],
+                                              own[0].seq - CONTEXT_BEFORE, own[-1].seq,
                                               MAX_CONTEXT_MESSAGES)
-    first = own[0]["seq"]
+    first = own[0].seq
     # The sender's own earlier message was derived from already: context only from others.
-    lines = [transcript_line(r["created_at"], r["peer_id"], r["content"]) for r in rows
-             if r["seq"] >= first or r["peer_id"] != observed]
-    return Batch([r["message_id"] for r in own], lines, own[-1]["created_at"].isoformat())
+    lines = [transcript_line(r.created_at, r.peer_id, r.content) for r in rows
+             if r.seq >= first or r.peer_id != observed]
+    return Batch([m.message_id for m in own], lines, own[-1].created_at.isoformat())
 
 
 @dataclass
@@ -77,7 +78,7 @@ async def save(conn: asyncpg.Connection, settings: Settings, o: Observation, *,
     wrote them already), the updated card, and a dream if one is due. Nothing when the
     sender or every source message is gone. Peers and messages are share-locked, so a
     concurrent delete cascades over what is written here rather than racing it."""
-    alive = await resources.lock_peers(conn, o.workspace_id, [*o.observers, o.observed])
+    alive = await peers.lock_peers(conn, o.workspace_id, [*o.observers, o.observed])
     if o.observed not in alive:
         return
     sources = await store_messages.lock_messages(conn, o.workspace_id, o.batch.message_ids)

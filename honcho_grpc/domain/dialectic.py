@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from honcho_grpc import model
 from honcho_grpc.domain.aio import all_of, nothing
 from honcho_grpc.domain.dialectic_tools import (
     Finding,
@@ -36,6 +37,7 @@ from honcho_grpc.domain.dialectic_tools import (
     viewpoint,
 )
 from honcho_grpc.domain.search import Scope, search_messages
+from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.providers.llm.base import (
     Completion,
     LLMProvider,
@@ -80,11 +82,11 @@ class Gathered:
     view: Viewpoint
     observer_card: list[str] = field(default_factory=list)
     target_card: list[str] = field(default_factory=list)
-    explicit: list[asyncpg.Record] = field(default_factory=list)
-    derived: list[asyncpg.Record] = field(default_factory=list)
+    explicit: list[model.Conclusion] = field(default_factory=list)
+    derived: list[model.Conclusion] = field(default_factory=list)
     summary: str = ""
-    recent: list[asyncpg.Record] = field(default_factory=list)
-    hits: list[asyncpg.Record] = field(default_factory=list)
+    recent: list[model.Message] = field(default_factory=list)
+    hits: list[model.Message] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -92,10 +94,10 @@ class Gathered:
                     or self.recent or self.hits)
 
     def conclusion_ids(self) -> list[str]:
-        return [r["conclusion_id"] for r in (*self.explicit, *self.derived)]
+        return [r.conclusion_id for r in (*self.explicit, *self.derived)]
 
 
-async def gather(pool: asyncpg.Pool, embedder: Any, q: Question) -> Gathered:
+async def gather(pool: asyncpg.Pool, embedder: Embedder, q: Question) -> Gathered:
     """Everything the answer may draw on. The reads are independent, so they run at once
     (each on its own pooled connection); the query is embedded once, in a thread, and the
     conclusion and message searches start as soon as its vector is there."""
@@ -117,17 +119,18 @@ async def gather(pool: asyncpg.Pool, embedder: Any, q: Question) -> Gathered:
                             view.message_filters(), level.messages, vector=vector))
     finally:
         vector.cancel()
-    g = Gathered(view, target_card=target_card or [], observer_card=observer_card or [])
-    g.explicit = [r for r in conclusions if r["level"] == "explicit"][:level.prefetch]
-    g.derived = [r for r in conclusions if r["level"] != "explicit"][:level.prefetch]
+    g = Gathered(view, target_card=target_card.entries if target_card else [],
+                 observer_card=observer_card.entries if observer_card else [])
+    g.explicit = [r for r in conclusions if r.level == "explicit"][:level.prefetch]
+    g.derived = [r for r in conclusions if r.level != "explicit"][:level.prefetch]
     if session is not None:
         g.summary, g.recent = session
-    g.hits = [h.row for h in hits]
+    g.hits = [h.message for h in hits]
     return g
 
 
 async def _conclusions(pool: asyncpg.Pool, q: Question, vector: Awaitable[Any],
-                       prefetch: int) -> list[asyncpg.Record]:
+                       prefetch: int) -> list[model.Conclusion]:
     """The nearest to the query, and the newest too (a conclusion may not have its vector
     yet, and recency matters); valid ones only, no duplicates."""
     ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
@@ -135,20 +138,20 @@ async def _conclusions(pool: asyncpg.Pool, q: Question, vector: Awaitable[Any],
     try:
         nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, None, await vector,
                                                     prefetch * 2, 0.0)
-        return list({r["conclusion_id"]: r for r in (*nearest, *await recent)}.values())
+        return list({r.conclusion_id: r for r in (*nearest, *await recent)}.values())
     finally:
         recent.cancel()
 
 
 async def _session_view(pool: asyncpg.Pool, ws: str,
-                        session_id: str) -> tuple[str, list[asyncpg.Record]]:
+                        session_id: str) -> tuple[str, list[model.Message]]:
     """The session's newest summary and the messages after it."""
     found = await memory.summaries(pool, ws, session_id)
     best = found.get("short") or found.get("long")
-    after = best["last_message_seq"] if best else 0
+    after = best.last_message_seq if best else 0
     recent = await memory.recent_messages_within(pool, ws, session_id, after,
                                                  SESSION_HISTORY_TOKENS)
-    return (best["content"] if best else ""), recent
+    return (best.content if best else ""), recent
 
 
 def _when(value: datetime) -> str:
@@ -183,18 +186,18 @@ def context_block(g: Gathered) -> str:
         parts.append("The asker's own card:\n" + "\n".join(f"- {e}" for e in g.observer_card))
     if g.explicit:
         parts.append("Conclusions (explicit):\n" + "\n".join(
-            f"- [{_when(r['created_at'])}] {r['content']}" for r in g.explicit))
+            f"- [{_when(r.created_at)}] {r.content}" for r in g.explicit))
     if g.derived:
         parts.append("Conclusions (derived):\n" + "\n".join(
-            f"- [{r['level']}; id {r['conclusion_id']}] {r['content']}" for r in g.derived))
+            f"- [{r.level}; id {r.conclusion_id}] {r.content}" for r in g.derived))
     if g.summary:
         parts.append("Session summary:\n" + g.summary)
     if g.recent:
         parts.append("Recent session messages:\n" + "\n".join(
-            f"[{_when(r['created_at'])}] {r['peer_id']}: {r['content']}" for r in g.recent))
+            f"[{_when(r.created_at)}] {r.peer_id}: {r.content}" for r in g.recent))
     if g.hits:
         parts.append("Relevant message excerpts:\n" + "\n".join(
-            f"[{_when(r['created_at'])}] {r['peer_id']}: {r['content']}" for r in g.hits))
+            f"[{_when(r.created_at)}] {r.peer_id}: {r.content}" for r in g.hits))
     return "\n\n".join(parts) if parts else "(nothing is known yet)"
 
 
@@ -222,7 +225,7 @@ class Answer:
     finish_reason: str = "stop"
 
 
-async def stream_answer(pool: asyncpg.Pool, embedder: Any, llm: LLMProvider, q: Question,
+async def stream_answer(pool: asyncpg.Pool, embedder: Embedder, llm: LLMProvider, q: Question,
                         answer: Answer) -> AsyncGenerator[str, None]:
     """Yield the answer's text as it is produced by the configured provider (any of
     honcho_grpc.providers.llm, the offline `local` one included)."""

@@ -18,7 +18,9 @@ from typing import Any
 
 import asyncpg
 
+from honcho_grpc import model
 from honcho_grpc.domain.search import Scope, search_messages
+from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.providers.llm.base import (
     Completion,
     LLMProvider,
@@ -158,15 +160,15 @@ def _when(value: datetime) -> str:
     return f"{value:%Y-%m-%d %H:%M}"
 
 
-def conclusion_line(r: asyncpg.Record) -> str:
-    state = "; superseded" if r["invalidated_at"] is not None else ""
-    return (f"- [id {r['conclusion_id']}; {r['level']}{state}; {_when(r['created_at'])}] "
-            f"{r['content']}")
+def conclusion_line(r: model.Conclusion) -> str:
+    state = "; superseded" if r.invalidated_at is not None else ""
+    return (f"- [id {r.conclusion_id}; {r.level}{state}; {_when(r.created_at)}] "
+            f"{r.content}")
 
 
-def message_line(r: asyncpg.Record) -> str:
-    return (f"- [{_when(r['created_at'])}; session {r['session_id']}] {r['peer_id']}: "
-            f"{_clip(r['content'], MAX_MESSAGE_CHARS)}")
+def message_line(r: model.Message) -> str:
+    return (f"- [{_when(r.created_at)}; session {r.session_id}] {r.peer_id}: "
+            f"{_clip(r.content, MAX_MESSAGE_CHARS)}")
 
 
 # -- the tools -------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class Toolbox:
     valid conclusions the lookups showed it."""
 
     pool: asyncpg.Pool
-    embedder: Any
+    embedder: Embedder
     view: Viewpoint
     surfaced: list[str] = field(default_factory=list)
 
@@ -199,10 +201,10 @@ class Toolbox:
         except BadArguments as exc:
             return f"error: {exc}"
 
-    def _surface(self, rows: list[asyncpg.Record]) -> None:
+    def _surface(self, rows: list[model.Conclusion]) -> None:
         for r in rows:
-            if r["invalidated_at"] is None and r["conclusion_id"] not in self.surfaced:
-                self.surfaced.append(r["conclusion_id"])
+            if r.invalidated_at is None and r.conclusion_id not in self.surfaced:
+                self.surfaced.append(r.conclusion_id)
 
     async def search_conclusions(self, args: Mapping[str, Any]) -> str:
         query, limit = _text(args, "query"), _limit(args, SEARCH_LIMIT)
@@ -219,7 +221,7 @@ class Toolbox:
         hits = await search_messages(self.pool, self.embedder,
                                      Scope(v.workspace_id, peer_id=v.target_id), query,
                                      v.message_filters(), limit)
-        return "\n".join(message_line(h.row) for h in hits) or "No messages match."
+        return "\n".join(message_line(h.message) for h in hits) or "No messages match."
 
     async def messages_by_date(self, args: Mapping[str, Any]) -> str:
         start = _moment(args, "start", end=False)
@@ -248,9 +250,9 @@ class Toolbox:
             raise BadArguments(f"no conclusion {conclusion_id!r} is known about {v.target_id}")
         head = found[0]
         premises = await memory.conclusions_of_pair(self.pool, v.workspace_id, v.observer_id,
-                                                    v.target_id, list(head["premise_ids"]))
+                                                    v.target_id, list(head.premise_ids))
         sources = await memory.messages_by_ids(self.pool, v.workspace_id,
-                                               list(head["source_message_ids"]),
+                                               list(head.source_message_ids),
                                                v.session_list())
         self._surface([head, *premises])
         parts = ["Conclusion:\n" + conclusion_line(head)]

@@ -17,7 +17,7 @@ from honcho_grpc.domain import conclusions, peer_cards
 from honcho_grpc.domain.conclusions import Candidate, Pair
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import dreams as store
-from honcho_grpc.store import memory, queue, resources
+from honcho_grpc.store import memory, peers, queue
 from honcho_grpc.work_units import DreamPayload
 
 
@@ -49,8 +49,8 @@ async def live_conclusions(pool: asyncpg.Pool, pair: Pair, limit: int) -> list[S
     """The pair's newest live conclusions (at most `limit`), oldest first."""
     rows = await memory.conclusions_recent(pool, pair.workspace_id, pair.observer_id,
                                            pair.observed_id, None, limit)
-    return [Shown(r["conclusion_id"], r["content"], r["level"], r["created_at"].isoformat())
-            for r in reversed(rows)]
+    return [Shown(c.conclusion_id, c.content, c.level, c.created_at.isoformat())
+            for c in reversed(rows)]
 
 
 @dataclass
@@ -72,7 +72,7 @@ async def save(conn: asyncpg.Connection, outcome: Outcome, *, model: str | None)
     for an omni dream -- when the pair dreamt. Nothing if either peer is gone."""
     pair = outcome.pair
     needed = sorted({pair.observer_id, pair.observed_id})
-    if len(await resources.lock_peers(conn, pair.workspace_id, needed)) < len(needed):
+    if len(await peers.lock_peers(conn, pair.workspace_id, needed)) < len(needed):
         return
     await _write_plan(conn, outcome, model)
     if outcome.card is not None:
@@ -107,5 +107,5 @@ async def _live_ids(conn: asyncpg.Connection, pair: Pair, ids: set[str]) -> set[
         return set()
     rows = await memory.conclusions_of_pair(conn, pair.workspace_id, pair.observer_id,
                                             pair.observed_id, list(ids))
-    return {r["conclusion_id"] for r in rows if r["invalidated_at"] is None}
+    return {c.conclusion_id for c in rows if c.valid}
 

@@ -10,9 +10,11 @@ import contextlib
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from honcho_grpc.errors import InvalidArgument
+from honcho_grpc.model import Json
 
 SUPPORTED = ("text/", "application/json", "application/pdf")
 MAX_FILENAME_CHARS = 255
@@ -27,6 +29,28 @@ class FileLimits:
     max_pdf_pages: int = 2_000
     parse_seconds: float = 10.0  # wall clock for one PDF
     pdf_memory_bytes: int = 768 * 1024 * 1024  # the PDF child's whole address space
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An uploaded file: where its messages go (domain/messages.upload_file), who wrote it,
+    and what it was."""
+
+    workspace_id: str
+    session_id: str
+    peer_id: str
+    filename: str
+    content_type: str
+    size: int
+    metadata: Json
+    configuration: Json
+    created_at: datetime | None
+
+
+async def text_chunks(data: bytes, content_type: str, max_chars: int,
+                      limits: FileLimits = FileLimits()) -> list[str]:
+    """The file's text in message-sized chunks (none when it holds no text)."""
+    return split_text(await extract_text(data, content_type, limits), max_chars)
 
 
 def _refuse(description: str, reason: str) -> InvalidArgument:

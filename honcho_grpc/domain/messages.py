@@ -1,19 +1,30 @@
-"""Writing messages: one transaction stores them, joins their authors to the session, adds
-them to the embedding backlog, enqueues the background work they cause and tells watchers."""
+"""Messages: writing them is one transaction that stores the batch, joins its authors to
+the session, adds the messages to the embedding backlog, enqueues the background work they
+cause (reasoning about each sender, summaries every N messages) and tells watchers. Deleting
+one removes what was derived from it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import NamedTuple
 
 import asyncpg
 
+from honcho_grpc.domain import sessions
+from honcho_grpc.domain.aio import read_ahead
 from honcho_grpc.domain.config import effective
-from honcho_grpc.domain.events import MESSAGES_CREATED
+from honcho_grpc.domain.files import Upload
+from honcho_grpc.domain.idempotent import R, Retry, run_write
+from honcho_grpc.domain.message_events import announce_created
+from honcho_grpc.domain.transactions import transaction
+from honcho_grpc.errors import not_found
+from honcho_grpc.ids import new_id
+from honcho_grpc.model import Json, Message, MessageDraft, MessageRef, NewMessage, Page
+from honcho_grpc.providers.tokens import count_tokens_batch
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import events, members, queue, resources
+from honcho_grpc.store import Conn, conclusions, members, peers, queue, workspaces
 from honcho_grpc.store import messages as store
-from honcho_grpc.store.messages import NewMessage
+from honcho_grpc.store import sessions as session_store
 from honcho_grpc.store.queue import Job
 from honcho_grpc.work_units import (
     RepresentationPayload,
@@ -24,93 +35,194 @@ from honcho_grpc.work_units import (
     summary_key,
 )
 
-# A stored message as enqueueing reads it: a full row, or an import's id, seq, peer and
-# configuration (store.copy_messages).
-Row: TypeAlias = asyncpg.Record | Mapping[str, Any]
+MAX_BATCH = 100          # messages per CreateMessages
+MAX_IMPORT_CHUNK = 1000  # messages per ImportMessages request
+IMPORT_READ_AHEAD = 2    # import chunks validated and prepared while one is written
 
 
-async def write_messages(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
-                         session_id: str, batch: Sequence[NewMessage]) -> list[asyncpg.Record]:
-    """Store a batch atomically (the caller owns the transaction); returns the rows."""
+class ImportBatch(NamedTuple):
+    workspace_id: str
+    session_id: str
+    messages: list[MessageDraft]
+
+
+def prepare(drafts: Sequence[MessageDraft]) -> list[NewMessage]:
+    """Ids and token counts (counted as one batch: much cheaper than one by one)."""
+    counts = count_tokens_batch([d.content for d in drafts])
+    return [NewMessage(message_id=new_id(), peer_id=d.peer_id, content=d.content,
+                       metadata=d.metadata, configuration=d.configuration, token_count=tokens,
+                       created_at=d.created_at)
+            for d, tokens in zip(drafts, counts, strict=True)]
+
+
+async def create(pool: asyncpg.Pool, settings: Settings, workspace_id: str, session_id: str,
+                 drafts: Sequence[MessageDraft], retry: Retry[R],
+                 respond: Callable[[list[Message]], R]) -> R:
+    """Store a batch (creating the workspace, session and authors when missing)."""
+    batch = prepare(drafts)
+
+    async def write(conn: Conn) -> R:
+        return respond(await write_messages(conn, settings, workspace_id, session_id, batch))
+
+    return await run_write(pool, workspace_id, retry, write)
+
+
+async def import_batches(pool: asyncpg.Pool, settings: Settings,
+                         batches: AsyncIterator[ImportBatch]) -> tuple[int, int]:
+    """Bulk load, all in one transaction: it lands completely or not at all. The next batch is
+    read (and validated, by the caller's iterator) and prepared while the previous one is
+    written. Returns (messages, distinct sessions)."""
+    async def prepared() -> AsyncIterator[tuple[str, str, list[NewMessage]]]:
+        async for b in batches:
+            yield b.workspace_id, b.session_id, prepare(b.messages)
+
+    imported, seen = 0, set()
+    async with transaction(pool) as conn:
+        async for workspace_id, session_id, batch in read_ahead(prepared(), IMPORT_READ_AHEAD):
+            await _import(conn, settings, workspace_id, session_id, batch)
+            imported += len(batch)
+            seen.add((workspace_id, session_id))
+    return imported, len(seen)
+
+
+async def upload_file(pool: asyncpg.Pool, settings: Settings, upload: Upload,
+                      chunks: list[str]) -> list[Message]:
+    """A file's text chunks as messages of one peer; each records which file it came from."""
+    file_id = new_id()
+    batch = prepare([MessageDraft(upload.peer_id, chunk, upload.metadata, upload.configuration,
+                                  upload.created_at) for chunk in chunks])
+    for i, message in enumerate(batch):
+        message.internal_metadata = {
+            "file_id": file_id, "filename": upload.filename, "chunk_index": i,
+            "total_chunks": len(chunks), "content_type": upload.content_type,
+            "file_bytes": upload.size}
+    async with transaction(pool) as conn:
+        return await write_messages(conn, settings, upload.workspace_id, upload.session_id,
+                                    batch)
+
+
+async def get(pool: asyncpg.Pool, workspace_id: str, session_id: str,
+              message_id: str) -> Message:
+    found = await store.get_message(pool, workspace_id, session_id, message_id)
+    if found is None:
+        raise _not_found(workspace_id, session_id, message_id)
+    return found
+
+
+async def list_messages(pool: asyncpg.Pool, workspace_id: str, session_id: str,
+                        filters: Json | None, reverse: bool, page_size: int,
+                        token: str) -> Page[Message]:
+    """In sequence order. An empty first page checks that the session exists (NOT_FOUND
+    otherwise); a full one proves it."""
+    page = await store.list_messages(pool, workspace_id, session_id, filters, reverse,
+                                     page_size, token)
+    if not page.items and not token:
+        await sessions.require(pool, workspace_id, session_id)
+    return page
+
+
+async def update(pool: asyncpg.Pool, workspace_id: str, session_id: str, message_id: str,
+                 changes: Json) -> Message:
+    """Only the metadata of a message changes; no changes: the message as it is."""
+    if "metadata" in changes:
+        found = await store.update_metadata(pool, workspace_id, session_id, message_id,
+                                            changes["metadata"])
+    else:
+        found = await store.get_message(pool, workspace_id, session_id, message_id)
+    if found is None:
+        raise _not_found(workspace_id, session_id, message_id)
+    return found
+
+
+async def delete(pool: asyncpg.Pool, workspace_id: str, session_id: str, message_id: str,
+                 retry: Retry[R]) -> R:
+    """The message, its embedding, queued work about it, the summaries that read it and the
+    conclusions drawn from it (and those built on them) go."""
+    async def write(conn: Conn) -> R:
+        await conclusions.delete_conclusions_derived_from(conn, workspace_id,
+                                                          message_ids=[message_id])
+        if not await store.delete_message(conn, workspace_id, session_id, message_id):
+            raise _not_found(workspace_id, session_id, message_id)
+        return retry.response_type()
+
+    return await run_write(pool, workspace_id, retry, write)
+
+
+def _not_found(workspace_id: str, session_id: str, message_id: str) -> Exception:
+    return not_found("message", workspaceId=workspace_id, sessionId=session_id,
+                     messageId=message_id)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+async def write_messages(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
+                         batch: Sequence[NewMessage]) -> list[Message]:
+    """Store a batch atomically (the caller owns the transaction); returns the messages."""
     first_seq, session_config = await _open_batch(conn, workspace_id, session_id, batch)
-    rows = await store.insert_messages(conn, workspace_id, session_id, first_seq, list(batch))
-    await _follow_up(conn, settings, workspace_id, session_id, rows, session_config)
-    return rows
+    stored = await store.insert_messages(conn, workspace_id, session_id, first_seq, list(batch))
+    await _follow_up(conn, settings, workspace_id, session_id, first_seq, batch, session_config)
+    return stored
 
 
-async def import_messages(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
-                          session_id: str, batch: Sequence[NewMessage]) -> None:
+async def _import(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
+                  batch: Sequence[NewMessage]) -> None:
     """write_messages for bulk loads, which answer with counts: the messages are copied in
     (binary COPY), and nothing is read back."""
     first_seq, session_config = await _open_batch(conn, workspace_id, session_id, batch)
-    rows = await store.copy_messages(conn, workspace_id, session_id, first_seq, list(batch))
-    await _follow_up(conn, settings, workspace_id, session_id, rows, session_config)
+    await store.copy_messages(conn, workspace_id, session_id, first_seq, list(batch))
+    await _follow_up(conn, settings, workspace_id, session_id, first_seq, batch, session_config)
 
 
-async def _open_batch(conn: asyncpg.Connection, workspace_id: str, session_id: str,
-                      batch: Sequence[NewMessage]) -> tuple[int, dict[str, Any]]:
+async def _open_batch(conn: Conn, workspace_id: str, session_id: str,
+                      batch: Sequence[NewMessage]) -> tuple[int, Json]:
     """Workspace, session, authors and membership exist; the batch's sequence numbers are
     taken. Returns the first one and the session's configuration."""
-    await resources.ensure_workspace(conn, workspace_id)
-    await resources.ensure_session(conn, workspace_id, session_id)
+    await workspaces.ensure_workspace(conn, workspace_id)
+    await session_store.ensure_session(conn, workspace_id, session_id)
     authors = [m.peer_id for m in batch]
-    await resources.ensure_peers(conn, workspace_id, authors)
+    await peers.ensure_peers(conn, workspace_id, authors)
     await members.join_authors(conn, workspace_id, session_id, authors)
     return await store.reserve_sequence(conn, workspace_id, session_id, len(batch))
 
 
-async def _follow_up(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
-                     session_id: str, rows: Sequence[Row], session_config: dict[str, Any]) -> None:
-    """The embedding backlog and the background jobs of stored messages."""
-    await store.add_to_embedding_backlog(conn, workspace_id, [r["message_id"] for r in rows])
+async def _follow_up(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
+                     first_seq: int, batch: Sequence[NewMessage], session_config: Json) -> None:
+    """The embedding backlog and the background jobs of stored messages (the batch's i-th
+    message has sequence number first_seq + i)."""
+    await store.add_to_embedding_backlog(conn, workspace_id, [m.message_id for m in batch])
     await queue.notify_embedder(conn)
-    workspace_config = await conn.fetchval(
-        "SELECT configuration FROM workspaces WHERE workspace_id = $1", workspace_id)
-    jobs = await _jobs_for(conn, settings, workspace_id, session_id, rows, workspace_config,
-                           session_config)
+    workspace_config = await workspaces.workspace_configuration(conn, workspace_id)
+    jobs = await _jobs_for(conn, settings, workspace_id, session_id, first_seq, batch,
+                           workspace_config, session_config)
     await queue.enqueue(conn, workspace_id, jobs)
-    await announce_created(conn, workspace_id, session_id, rows)
+    await announce_created(conn, workspace_id, session_id,
+                           [MessageRef(first_seq + i, m.peer_id, m.message_id)
+                            for i, m in enumerate(batch)])
 
 
-async def announce_created(conn: asyncpg.Connection, workspace_id: str, session_id: str,
-                           rows: Sequence[Row]) -> None:
-    """`messages.created` for watchers: one event per stored batch (a CreateMessages call, an
-    import chunk, a cloned session) with its count, sequence range, authors (10 at most) and
-    the ids of its first 20 messages; `peer_id` is the author when there is only one."""
-    if not rows:
-        return
-    ordered = sorted(rows, key=lambda r: int(r["seq"]))
-    peers = sorted({r["peer_id"] for r in rows})
-    await events.emit(conn, MESSAGES_CREATED, workspace_id, session_id=session_id,
-                      peer_id=peers[0] if len(peers) == 1 else "", peers=peers[:10],
-                      data={"count": len(rows), "first_seq": ordered[0]["seq"],
-                            "last_seq": ordered[-1]["seq"],
-                            "message_ids": [r["message_id"] for r in ordered[:20]]})
-
-
-async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: str,
-                    session_id: str, rows: Sequence[Row],
-                    workspace_config: dict[str, Any], session_config: dict[str, Any]) -> list[Job]:
+async def _jobs_for(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
+                    first_seq: int, batch: Sequence[NewMessage], workspace_config: Json | None,
+                    session_config: Json) -> list[Job]:
     """Representation jobs (who observes each sender) and summary jobs (every N messages)."""
     members_ = await members.observation_settings(conn, workspace_id, session_id)
-    watchers = [m["peer_id"] for m in members_ if m["active"] and m["observe_others"]]
-    observed_ok = {m["peer_id"]: m["observe_me"] for m in members_}
+    watchers = [m.peer_id for m in members_ if m.active and m.observe_others]
+    observed_ok = {m.peer_id: m.observe_me for m in members_}
     jobs: list[Job] = []
     # Most messages carry no configuration of their own: resolve the session's once.
     inherited = effective(settings, workspace_config, session_config, None)
-    for row in rows:
-        config = (effective(settings, workspace_config, session_config, row["configuration"])
-                  if row["configuration"] else inherited)
-        sender = row["peer_id"]
+    for seq, message in enumerate(batch, start=first_seq):
+        config = (effective(settings, workspace_config, session_config, message.configuration)
+                  if message.configuration else inherited)
+        sender = message.peer_id
         if config.reasoning_enabled and observed_ok.get(sender, True):
             # The sender and every member observing others (how many may is checked where
-            # memberships are set: APP_SESSION_OBSERVERS_LIMIT).
+            # memberships are set: domain/sessions.check_observers).
             observers = [sender] + [w for w in watchers if w != sender]
             jobs.append(Job(
                 task_type=TaskType.REPRESENTATION, session_id=session_id,
                 work_unit_key=representation_key(workspace_id, session_id, sender),
                 payload=RepresentationPayload(
-                    message_id=row["message_id"], seq=row["seq"], observed=sender,
+                    message_id=message.message_id, seq=seq, observed=sender,
                     observers=observers,
                     custom_instructions=config.custom_instructions),
             ))
@@ -119,11 +231,11 @@ async def _jobs_for(conn: asyncpg.Connection, settings: Settings, workspace_id: 
         tiers: tuple[tuple[SummaryType, int], ...] = (("short", config.short_every),
                                                       ("long", config.long_every))
         for kind, every in tiers:
-            if every > 0 and row["seq"] % every == 0:
+            if every > 0 and seq % every == 0:
                 jobs.append(Job(
                     task_type=TaskType.SUMMARY, session_id=session_id,
                     work_unit_key=summary_key(workspace_id, session_id, kind),
-                    payload=SummaryPayload(summary_type=kind, message_id=row["message_id"],
-                                           seq=row["seq"], every=every),
+                    payload=SummaryPayload(summary_type=kind, message_id=message.message_id,
+                                           seq=seq, every=every),
                 ))
     return jobs

@@ -12,7 +12,8 @@ from honcho_grpc.store import events, memory
 async def cards(conn: asyncpg.Connection | asyncpg.Pool, workspace_id: str,
                 observers: list[str], observed_id: str) -> dict[str, list[str] | None]:
     """Each observer's current card about `observed_id` (None: it has none)."""
-    return {o: await memory.peer_card(conn, workspace_id, o, observed_id) for o in observers}
+    found = {o: await memory.peer_card(conn, workspace_id, o, observed_id) for o in observers}
+    return {o: list(card.entries) if card else None for o, card in found.items()}
 
 
 async def save_derived(conn: asyncpg.Connection, workspace_id: str, observer_id: str,

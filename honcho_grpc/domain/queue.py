@@ -10,6 +10,7 @@ from typing import TypeAlias
 import asyncpg
 
 from honcho_grpc.domain.events import QUEUE_DRAINED
+from honcho_grpc.domain.transactions import transaction
 from honcho_grpc.store import events, queue
 from honcho_grpc.work_units import ANNOUNCE_DRAINED, MalformedWorkUnit, TaskType, parse_key
 
@@ -27,7 +28,7 @@ async def complete(pool: asyncpg.Pool, workspace_id: str, work_unit_key: str, wo
     """Run `apply` and mark the rows completed in one transaction, fenced: it first locks the
     unit's lease and raises LeaseLost (writing nothing) unless `worker_id` holds it, so a
     worker that was paused or cut off cannot complete work someone else is redoing."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         if not await queue.hold_lease(conn, workspace_id, work_unit_key, worker_id):
             raise LeaseLost(work_unit_key)
         if apply is not None:
@@ -46,7 +47,7 @@ async def announce_drained(pool: asyncpg.Pool, workspace_id: str, work_unit_key:
         return False
     kind = key.task_type.value
     observed = key.observed_id if key.task_type is TaskType.REPRESENTATION else ""
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await events.emit(conn, QUEUE_DRAINED, workspace_id, session_id=key.session_id,
                           peer_id=observed,
                           data={"queue_type": kind, "work_unit_key": work_unit_key})

@@ -5,11 +5,12 @@ by level."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from honcho_grpc.domain.aio import all_of
+from honcho_grpc.model import Conclusion
+from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.store import memory
 
 DEFAULT_MAX = 25
@@ -17,7 +18,7 @@ SECTIONS = (("explicit", "Explicit"), ("deductive", "Deductive"), ("inductive", 
             ("contradiction", "Contradictions"))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class RepresentationQuery:
     workspace_id: str
     observer_id: str
@@ -30,33 +31,33 @@ class RepresentationQuery:
     max_conclusions: int = DEFAULT_MAX
 
 
-async def select_conclusions(pool: asyncpg.Pool, embedder: Any,
-                             q: RepresentationQuery) -> list[asyncpg.Record]:
+async def select_conclusions(pool: asyncpg.Pool, embedder: Embedder,
+                             q: RepresentationQuery) -> list[Conclusion]:
     """Semantic matches first (a third of the budget, or search_top_k), then the most
     reinforced (a third with a query, half without), then the most recent; no duplicates."""
     total = q.max_conclusions or DEFAULT_MAX
-    picked: dict[str, asyncpg.Record] = {}
+    picked: dict[str, Conclusion] = {}
 
-    def take(rows: list[asyncpg.Record], limit: int) -> None:
-        for row in rows:
+    def take(found: list[Conclusion], limit: int) -> None:
+        for c in found:
             if len(picked) >= total or limit <= 0:
                 return
-            if row["conclusion_id"] not in picked:
-                picked[row["conclusion_id"]] = row
+            if c.conclusion_id not in picked:
+                picked[c.conclusion_id] = c
                 limit -= 1
 
     pair = (q.workspace_id, q.observer_id, q.observed_id, q.session_id)
     semantic_k = q.search_top_k or max(1, total // 3)
     frequent_k = max(1, total // 3 if q.search_query else total // 2)
 
-    async def semantic() -> list[asyncpg.Record]:
+    async def semantic() -> list[Conclusion]:
         if not q.search_query:
             return []
         vector = await embedder.embed_one(q.search_query)
         return await memory.conclusions_semantic(pool, *pair, vector, semantic_k,
                                                  q.search_max_distance)
 
-    async def frequent() -> list[asyncpg.Record]:
+    async def frequent() -> list[Conclusion]:
         if not q.include_most_frequent:
             return []
         return await memory.conclusions_reinforced(pool, *pair, frequent_k)
@@ -70,16 +71,16 @@ async def select_conclusions(pool: asyncpg.Pool, embedder: Any,
     return list(picked.values())
 
 
-def render(rows: list[asyncpg.Record]) -> str:
+def render(conclusions: list[Conclusion]) -> str:
     """Markdown: one section per level, each line prefixed with its time; derived ones list
     their premises."""
     parts: list[str] = []
     for level, title in SECTIONS:
         lines = [
-            f"- [{r['created_at']:%Y-%m-%d %H:%M:%S}] {r['content']}"
-            + (f" (premises: {', '.join(r['premise_ids'])})" if r["premise_ids"] else "")
-            for r in sorted((r for r in rows if r["level"] == level),
-                            key=lambda r: r["created_at"])
+            f"- [{c.created_at:%Y-%m-%d %H:%M:%S}] {c.content}"
+            + (f" (premises: {', '.join(c.premise_ids)})" if c.premise_ids else "")
+            for c in sorted((c for c in conclusions if c.level == level),
+                            key=lambda c: c.created_at)
         ]
         if lines:
             parts.append(f"## {title} conclusions\n" + "\n".join(lines))

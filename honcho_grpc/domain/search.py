@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
+from honcho_grpc.domain.transactions import transaction
+from honcho_grpc.model import Json, Message, Vector
+from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.store import search as store
-from honcho_grpc.store.search import Scope
+from honcho_grpc.store.search import Candidate, Scope
 
 TEXT_WEIGHT = 0.5        # 1 - TEXT_WEIGHT goes to the vector arm
 RARE_LEXEMES = 4         # query words used to find text candidates
@@ -28,49 +31,48 @@ CANDIDATES = 50          # per arm, at least
 __all__ = ["Hit", "Scope", "search_messages"]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Hit:
-    row: asyncpg.Record
+    message: Message
     score: float
 
 
-async def _ready(vector: Any) -> Any:
+async def _ready(vector: Vector | Awaitable[Vector]) -> Vector:
     # Shielded: cancelling this search must not cancel a vector other readers await too.
     return await asyncio.shield(vector) if inspect.isawaitable(vector) else vector
 
 
-def fuse(scored: list[asyncpg.Record]) -> dict[str, float]:
+def fuse(scored: list[Candidate]) -> dict[str, float]:
     """score = w * bm25 / max(bm25) + (1 - w) * min-max(cosine); unembedded rows get the
     lowest cosine of the pool."""
-    top_bm = max((r["bm25"] for r in scored), default=0.0) or 1.0
-    cosines = [r["cosine"] for r in scored if r["cosine"] is not None]
+    top_bm = max((c.bm25 for c in scored), default=0.0) or 1.0
+    cosines = [c.cosine for c in scored if c.cosine is not None]
     low, high = (min(cosines), max(cosines)) if cosines else (0.0, 1.0)
     span = (high - low) or 1.0
     return {
-        r["message_id"]: TEXT_WEIGHT * r["bm25"] / top_bm + (1 - TEXT_WEIGHT) * (
-            ((r["cosine"] if r["cosine"] is not None else low) - low) / span)
-        for r in scored
+        c.message_id: TEXT_WEIGHT * c.bm25 / top_bm + (1 - TEXT_WEIGHT) * (
+            ((c.cosine if c.cosine is not None else low) - low) / span)
+        for c in scored
     }
 
 
-async def search_messages(pool: asyncpg.Pool, embedder: Any, scope: Scope, query: str,
-                          filters: dict[str, Any] | None, limit: int, *,
-                          vector: Any = None) -> list[Hit]:
+async def search_messages(pool: asyncpg.Pool, embedder: Embedder, scope: Scope, query: str,
+                          filters: Json | None, limit: int, *,
+                          vector: Vector | Awaitable[Vector] | None = None) -> list[Hit]:
     """`vector`: the query's embedding when the caller already has it (or a future of it)."""
     n = max(CANDIDATES, limit * 4)
     # The query is embedded (in a thread) while the text arm runs in the database.
     embedding = asyncio.ensure_future(embedder.embed_one(query) if vector is None
                                       else _ready(vector))
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with transaction(pool) as conn:
             # Everything that does not need the query's vector runs while it is computed.
             lexemes = await store.rare_lexemes(conn, scope.workspace_id, query, RARE_LEXEMES,
                                                 COMMON_SHARE)
             text_ids = await store.text_candidates(conn, scope, filters, lexemes, n)
             exact = await store.plan_vector_scan(conn, scope, n)
-            vector = await embedding
-            scored = await store.score_candidates(conn, scope, filters, query, vector,
-                                                  text_ids, n, exact)
+            scored = await store.score_candidates(conn, scope, filters, query,
+                                                  await embedding, text_ids, n, exact)
             if not scored:
                 return []
             scores = fuse(scored)

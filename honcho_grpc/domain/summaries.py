@@ -11,6 +11,7 @@ import asyncpg
 
 from honcho_grpc.domain.derivation import transcript_line
 from honcho_grpc.domain.events import SUMMARY_CREATED
+from honcho_grpc.domain.transactions import connection
 from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.store import events, memory
 
@@ -36,22 +37,22 @@ async def read_input(pool: asyncpg.Pool, workspace_id: str, session_id: str,
                      summary_type: str, upto_seq: int) -> Input | None:
     """None when a stored summary of the tier reaches `upto_seq` already, or there is no
     message to summarise."""
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         prev = (await memory.summaries(conn, workspace_id, session_id)).get(summary_type)
-        after = prev["last_message_seq"] if prev else 0
+        after = prev.last_message_seq if prev else 0
         if after >= upto_seq:
             return None
         rows = await memory.messages_to_summarize(conn, workspace_id, session_id, after,
                                                   upto_seq, MAX_INPUT_TOKENS)
     if not rows:
         return None
-    words = max(MIN_WORDS, int(0.75 * min(sum(r["token_count"] for r in rows),
+    words = max(MIN_WORDS, int(0.75 * min(sum(r.token_count for r in rows),
                                           MAX_TOKENS[summary_type])))
     if summary_type == "long":
         words = int(0.75 * MAX_TOKENS[summary_type])
-    return Input(prev["content"] if prev else "",
-                 [transcript_line(r["created_at"], r["peer_id"], r["content"]) for r in rows],
-                 words, rows[-1]["message_id"], rows[-1]["seq"])
+    return Input(prev.content if prev else "",
+                 [transcript_line(r.created_at, r.peer_id, r.content) for r in rows],
+                 words, rows[-1].message_id, rows[-1].seq)
 
 
 async def save(conn: asyncpg.Connection, workspace_id: str, session_id: str, summary_type: str,

@@ -1,6 +1,7 @@
-"""Webhooks as the domain sees them: which URLs may receive events (the SSRF policy, checked
-when an endpoint is registered and again at every delivery), and the signed body a delivery
-carries. Delivery itself is the worker's (honcho_grpc/worker/tasks/webhook.py)."""
+"""Webhooks as the domain sees them: a workspace's endpoints (at most `WEBHOOK_MAX_ENDPOINTS`,
+one per URL), which URLs may receive events (the SSRF policy, checked when an endpoint is
+registered and again at every delivery), and the signed body a delivery carries. Delivery
+itself is the worker's (honcho_grpc/worker/tasks/webhook.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ import json
 import socket
 from typing import Any
 from urllib.parse import urlsplit
+
+import asyncpg
+
+from honcho_grpc.domain import workspaces
+from honcho_grpc.domain.transactions import transaction
+from honcho_grpc.errors import InvalidArgument, failed_precondition, not_found
+from honcho_grpc.ids import new_id
+from honcho_grpc.model import Page, WebhookEndpoint
+from honcho_grpc.settings import WebhookSettings
+from honcho_grpc.store import queue
+from honcho_grpc.store import webhooks as store
 
 SIGNATURE_HEADER = "X-Honcho-Signature"
 MAX_URL_CHARS = 2048
@@ -98,3 +110,52 @@ def body_for(event_type: str, data: dict[str, Any], timestamp: str) -> bytes:
 
 def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+TEST_EVENT = "test.event"
+
+
+async def register(pool: asyncpg.Pool, settings: WebhookSettings, workspace_id: str,
+                   url: str) -> tuple[WebhookEndpoint, bool]:
+    """The workspace's endpoint for `url`, created unless it exists (then `False`). The URL
+    must pass the SSRF policy (INVALID_ARGUMENT on `url`); a workspace holds at most
+    `settings.max_endpoints` (FAILED_PRECONDITION)."""
+    try:
+        await check_url(url, settings.allow_private)
+    except UrlRefused as exc:
+        raise InvalidArgument.field("url", str(exc), reason="WEBHOOK_URL_REFUSED") from exc
+    await workspaces.get(pool, workspace_id)
+    async with transaction(pool) as conn:
+        # Creations in one workspace take turns, so that the limit holds under concurrency.
+        await store.lock_endpoints(conn, workspace_id)
+        existing = await store.endpoint_by_url(conn, workspace_id, url)
+        if existing is not None:
+            return existing, False
+        limit = settings.max_endpoints
+        if await store.count_endpoints(conn, workspace_id) >= limit:
+            raise failed_precondition(f"a workspace has at most {limit} webhook endpoints",
+                                      "WEBHOOK_ENDPOINT_LIMIT", limit=str(limit))
+        return await store.insert_endpoint(conn, workspace_id, new_id(), url), True
+
+
+async def endpoints(pool: asyncpg.Pool, workspace_id: str, page_size: int,
+                    token: str) -> Page[WebhookEndpoint]:
+    await workspaces.get(pool, workspace_id)
+    return await store.list_endpoints(pool, workspace_id, page_size, token)
+
+
+async def remove(pool: asyncpg.Pool, workspace_id: str, endpoint_id: str) -> None:
+    """The endpoint and its undelivered events go."""
+    async with transaction(pool) as conn:
+        found = await store.delete_endpoint(conn, workspace_id, endpoint_id)
+        await queue.drop_undelivered(conn, workspace_id, endpoint_id)
+    if not found:
+        raise not_found("webhook_endpoint", workspaceId=workspace_id, endpointId=endpoint_id)
+
+
+async def send_test(pool: asyncpg.Pool, workspace_id: str) -> int:
+    """Queue a test event to every endpoint of the workspace; returns how many."""
+    await workspaces.get(pool, workspace_id)
+    async with transaction(pool) as conn:
+        return await queue.enqueue_webhook_deliveries(conn, workspace_id, TEST_EVENT,
+                                                      {"workspace_id": workspace_id})

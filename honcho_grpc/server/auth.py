@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import grpc
 import jwt
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -53,6 +54,7 @@ from honcho_grpc_proto.v1 import (
     workspace_pb2,
 )
 
+from honcho_grpc.domain import sessions
 from honcho_grpc.errors import HonchoError, permission_denied, unauthenticated
 from honcho_grpc.server.interceptors import before, wrap_handler
 from honcho_grpc.server.validate import ID_RE
@@ -430,16 +432,10 @@ def decide(method: str, policy: Policy | None, claims: Claims, request: Message)
     return Decision(workspace=claims.workspace, peer=claims.peer, sessions=frozenset(named))
 
 
-MEMBERSHIP_SQL = """
-SELECT count(*) FROM session_peers
-WHERE workspace_id = $1 AND peer_id = $2 AND session_id = ANY($3::text[]) AND left_at IS NULL
-"""
-
-
 class Authorizer:
     """Verifies tokens and applies POLICIES; `pool` answers the membership question."""
 
-    def __init__(self, settings: AuthSettings, pool: Any,
+    def __init__(self, settings: AuthSettings, pool: asyncpg.Pool,
                  policies: dict[str, Policy] | None = None) -> None:
         self.key = check_secret(settings.jwt_secret.get_secret_value())
         self.pool = pool
@@ -461,9 +457,8 @@ class Authorizer:
         wanted = decision.sessions - (members_of or set())
         if not wanted:
             return
-        count = await self.pool.fetchval(MEMBERSHIP_SQL, decision.workspace, decision.peer,
-                                         sorted(wanted))
-        if count != len(wanted):
+        if not await sessions.peer_is_member(self.pool, decision.workspace, decision.peer,
+                                             wanted):
             raise _denied(method, "SESSION_MEMBERSHIP_REQUIRED",
                           "the peer is not an active member of the session")
         if members_of is not None:
@@ -492,7 +487,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     Register it after the ErrorInterceptor (so it runs inside it and its refusals become
     rich statuses)."""
 
-    def __init__(self, settings: AuthSettings, pool: Any,
+    def __init__(self, settings: AuthSettings, pool: asyncpg.Pool,
                  policies: dict[str, Policy] | None = None) -> None:
         self.authorizer = Authorizer(settings, pool, policies)
 

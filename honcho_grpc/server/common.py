@@ -1,13 +1,13 @@
-"""Small helpers shared by servicers: field masks, page sizes, metadata, 404s."""
+"""Small helpers shared by servicers: field masks, page sizes, filters."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import field_mask_pb2, json_format
+from google.protobuf import field_mask_pb2, json_format, struct_pb2
 from google.protobuf.message import Message as ProtoMessage
 
-from honcho_grpc.errors import HonchoError, not_found
+from honcho_grpc.model import Json
 from honcho_grpc.server import convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker
@@ -19,7 +19,7 @@ OUTPUT_ONLY = frozenset({"id", "workspace_id", "session_id", "peer_id", "create_
 
 
 def mask_changes(resource: ProtoMessage, mask: field_mask_pb2.FieldMask, allowed: set[str],
-                 c: Checker, field: str) -> dict[str, Any]:
+                 c: Checker, field: str) -> Json:
     """Columns to update from an AIP-134 field mask: absent = every populated field, `*` = all
     allowed fields, unknown paths rejected, output-only paths ignored."""
     paths = list(mask.paths)
@@ -27,7 +27,7 @@ def mask_changes(resource: ProtoMessage, mask: field_mask_pb2.FieldMask, allowed
         paths = [p for p in sorted(allowed) if resource.HasField(p)]
     elif paths == ["*"]:
         paths = sorted(allowed)
-    changes: dict[str, Any] = {}
+    changes: Json = {}
     for path in paths:
         top = path.split(".", 1)[0]
         if top in allowed and path == top:
@@ -45,7 +45,7 @@ def page_size(deps: Deps, value: int, c: Checker) -> int:
                       deps.settings.app.max_page_size, c)
 
 
-def filters(c: Checker, value: Any) -> dict[str, Any] | None:
+def filters(c: Checker, value: struct_pb2.Struct | None) -> Json | None:
     """The filter Struct as a dict (None when empty). Its shape, depth and operands are
     checked by the compiler (store/filters.py); here only its size is bounded."""
     if value is None or not value.fields:
@@ -56,16 +56,3 @@ def filters(c: Checker, value: Any) -> dict[str, Any] | None:
     data: dict[str, Any] = json_format.MessageToDict(value)
     return data
 
-
-def require(row: Any, kind: str, **ids: str) -> Any:
-    if row is None:
-        raise not_found(kind, **ids)
-    return row
-
-
-def check_found(found: bool, kind: str, **ids: str) -> None:
-    if not found:
-        raise not_found(kind, **ids)
-
-
-__all__ = ["HonchoError", "check_found", "filters", "mask_changes", "page_size", "require"]

@@ -1,14 +1,16 @@
-"""Rows to protobuf messages (and the few dict conversions going the other way)."""
+"""Domain values (honcho_grpc/model.py) to protobuf messages, and the few dict conversions
+going the other way."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import asyncpg
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message as ProtoMessage
 from honcho_grpc_proto.v1 import resources_pb2 as pb
+
+from honcho_grpc import model
 
 M = TypeVar("M", bound=ProtoMessage)
 
@@ -50,65 +52,65 @@ def from_dict(data: dict[str, Any] | None, cls: type[M]) -> M:
     return json_format.ParseDict(data or {}, cls(), ignore_unknown_fields=True)
 
 
-def workspace(row: asyncpg.Record) -> pb.Workspace:
-    return pb.Workspace(id=row["workspace_id"], metadata=struct(row["metadata"]),
-                        configuration=from_dict(row["configuration"], pb.Configuration),
-                        create_time=ts(row["created_at"]))
+def workspace(w: model.Workspace) -> pb.Workspace:
+    return pb.Workspace(id=w.workspace_id, metadata=struct(w.metadata),
+                        configuration=from_dict(w.configuration, pb.Configuration),
+                        create_time=ts(w.created_at))
 
 
-def peer(row: asyncpg.Record) -> pb.Peer:
-    return pb.Peer(id=row["peer_id"], workspace_id=row["workspace_id"],
-                   metadata=struct(row["metadata"]),
-                   configuration=from_dict(row["configuration"], pb.PeerConfiguration),
-                   create_time=ts(row["created_at"]))
+def peer(p: model.Peer) -> pb.Peer:
+    return pb.Peer(id=p.peer_id, workspace_id=p.workspace_id, metadata=struct(p.metadata),
+                   configuration=from_dict(p.configuration, pb.PeerConfiguration),
+                   create_time=ts(p.created_at))
 
 
-def session(row: asyncpg.Record) -> pb.Session:
-    return pb.Session(id=row["session_id"], workspace_id=row["workspace_id"],
-                      active=row["active"], metadata=struct(row["metadata"]),
-                      configuration=from_dict(row["configuration"], pb.Configuration),
-                      create_time=ts(row["created_at"]))
+def session(s: model.Session) -> pb.Session:
+    return pb.Session(id=s.session_id, workspace_id=s.workspace_id, active=s.active,
+                      metadata=struct(s.metadata),
+                      configuration=from_dict(s.configuration, pb.Configuration),
+                      create_time=ts(s.created_at))
 
 
-def session_peer(row: asyncpg.Record) -> pb.SessionPeer:
+def session_peer_config(m: model.SessionPeer) -> pb.SessionPeerConfiguration:
     config = pb.SessionPeerConfiguration()
-    if row["observe_me"] is not None:
-        config.observe_me = row["observe_me"]
-    if row["observe_others"] is not None:
-        config.observe_others = row["observe_others"]
-    return pb.SessionPeer(peer_id=row["peer_id"], configuration=config,
-                          join_time=ts(row["joined_at"]), leave_time=ts(row["left_at"]))
+    if m.observe_me is not None:
+        config.observe_me = m.observe_me
+    if m.observe_others is not None:
+        config.observe_others = m.observe_others
+    return config
 
 
-def message(row: asyncpg.Record) -> pb.Message:
-    return pb.Message(id=row["message_id"], workspace_id=row["workspace_id"],
-                      session_id=row["session_id"], peer_id=row["peer_id"],
-                      content=row["content"], metadata=struct(row["metadata"]),
-                      token_count=row["token_count"], sequence=row["seq"],
-                      create_time=ts(row["created_at"]))
+def session_peer(m: model.SessionPeer) -> pb.SessionPeer:
+    return pb.SessionPeer(peer_id=m.peer_id, configuration=session_peer_config(m),
+                          join_time=ts(m.joined_at), leave_time=ts(m.left_at))
 
 
-def conclusion(row: asyncpg.Record) -> pb.Conclusion:
+def message(m: model.Message) -> pb.Message:
+    return pb.Message(id=m.message_id, workspace_id=m.workspace_id, session_id=m.session_id,
+                      peer_id=m.peer_id, content=m.content, metadata=struct(m.metadata),
+                      token_count=m.token_count, sequence=m.seq, create_time=ts(m.created_at))
+
+
+def conclusion(c: model.Conclusion) -> pb.Conclusion:
     return pb.Conclusion(
-        id=row["conclusion_id"], workspace_id=row["workspace_id"],
-        observer_id=row["observer_id"], observed_id=row["observed_id"],
-        session_id=row["session_id"] or "", content=row["content"], level=LEVELS[row["level"]],
-        premise_ids=row["premise_ids"], source_message_ids=row["source_message_ids"],
-        times_derived=row["times_derived"], create_time=ts(row["created_at"]),
-        valid=row["invalidated_at"] is None, invalidate_time=ts(row["invalidated_at"]),
-        superseded_by_id=row["superseded_by"] or "",
+        id=c.conclusion_id, workspace_id=c.workspace_id, observer_id=c.observer_id,
+        observed_id=c.observed_id, session_id=c.session_id or "", content=c.content,
+        level=LEVELS[c.level], premise_ids=c.premise_ids,
+        source_message_ids=c.source_message_ids, times_derived=c.times_derived,
+        create_time=ts(c.created_at), valid=c.valid, invalidate_time=ts(c.invalidated_at),
+        superseded_by_id=c.superseded_by or "",
     )
 
 
-def summary(row: asyncpg.Record | None) -> pb.Summary | None:
-    if row is None:
+def summary(s: model.Summary | None) -> pb.Summary | None:
+    if s is None:
         return None
-    return pb.Summary(content=row["content"], type=SUMMARY_TYPES[row["summary_type"]],
-                      last_message_id=row["last_message_id"],
-                      last_message_sequence=row["last_message_seq"],
-                      token_count=row["token_count"], create_time=ts(row["created_at"]))
+    return pb.Summary(content=s.content, type=SUMMARY_TYPES[s.summary_type],
+                      last_message_id=s.last_message_id,
+                      last_message_sequence=s.last_message_seq, token_count=s.token_count,
+                      create_time=ts(s.created_at))
 
 
-def webhook(row: asyncpg.Record) -> pb.WebhookEndpoint:
-    return pb.WebhookEndpoint(id=row["endpoint_id"], workspace_id=row["workspace_id"],
-                              url=row["url"], create_time=ts(row["created_at"]))
+def webhook(e: model.WebhookEndpoint) -> pb.WebhookEndpoint:
+    return pb.WebhookEndpoint(id=e.endpoint_id, workspace_id=e.workspace_id, url=e.url,
+                              create_time=ts(e.created_at))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+import asyncpg
 
 from honcho_grpc.db.pool import Database
+from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.providers.llm import LLMProvider
 from honcho_grpc.settings import Settings
 
@@ -14,9 +16,9 @@ from honcho_grpc.settings import Settings
 class Deps:
     settings: Settings
     db: Database
-    embedder: Any  # honcho_grpc.providers.embeddings.Embedder
+    embedder: Embedder
     llm: LLMProvider  # the configured provider, the offline `local` one by default
 
     @property
-    def pool(self) -> Any:
+    def pool(self) -> asyncpg.Pool:
         return self.db.pool

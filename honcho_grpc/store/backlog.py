@@ -1,12 +1,102 @@
-"""SQL for the embedding backlog's clean-up when messages are deleted."""
+"""SQL for the embedding backlog: claiming due messages, storing their vectors, backing off
+failures, and the clean-up when messages are deleted."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import NamedTuple
+
 import asyncpg
 
+from honcho_grpc.model import Vector
+from honcho_grpc.store import Conn, Executor, search_stats
+from honcho_grpc.store.rows import every
 
-async def forget_where(conn: asyncpg.Connection, workspace_id: str, condition: str,
-                       *args: object) -> None:
+
+class Pending(NamedTuple):
+    """A claimed backlog row and its message (`content` None: the message is gone)."""
+
+    workspace_id: str
+    message_id: str
+    attempts: int
+    session_id: str | None
+    peer_id: str | None
+    content: str | None
+
+
+async def claim_due(conn: Conn, limit: int) -> list[Pending]:
+    """Up to `limit` due rows, locked for this transaction; rows another drainer holds are
+    skipped."""
+    rows = await conn.fetch(
+        """
+        SELECT b.workspace_id, b.message_id, b.attempts, m.session_id, m.peer_id, m.content
+        FROM embedding_backlog b LEFT JOIN messages m
+          ON m.workspace_id = b.workspace_id AND m.message_id = b.message_id
+        WHERE b.run_after <= now() ORDER BY b.run_after LIMIT $1
+        FOR UPDATE OF b SKIP LOCKED
+        """,
+        limit,
+    )
+    return every(Pending, rows)
+
+
+async def store_embeddings(conn: Conn, items: list[Pending], model: str,
+                           vectors: Sequence[Vector]) -> None:
+    """The messages' vectors (replacing older ones), counted in the search statistics."""
+    await conn.executemany(
+        "INSERT INTO message_embeddings (workspace_id, message_id, session_id, "
+        "peer_id, model, embedding) VALUES ($1, $2, $3, $4, $5, $6) "
+        "ON CONFLICT (workspace_id, message_id) "
+        "DO UPDATE SET embedding = EXCLUDED.embedding, model = EXCLUDED.model",
+        [(p.workspace_id, p.message_id, p.session_id, p.peer_id, model, v)
+         for p, v in zip(items, vectors, strict=True)],
+    )
+    await search_stats.add_messages(conn, [p.workspace_id for p in items],
+                                    [p.message_id for p in items])
+
+
+async def forget(conn: Conn, items: list[Pending]) -> None:
+    if items:
+        await conn.execute(
+            "DELETE FROM embedding_backlog b USING unnest($1::text[], $2::text[]) "
+            "AS d(ws, id) WHERE b.workspace_id = d.ws AND b.message_id = d.id",
+            [p.workspace_id for p in items], [p.message_id for p in items],
+        )
+
+
+async def back_off(conn: Conn, items: list[Pending], error: str, max_seconds: int) -> None:
+    """Try again later: after 2^attempts seconds, at most `max_seconds`."""
+    await conn.execute(
+        "UPDATE embedding_backlog b SET attempts = attempts + 1, last_error = $3, "
+        "run_after = now() + make_interval(secs => least($4, 2 ^ (attempts + 1))) "
+        "FROM unnest($1::text[], $2::text[]) AS d(ws, id) "
+        "WHERE b.workspace_id = d.ws AND b.message_id = d.id",
+        [p.workspace_id for p in items], [p.message_id for p in items], error, max_seconds,
+    )
+
+
+async def pending_count(conn: Executor) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM embedding_backlog"))
+
+
+@contextlib.asynccontextmanager
+async def listening(pool: asyncpg.Pool, channel: str,
+                    on_notify: Callable[..., None]) -> AsyncIterator[None]:
+    """LISTEN on `channel` with one pooled connection for as long as the block runs."""
+    conn = await pool.acquire()
+    try:
+        await conn.add_listener(channel, on_notify)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, asyncpg.InterfaceError):
+                await conn.remove_listener(channel, on_notify)
+    finally:
+        await pool.release(conn)
+
+
+async def forget_where(conn: Conn, workspace_id: str, condition: str, *args: object) -> None:
     """Drop backlog rows of the messages matching `condition` (SQL over alias m, args from
     $2), before those messages are deleted."""
     await conn.execute(

@@ -1,38 +1,20 @@
-"""SQL for conclusions: insert, list, semantic query, delete."""
+"""SQL for conclusions: insert, list, semantic query, delete (with what was built on them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
-import asyncpg
 import numpy as np
 from pgvector import Vector
 
+from honcho_grpc.model import Conclusion, Json, NewConclusion, Page
+from honcho_grpc.store import Conn, Executor
 from honcho_grpc.store import filters as f
-from honcho_grpc.store.pages import Page, binding, keyset_page
+from honcho_grpc.store.pages import binding, keyset_page
+from honcho_grpc.store.rows import columns, every
 
-Conn: TypeAlias = asyncpg.Connection
-
-COLUMNS = ("workspace_id, conclusion_id, observer_id, observed_id, session_id, content, level, "
-           "premise_ids, source_message_ids, times_derived, internal_metadata, created_at, "
-           "invalidated_at, superseded_by")
-C_COLUMNS = ", ".join(f"c.{c.strip()}" for c in COLUMNS.split(","))
-
-
-@dataclass
-class NewConclusion:
-    conclusion_id: str
-    observer_id: str
-    observed_id: str
-    session_id: str | None
-    content: str
-    embedding: np.ndarray | None
-    model: str | None
-    level: str = "explicit"
-    premise_ids: list[str] = field(default_factory=list)
-    source_message_ids: list[str] = field(default_factory=list)
-    internal_metadata: dict[str, Any] = field(default_factory=dict)
+COLUMNS = columns(Conclusion)
+C_COLUMNS = columns(Conclusion, "c")
 
 
 # clock_timestamp(), not now(): the rows of one call keep the order they were given in (a
@@ -54,12 +36,12 @@ def _insert_args(workspace_id: str, c: NewConclusion) -> tuple[Any, ...]:
 
 
 async def insert_conclusions(conn: Conn, workspace_id: str,
-                             items: list[NewConclusion]) -> list[asyncpg.Record]:
+                             items: list[NewConclusion]) -> list[Conclusion]:
     rows = []
     # executemany cannot RETURN; batches are <= 100, so one statement per row is fine here.
     for c in items:
         rows.append(await conn.fetchrow(INSERT, *_insert_args(workspace_id, c)))
-    return rows
+    return every(Conclusion, rows)
 
 
 async def add_conclusions(conn: Conn, workspace_id: str, items: list[NewConclusion]) -> None:
@@ -68,9 +50,9 @@ async def add_conclusions(conn: Conn, workspace_id: str, items: list[NewConclusi
         await conn.executemany(INSERT, [_insert_args(workspace_id, c) for c in items])
 
 
-async def list_conclusions(conn: Conn | asyncpg.Pool, workspace_id: str,
-                           filters: dict[str, Any] | None, include_invalid: bool,
-                           reverse: bool, page_size: int, token: str) -> Page:
+async def list_conclusions(conn: Executor, workspace_id: str, filters: Json | None,
+                           include_invalid: bool, reverse: bool, page_size: int,
+                           token: str) -> Page[Conclusion]:
     params = f.Params()
     where = f"c.workspace_id = {params.add(workspace_id)} AND " + f.compile_filter(
         filters, f.conclusion_filters("c"), params)
@@ -78,18 +60,18 @@ async def list_conclusions(conn: Conn | asyncpg.Pool, workspace_id: str,
         where += " AND c.invalidated_at IS NULL"
     # Newest first by default, as callers usually want what was learned last.
     return await keyset_page(
-        conn, select=f"SELECT {C_COLUMNS} FROM conclusions c", where=where, params=params,
-        order=("c.created_at", "c.conclusion_id"), reverse=not reverse, page_size=page_size,
-        token=token, bound_to=binding("conclusions", workspace_id, filters, include_invalid,
-                                      reverse),
+        conn, Conclusion, select=f"SELECT {C_COLUMNS} FROM conclusions c", where=where,
+        params=params, order=("c.created_at", "c.conclusion_id"), reverse=not reverse,
+        page_size=page_size, token=token,
+        bound_to=binding("conclusions", workspace_id, filters, include_invalid, reverse),
     )
 
 
-async def query_conclusions(conn: Conn | asyncpg.Pool, workspace_id: str, observer_id: str,
+async def query_conclusions(conn: Executor, workspace_id: str, observer_id: str,
                             observed_id: str, embedding: np.ndarray, top_k: int,
-                            max_distance: float, filters: dict[str, Any] | None,
-                            levels: list[str] | None = None) -> list[asyncpg.Record]:
-    """Nearest valid conclusions of one (observer, observed) pair, with their distance."""
+                            max_distance: float, filters: Json | None,
+                            levels: list[str] | None = None) -> list[Conclusion]:
+    """Nearest valid conclusions of one (observer, observed) pair, nearest first."""
     params = f.Params()
     where = [
         f"c.workspace_id = {params.add(workspace_id)}",
@@ -104,9 +86,9 @@ async def query_conclusions(conn: Conn | asyncpg.Pool, workspace_id: str, observ
     distance = f"(c.embedding <=> {vec}::vector)"
     if max_distance > 0:
         where.append(f"{distance} <= {params.add(max_distance)}::double precision")
-    sql = (f"SELECT {C_COLUMNS}, {distance} AS distance FROM conclusions c "
+    sql = (f"SELECT {C_COLUMNS} FROM conclusions c "
            f"WHERE {' AND '.join(where)} ORDER BY {distance} LIMIT {params.add(top_k)}")
-    return list(await conn.fetch(sql, *params.values))
+    return every(Conclusion, await conn.fetch(sql, *params.values))
 
 
 async def delete_conclusion(conn: Conn, workspace_id: str, conclusion_id: str) -> bool:
@@ -206,3 +188,31 @@ async def supersede(conn: Conn, workspace_id: str, old_id: str, new_id: str) -> 
         "WHERE workspace_id = $1 AND conclusion_id = $2 AND invalidated_at IS NULL",
         workspace_id, old_id, new_id)
     return status != "UPDATE 0"
+
+
+async def delete_conclusions_derived_from(conn: Conn, workspace_id: str, *,
+                                          session_id: str | None = None,
+                                          message_ids: list[str] | None = None) -> int:
+    """Delete the conclusions sourced from a session or from messages, and, transitively,
+    every conclusion that has one of them as a premise."""
+    if session_id is not None:
+        seed = "c.session_id = $2"
+        arg: str | list[str] = session_id
+    else:
+        seed = "c.source_message_ids && $2::text[]"
+        arg = message_ids or []
+    status: str = await conn.execute(
+        f"""
+        WITH RECURSIVE doomed(conclusion_id) AS (
+            SELECT c.conclusion_id FROM conclusions c WHERE c.workspace_id = $1 AND {seed}
+            UNION
+            SELECT c.conclusion_id FROM conclusions c JOIN doomed d
+              ON c.premise_ids @> ARRAY[d.conclusion_id]
+            WHERE c.workspace_id = $1
+        )
+        DELETE FROM conclusions c USING doomed d
+        WHERE c.workspace_id = $1 AND c.conclusion_id = d.conclusion_id
+        """,
+        workspace_id, arg,
+    )
+    return int(status.split()[-1])

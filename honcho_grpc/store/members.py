@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
-import asyncpg
-
+from honcho_grpc.model import Member, Page, PeerSettings, SessionPeer
+from honcho_grpc.store import Conn, Executor
 from honcho_grpc.store.filters import Params
-from honcho_grpc.store.pages import Page, binding, keyset_page
-from honcho_grpc.store.resources import ensure_peers
+from honcho_grpc.store.pages import binding, keyset_page
+from honcho_grpc.store.peers import ensure_peers
+from honcho_grpc.store.rows import columns, every, one
 
-Conn: TypeAlias = asyncpg.Connection
-# peer_id -> (observe_me, observe_others); None keeps/inherits.
-PeerSettings = dict[str, tuple[bool | None, bool | None]]
+MEMBER = columns(SessionPeer)
 
 
 async def add_peers(conn: Conn, workspace_id: str, session_id: str,
@@ -71,45 +68,46 @@ async def set_peers(conn: Conn, workspace_id: str, session_id: str, peers: PeerS
     await add_peers(conn, workspace_id, session_id, peers)
 
 
-async def active_members(conn: Conn | asyncpg.Pool, workspace_id: str,
-                         session_id: str) -> list[asyncpg.Record]:
-    return list(await conn.fetch(
-        "SELECT * FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
+async def active_members(conn: Executor, workspace_id: str, session_id: str) -> list[SessionPeer]:
+    return every(SessionPeer, await conn.fetch(
+        f"SELECT {MEMBER} FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
         "AND left_at IS NULL ORDER BY peer_id", workspace_id, session_id,
     ))
 
 
-async def list_members(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
-                       include_inactive: bool, page_size: int, token: str) -> Page:
+async def list_members(conn: Executor, workspace_id: str, session_id: str,
+                       include_inactive: bool, page_size: int,
+                       token: str) -> Page[SessionPeer]:
     params = Params()
     where = (f"sp.workspace_id = {params.add(workspace_id)} AND "
              f"sp.session_id = {params.add(session_id)}")
     if not include_inactive:
         where += " AND sp.left_at IS NULL"
     return await keyset_page(
-        conn, select="SELECT sp.* FROM session_peers sp", where=where, params=params,
+        conn, SessionPeer, select=f"SELECT {columns(SessionPeer, 'sp')} FROM session_peers sp",
+        where=where, params=params,
         order=("sp.peer_id",), reverse=False, page_size=page_size, token=token,
         bound_to=binding("members", workspace_id, session_id, include_inactive),
     )
 
 
-async def get_member(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
-                     peer_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
+async def get_member(conn: Executor, workspace_id: str, session_id: str,
+                     peer_id: str) -> SessionPeer | None:
+    return one(SessionPeer, await conn.fetchrow(
+        f"SELECT {MEMBER} FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
         "AND peer_id = $3", workspace_id, session_id, peer_id,
-    )
+    ))
 
 
 async def set_member_config(conn: Conn, workspace_id: str, session_id: str, peer_id: str,
                             observe_me: bool | None,
-                            observe_others: bool | None) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+                            observe_others: bool | None) -> SessionPeer | None:
+    return one(SessionPeer, await conn.fetchrow(
         "UPDATE session_peers SET observe_me = coalesce($4, observe_me), "
         "observe_others = coalesce($5, observe_others) "
-        "WHERE workspace_id = $1 AND session_id = $2 AND peer_id = $3 RETURNING *",
+        f"WHERE workspace_id = $1 AND session_id = $2 AND peer_id = $3 RETURNING {MEMBER}",
         workspace_id, session_id, peer_id, observe_me, observe_others,
-    )
+    ))
 
 
 async def count_observers(conn: Conn, workspace_id: str, session_id: str) -> int:
@@ -120,9 +118,9 @@ async def count_observers(conn: Conn, workspace_id: str, session_id: str) -> int
 
 
 async def observation_settings(conn: Conn, workspace_id: str,
-                               session_id: str) -> list[asyncpg.Record]:
+                               session_id: str) -> list[Member]:
     """Every member (active or not) with the settings that decide who observes whom."""
-    return list(await conn.fetch(
+    return every(Member, await conn.fetch(
         """
         SELECT sp.peer_id, sp.left_at IS NULL AS active,
                coalesce(sp.observe_me, (p.configuration->>'observe_me')::boolean, true)
@@ -133,3 +131,21 @@ async def observation_settings(conn: Conn, workspace_id: str,
         """,
         workspace_id, session_id,
     ))
+
+
+async def copy_members(conn: Conn, workspace_id: str, source_id: str, target_id: str) -> None:
+    """The source session's memberships (past ones too, with their times) into the target."""
+    await conn.execute(
+        "INSERT INTO session_peers (workspace_id, session_id, peer_id, observe_me, "
+        "observe_others, joined_at, left_at) SELECT workspace_id, $3, peer_id, observe_me, "
+        "observe_others, joined_at, left_at FROM session_peers "
+        "WHERE workspace_id = $1 AND session_id = $2", workspace_id, source_id, target_id)
+
+
+async def count_memberships(conn: Executor, workspace_id: str, peer_id: str,
+                            session_ids: list[str]) -> int:
+    """Of `session_ids`, how many the peer is an active member of."""
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM session_peers WHERE workspace_id = $1 AND peer_id = $2 "
+        "AND session_id = ANY($3::text[]) AND left_at IS NULL",
+        workspace_id, peer_id, session_ids))

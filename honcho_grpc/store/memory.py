@@ -5,24 +5,28 @@ the dialectic's tools look up."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeAlias
 
 import asyncpg
 import numpy as np
 
+from honcho_grpc.model import Conclusion, Message, PeerCard, Summary
+from honcho_grpc.store import Conn, Executor
 from honcho_grpc.store.conclusions import C_COLUMNS
-from honcho_grpc.store.messages import M_COLUMNS
+from honcho_grpc.store.messages import COLUMNS, M_COLUMNS
+from honcho_grpc.store.rows import columns, every, one
 
-Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+SUMMARY = columns(Summary)
+PEER_CARD = columns(PeerCard)
 # Rows scanned at most when filling a token budget with recent messages (each >= 1 token).
 MAX_CONTEXT_MESSAGES = 2000
 
 
-async def summaries(conn: Conn, workspace_id: str, session_id: str) -> dict[str, asyncpg.Record]:
+async def summaries(conn: Executor, workspace_id: str, session_id: str) -> dict[str, Summary]:
+    """The session's summaries by type ("short", "long"); a type not written yet is absent."""
     rows = await conn.fetch(
-        "SELECT * FROM summaries WHERE workspace_id = $1 AND session_id = $2",
+        f"SELECT {SUMMARY} FROM summaries WHERE workspace_id = $1 AND session_id = $2",
         workspace_id, session_id)
-    return {r["summary_type"]: r for r in rows}
+    return {s.summary_type: s for s in every(Summary, rows)}
 
 
 async def save_summary(conn: asyncpg.Connection, workspace_id: str, session_id: str,
@@ -46,22 +50,21 @@ async def save_summary(conn: asyncpg.Connection, workspace_id: str, session_id: 
     return status != "INSERT 0 0"
 
 
-async def peer_card(conn: Conn, workspace_id: str, observer_id: str,
-                    observed_id: str) -> list[str] | None:
-    entries = await conn.fetchval(
-        "SELECT entries FROM peer_cards WHERE workspace_id = $1 AND observer_id = $2 "
-        "AND observed_id = $3", workspace_id, observer_id, observed_id)
-    return list(entries) if entries is not None else None
+async def peer_card(conn: Executor, workspace_id: str, observer_id: str,
+                    observed_id: str) -> PeerCard | None:
+    return one(PeerCard, await conn.fetchrow(
+        f"SELECT {PEER_CARD} FROM peer_cards WHERE workspace_id = $1 AND observer_id = $2 "
+        "AND observed_id = $3", workspace_id, observer_id, observed_id))
 
 
-async def set_peer_card(conn: asyncpg.Connection, workspace_id: str, observer_id: str,
-                        observed_id: str, entries: list[str]) -> list[str]:
-    stored = await conn.fetchval(
+async def set_peer_card(conn: Conn, workspace_id: str, observer_id: str, observed_id: str,
+                        entries: list[str]) -> PeerCard:
+    row = await conn.fetchrow(
         "INSERT INTO peer_cards (workspace_id, observer_id, observed_id, entries) "
         "VALUES ($1, $2, $3, $4) ON CONFLICT (workspace_id, observer_id, observed_id) "
-        "DO UPDATE SET entries = EXCLUDED.entries, updated_at = now() RETURNING entries",
+        f"DO UPDATE SET entries = EXCLUDED.entries, updated_at = now() RETURNING {PEER_CARD}",
         workspace_id, observer_id, observed_id, entries)
-    return list(stored)
+    return PeerCard(*row)
 
 
 def _pair(session_id: str | None) -> str:
@@ -71,27 +74,28 @@ def _pair(session_id: str | None) -> str:
     return base + (" AND c.session_id = $4 AND c.level = 'explicit'" if session_id else "")
 
 
-async def conclusions_recent(conn: Conn, workspace_id: str, observer_id: str, observed_id: str,
-                             session_id: str | None, limit: int) -> list[asyncpg.Record]:
+async def conclusions_recent(conn: Executor, workspace_id: str, observer_id: str,
+                             observed_id: str, session_id: str | None,
+                             limit: int) -> list[Conclusion]:
     args = [workspace_id, observer_id, observed_id] + ([session_id] if session_id else [])
-    return list(await conn.fetch(
+    return every(Conclusion, await conn.fetch(
         f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(session_id)} "
         f"ORDER BY c.created_at DESC, c.conclusion_id DESC LIMIT {int(limit)}", *args))
 
 
-async def conclusions_reinforced(conn: Conn, workspace_id: str, observer_id: str,
+async def conclusions_reinforced(conn: Executor, workspace_id: str, observer_id: str,
                                  observed_id: str, session_id: str | None,
-                                 limit: int) -> list[asyncpg.Record]:
+                                 limit: int) -> list[Conclusion]:
     args = [workspace_id, observer_id, observed_id] + ([session_id] if session_id else [])
-    return list(await conn.fetch(
+    return every(Conclusion, await conn.fetch(
         f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(session_id)} "
         f"AND c.times_derived > 1 ORDER BY c.times_derived DESC, c.created_at DESC "
         f"LIMIT {int(limit)}", *args))
 
 
-async def conclusions_semantic(conn: Conn, workspace_id: str, observer_id: str,
+async def conclusions_semantic(conn: Executor, workspace_id: str, observer_id: str,
                                observed_id: str, session_id: str | None, vector: np.ndarray,
-                               limit: int, max_distance: float) -> list[asyncpg.Record]:
+                               limit: int, max_distance: float) -> list[Conclusion]:
     args: list[object] = [workspace_id, observer_id, observed_id]
     where = _pair(session_id)
     if session_id:
@@ -101,13 +105,13 @@ async def conclusions_semantic(conn: Conn, workspace_id: str, observer_id: str,
     if max_distance > 0:
         args.append(max_distance)
         where += f" AND (c.embedding <=> {q}) <= ${len(args)}"
-    return list(await conn.fetch(
+    return every(Conclusion, await conn.fetch(
         f"SELECT {C_COLUMNS} FROM conclusions c WHERE {where} AND c.embedding IS NOT NULL "
         f"ORDER BY c.embedding <=> {q} LIMIT {int(limit)}", *args))
 
 
-async def recent_messages_within(conn: Conn, workspace_id: str, session_id: str,
-                                 after_seq: int, budget: int) -> list[asyncpg.Record]:
+async def recent_messages_within(conn: Executor, workspace_id: str, session_id: str,
+                                 after_seq: int, budget: int) -> list[Message]:
     """Newest messages after `after_seq` whose token counts add up to at most `budget`,
     oldest first. Reads backwards from the newest through the (session, seq) index and stops
     early, so the cost does not grow with the session's length."""
@@ -115,7 +119,7 @@ async def recent_messages_within(conn: Conn, workspace_id: str, session_id: str,
         return []
     rows = await conn.fetch(
         f"""
-        SELECT * FROM (
+        SELECT {COLUMNS} FROM (
             SELECT {M_COLUMNS}, sum(m.token_count) OVER (ORDER BY m.seq DESC) AS running
             FROM messages m
             WHERE m.workspace_id = $1 AND m.session_id = $2 AND m.seq > $3
@@ -123,36 +127,36 @@ async def recent_messages_within(conn: Conn, workspace_id: str, session_id: str,
         ) recent WHERE running <= $4 ORDER BY seq
         """,
         workspace_id, session_id, after_seq, budget, min(budget, MAX_CONTEXT_MESSAGES))
-    return list(rows)
+    return every(Message, rows)
 
 
 # -- what the dialectic's tools look up --------------------------------------------------------
 
-async def sessions_of_peer(conn: Conn, workspace_id: str, peer_id: str) -> set[str]:
+async def sessions_of_peer(conn: Executor, workspace_id: str, peer_id: str) -> set[str]:
     """Sessions the peer is (or was) a member of: what it has seen."""
     rows = await conn.fetch("SELECT session_id FROM session_peers WHERE workspace_id = $1 "
                             "AND peer_id = $2", workspace_id, peer_id)
     return {r["session_id"] for r in rows}
 
 
-async def conclusions_of_pair(conn: Conn, workspace_id: str, observer_id: str,
+async def conclusions_of_pair(conn: Executor, workspace_id: str, observer_id: str,
                               observed_id: str, conclusion_ids: list[str]
-                              ) -> list[asyncpg.Record]:
+                              ) -> list[Conclusion]:
     """The given conclusions of one (observer, observed) pair, superseded ones included (the
     caller marks them), oldest first."""
-    return list(await conn.fetch(
+    return every(Conclusion, await conn.fetch(
         f"SELECT {C_COLUMNS} FROM conclusions c WHERE c.workspace_id = $1 "
         "AND c.observer_id = $2 AND c.observed_id = $3 AND c.conclusion_id = ANY($4::text[]) "
         "ORDER BY c.created_at, c.conclusion_id",
         workspace_id, observer_id, observed_id, conclusion_ids))
 
 
-async def messages_of_peer_between(conn: Conn, workspace_id: str, peer_id: str,
+async def messages_of_peer_between(conn: Executor, workspace_id: str, peer_id: str,
                                    session_ids: list[str] | None, start: datetime | None,
-                                   end: datetime | None, limit: int) -> list[asyncpg.Record]:
+                                   end: datetime | None, limit: int) -> list[Message]:
     """The peer's messages with start <= created_at < end (either bound open), oldest first,
     in `session_ids` only unless None. Uses the (workspace, peer, created_at) index."""
-    return list(await conn.fetch(
+    return every(Message, await conn.fetch(
         f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 AND m.peer_id = $2 "
         "AND ($3::text[] IS NULL OR m.session_id = ANY($3::text[])) "
         "AND ($4::timestamptz IS NULL OR m.created_at >= $4) "
@@ -161,10 +165,10 @@ async def messages_of_peer_between(conn: Conn, workspace_id: str, peer_id: str,
         workspace_id, peer_id, session_ids, start, end, limit))
 
 
-async def messages_by_ids(conn: Conn, workspace_id: str, message_ids: list[str],
-                          session_ids: list[str] | None) -> list[asyncpg.Record]:
+async def messages_by_ids(conn: Executor, workspace_id: str, message_ids: list[str],
+                          session_ids: list[str] | None) -> list[Message]:
     """The given messages, in `session_ids` only unless None, oldest first."""
-    return list(await conn.fetch(
+    return every(Message, await conn.fetch(
         f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 "
         "AND m.message_id = ANY($2::text[]) "
         "AND ($3::text[] IS NULL OR m.session_id = ANY($3::text[])) "
@@ -174,21 +178,21 @@ async def messages_by_ids(conn: Conn, workspace_id: str, message_ids: list[str],
 # -- what the worker reads to derive -----------------------------------------------------------
 
 async def messages_in_range(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
-                            last_seq: int, limit: int) -> list[asyncpg.Record]:
+                            last_seq: int, limit: int) -> list[Message]:
     """The session's messages with first_seq <= seq <= last_seq, in order, at most `limit`."""
-    return list(await conn.fetch(
+    return every(Message, await conn.fetch(
         f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 AND m.session_id = $2 "
         "AND m.seq BETWEEN $3 AND $4 ORDER BY m.seq LIMIT $5",
         workspace_id, session_id, first_seq, last_seq, limit))
 
 
 async def messages_to_summarize(conn: Conn, workspace_id: str, session_id: str, after_seq: int,
-                                upto_seq: int, budget: int) -> list[asyncpg.Record]:
+                                upto_seq: int, budget: int) -> list[Message]:
     """Messages with after_seq < seq <= upto_seq, oldest first: the newest ones whose token
     counts add up to at most `budget`, and the one at `upto_seq` whatever its size."""
-    return list(await conn.fetch(
+    return every(Message, await conn.fetch(
         f"""
-        SELECT * FROM (
+        SELECT {COLUMNS} FROM (
             SELECT {M_COLUMNS}, sum(m.token_count) OVER (ORDER BY m.seq DESC) AS running
             FROM messages m WHERE m.workspace_id = $1 AND m.session_id = $2
               AND m.seq > $3 AND m.seq <= $4

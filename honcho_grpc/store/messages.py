@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeAlias
-
-import asyncpg
-
-from honcho_grpc.store import backlog, search_stats
+from honcho_grpc.model import Json, Message, MessageRef, NewMessage, Page
+from honcho_grpc.store import Conn, Executor, backlog, search_stats
 from honcho_grpc.store import filters as f
-from honcho_grpc.store.pages import Page, binding, keyset_page
+from honcho_grpc.store.pages import binding, keyset_page
+from honcho_grpc.store.rows import columns, every, one
 
-Conn: TypeAlias = asyncpg.Connection
-
-# Never `SELECT *`: the generated tsvector column has no binary codec and is internal.
-COLUMNS = ("workspace_id, message_id, session_id, peer_id, seq, content, metadata, "
-           "configuration, internal_metadata, token_count, created_at")
-# What reads show (pb.Message): without the configuration and internal metadata, whose JSON
-# only writes need (two jsonb decodes per row less on every page, search and context).
-M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(",")
-                      if c.strip() not in ("configuration", "internal_metadata"))
-
-
-@dataclass
-class NewMessage:
-    message_id: str
-    peer_id: str
-    content: str
-    metadata: dict[str, Any]
-    configuration: dict[str, Any]
-    token_count: int
-    created_at: datetime | None
-    internal_metadata: dict[str, Any] | None = None
+# Never `SELECT *`: the generated tsvector column has no binary codec and is internal. Reads
+# leave out the configuration and internal metadata, whose JSON only writes need (two jsonb
+# decodes per row less on every page, search and context).
+COLUMNS = columns(Message)
+M_COLUMNS = columns(Message, "m")
 
 
 async def reserve_sequence(conn: Conn, workspace_id: str, session_id: str,
-                           count: int) -> tuple[int, dict[str, Any]]:
+                           count: int) -> tuple[int, Json]:
     """Take `count` sequence numbers. The UPDATE holds the session row lock until commit, so
     concurrent writers to one session queue up and numbers stay gap-free (a rollback returns
     them). Returns the first number and the session's configuration."""
@@ -53,7 +33,7 @@ COPY_COLUMNS = ["workspace_id", "message_id", "session_id", "peer_id", "seq", "c
 
 
 async def insert_messages(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
-                          messages: list[NewMessage]) -> list[asyncpg.Record]:
+                          messages: list[NewMessage]) -> list[Message]:
     rows = await conn.fetch(
         f"""
         INSERT INTO messages (workspace_id, message_id, session_id, peer_id, seq, content,
@@ -73,14 +53,13 @@ async def insert_messages(conn: Conn, workspace_id: str, session_id: str, first_
         [m.internal_metadata or {} for m in messages], [m.token_count for m in messages],
         [m.created_at for m in messages],
     )
-    return sorted(rows, key=lambda r: r["seq"])
+    return sorted(every(Message, rows), key=lambda m: m.seq)
 
 
 async def copy_messages(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
-                        messages: list[NewMessage]) -> list[dict[str, Any]]:
-    """insert_messages for imports: a binary COPY, with no rows read back; what enqueueing
-    needs (id, seq, peer, configuration) is known here. Messages without a time get the
-    transaction's, as the INSERT's default would give them."""
+                        messages: list[NewMessage]) -> None:
+    """insert_messages for imports: a binary COPY, with no rows read back. Messages without
+    a time get the transaction's, as the INSERT's default would give them."""
     now = await conn.fetchval("SELECT now()")
     await conn.copy_records_to_table(
         "messages", columns=COPY_COLUMNS, records=[
@@ -88,50 +67,59 @@ async def copy_messages(conn: Conn, workspace_id: str, session_id: str, first_se
              m.metadata, m.configuration, m.internal_metadata or {}, m.token_count,
              m.created_at or now)
             for i, m in enumerate(messages)])
-    return [{"message_id": m.message_id, "seq": first_seq + i, "peer_id": m.peer_id,
-             "configuration": m.configuration} for i, m in enumerate(messages)]
 
 
 async def add_to_embedding_backlog(conn: Conn, workspace_id: str, message_ids: list[str]) -> None:
+    if not message_ids:
+        return
     await conn.copy_records_to_table("embedding_backlog", columns=["workspace_id", "message_id"],
                                      records=[(workspace_id, m) for m in message_ids])
 
 
-async def get_message(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
-                      message_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def get_message(conn: Executor, workspace_id: str, session_id: str,
+                      message_id: str) -> Message | None:
+    return one(Message, await conn.fetchrow(
         f"SELECT {COLUMNS} FROM messages WHERE workspace_id = $1 AND session_id = $2 "
         "AND message_id = $3", workspace_id, session_id, message_id,
-    )
+    ))
 
 
-async def list_messages(conn: Conn | asyncpg.Pool, workspace_id: str, session_id: str,
-                        filters: dict[str, Any] | None, reverse: bool, page_size: int,
-                        token: str) -> Page:
+async def message_seq(conn: Executor, workspace_id: str, session_id: str,
+                      message_id: str) -> int | None:
+    seq: int | None = await conn.fetchval(
+        "SELECT seq FROM messages WHERE workspace_id = $1 AND session_id = $2 "
+        "AND message_id = $3", workspace_id, session_id, message_id)
+    return seq
+
+
+async def list_messages(conn: Executor, workspace_id: str, session_id: str,
+                        filters: Json | None, reverse: bool, page_size: int,
+                        token: str) -> Page[Message]:
     params = f.Params()
     where = (f"m.workspace_id = {params.add(workspace_id)} AND "
              f"m.session_id = {params.add(session_id)} AND "
              + f.compile_filter(filters, f.message_filters("m"), params))
     return await keyset_page(
-        conn, select=f"SELECT {M_COLUMNS} FROM messages m", where=where, params=params,
+        conn, Message, select=f"SELECT {M_COLUMNS} FROM messages m", where=where, params=params,
         order=("m.seq",), reverse=reverse, page_size=page_size, token=token,
         bound_to=binding("messages", workspace_id, session_id, filters, reverse),
     )
 
 
-async def update_metadata(conn: Conn, workspace_id: str, session_id: str, message_id: str,
-                          metadata: dict[str, Any]) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def update_metadata(conn: Executor, workspace_id: str, session_id: str, message_id: str,
+                          metadata: Json) -> Message | None:
+    return one(Message, await conn.fetchrow(
         f"UPDATE messages SET metadata = $4 WHERE workspace_id = $1 AND session_id = $2 "
         f"AND message_id = $3 RETURNING {COLUMNS}", workspace_id, session_id, message_id,
         metadata,
-    )
+    ))
 
 
 async def delete_message(conn: Conn, workspace_id: str, session_id: str,
                          message_id: str) -> bool:
     """The embedding and backlog rows go by foreign key; queued jobs about the message and
-    summaries that include it are removed here; the caller deletes derived conclusions."""
+    summaries that include it are removed here; the caller deletes derived conclusions
+    (store/conclusions.delete_conclusions_derived_from)."""
     await conn.execute(
         "DELETE FROM queue WHERE workspace_id = $1 AND session_id = $2 "
         "AND payload->>'message_id' = $3 AND status IN ('pending', 'failed')",
@@ -161,3 +149,21 @@ async def lock_messages(conn: Conn, workspace_id: str, message_ids: list[str]) -
         "SELECT message_id FROM messages WHERE workspace_id = $1 "
         "AND message_id = ANY($2::text[]) FOR KEY SHARE", workspace_id, message_ids)
     return [r["message_id"] for r in rows]
+
+
+async def copy_session_messages(conn: Conn, workspace_id: str, source_id: str, target_id: str,
+                                id_prefix: str, up_to_seq: int | None) -> list[MessageRef]:
+    """Copy the source session's messages (up to `up_to_seq`, inclusive, or all) into the
+    target with the same sequence numbers and new ids (`id_prefix` + the number)."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO messages (workspace_id, message_id, session_id, peer_id, seq, content,
+                              metadata, configuration, internal_metadata, token_count, created_at)
+        SELECT workspace_id, $4 || lpad(seq::text, 10, '0'), $3, peer_id, seq, content,
+               metadata, configuration, internal_metadata, token_count, created_at
+        FROM messages WHERE workspace_id = $1 AND session_id = $2
+          AND ($5::bigint IS NULL OR seq <= $5)
+        RETURNING seq, peer_id, message_id
+        """,
+        workspace_id, source_id, target_id, id_prefix, up_to_seq)
+    return every(MessageRef, rows)

@@ -18,14 +18,18 @@ import hmac
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 
 from honcho_grpc.errors import InvalidArgument
+from honcho_grpc.model import Page
+from honcho_grpc.store import Executor
 from honcho_grpc.store.filters import Params
+from honcho_grpc.store.rows import every
+
+V = TypeVar("V", bound=NamedTuple)
 
 FIELD = "page_token"
 MAX_TOKEN_CHARS = 4096
@@ -41,7 +45,7 @@ class _Key:
     value: bytes = secrets.token_bytes(32)
 
 
-async def load_token_key(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+async def load_token_key(conn: Executor) -> None:
     key = await conn.fetchval("SELECT secret FROM server_secrets WHERE name = 'page_token'")
     if key:
         _Key.value = bytes(key)
@@ -112,14 +116,9 @@ def decode_token(token: str, bound_to: str) -> list[Any]:
     return values
 
 
-@dataclass
-class Page:
-    rows: list[asyncpg.Record]
-    next_token: str
-
-
 async def keyset_page(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
+    cls: type[V],
     *,
     select: str,
     where: str,
@@ -129,8 +128,9 @@ async def keyset_page(
     page_size: int,
     token: str,
     bound_to: str,
-) -> Page:
-    """One page of `select ... WHERE where` ordered by the key columns `order`.
+) -> Page[V]:
+    """One page of `select ... WHERE where` ordered by the key columns `order`, as values of
+    `cls` (`select` names its columns in order: rows.columns).
 
     `order` names columns as they appear in the rows (`r[name]` must be the sort key) and as
     SQL (`alias.name`), e.g. `("p.created_at", "p.peer_id")`.
@@ -159,4 +159,4 @@ async def keyset_page(
         rows = rows[:page_size]
         last = rows[-1]
         next_token = encode_token([last[col.split(".")[-1]] for col in order], bound_to)
-    return Page(rows=list(rows), next_token=next_token)
+    return Page(every(cls, rows), next_token)

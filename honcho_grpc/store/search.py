@@ -4,27 +4,35 @@ cosine scores for the candidates. Fusion happens in domain/search.py."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
-import asyncpg
 import numpy as np
 
 from honcho_grpc.db.pool import HNSW_EF_SEARCH
+from honcho_grpc.model import Json, Message
+from honcho_grpc.store import Conn
 from honcho_grpc.store import filters as f
 from honcho_grpc.store.messages import M_COLUMNS
+from honcho_grpc.store.rows import every
 
 K1, B = 1.2, 0.75
 
 
-@dataclass
-class Scope:
+class Scope(NamedTuple):
     workspace_id: str
     session_id: str = ""
     peer_id: str = ""
 
 
-def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params,
+class Candidate(NamedTuple):
+    """A message found by either arm, with both scores (cosine None: not embedded yet)."""
+
+    message_id: str
+    bm25: float
+    cosine: float | None
+
+
+def scope_sql(scope: Scope, filters: Json | None, params: f.Params,
               alias: str = "m") -> str:
     """The scope on the columns of `alias` (messages, or message_embeddings, which carry the
     same keys); filters always name the message row, `m`."""
@@ -37,7 +45,7 @@ def scope_sql(scope: Scope, filters: dict[str, Any] | None, params: f.Params,
     return " AND ".join(clauses)
 
 
-async def rare_lexemes(conn: asyncpg.Connection, workspace_id: str, query: str,
+async def rare_lexemes(conn: Conn, workspace_id: str, query: str,
                        limit: int, max_share: float) -> list[str]:
     """The query's lexemes, rarest in the workspace first (unknown ones count as rarest),
     leaving out those in more than `max_share` of the messages (ranking every message that
@@ -53,8 +61,7 @@ async def rare_lexemes(conn: asyncpg.Connection, workspace_id: str, query: str,
             if i == 0 or r["ndoc"] <= max_share * r["docs"]]
 
 
-async def text_candidates(conn: asyncpg.Connection, scope: Scope,
-                          filters: dict[str, Any] | None, lexemes: list[str],
+async def text_candidates(conn: Conn, scope: Scope, filters: Json | None, lexemes: list[str],
                           limit: int) -> list[str]:
     """Messages containing any of `lexemes` (rare ones: a cheap GIN lookup), best first."""
     if not lexemes:
@@ -84,7 +91,7 @@ def exact_scan_pays(scope_vectors: int, indexed_vectors: int) -> bool:
     return scope_vectors <= max(EXACT_SCAN_MIN, EXACT_SCAN_FACTOR * math.sqrt(indexed_vectors))
 
 
-async def scope_vectors(conn: asyncpg.Connection, scope: Scope) -> tuple[int, int]:
+async def scope_vectors(conn: Conn, scope: Scope) -> tuple[int, int]:
     """(vectors in the scope, vectors in the HNSW index of every workspace), both from
     maintained statistics: counts of embedded messages, and the index's size estimate."""
     row = await conn.fetchrow(
@@ -106,7 +113,7 @@ async def scope_vectors(conn: asyncpg.Connection, scope: Scope) -> tuple[int, in
     return min(counts), max(row["indexed"] or 0, counts[0])
 
 
-async def plan_vector_scan(conn: asyncpg.Connection, scope: Scope, limit: int) -> bool:
+async def plan_vector_scan(conn: Conn, scope: Scope, limit: int) -> bool:
     """Choose the vector arm's plan for this transaction; True for the exact sort. The choice
     is ours, not the planner's: until autovacuum has analysed a freshly loaded table, the
     planner takes a workspace of 10k vectors for a few hundred and sorts them all (7 ms
@@ -124,7 +131,7 @@ async def plan_vector_scan(conn: asyncpg.Connection, scope: Scope, limit: int) -
     return False
 
 
-def vector_candidates_sql(scope: Scope, filters: dict[str, Any] | None, vector: str,
+def vector_candidates_sql(scope: Scope, filters: Json | None, vector: str,
                           limit: int, exact: bool, params: f.Params) -> str:
     """The `limit` nearest messages of the scope (`vector`: the query vector's placeholder),
     by an exact sort of the scope's vectors or by the HNSW index, as plan_vector_scan chose."""
@@ -139,9 +146,9 @@ def vector_candidates_sql(scope: Scope, filters: dict[str, Any] | None, vector: 
             f"WHERE {where} ORDER BY {distance} LIMIT {params.add(limit)}")
 
 
-async def score_candidates(conn: asyncpg.Connection, scope: Scope,
-                           filters: dict[str, Any] | None, query: str, vector: np.ndarray,
-                           text_ids: list[str], limit: int, exact: bool) -> list[asyncpg.Record]:
+async def score_candidates(conn: Conn, scope: Scope, filters: Json | None, query: str,
+                           vector: np.ndarray, text_ids: list[str], limit: int,
+                           exact: bool) -> list[Candidate]:
     """The vector arm's candidates and `text_ids`, each with its BM25 (Okapi, k1 1.2,
     b 0.75, lengths in lexemes) and cosine similarity (NULL for messages not embedded yet),
     in one statement: the vector arm is the last step to wait for the query's vector, and
@@ -151,7 +158,7 @@ async def score_candidates(conn: asyncpg.Connection, scope: Scope,
     ws, text, q = params.add(scope.workspace_id), params.add(query), params.add(vector)
     extra = params.add(text_ids)
     nearest = vector_candidates_sql(scope, filters, q, limit, exact, params)
-    return list(await conn.fetch(
+    return every(Candidate, await conn.fetch(
         f"""
         WITH vec AS MATERIALIZED ({nearest}),
         ids AS (SELECT message_id FROM vec UNION SELECT unnest({extra}::text[])),
@@ -184,8 +191,7 @@ async def score_candidates(conn: asyncpg.Connection, scope: Scope,
         *params.values))
 
 
-async def messages_by_id(conn: asyncpg.Connection, workspace_id: str,
-                         ids: list[str]) -> dict[str, asyncpg.Record]:
+async def messages_by_id(conn: Conn, workspace_id: str, ids: list[str]) -> dict[str, Message]:
     rows = await conn.fetch(f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 "
                             "AND m.message_id = ANY($2::text[])", workspace_id, ids)
-    return {r["message_id"]: r for r in rows}
+    return {m.message_id: m for m in every(Message, rows)}

@@ -17,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from opentelemetry.trace import SpanKind
 
+from honcho_grpc.model import ConclusionLevel
 from honcho_grpc.providers.llm import (
     LLMError,
     LLMProvider,
@@ -256,8 +257,10 @@ def plan_from(data: dict[str, Any], shown: list[Conclusion]) -> DreamPlan:
         return out
 
     plan = DreamPlan()
-    for key, level in (("deductive", "deductive"), ("inductive", "inductive"),
-                       ("contradictions", "contradiction")):
+    kinds: tuple[tuple[str, ConclusionLevel], ...] = (
+        ("deductive", "deductive"), ("inductive", "inductive"),
+        ("contradictions", "contradiction"))
+    for key, level in kinds:
         for item in data.get(key) or []:
             if not isinstance(item, dict):
                 continue

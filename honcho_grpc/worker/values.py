@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from honcho_grpc.model import ConclusionLevel
+
 
 class PermanentError(Exception):
     """Retrying cannot help (bad payload, refused URL): park the rows as failed at once."""
@@ -45,7 +47,7 @@ class Derived:
     """A conclusion a dream derived, with the ids of its premises."""
 
     content: str
-    level: str  # deductive | inductive | contradiction
+    level: ConclusionLevel  # deductive | inductive | contradiction
     premise_ids: list[str]
 
 

@@ -51,7 +51,7 @@ async def test_hnsw_scan_finds_a_far_pairs_conclusions(stubs: Stubs, db: Databas
         assert "conclusions_hnsw" in plan
         found = await query_conclusions(conn, ws, "carol", "dave", vector, 10, 0.0, None)
     assert len(found) == 10
-    assert {r["content"] for r in found} <= set(own)
+    assert {c.content for c in found} <= set(own)
 
 
 async def test_query_conclusions_returns_the_pairs_nearest(stubs: Stubs, ws: str) -> None:

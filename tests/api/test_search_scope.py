@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from honcho_grpc_proto.v1 import message_pb2, peer_pb2, session_pb2
 
-from honcho_grpc.db.pool import Database, reset_embeddings
+from honcho_grpc.db.pool import Database
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.store import filters as f
 from honcho_grpc.store import search as store
+from honcho_grpc.store.schema import reset_embeddings
 from honcho_grpc.store.search import Scope
 from tests.conftest import Stubs, drain_backlog
 

@@ -19,8 +19,8 @@ from honcho_grpc_proto.v1 import message_pb2
 from honcho_grpc.db.pool import Database
 from honcho_grpc.domain.messages import write_messages
 from honcho_grpc.ids import new_id
+from honcho_grpc.model import NewMessage
 from honcho_grpc.providers.tokens import count_tokens
-from honcho_grpc.store.messages import NewMessage
 from tests.conftest import Stubs, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.script import Failure, Reply

@@ -10,12 +10,11 @@ from honcho_grpc_proto.v1 import dialectic_pb2 as pb
 from honcho_grpc_proto.v1 import dialectic_pb2_grpc as rpc
 from honcho_grpc_proto.v1 import resources_pb2
 
+from honcho_grpc.domain import peers, sessions
 from honcho_grpc.domain.dialectic import LEVELS, Answer, Question, stream_answer
 from honcho_grpc.domain.response_format import schema_problem
-from honcho_grpc.server import common
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
-from honcho_grpc.store import resources
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 LEVEL_NAMES = {pb.REASONING_LEVEL_UNSPECIFIED: "low", pb.REASONING_LEVEL_MINIMAL: "minimal",
@@ -46,13 +45,9 @@ class DialecticServicer(rpc.DialecticServiceServicer):
                      session_id=query.session_id or None,
                      level=LEVEL_NAMES.get(query.reasoning_level, "low"),
                      response_format=schema or None)
-        pool = self.deps.pool
-        for peer_id in dict.fromkeys((q.observer_id, q.target_id)):
-            common.require(await resources.get_peer(pool, q.workspace_id, peer_id), "peer",
-                           workspaceId=q.workspace_id, peerId=peer_id)
+        await peers.require(self.deps.pool, q.workspace_id, q.observer_id, q.target_id)
         if q.session_id:
-            common.require(await resources.get_session(pool, q.workspace_id, q.session_id),
-                           "session", workspaceId=q.workspace_id, sessionId=q.session_id)
+            await sessions.require(self.deps.pool, q.workspace_id, q.session_id)
         assert q.level in LEVELS
         return q
 

@@ -25,12 +25,12 @@ import grpc
 from honcho_grpc_proto.v1 import event_pb2 as pb
 from honcho_grpc_proto.v1 import event_pb2_grpc as rpc
 
+from honcho_grpc.domain import workspaces
 from honcho_grpc.domain.events import EVENTS_CHANNEL
 from honcho_grpc.errors import HonchoError, resource_exhausted
-from honcho_grpc.server import common, convert
+from honcho_grpc.server import convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
-from honcho_grpc.store import resources
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -161,8 +161,7 @@ class EventServicer(rpc.EventServiceServicer):
             for i, t in enumerate(request.types):
                 if t not in TYPES.values():
                     c.fail(f"types[{i}]", "is not a known event type")
-        row = await resources.get_workspace(self.deps.pool, request.workspace_id)
-        common.require(row, "workspace", workspaceId=request.workspace_id)
+        await workspaces.get(self.deps.pool, request.workspace_id)
         watcher = Watcher(request.workspace_id, request.session_id, request.peer_id,
                           frozenset(request.types))
         try:

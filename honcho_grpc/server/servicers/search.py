@@ -34,4 +34,4 @@ class SearchServicer(rpc.SearchServiceServicer):
         hits = await search_messages(self.deps.pool, self.deps.embedder, scope, request.query,
                                      filters, request.limit or 10)
         return pb.SearchMessagesResponse(
-            hits=[pb.SearchHit(message=convert.message(h.row), score=h.score) for h in hits])
+            hits=[pb.SearchHit(message=convert.message(h.message), score=h.score) for h in hits])

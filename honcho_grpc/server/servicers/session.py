@@ -10,17 +10,15 @@ from honcho_grpc_proto.v1 import resources_pb2
 from honcho_grpc_proto.v1 import session_pb2 as pb
 from honcho_grpc_proto.v1 import session_pb2_grpc as rpc
 
+from honcho_grpc.domain import sessions
 from honcho_grpc.domain.context import build_context
-from honcho_grpc.domain.idempotent import run_write
-from honcho_grpc.domain.messages import announce_created
+from honcho_grpc.domain.idempotent import Retry
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
-from honcho_grpc.errors import HonchoError, already_exists
 from honcho_grpc.ids import new_id
+from honcho_grpc.model import PeerSettings, SessionPeer
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking
-from honcho_grpc.store import members, memory, resources
-from honcho_grpc.store.members import PeerSettings
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -37,26 +35,13 @@ def _peer_settings(c: Checker, field: str,
     return out
 
 
+def _members(found: list[SessionPeer]) -> list[resources_pb2.SessionPeer]:
+    return [convert.session_peer(m) for m in found]
+
+
 class SessionServicer(rpc.SessionServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-
-    async def _members(self, conn: Any, workspace_id: str,
-                       session_id: str) -> list[resources_pb2.SessionPeer]:
-        return [convert.session_peer(r)
-                for r in await members.active_members(conn, workspace_id, session_id)]
-
-    async def _check_observer_limit(self, conn: Any, workspace_id: str, session_id: str) -> None:
-        limit = self.deps.settings.app.session_observers_limit
-        if await members.count_observers(conn, workspace_id, session_id) > limit:
-            raise HonchoError(
-                message=f"at most {limit} members may have observe_others in a session",
-                reason="OBSERVER_LIMIT_EXCEEDED", metadata={"limit": str(limit)},
-                code=grpc.StatusCode.FAILED_PRECONDITION)
-
-    async def _require_session(self, conn: Any, workspace_id: str, session_id: str) -> Any:
-        row = await resources.get_session(conn, workspace_id, session_id)
-        return common.require(row, "session", workspaceId=workspace_id, sessionId=session_id)
 
     async def GetOrCreateSession(self, request: pb.GetOrCreateSessionRequest,
                                  context: Ctx) -> pb.GetOrCreateSessionResponse:
@@ -66,22 +51,18 @@ class SessionServicer(rpc.SessionServiceServicer):
             metadata = c.struct("metadata", request.metadata)
             c.configuration("configuration", request.configuration)
             peers = _peer_settings(c, "peers", request.peers)
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            row, created = await resources.get_or_create_session(
-                conn, request.workspace_id, request.session_id, metadata,
-                convert.to_dict(request.configuration))
-            await members.add_peers(conn, request.workspace_id, request.session_id, peers)
-            await self._check_observer_limit(conn, request.workspace_id, request.session_id)
-        return pb.GetOrCreateSessionResponse(session=convert.session(row), created=created)
+        found, created = await sessions.get_or_create(
+            self.deps.pool, self.deps.settings, request.workspace_id, request.session_id,
+            metadata, convert.to_dict(request.configuration), peers)
+        return pb.GetOrCreateSessionResponse(session=convert.session(found), created=created)
 
     async def GetSession(self, request: pb.GetSessionRequest,
                          context: Ctx) -> pb.GetSessionResponse:
         with checking() as c:
             c.id("workspace_id", request.workspace_id)
             c.id("session_id", request.session_id)
-        row = await self._require_session(self.deps.pool, request.workspace_id,
-                                          request.session_id)
-        return pb.GetSessionResponse(session=convert.session(row))
+        found = await sessions.require(self.deps.pool, request.workspace_id, request.session_id)
+        return pb.GetSessionResponse(session=convert.session(found))
 
     async def ListSessions(self, request: pb.ListSessionsRequest,
                            context: Ctx) -> pb.ListSessionsResponse:
@@ -89,9 +70,9 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("workspace_id", request.workspace_id)
             size = common.page_size(self.deps, request.page_size, c)
             filters = common.filters(c, request.filters)
-        page = await resources.list_sessions(self.deps.pool, request.workspace_id, filters,
-                                             request.reverse, size, request.page_token)
-        return pb.ListSessionsResponse(sessions=[convert.session(r) for r in page.rows],
+        page = await sessions.list_sessions(self.deps.pool, request.workspace_id, filters,
+                                            request.reverse, size, request.page_token)
+        return pb.ListSessionsResponse(sessions=[convert.session(s) for s in page.items],
                                        next_page_token=page.next_token)
 
     async def UpdateSession(self, request: pb.UpdateSessionRequest,
@@ -104,10 +85,8 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.configuration("session.configuration", s.configuration)
             changes = common.mask_changes(s, request.update_mask, {"metadata", "configuration"},
                                           c, "update_mask")
-        async with self.deps.pool.acquire() as conn:
-            row = await resources.update_session(conn, s.workspace_id, s.id, changes)
-        common.require(row, "session", workspaceId=s.workspace_id, sessionId=s.id)
-        return pb.UpdateSessionResponse(session=convert.session(row))
+        found = await sessions.update(self.deps.pool, s.workspace_id, s.id, changes)
+        return pb.UpdateSessionResponse(session=convert.session(found))
 
     async def DeleteSession(self, request: pb.DeleteSessionRequest,
                             context: Ctx) -> pb.DeleteSessionResponse:
@@ -115,18 +94,9 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("workspace_id", request.workspace_id)
             c.id("session_id", request.session_id)
             c.request_id("request_id", request.request_id)
-
-        async def write(conn: Any) -> pb.DeleteSessionResponse:
-            found = await resources.delete_session(conn, request.workspace_id,
-                                                   request.session_id)
-            common.check_found(found, "session", workspaceId=request.workspace_id,
-                               sessionId=request.session_id)
-            return pb.DeleteSessionResponse()
-
-        return await run_write(self.deps.pool, workspace_id=request.workspace_id,
-                               request_id=request.request_id, method="DeleteSession",
-                               request=request, response_type=pb.DeleteSessionResponse,
-                               write=write)
+        return await sessions.delete(
+            self.deps.pool, request.workspace_id, request.session_id,
+            Retry(request.request_id, "DeleteSession", request, pb.DeleteSessionResponse))
 
     async def CloneSession(self, request: pb.CloneSessionRequest,
                            context: Ctx) -> pb.CloneSessionResponse:
@@ -136,17 +106,11 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("message_id", request.message_id, required=False)
             c.id("new_session_id", request.new_session_id, required=False)
             c.request_id("request_id", request.request_id)
-        new_id_ = request.new_session_id or new_id()
-
-        async def write(conn: Any) -> pb.CloneSessionResponse:
-            row = await clone_session(conn, request.workspace_id, request.session_id, new_id_,
-                                      request.message_id)
-            return pb.CloneSessionResponse(session=convert.session(row))
-
-        return await run_write(self.deps.pool, workspace_id=request.workspace_id,
-                               request_id=request.request_id, method="CloneSession",
-                               request=request, response_type=pb.CloneSessionResponse,
-                               write=write)
+        return await sessions.clone(
+            self.deps.pool, request.workspace_id, request.session_id,
+            request.new_session_id or new_id(), request.message_id,
+            Retry(request.request_id, "CloneSession", request, pb.CloneSessionResponse),
+            lambda clone: pb.CloneSessionResponse(session=convert.session(clone)))
 
     async def AddPeers(self, request: pb.AddPeersRequest, context: Ctx) -> pb.AddPeersResponse:
         with checking() as c:
@@ -155,24 +119,18 @@ class SessionServicer(rpc.SessionServiceServicer):
             peers = _peer_settings(c, "peers", request.peers)
             if not peers:
                 c.fail("peers", "is required")
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            await self._require_session(conn, request.workspace_id, request.session_id)
-            await members.add_peers(conn, request.workspace_id, request.session_id, peers)
-            await self._check_observer_limit(conn, request.workspace_id, request.session_id)
-            current = await self._members(conn, request.workspace_id, request.session_id)
-        return pb.AddPeersResponse(peers=current)
+        current = await sessions.add_peers(self.deps.pool, self.deps.settings,
+                                           request.workspace_id, request.session_id, peers)
+        return pb.AddPeersResponse(peers=_members(current))
 
     async def SetPeers(self, request: pb.SetPeersRequest, context: Ctx) -> pb.SetPeersResponse:
         with checking() as c:
             c.id("workspace_id", request.workspace_id)
             c.id("session_id", request.session_id)
             peers = _peer_settings(c, "peers", request.peers)
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            await self._require_session(conn, request.workspace_id, request.session_id)
-            await members.set_peers(conn, request.workspace_id, request.session_id, peers)
-            await self._check_observer_limit(conn, request.workspace_id, request.session_id)
-            current = await self._members(conn, request.workspace_id, request.session_id)
-        return pb.SetPeersResponse(peers=current)
+        current = await sessions.set_peers(self.deps.pool, self.deps.settings,
+                                           request.workspace_id, request.session_id, peers)
+        return pb.SetPeersResponse(peers=_members(current))
 
     async def RemovePeers(self, request: pb.RemovePeersRequest,
                           context: Ctx) -> pb.RemovePeersResponse:
@@ -183,12 +141,9 @@ class SessionServicer(rpc.SessionServiceServicer):
                 c.fail("peer_ids", "is required")
             for i, peer_id in enumerate(request.peer_ids):
                 c.id(f"peer_ids[{i}]", peer_id)
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            await self._require_session(conn, request.workspace_id, request.session_id)
-            await members.remove_peers(conn, request.workspace_id, request.session_id,
-                                       list(request.peer_ids))
-            current = await self._members(conn, request.workspace_id, request.session_id)
-        return pb.RemovePeersResponse(peers=current)
+        current = await sessions.remove_peers(self.deps.pool, request.workspace_id,
+                                              request.session_id, list(request.peer_ids))
+        return pb.RemovePeersResponse(peers=_members(current))
 
     async def ListSessionPeers(self, request: pb.ListSessionPeersRequest,
                                context: Ctx) -> pb.ListSessionPeersResponse:
@@ -196,11 +151,10 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("workspace_id", request.workspace_id)
             c.id("session_id", request.session_id)
             size = common.page_size(self.deps, request.page_size, c)
-        await self._require_session(self.deps.pool, request.workspace_id, request.session_id)
-        page = await members.list_members(self.deps.pool, request.workspace_id,
-                                          request.session_id, request.include_inactive, size,
-                                          request.page_token)
-        return pb.ListSessionPeersResponse(peers=[convert.session_peer(r) for r in page.rows],
+        page = await sessions.list_members(self.deps.pool, request.workspace_id,
+                                           request.session_id, request.include_inactive, size,
+                                           request.page_token)
+        return pb.ListSessionPeersResponse(peers=_members(page.items),
                                            next_page_token=page.next_token)
 
     async def GetSessionPeerConfig(self, request: pb.GetSessionPeerConfigRequest,
@@ -209,12 +163,9 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("workspace_id", request.workspace_id)
             c.id("session_id", request.session_id)
             c.id("peer_id", request.peer_id)
-        row = await members.get_member(self.deps.pool, request.workspace_id,
-                                       request.session_id, request.peer_id)
-        common.require(row, "session_peer", workspaceId=request.workspace_id,
-                       sessionId=request.session_id, peerId=request.peer_id)
-        return pb.GetSessionPeerConfigResponse(
-            configuration=convert.session_peer(row).configuration)
+        found = await sessions.member(self.deps.pool, request.workspace_id, request.session_id,
+                                      request.peer_id)
+        return pb.GetSessionPeerConfigResponse(configuration=convert.session_peer_config(found))
 
     async def SetSessionPeerConfig(self, request: pb.SetSessionPeerConfigRequest,
                                    context: Ctx) -> pb.SetSessionPeerConfigResponse:
@@ -223,16 +174,11 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.id("session_id", request.session_id)
             c.id("peer_id", request.peer_id)
         cfg = request.configuration
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            row = await members.set_member_config(
-                conn, request.workspace_id, request.session_id, request.peer_id,
-                cfg.observe_me if cfg.HasField("observe_me") else None,
-                cfg.observe_others if cfg.HasField("observe_others") else None)
-            common.require(row, "session_peer", workspaceId=request.workspace_id,
-                           sessionId=request.session_id, peerId=request.peer_id)
-            await self._check_observer_limit(conn, request.workspace_id, request.session_id)
-        return pb.SetSessionPeerConfigResponse(
-            configuration=convert.session_peer(row).configuration)
+        found = await sessions.configure_member(
+            self.deps.pool, self.deps.settings, request.workspace_id, request.session_id,
+            request.peer_id, cfg.observe_me if cfg.HasField("observe_me") else None,
+            cfg.observe_others if cfg.HasField("observe_others") else None)
+        return pb.SetSessionPeerConfigResponse(configuration=convert.session_peer_config(found))
 
     async def GetContext(self, request: pb.GetContextRequest,
                          context: Ctx) -> pb.GetContextResponse:
@@ -265,8 +211,6 @@ class SessionServicer(rpc.SessionServiceServicer):
             session_id=request.session_id, budget=request.tokens or limit,
             include_summary=request.summary if request.HasField("summary") else True,
             representation=rep)
-        common.check_found(ctx.session_found, "session", workspaceId=request.workspace_id,
-                           sessionId=request.session_id)
         return pb.GetContextResponse(
             session_id=request.session_id, messages=[convert.message(m) for m in ctx.messages],
             summary=convert.summary(ctx.summary), peer_representation=ctx.representation,
@@ -277,55 +221,8 @@ class SessionServicer(rpc.SessionServiceServicer):
         with checking() as c:
             c.id("workspace_id", request.workspace_id)
             c.id("session_id", request.session_id)
-        await self._require_session(self.deps.pool, request.workspace_id, request.session_id)
-        found = await memory.summaries(self.deps.pool, request.workspace_id, request.session_id)
+        found = await sessions.summaries(self.deps.pool, request.workspace_id,
+                                         request.session_id)
         return pb.GetSummariesResponse(session_id=request.session_id,
                                        short_summary=convert.summary(found.get("short")),
                                        long_summary=convert.summary(found.get("long")))
-
-
-async def clone_session(conn: Any, workspace_id: str, source_id: str, target_id: str,
-                        up_to_message_id: str) -> Any:
-    """Copy metadata, configuration, members and messages (up to one, inclusive). Derived
-    memory is not copied; copied messages join the embedding backlog but cause no reasoning."""
-    source = await resources.get_session(conn, workspace_id, source_id)
-    common.require(source, "session", workspaceId=workspace_id, sessionId=source_id)
-    cutoff = None
-    if up_to_message_id:
-        cutoff = await conn.fetchval(
-            "SELECT seq FROM messages WHERE workspace_id = $1 AND session_id = $2 "
-            "AND message_id = $3", workspace_id, source_id, up_to_message_id)
-        common.require(cutoff, "message", workspaceId=workspace_id, sessionId=source_id,
-                       messageId=up_to_message_id)
-    row = await conn.fetchrow(
-        "INSERT INTO sessions (workspace_id, session_id, metadata, configuration) "
-        "SELECT workspace_id, $3, metadata, configuration FROM sessions "
-        "WHERE workspace_id = $1 AND session_id = $2 ON CONFLICT DO NOTHING RETURNING *",
-        workspace_id, source_id, target_id)
-    if row is None:
-        raise already_exists("session", workspaceId=workspace_id, sessionId=target_id)
-    await conn.execute(
-        "INSERT INTO session_peers (workspace_id, session_id, peer_id, observe_me, "
-        "observe_others, joined_at, left_at) SELECT workspace_id, $3, peer_id, observe_me, "
-        "observe_others, joined_at, left_at FROM session_peers "
-        "WHERE workspace_id = $1 AND session_id = $2", workspace_id, source_id, target_id)
-    copied = await conn.fetch(
-        """
-        INSERT INTO messages (workspace_id, message_id, session_id, peer_id, seq, content,
-                              metadata, configuration, internal_metadata, token_count, created_at)
-        SELECT workspace_id, $4 || lpad(seq::text, 10, '0'), $3, peer_id, seq, content,
-               metadata, configuration, internal_metadata, token_count, created_at
-        FROM messages WHERE workspace_id = $1 AND session_id = $2
-          AND ($5::bigint IS NULL OR seq <= $5)
-        RETURNING message_id, seq, peer_id
-        """,
-        workspace_id, source_id, target_id, new_id()[:10], cutoff)
-    await announce_created(conn, workspace_id, target_id, copied)
-    last = max((r["seq"] for r in copied), default=0)
-    row = await conn.fetchrow(
-        "UPDATE sessions SET last_seq = $3 WHERE workspace_id = $1 AND session_id = $2 "
-        "RETURNING *", workspace_id, target_id, last)
-    await conn.execute(
-        "INSERT INTO embedding_backlog (workspace_id, message_id) "
-        "SELECT $1, unnest($2::text[])", workspace_id, [r["message_id"] for r in copied])
-    return row

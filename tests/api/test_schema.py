@@ -1,0 +1,45 @@
+"""Opening a database whose vector columns have another size than the embedding model's:
+an empty one is adapted, one holding vectors is refused until they are reset."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from honcho_grpc.db.pool import DatabaseConfigError, open_database
+from honcho_grpc.store import schema
+from tests.conftest import make_settings
+from tests.postgres_process import PostgresProcess
+
+
+async def columns_sized(dsn: str) -> set[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {await schema.vector_dimensions(conn, *c) for c in schema.EMBEDDING_COLUMNS}
+    finally:
+        await conn.close()
+
+
+async def test_vector_size_changes_only_over_an_explicit_reset(
+        own_postgres: tuple[PostgresProcess, str]) -> None:
+    _, dsn = own_postgres
+    db = await open_database(make_settings(dsn, embedding={"dimensions": 8}))
+    await db.close()
+    assert await columns_sized(dsn) == {8}  # empty: adapted silently
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO workspaces (workspace_id) VALUES ('w')")
+        await conn.execute("INSERT INTO peers (workspace_id, peer_id) VALUES ('w', 'p')")
+        await conn.execute(
+            "INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, "
+            "content, embedding) VALUES ('w', 'c', 'p', 'p', 'x', '[1,0,0,0,0,0,0,0]')")
+        with pytest.raises(DatabaseConfigError, match="stores 8-dimensional embeddings"):
+            await open_database(make_settings(dsn, embedding={"dimensions": 4}))
+        await schema.reset_embeddings(conn, 4)
+        assert await schema.stored_vectors(conn) == 0
+    finally:
+        await conn.close()
+    db = await open_database(make_settings(dsn, embedding={"dimensions": 4}))
+    await db.close()
+    assert await columns_sized(dsn) == {4}
