@@ -108,6 +108,13 @@ class AppSettings(_Section):
     default_page_size: Count = 50
     max_page_size: Count = 100
     idempotency_retention_hours: Size = 72
+    # Streams (ImportMessages, UploadFile, StreamChat, WatchEvents) one workspace, and one
+    # bearer token, may hold open at once, per kind; more are refused RESOURCE_EXHAUSTED.
+    max_streams_per_workspace: Count = 16
+    max_streams_per_token: Count = 16
+    # Messages one ImportMessages stream may carry (it is buffered, then written in one
+    # transaction): split larger imports into several streams.
+    max_import_messages: Count = 100_000
 
     @field_validator("log_level", mode="before")
     @classmethod

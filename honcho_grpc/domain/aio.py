@@ -1,10 +1,9 @@
-"""Running independent reads at once; reading a stream ahead of its consumer."""
+"""Running independent reads at once."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,34 +23,3 @@ async def all_of(*reads: Awaitable[Any]) -> list[Any]:
 async def nothing() -> None:
     """A read that is skipped (keeps the positions of `all_of`'s results)."""
     return None
-
-
-async def read_ahead(source: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
-    """`source`'s items, produced up to `depth` ahead by a background task: the producer's
-    work (reading and validating the next chunk of a stream) overlaps the consumer's waits
-    (writing the previous one). A producer error arrives, in order, after its items."""
-    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(depth)
-
-    async def pump() -> None:
-        try:
-            async for item in source:
-                await queue.put((True, item))
-        except Exception as exc:  # handed to the consumer; cancellation just ends the pump
-            await queue.put((False, exc))
-        else:
-            await queue.put((False, None))
-
-    task = asyncio.create_task(pump())
-    try:
-        while True:
-            ok, item = await queue.get()
-            if ok:
-                yield item
-            elif item is None:
-                return
-            else:
-                raise item
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

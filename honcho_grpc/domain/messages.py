@@ -11,13 +11,12 @@ from typing import NamedTuple
 import asyncpg
 
 from honcho_grpc.domain import sessions
-from honcho_grpc.domain.aio import read_ahead
 from honcho_grpc.domain.config import effective
 from honcho_grpc.domain.files import Upload
 from honcho_grpc.domain.idempotent import R, Retry, run_write
 from honcho_grpc.domain.message_events import announce_created
 from honcho_grpc.domain.transactions import transaction
-from honcho_grpc.errors import not_found
+from honcho_grpc.errors import not_found, resource_exhausted
 from honcho_grpc.ids import new_id
 from honcho_grpc.model import Json, Message, MessageDraft, MessageRef, NewMessage, Page
 from honcho_grpc.providers.tokens import count_tokens_batch
@@ -37,7 +36,6 @@ from honcho_grpc.work_units import (
 
 MAX_BATCH = 100          # messages per CreateMessages
 MAX_IMPORT_CHUNK = 1000  # messages per ImportMessages request
-IMPORT_READ_AHEAD = 2    # import chunks validated and prepared while one is written
 
 
 class ImportBatch(NamedTuple):
@@ -69,20 +67,26 @@ async def create(pool: asyncpg.Pool, settings: Settings, workspace_id: str, sess
 
 async def import_batches(pool: asyncpg.Pool, settings: Settings,
                          batches: AsyncIterator[ImportBatch]) -> tuple[int, int]:
-    """Bulk load, all in one transaction: it lands completely or not at all. The next batch is
-    read (and validated, by the caller's iterator) and prepared while the previous one is
-    written. Returns (messages, distinct sessions)."""
-    async def prepared() -> AsyncIterator[tuple[str, str, list[NewMessage]]]:
-        async for b in batches:
-            yield b.workspace_id, b.session_id, prepare(b.messages)
-
-    imported, seen = 0, set()
+    """Bulk load, all in one transaction: it lands completely or not at all. The whole
+    stream is read (validated by the caller's iterator, prepared here) before the transaction
+    opens, so a client that stalls mid-stream holds memory, never a database connection; at
+    most APP_MAX_IMPORT_MESSAGES messages a stream. Returns (messages, distinct sessions)."""
+    limit = settings.app.max_import_messages
+    buffered: list[tuple[str, str, list[NewMessage]]] = []
+    total = 0
+    async for b in batches:
+        total += len(b.messages)
+        if total > limit:
+            raise resource_exhausted(
+                f"an import stream carries at most {limit} messages; split it into several "
+                "streams", "IMPORT_TOO_LARGE", limit=str(limit))
+        buffered.append((b.workspace_id, b.session_id, prepare(b.messages)))
+    seen: set[tuple[str, str]] = set()
     async with transaction(pool) as conn:
-        async for workspace_id, session_id, batch in read_ahead(prepared(), IMPORT_READ_AHEAD):
+        for workspace_id, session_id, batch in buffered:
             await _import(conn, settings, workspace_id, session_id, batch)
-            imported += len(batch)
             seen.add((workspace_id, session_id))
-    return imported, len(seen)
+    return total, len(seen)
 
 
 async def upload_file(pool: asyncpg.Pool, settings: Settings, upload: Upload,

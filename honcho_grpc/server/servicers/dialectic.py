@@ -14,6 +14,7 @@ from honcho_grpc.domain import peers, sessions
 from honcho_grpc.domain.dialectic import LEVELS, Answer, Question, stream_answer
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.limits import bearer_of
 from honcho_grpc.server.validate import checking
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -66,11 +67,12 @@ class DialecticServicer(rpc.DialecticServiceServicer):
         # A client cancel or deadline raises CancelledError at the yield; closing the
         # generator below then closes the provider's stream at once.
         stream = stream_answer(self.deps.pool, self.deps.embedder, self.deps.llm, q, answer)
-        try:
-            async for piece in stream:
-                yield pb.StreamChatResponse(delta=pb.ChatDelta(content=piece))
-        finally:
-            await stream.aclose()
+        with self.deps.streams.slot("chat", q.workspace_id, bearer_of(context)):
+            try:
+                async for piece in stream:
+                    yield pb.StreamChatResponse(delta=pb.ChatDelta(content=piece))
+            finally:
+                await stream.aclose()
         yield pb.StreamChatResponse(completion=pb.ChatCompletion(
             finish_reason=FINISH.get(answer.finish_reason, pb.FINISH_REASON_STOP),
             usage=_usage(answer), conclusion_ids=answer.conclusion_ids))

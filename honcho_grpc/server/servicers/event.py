@@ -30,6 +30,7 @@ from honcho_grpc.domain.events import EVENTS_CHANNEL
 from honcho_grpc.errors import HonchoError, resource_exhausted
 from honcho_grpc.server import convert
 from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.limits import bearer_of
 from honcho_grpc.server.validate import checking
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,12 @@ class EventServicer(rpc.EventServiceServicer):
         await workspaces.get(self.deps.pool, request.workspace_id)
         watcher = Watcher(request.workspace_id, request.session_id, request.peer_id,
                           frozenset(request.types))
+        with self.deps.streams.slot("watch", request.workspace_id, bearer_of(context)):
+            async for response in self._watch(watcher, context):
+                yield response
+
+    async def _watch(self, watcher: Watcher,
+                     context: Ctx) -> AsyncIterator[pb.WatchEventsResponse]:
         try:
             await self.hub.add(watcher)
             await context.send_initial_metadata(())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from honcho_grpc_proto.v1 import message_pb2 as pb
@@ -17,8 +17,10 @@ from honcho_grpc.errors import resource_exhausted
 from honcho_grpc.model import MessageDraft
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.limits import bearer_of
 from honcho_grpc.server.validate import Checker, checking
 
+T = TypeVar("T")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -64,8 +66,14 @@ class MessageServicer(rpc.MessageServiceServicer):
     async def ImportMessages(self, request_iterator: AsyncIterator[pb.ImportMessagesRequest],
                              context: Ctx) -> pb.ImportMessagesResponse:
         """The whole stream is one transaction: an import lands completely or not at all."""
-        imported, sessions = await messages.import_batches(
-            self.deps.pool, self.deps.settings, self._import_batches(request_iterator))
+        chunks = aiter(request_iterator)
+        first = await anext(chunks, None)
+        if first is None:
+            return pb.ImportMessagesResponse()
+        with self.deps.streams.slot("import", first.workspace_id, bearer_of(context)):
+            imported, sessions = await messages.import_batches(
+                self.deps.pool, self.deps.settings,
+                self._import_batches(_chain(first, chunks)))
         return pb.ImportMessagesResponse(imported_count=imported, session_count=sessions)
 
     async def _import_batches(self, chunks: AsyncIterator[pb.ImportMessagesRequest]
@@ -80,6 +88,14 @@ class MessageServicer(rpc.MessageServiceServicer):
 
     async def UploadFile(self, request_iterator: AsyncIterator[pb.UploadFileRequest],
                          context: Ctx) -> pb.UploadFileResponse:
+        parts = aiter(request_iterator)
+        first = await anext(parts, None)
+        workspace_id = first.header.workspace_id if first is not None else ""
+        with self.deps.streams.slot("upload", workspace_id, bearer_of(context)):
+            return await self._upload(_chain(first, parts))
+
+    async def _upload(self, request_iterator: AsyncIterator[pb.UploadFileRequest]
+                      ) -> pb.UploadFileResponse:
         header, data = await self._read_upload(request_iterator)
         with checking() as c:
             metadata = c.struct("header.metadata", header.metadata)
@@ -185,6 +201,14 @@ def _time(c: Checker, field: str, source: pb.MessageInput | pb.UploadFileHeader
         c.fail(field, "is not a valid timestamp")
         return None
     return value
+
+
+async def _chain(first: T | None, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`first` (when there is one), then the rest of the stream it was read from."""
+    if first is not None:
+        yield first
+    async for item in rest:
+        yield item
 
 
 def _too_large(limit: int) -> Exception:
