@@ -26,7 +26,7 @@ from honcho_grpc_proto.v1 import (
 
 from honcho_grpc.db.pool import Database
 from honcho_grpc.server.app import Running
-from tests.conftest import Stubs
+from tests.conftest import Stubs, make_settings
 
 STREAMS = 50
 
@@ -137,13 +137,12 @@ async def test_idle_streams_do_not_starve_other_tenants(stubs: Stubs, server: Ru
 
 
 async def test_an_import_beyond_its_cap_is_refused_and_writes_nothing(
-        settings: Any, db: Database, ws: str) -> None:
+        pg_dsn: str, db: Database, ws: str) -> None:
     from honcho_grpc.domain import messages
     from honcho_grpc.errors import HonchoError
     from honcho_grpc.model import MessageDraft
 
-    small = settings.model_copy(update={"app": settings.app.model_copy(
-        update={"max_import_messages": 3})})
+    small = make_settings(pg_dsn, app={"max_import_messages": 3})
 
     async def batches() -> AsyncIterator[messages.ImportBatch]:
         for i in range(2):
