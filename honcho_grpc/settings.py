@@ -71,6 +71,9 @@ class ServerSettings(_Section):
     max_send_message_bytes: int = 8 * 1024 * 1024
     max_concurrent_rpcs: int = 1000
     shutdown_grace_seconds: float = 10.0
+    # On SIGTERM: health NOT_SERVING at once, calls still served this long (so that load
+    # balancers move traffic), then the shutdown grace. Not on SIGINT (Ctrl-C).
+    drain_seconds: float = 5.0
     reflection: bool = True
     # Let clients ping every 10 s during long quiet streams without being told "too_many_pings".
     min_ping_interval_ms: int = 10_000
