@@ -141,10 +141,14 @@ class Running:
         self.stop_event.set()
         grace = self.deps.settings.server.shutdown_grace_seconds if grace is None else grace
         await self.server.stop(0 if self._hurry.is_set() else grace)
+        # Background tasks saw stop_event; those still busy are cancelled. One cancelled
+        # inside a database call may end with the driver's error instead: logged, since the
+        # shutdown itself went well.
         for task in self.tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for ended in await asyncio.gather(*self.tasks, return_exceptions=True):
+            if isinstance(ended, Exception):
+                log.warning("a background task ended with %r at shutdown", ended)
 
     async def hurry(self) -> None:
         """End the drain and abort the calls in flight (a second stop signal)."""

@@ -11,6 +11,7 @@ import sys
 
 from honcho_grpc.db.embedded import free_port
 from tests.conftest import ROOT, scratch_dir
+from tests.faults.up_process import alive as alive  # used by tests/cli
 from tests.faults.up_process import gone, power_loss, start_up, wait_ready
 
 
