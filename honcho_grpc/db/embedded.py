@@ -81,7 +81,10 @@ def location(configured: Path) -> str:
     path (a relative DB_DATA_DIR is resolved against the current folder), and whether it is
     a new database, so that starting from another folder cannot go unnoticed."""
     path = configured.expanduser().resolve()
-    kind = "database" if (path / "PG_VERSION").exists() else "new, empty database"
+    try:
+        kind = "database" if (path / "PG_VERSION").exists() else "new, empty database"
+    except OSError:  # not ours to look into: start() says why
+        kind = "database"
     anchor = ("" if configured.expanduser().is_absolute()
               else f" (DB_DATA_DIR={configured} is relative to the current folder)")
     return f"{kind} in {path}{anchor}"
@@ -148,10 +151,15 @@ class EmbeddedPostgres:
     # -- the data directory ---------------------------------------------------------------
 
     def _take_lock(self) -> None:
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            self.data_dir.mkdir(mode=0o700)
-        fd = os.open(self.data_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                self.data_dir.mkdir(mode=0o700)
+            fd = os.open(self.data_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise EmbeddedPostgresError(
+                f"cannot use {self.data_dir} as the data directory ({exc.strerror}); set "
+                "DB_DATA_DIR to a directory you can write") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -221,6 +229,8 @@ class EmbeddedPostgres:
                              **self._as_user())
         if res.returncode != 0:
             raise EmbeddedPostgresError(f"initdb failed: {res.stderr.decode()[-2000:]}")
+        # PostgreSQL refuses a data directory others can read (a pre-made one may be 0755).
+        self.data_dir.chmod(0o700)
         for entry in sorted(staging.iterdir(), key=lambda p: p.name == "PG_VERSION"):
             entry.rename(self.data_dir / entry.name)
         staging.rmdir()

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from honcho_grpc.db.embedded import free_port
-from tests.conftest import scratch_dir
+from honcho_grpc.db.embedded import STAGING, free_port
+from tests.conftest import ROOT, scratch_dir
 from tests.faults.up_process import (
     Up,
     gone,
@@ -137,6 +138,33 @@ def test_postgres_and_worker_killed_under_up_come_back(scratch: Path, ups: list[
     out = up.output()
     assert code == 0, out
     assert f"worker (pid {restarted['worker']}) exited with -9; restarting it" in out
+
+
+def test_interrupted_first_start_is_set_up_again(scratch: Path) -> None:
+    """Power lost during the first start's initdb: the half-made cluster is recognised (it
+    never reached the data directory's top level) and made again, not trusted."""
+    data = scratch / "pg"
+    launcher = [sys.executable, "-m", "tests.postgres_process", str(data), "0"]
+    first = subprocess.Popen(launcher, cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any((data / STAGING).glob("*")):
+        assert first.poll() is None and time.monotonic() < deadline, "initdb never started"
+        time.sleep(0.005)
+    power_loss(first.pid)
+    first.wait(10)
+    assert not (data / "PG_VERSION").exists()
+
+    second = subprocess.Popen(launcher, cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert second.stdin and second.stdout and second.stderr
+    dsn = second.stdout.readline().strip()
+    second.stdin.close()  # the launcher stops its PostgreSQL
+    err = second.stderr.read()
+    assert second.wait(60) == 0, err
+    assert dsn.startswith("postgresql://"), err
+    assert f"the first start in {data} was interrupted; setting it up again" in err, err
+    assert (data / "PG_VERSION").exists() and not (data / STAGING).exists()
 
 
 def _record_pid(pidfile: Path, pid: int) -> None:
