@@ -18,9 +18,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from honcho_grpc_proto.v1 import event_pb2, event_pb2_grpc
 
 from honcho_grpc.db.embedded import free_port
-from honcho_grpc.gen.honcho.v1 import event_pb2, event_pb2_grpc
 from tests.conftest import ROOT, scratch_dir
 from tests.faults.up_process import Up, power_loss, up_env, wait_ready
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     message_pb2,
     message_pb2_grpc,
     workspace_pb2,
     workspace_pb2_grpc,
 )
+
 from tests.conftest import ROOT
 
 READY_TIMEOUT = 120.0
