@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import re
 import secrets
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+
+# gRPC core logs to stderr by itself (e.g. "chttp2_transport ... Got goaway" when a server
+# goes away): errors only, unless the user asks for more. Read once, when grpc is imported.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from honcho_grpc import __version__, tools
 from honcho_grpc.settings import CONFIG_ENV, ConfigError, Settings
@@ -207,6 +213,29 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _quiet_interrupt(func: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C ends a command without a traceback (`up` and `serve` stop gracefully on their
+    own; this covers an interrupt during start-up and the other commands)."""
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            func(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+    return wrapper
+
+
+def _startup_errors() -> tuple[type[Exception], ...]:
+    """Refusals at start-up that one line explains (no traceback)."""
+    from honcho_grpc.db.embedded import EmbeddedPostgresError
+    from honcho_grpc.db.pool import DatabaseConfigError
+    from honcho_grpc.processes import PortInUseError
+
+    return (EmbeddedPostgresError, DatabaseConfigError, PortInUseError)
+
+
+@_quiet_interrupt
 def main(argv: list[str] | None = None) -> None:
     parser = _Parser(prog="honcho-grpc")
     parser.add_argument("--version", action="version", version=f"honcho-grpc {__version__}")
@@ -267,16 +296,18 @@ def main(argv: list[str] | None = None) -> None:
         from honcho_grpc.providers.embeddings import EmbeddingDimensionError
         from honcho_grpc.server.auth import AuthConfigError
 
+        refusals: tuple[type[Exception], ...] = (AuthConfigError, EmbeddingDimensionError,
+                                                 *_startup_errors())
         try:
             if args.command == "serve":
                 from honcho_grpc.server.app import serve
 
                 asyncio.run(serve(settings))
             else:
-                from honcho_grpc.worker.supervisor import up
+                from honcho_grpc.supervisor import up
 
                 asyncio.run(up(settings))
-        except (AuthConfigError, EmbeddingDimensionError) as exc:
+        except refusals as exc:
             sys.exit(f"honcho-grpc {args.command}: {exc}")
     elif args.command == "keys":
         _keys(settings, args)
@@ -288,7 +319,15 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         _worker(settings, args.retry_failed, args.workspace)
     elif args.command == "migrate":
-        asyncio.run(_migrate(settings, args.reset_embeddings))
+        from honcho_grpc.db.embedded import DataDirInUseError
+
+        try:
+            asyncio.run(_migrate(settings, args.reset_embeddings))
+        except DataDirInUseError as exc:
+            sys.exit(f"honcho-grpc migrate: {exc} (`up` and `serve` apply migrations "
+                     "themselves when they start)")
+        except _startup_errors() as exc:
+            sys.exit(f"honcho-grpc migrate: {exc}")
 
 
 if __name__ == "__main__":

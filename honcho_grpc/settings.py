@@ -130,6 +130,9 @@ class ServerSettings(_Section):
     max_send_message_bytes: Count = 8 * 1024 * 1024
     max_concurrent_rpcs: Count = 1000
     shutdown_grace_seconds: Seconds = 10.0
+    # On SIGTERM: health NOT_SERVING at once, calls still served this long (so that load
+    # balancers move traffic), then the shutdown grace. Not on SIGINT (Ctrl-C).
+    drain_seconds: Seconds = 5.0
     reflection: bool = True
     # Let clients ping every 10 s during long quiet streams without being told "too_many_pings".
     min_ping_interval_ms: Size = 10_000

@@ -34,8 +34,10 @@ from honcho_grpc_proto.v1 import (
     workspace_pb2_grpc,
 )
 
+from honcho_grpc.db.embedded import location
 from honcho_grpc.db.pool import Database, open_database
 from honcho_grpc.domain.embedding import EmbeddingBacklog
+from honcho_grpc.processes import check_port_free
 from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
 from honcho_grpc.providers.llm import build_llm
 from honcho_grpc.server.auth import AuthInterceptor
@@ -125,17 +127,62 @@ class Running:
     port: int
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    _hurry: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING first (load balancers drain), then let in-flight calls finish."""
+    async def stop(self, grace: float | None = None, drain: float = 0.0) -> None:
+        """NOT_SERVING at once; keep serving for `drain` seconds, so that load balancers and
+        meshes move traffic elsewhere before anything is refused; then refuse new calls and
+        give in-flight ones `grace` seconds (`hurry()` cuts both short)."""
         await self.health.enter_graceful_shutdown()
+        if drain > 0 and not self._hurry.is_set():
+            log.info("draining: health is NOT_SERVING, calls are still served for %.1fs", drain)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), drain)
         self.stop_event.set()
         grace = self.deps.settings.server.shutdown_grace_seconds if grace is None else grace
-        await self.server.stop(grace)
+        await self.server.stop(0 if self._hurry.is_set() else grace)
+        # Background tasks saw stop_event; those still busy are cancelled. One cancelled
+        # inside a database call may end with the driver's error instead: logged, since the
+        # shutdown itself went well.
         for task in self.tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for ended in await asyncio.gather(*self.tasks, return_exceptions=True):
+            if isinstance(ended, Exception):
+                log.warning("a background task ended with %r at shutdown", ended)
+
+    async def hurry(self) -> None:
+        """End the drain and abort the calls in flight (a second stop signal)."""
+        self._hurry.set()
+        await self.server.stop(None)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM while serving. The first asks for a graceful stop: SIGTERM (an
+    orchestrator's) with the drain period, SIGINT (Ctrl-C in a terminal) without it; a second
+    one hurries the stop."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.first: signal.Signals | None = None
+        self.running: Running | None = None
+        self._hurrying: asyncio.Task[None] | None = None
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._received, sig)
+
+    def _received(self, sig: signal.Signals) -> None:
+        if self.first is None:
+            self.first = sig
+            log.info("%s received: stopping (send it again to stop at once)", sig.name)
+            self.requested.set()
+        elif self.running is not None and self._hurrying is None:
+            log.warning("second %s received: stopping now", sig.name)
+            self._hurrying = asyncio.create_task(self.running.hurry())
+
+    def drain_seconds(self, settings: Settings) -> float:
+        return settings.server.drain_seconds if self.first == signal.SIGTERM else 0.0
 
 
 async def start(settings: Settings, db: Database, *, embedder: Embedder | None = None,
@@ -163,19 +210,21 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: database, server, embedding backlog; then shut down."""
+    # A port in use is refused before PostgreSQL starts and migrations run.
+    check_port_free(settings.server.host, settings.server.port)
+    if not settings.db.uri():
+        print(f"honcho-grpc: {location(settings.db.data_dir)}", flush=True)
     otel = configure_telemetry(settings.telemetry, "server")
     db = await open_database(settings)
     try:
         running = await start(settings, db)
         log.info("honcho-grpc listening on %s:%d", settings.server.host, running.port)
         print(f"honcho-grpc serving on {settings.server.host}:{running.port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("shutting down")
-        await running.stop()
+        signals = StopSignals()
+        signals.running = running
+        signals.install()
+        await signals.requested.wait()
+        await running.stop(drain=signals.drain_seconds(settings))
     finally:
         await db.close()
         otel.shutdown()  # flushes the last spans and metric points

@@ -35,12 +35,14 @@ class ServeProcess:
         return self.proc.stderr.read().decode(errors="replace")
 
 
-def start_serve(dsn: str, grace: float) -> ServeProcess:
+def start_serve(dsn: str, grace: float, drain: float = 0.0) -> ServeProcess:
     """`honcho-grpc serve` on a free port against `dsn`, once it reports SERVING. The embedding
-    backlog stays with the tests (`drain_backlog`), as for the in-process server."""
+    backlog stays with the tests (`drain_backlog`), as for the in-process server. `drain`:
+    seconds still served after SIGTERM (none unless a test is about it)."""
     port = free_port()
     env = {**os.environ, "DB_CONNECTION_URI": dsn, "SERVER_HOST": "127.0.0.1",
            "SERVER_PORT": str(port), "SERVER_SHUTDOWN_GRACE_SECONDS": str(grace),
+           "SERVER_DRAIN_SECONDS": str(drain),
            "SERVER_EMBED_IN_SERVER": "false", "EMBEDDING_PROVIDER": "fake",
            "APP_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "honcho_grpc.cli", "serve"], env=env,

@@ -1,7 +1,9 @@
 """SIGTERM under load: a `honcho-grpc serve` process stopped while writers keep sending
 CreateMessages. Every write it acknowledged is in the database exactly once, the calls it
 refused were refused as retryable (UNAVAILABLE or CANCELLED, never INTERNAL), the calls in
-flight when the signal came were finished, and it exited cleanly within its grace period."""
+flight when the signal came were finished, and it exited cleanly within its grace period.
+With a drain period, health turns NOT_SERVING at once while calls, on old and new
+connections, are still served until the period ends."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from honcho_grpc_proto.v1 import message_pb2, message_pb2_grpc
 
 from tests.faults.conftest import ServeProcess, start_serve
@@ -130,6 +133,53 @@ async def test_writes_outliving_the_grace_are_cancelled_not_half_done(
     stored = await _every_acknowledged_write_stored_once(pg_dsn, ws, ledger, in_flight=4,
                                                          also={"before the lock"})
     assert not [c for c in stored if c.startswith("writer stuck")], "a cancelled write landed"
+
+
+async def test_sigterm_drains_before_refusing(serve_processes: list[ServeProcess], pg_dsn: str,
+                                              ws: str) -> None:
+    """What a load balancer needs: NOT_SERVING at once, the service unchanged meanwhile."""
+    drain = 2.0
+    server = start_serve(pg_dsn, grace=5.0, drain=drain)
+    serve_processes.append(server)
+    ledger, stop = Ledger(), asyncio.Event()
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        stub = message_pb2_grpc.MessageServiceStub(channel)
+        await writer(stub, ws, "before", ledger, stop, once=True)
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        await eventually(lambda: _not_serving(health), within=1.0, interval=0.02)
+        not_serving_after = time.monotonic() - signalled
+        served = 0
+        while time.monotonic() - signalled < drain - 0.5:
+            # A new connection too: balancers that have not yet noticed open them.
+            async with grpc.aio.insecure_channel(server.address) as fresh:
+                for target in (stub, message_pb2_grpc.MessageServiceStub(fresh)):
+                    await writer(target, ws, f"draining-{served}", ledger, stop, once=True)
+                    served += 1
+        assert not ledger.refused, ledger.refusal_details
+        code = await asyncio.to_thread(server.proc.wait, 15)
+        exited = time.monotonic()
+        try:
+            await stub.CreateMessages(message_pb2.CreateMessagesRequest(
+                workspace_id=ws, session_id="after", messages=[
+                    message_pb2.MessageInput(peer_id="p", content="after")]), timeout=5)
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+        else:
+            raise AssertionError("a call succeeded after the server exited")
+    log = server.output()
+    assert code == 0, log
+    assert not_serving_after < 0.5, f"health said NOT_SERVING only after {not_serving_after}s"
+    assert served >= 4, served
+    assert drain <= exited - signalled < drain + 3.0
+    assert "Traceback" not in log and "ERROR" not in log, log
+    await _every_acknowledged_write_stored_once(pg_dsn, ws, ledger, in_flight=0)
+
+
+async def _not_serving(health: health_pb2_grpc.HealthStub) -> bool:
+    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+    return bool(reply.status == health_pb2.HealthCheckResponse.NOT_SERVING)
 
 
 async def _terminate(server: ServeProcess) -> tuple[float, int, float]:
