@@ -41,6 +41,15 @@ class Conclusion:
 
 
 @dataclass
+class Fact:
+    """An explicit fact the model extracted, with the timestamp of the line it came from as
+    the model copied it ("" or anything else: unknown, the batch's time is used)."""
+
+    content: str
+    said_at: str = ""
+
+
+@dataclass
 class Derived:
     """A conclusion a dream derived, with the ids of its premises."""
 
