@@ -119,9 +119,10 @@ def valid_derived(level: str, live_premises: list[str]) -> bool:
 
 
 def valid_supersession(said: dict[str, datetime], old: str, new: str) -> bool:
-    """Both live, and the update said strictly later than what it replaces: an older
-    statement never replaces a newer one, and of two said at once neither is newer."""
-    return old in said and new in said and old != new and said[new] > said[old]
+    """Both live, and the update not said before what it replaces: an older statement never
+    replaces a newer one. Two said at the same instant (messages of one write share their
+    time) cannot be ordered by it, so the model's reading of the conversation decides."""
+    return old in said and new in said and old != new and said[new] >= said[old]
 
 
 async def _live_times(conn: asyncpg.Connection, pair: Pair,
