@@ -168,6 +168,10 @@ class NewConclusion:
     premise_ids: list[str] = field(default_factory=list)
     source_message_ids: list[str] = field(default_factory=list)
     internal_metadata: Json = field(default_factory=dict)
+    # When what it says was said: the source message's time for a derived conclusion (the
+    # latest premise's for a dream's), so an imported, back-dated conversation is dated by its
+    # messages. None: now.
+    created_at: datetime | None = None
 
 
 class Summary(NamedTuple):
@@ -212,3 +216,12 @@ class MessageRef(NamedTuple):
     seq: int
     peer_id: str
     message_id: str
+
+
+@dataclass
+class Fact:
+    """An explicit fact the model extracted, with the timestamp of the line it came from as
+    the model copied it ("" or anything else: unknown, the batch's time is used)."""
+
+    content: str
+    said_at: str = ""

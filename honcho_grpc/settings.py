@@ -250,10 +250,15 @@ class QueueSettings(_Section):
     max_attempts: Count = 5
     retry_base_seconds: Seconds = 2.0
     retry_max_seconds: Seconds = 300.0
-    # Pending messages of one unit are derived together up to this many tokens. Never a wait:
-    # whatever is pending when a worker is free is taken at once.
+    # Pending messages of one unit are derived together up to this many tokens.
     batch_max_tokens: Count = 4096
     batch_max_messages: Count = 50
+    # Live traffic is batched: a sender's messages wait until the conversation the extraction
+    # will read (other speakers' messages included) reaches batch_min_tokens, or the oldest
+    # has waited batch_wait_seconds -- one model call per batch instead of per message, at a
+    # lag of seconds. Either at 0: no wait (every message is taken as soon as it is pending).
+    batch_min_tokens: Size = 1024
+    batch_wait_seconds: Seconds = 20.0
     completed_retention_seconds: Seconds = 24 * 3600
     housekeeping_seconds: Interval = 60.0
     # On SIGTERM, running units may finish their current batch this long; then they are

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -61,6 +62,8 @@ class Candidate:
     session_id: str | None = None
     premise_ids: list[str] = field(default_factory=list)
     source_message_ids: list[str] = field(default_factory=list)
+    # When it was said (its message's time; the latest premise's for a dream's conclusion).
+    created_at: datetime | None = None
 
 
 @dataclass
@@ -135,7 +138,8 @@ async def write_derived(conn: asyncpg.Connection, pair: Pair, items: list[Candid
             observed_id=pair.observed_id, session_id=item.session_id, content=item.content,
             embedding=item.embedding, model=model if item.embedding is not None else None,
             level=item.level, premise_ids=item.premise_ids,
-            source_message_ids=item.source_message_ids, internal_metadata=metadata))
+            source_message_ids=item.source_message_ids, internal_metadata=metadata,
+            created_at=item.created_at))
         targets.append(fresh[-1].conclusion_id)
     for index in repeats:  # a repeat inside the batch reinforces what its twin became
         bumps[targets[index]] += 1

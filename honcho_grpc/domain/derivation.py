@@ -5,8 +5,9 @@ fenced completion, so they commit with the queue rows they complete or not at al
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from honcho_grpc.domain import conclusions, dreams, peer_cards
 from honcho_grpc.domain.conclusions import Candidate, Pair
 from honcho_grpc.domain.transactions import connection
+from honcho_grpc.model import Fact
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import memory, peers
 from honcho_grpc.store import messages as store_messages
@@ -36,6 +38,28 @@ class Batch:
     message_ids: list[str]
     lines: list[str]
     latest: str  # when the newest was written (ISO 8601)
+    # Every transcript line's (time, text), by the timestamp text the lines show it with.
+    times: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
+
+    @property
+    def latest_at(self) -> datetime:
+        return datetime.fromisoformat(self.latest)
+
+    def said_at(self, stamp: str, fact: str) -> datetime:
+        """When a fact was said: the time of the line whose timestamp the model copied (of
+        several lines in that second, the one sharing most words with the fact), else -- no
+        copy, a wrong one, or one after the batch -- the batch's newest message."""
+        lines = self.times.get(stamp.strip()[:19], [])
+        latest = self.latest_at
+        if not lines:
+            return latest
+        words = _words(fact)
+        at = max(lines, key=lambda line: (len(words & _words(line[1])), line[0]))[0]
+        return at if at <= latest else latest
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
 
 
 async def read_batch(pool: asyncpg.Pool, workspace_id: str, session_id: str, observed: str,
@@ -51,9 +75,13 @@ async def read_batch(pool: asyncpg.Pool, workspace_id: str, session_id: str, obs
                                               MAX_CONTEXT_MESSAGES)
     first = own[0].seq
     # The sender's own earlier message was derived from already: context only from others.
-    lines = [transcript_line(r.created_at, r.peer_id, r.content) for r in rows
-             if r.seq >= first or r.peer_id != observed]
-    return Batch([m.message_id for m in own], lines, own[-1].created_at.isoformat())
+    shown = [r for r in rows if r.seq >= first or r.peer_id != observed]
+    lines = [transcript_line(r.created_at, r.peer_id, r.content) for r in shown]
+    times: dict[str, list[tuple[datetime, str]]] = {}
+    for r in shown:
+        times.setdefault(f"{r.created_at:%Y-%m-%d %H:%M:%S}", []).append(
+            (r.created_at, r.content))
+    return Batch([m.message_id for m in own], lines, own[-1].created_at.isoformat(), times)
 
 
 @dataclass
@@ -66,7 +94,7 @@ class Observation:
     observers: list[str]
     queue_ids: list[int]
     batch: Batch
-    facts: list[str]
+    facts: list[Fact]
     vectors: list[np.ndarray]
     cards_before: dict[str, list[str] | None] = field(default_factory=dict)
     cards: dict[str, list[str]] = field(default_factory=dict)  # per observer, if updated
@@ -95,11 +123,25 @@ async def save(conn: asyncpg.Connection, settings: Settings, o: Observation, *,
             await dreams.schedule_if_due(conn, settings, pair, o.session_id)
 
 
+def _in_order(o: Observation) -> list[datetime]:
+    """Each fact's time; facts dated to the same instant (messages of one call share theirs)
+    a microsecond apart, in the order they were extracted (the transcript's), so that "newer"
+    keeps meaning "said later" when a dream compares them."""
+    out: list[datetime] = []
+    for f in o.facts:
+        when = o.batch.said_at(f.said_at, f.content)
+        if out and when <= out[-1] and when > out[-1] - timedelta(seconds=1):
+            when = out[-1] + timedelta(microseconds=1)
+        out.append(when)
+    return out
+
+
 async def _write_facts(conn: asyncpg.Connection, o: Observation, pair: Pair,
                        sources: list[str], model: str | None) -> None:
-    items = [Candidate(content=f, level="explicit", embedding=v, session_id=o.session_id,
-                       source_message_ids=sources)
-             for f, v in zip(o.facts, o.vectors, strict=True)]
+    items = [Candidate(content=f.content, level="explicit", embedding=v,
+                       session_id=o.session_id, source_message_ids=sources,
+                       created_at=when)
+             for f, v, when in zip(o.facts, o.vectors, _in_order(o), strict=True)]
     written = await conclusions.write_derived(
         conn, pair, items, model=model,
         metadata={"queue_ids": [str(i) for i in o.queue_ids],

@@ -10,6 +10,7 @@ deletes them) and refreshes the peer card; a `card_refresh` dream only rebuilds 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
@@ -83,29 +84,52 @@ async def save(conn: asyncpg.Connection, outcome: Outcome, *, model: str | None)
                                    pair.observed_id)
 
 
+# Premises a derived conclusion of each level must cite: a pattern or a contradiction is
+# between at least two statements; a deduction may follow from one.
+MIN_PREMISES = {"deductive": 1, "inductive": 2, "contradiction": 2}
+
+
 async def _write_plan(conn: asyncpg.Connection, outcome: Outcome, model: str | None) -> None:
+    """Only what passes `valid_derived` and `valid_supersession` is written; a derived
+    conclusion is dated by its latest premise (when what it rests on was said)."""
     pair = outcome.pair
     cited = {i for d in outcome.derived for i in d.premise_ids} | {
         i for s in outcome.superseded for i in s}
-    live = await _live_ids(conn, pair, cited)
-    items = [Candidate(content=d.content, level=d.level, embedding=d.embedding,
-                       premise_ids=[i for i in d.premise_ids if i in live])
-             for d in outcome.derived]
-    items = [i for i in items if i.premise_ids]
+    said = await _live_times(conn, pair, cited)
+    items = []
+    for d in outcome.derived:
+        premises = [i for i in d.premise_ids if i in said]
+        if valid_derived(d.level, premises):
+            items.append(Candidate(content=d.content, level=d.level, embedding=d.embedding,
+                                   premise_ids=premises,
+                                   created_at=max(said[i] for i in premises)))
     if items and not await conclusions.already_derived(conn, pair, outcome.queue_ids):
         written = await conclusions.write_derived(
             conn, pair, items, model=model,
             metadata={"queue_ids": [str(i) for i in outcome.queue_ids], "dream": True})
         await conclusions.announce_derived(conn, pair, written, dream=True)
     for old, new in outcome.superseded:
-        if old in live and new in live:
+        if valid_supersession(said, old, new):
             await conclusions.supersede(conn, pair, old, new)
 
 
-async def _live_ids(conn: asyncpg.Connection, pair: Pair, ids: set[str]) -> set[str]:
+def valid_derived(level: str, live_premises: list[str]) -> bool:
+    """Enough live premises for the level (see MIN_PREMISES)."""
+    return len(set(live_premises)) >= MIN_PREMISES.get(level, 1)
+
+
+def valid_supersession(said: dict[str, datetime], old: str, new: str) -> bool:
+    """Both live, and the update not said before what it replaces: an older statement never
+    replaces a newer one. Two said at the same instant (messages of one write share their
+    time) cannot be ordered by it, so the model's reading of the conversation decides."""
+    return old in said and new in said and old != new and said[new] >= said[old]
+
+
+async def _live_times(conn: asyncpg.Connection, pair: Pair,
+                      ids: set[str]) -> dict[str, datetime]:
+    """The live ones among `ids`, with when each was said."""
     if not ids:
-        return set()
+        return {}
     rows = await memory.conclusions_of_pair(conn, pair.workspace_id, pair.observer_id,
                                             pair.observed_id, list(ids))
-    return {c.conclusion_id for c in rows if c.valid}
-
+    return {c.conclusion_id: c.created_at for c in rows if c.valid}

@@ -199,6 +199,11 @@ async def _follow_up(conn: Conn, settings: Settings, workspace_id: str, session_
     jobs = await _jobs_for(conn, settings, workspace_id, session_id, first_seq, batch,
                            workspace_config, session_config)
     await queue.enqueue(conn, workspace_id, jobs)
+    await queue.hold_for_batch(
+        conn, workspace_id,
+        [j.work_unit_key for j in jobs if j.task_type == TaskType.REPRESENTATION],
+        wait_seconds=settings.queue.batch_wait_seconds,
+        min_tokens=settings.queue.batch_min_tokens)
     await announce_created(conn, workspace_id, session_id,
                            [MessageRef(first_seq + i, m.peer_id, m.message_id)
                             for i, m in enumerate(batch)])

@@ -17,14 +17,14 @@ COLUMNS = columns(Conclusion)
 C_COLUMNS = columns(Conclusion, "c")
 
 
-# clock_timestamp(), not now(): the rows of one call keep the order they were given in (a
-# batch of derived conclusions the order of its messages), which is what "newer" means when
-# a dream supersedes one conclusion by another.
+# clock_timestamp(), not now(): the rows of one call keep the order they were given in,
+# which is what "newer" means when a dream supersedes one conclusion by another.
 INSERT = f"""
 INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, session_id,
     content, level, embedding, model, premise_ids, source_message_ids, internal_metadata,
     created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp())
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+        coalesce($13::timestamptz, clock_timestamp()))
 RETURNING {COLUMNS}
 """
 
@@ -32,7 +32,7 @@ RETURNING {COLUMNS}
 def _insert_args(workspace_id: str, c: NewConclusion) -> tuple[Any, ...]:
     return (workspace_id, c.conclusion_id, c.observer_id, c.observed_id, c.session_id,
             c.content, c.level, c.embedding, c.model, c.premise_ids, c.source_message_ids,
-            c.internal_metadata)
+            c.internal_metadata, c.created_at)
 
 
 async def insert_conclusions(conn: Conn, workspace_id: str,

@@ -91,7 +91,10 @@ class Queue:
         head = Head()
         for row in rows:
             job = _job(row)
-            if row["status"] == Status.PENDING and not row["due"]:
+            if row["status"] == Status.PENDING and not row["due"] and (
+                    not head.batch or job.attempts > 0):
+                # A retry's backoff stops the batch; a fresh row only held for batching
+                # (store/queue hold_for_batch) joins its due head.
                 break
             if row["status"] == Status.IN_PROGRESS and job.attempts >= self.settings.max_attempts:
                 head.abandoned.append(job)  # it took a worker down every time it ran

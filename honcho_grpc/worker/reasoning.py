@@ -28,7 +28,14 @@ from honcho_grpc.providers.llm import (
 from honcho_grpc.providers.llm.structured import parse_structured
 from honcho_grpc.settings import Settings
 from honcho_grpc.telemetry import llm_span
-from honcho_grpc.worker.values import Conclusion, Derived, DreamPlan, PermanentError, Usage
+from honcho_grpc.worker.values import (
+    Conclusion,
+    Derived,
+    DreamPlan,
+    Fact,
+    PermanentError,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +49,25 @@ class ReasoningError(RuntimeError):
     """The model's answer could not be used (retried by the queue)."""
 
 
+class Truncated(ReasoningError):
+    """The answer stopped at its output limit: whatever it holds is cut, never stored."""
+
+
+# A truncated answer is asked once more with this many times the room (up to the ceiling);
+# cut again, an extraction splits its batch in halves (each starting with the larger room),
+# any other task fails and the queue retries it later.
+ROOM_GROWTH = 2
+MAX_OUTPUT_CEILING = 16384
+
+
 # -- prompts and schemas ----------------------------------------------------------------------
 
 FACTS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"explicit": {"type": "array", "items": {
-        "type": "object", "properties": {"content": {"type": "string"}},
-        "required": ["content"], "additionalProperties": False}}},
+        "type": "object",
+        "properties": {"content": {"type": "string"}, "said_at": {"type": "string"}},
+        "required": ["content", "said_at"], "additionalProperties": False}}},
     "required": ["explicit"], "additionalProperties": False,
 }
 
@@ -77,20 +96,43 @@ DREAM_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-FACTS_PROMPT = """You extract explicit facts about one participant of a conversation.
+# Why this prompt: the facts are the only memory of the conversation most reads will see, so
+# each must stand alone months later (who, what, when), cover what the target was told as
+# well as what it said (so "what did you recommend me?" has an answer), and keep changes as
+# changes. The worked examples fix the style; they use a made-up peer, unquoted, so the
+# target stays the first quoted id of the prompt.
+FACTS_PROMPT = """You record what a conversation reveals about one participant, so that an \
+assistant can remember it later. Target participant: "{observed}".
 
-Target participant: {observed}
+Read every line. Facts about {observed} come from what {observed} says, and from what the
+others tell, ask, recommend, promise or report to {observed} or about {observed}.
 
 Rules:
-- Only facts the target states or clearly reveals about themselves in their own messages;
-  lines by others are context only.
-- Each fact is atomic, self-contained and names the target by their exact id ("{observed}"),
-  never "I", "he" or "she".
-- Turn relative dates into absolute ones using the message timestamps.
-- No speculation, no facts about other participants, no greetings or chit-chat.
-- Return {{"explicit": []}} when there is nothing worth remembering.
+- One fact per item, atomic and self-contained: name the target by the exact id {observed}
+  (never "I", "you", "he", "she", "the user") and keep the context that makes it useful
+  later (who else, what, where, when, why).
+- Turn relative dates ("yesterday", "next Friday", "last year") into absolute ones using the
+  timestamp of the line; keep names, numbers and quantities exactly.
+- A change is recorded as a change ("{observed} moved from Paris to Berlin in May 2024"),
+  not only as the new value.
+- What others said to {observed} is attributed ("bob recommended the novel Dune to
+  {observed}"); it is not presented as {observed}'s own view.
+- No guesses about feelings or motives that were not stated; no greetings, thanks or
+  filler.
+- said_at: the timestamp of the line the fact comes from (YYYY-MM-DD HH:MM:SS), copied.
+- Nothing worth remembering: {{"explicit": []}}.
 {custom}
-Answer with JSON only: {{"explicit": [{{"content": "..."}}]}}"""
+Example, for a target called ana:
+2024-03-04 18:02:11 ana: we finally adopted the puppy yesterday, her name is Miso
+2024-03-04 18:02:40 tom: congrats! try the vet on Rue Pasteur, she is great with puppies
+2024-03-04 18:03:05 ana: will do. I can't walk her in the mornings though, I start at 7 now
+gives
+- ana adopted a puppy named Miso on 2024-03-03 (said_at 2024-03-04 18:02:11)
+- tom recommended to ana the vet on Rue Pasteur for her puppy (said_at 2024-03-04 18:02:40)
+- ana starts work at 7 in the morning as of March 2024, so cannot walk Miso in the mornings
+  (said_at 2024-03-04 18:03:05)
+
+Answer with JSON only: {{"explicit": [{{"content": "...", "said_at": "..."}}]}}"""
 
 SUMMARY_PROMPT = """Write the {kind} summary of a conversation.
 
@@ -102,11 +144,24 @@ Use at most {words} words. Answer with the summary text only."""
 LONG_EXTRA = ("\nAlso capture each participant's emotional state, personality and the "
               "recurring themes.")
 
-CARD_PROMPT = """Maintain the peer card of "{observed}": at most {limit} short entries, each
-starting with one of IDENTITY:, ATTRIBUTE:, RELATIONSHIP:, INSTRUCTION: (e.g.
-"IDENTITY: Name is Ana", "ATTRIBUTE: Vegetarian", "RELATIONSHIP: Sister of Leo",
-"INSTRUCTION: Prefers short answers"). Keep lasting, important facts only; update entries
-that the new facts change; drop what they contradict.
+# Why these rules: a card is read on every dialectic and context call, so it must stay short,
+# stable and trustworthy -- entries change only when a fact changes them, and instructions
+# are only what the peer asked for, never what the model infers.
+CARD_PROMPT = """You keep the peer card of "{observed}": the few durable facts an assistant
+should always have in mind about {observed}. At most {limit} entries, each one line starting
+with one of IDENTITY:, ATTRIBUTE:, RELATIONSHIP:, INSTRUCTION:.
+
+Rules:
+- IDENTITY is name, age, pronouns, home, occupation; ATTRIBUTE is a lasting trait,
+  preference, skill, health fact or ongoing situation; RELATIONSHIP names a person and how
+  they relate to {observed}; INSTRUCTION is only how {observed} explicitly asked to be
+  treated or answered, never a guess.
+- Keep the current entries unless a new fact changes or contradicts one: then rewrite that
+  entry (with the date when it matters, e.g. "Lives in Berlin (since May 2024)").
+- Add an entry only for what will still matter in months: no one-off events, moods,
+  plans already done, nor facts about other people beyond their relation.
+- Merge duplicates; keep wording short and factual; when full, drop the least durable.
+- New facts are newest first; a newer one wins over an older one.
 
 Current card:
 {card}
@@ -116,14 +171,23 @@ New facts:
 
 Answer with JSON only: {{"card": ["..."]}}"""
 
+# Why: the dream is where the memory gets deductions, patterns and updates, so each item must
+# be checkable -- dated premises, citations -- and the rules the domain enforces
+# (honcho_grpc/domain/dreams.py: newer by when it was said, two premises for a pattern or a
+# contradiction) are stated so a good model does not waste output on what will be refused.
 DREAM_PROMPT = """You consolidate what is known about "{observed}". The numbered conclusions
-below are ordered oldest first.
+below are ordered by when they were said, oldest first; the date is when {observed} said or
+was told it.
 
-1. deductive: conclusions that follow with certainty from some of them; cite the numbers.
-2. inductive: patterns (preferences, behaviours, tendencies) supported by two or more of them.
-3. contradictions: pairs that cannot both be true and where no later statement settles it.
-4. superseded: when a newer conclusion updates an older one (moved, changed job, changed
-   preference), give {{"old": n, "new": m}} with m newer than n.
+1. deductive: conclusions that follow with certainty from one or more of them; cite the
+   numbers.
+2. inductive: patterns (preferences, habits, tendencies) supported by at least two of them;
+   cite every one you rely on.
+3. contradictions: two or more that cannot all be true and that no later one settles; cite
+   them all.
+4. superseded: a later conclusion updates an earlier one (moved, changed job, changed
+   preference, a number that changed): {{"old": n, "new": m}} where m was said strictly
+   later than n. Never supersede a newer statement with an older one.
 Only cite numbers from the list. Do not restate conclusions that already exist.
 
 Conclusions:
@@ -178,17 +242,33 @@ class Reasoner:
 
     @_traced("derive_facts")
     async def derive_facts(self, observed: str, lines: list[str],
-                           custom_instructions: str = "") -> tuple[list[str], Usage]:
-        """Explicit facts about `observed` from transcript lines ("time speaker: text")."""
+                           custom_instructions: str = "") -> tuple[list[Fact], Usage]:
+        """Explicit facts about `observed` from transcript lines ("time speaker: text"). A
+        truncated answer is asked again with more room, then for each half of the lines."""
         custom = f"\nAdditional instructions:\n{custom_instructions}\n" \
             if custom_instructions else ""
-        data, usage = await self._json(
-            FACTS_PROMPT.format(observed=observed, custom=custom), "\n".join(lines),
-            FACTS_SCHEMA)
-        items = data.get("explicit") or []
-        facts = [str(i.get("content", "")).strip()[:MAX_FACT_CHARS] for i in items
-                 if isinstance(i, dict)]
-        return [f for f in facts if f], usage
+        return await self._facts(FACTS_PROMPT.format(observed=observed, custom=custom), lines,
+                                 self.max_output_tokens)
+
+    async def _facts(self, system: str, lines: list[str],
+                     room: int) -> tuple[list[Fact], Usage]:
+        usage = Usage()
+        try:
+            data, u = await self._json(system, "\n".join(lines), FACTS_SCHEMA, room=room)
+        except Truncated as exc:
+            usage.add(exc.args[1])
+            if len(lines) < 2:
+                raise
+            log.info("extraction truncated twice: asking for each half of %d lines", len(lines))
+            half = len(lines) // 2
+            facts: list[Fact] = []
+            for part in (lines[:half], lines[half:]):
+                found, u = await self._facts(system, part, room * ROOM_GROWTH)
+                facts += found
+                usage.add(u)
+            return facts, usage
+        usage.add(u)
+        return facts_from(data), usage
 
     @_traced("summarize")
     async def summarize(self, kind: str, previous: str, lines: list[str],
@@ -197,7 +277,7 @@ class Reasoner:
                                        extra=LONG_EXTRA if kind == "long" else "")
         user = f"Previous summary:\n{previous or '(none)'}\n\nNew messages:\n" \
             + "\n".join(lines)
-        text, usage = await self._text(system, user, max_tokens=max(256, max_words * 2))
+        text, usage = await self._roomy_text(system, user, room=max(256, max_words * 2))
         return text.strip(), usage
 
     @_traced("update_card")
@@ -212,7 +292,8 @@ class Reasoner:
     @_traced("dream")
     async def dream(self, observed: str,
                     conclusions: list[Conclusion]) -> tuple[DreamPlan, Usage]:
-        listing = "\n".join(f"[{i}] ({c.level}, {c.created_at[:10]}) {c.content}"
+        listing = "\n".join(f"[{i}] ({c.level}, {c.created_at[:16].replace('T', ' ')}) "
+                             f"{c.content}"
                             for i, c in enumerate(conclusions, 1))
         data, usage = await self._json(DREAM_PROMPT.format(observed=observed, listing=listing),
                                        "Consolidate.", DREAM_SCHEMA)
@@ -222,6 +303,7 @@ class Reasoner:
 
     async def _text(self, system: str, user: str, *, max_tokens: int | None = None,
                     schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
+        """The model's answer; Truncated (carrying the bill) when it hit its limit."""
         messages = [Message("system", system), Message("user", user)]
         try:
             completion = await self.llm.complete(
@@ -236,15 +318,45 @@ class Reasoner:
                 raise PermanentError(str(exc)) from exc
             raise
         u = completion.usage
-        return completion.text or "", Usage(u.input_tokens, u.output_tokens, 1)
+        usage = Usage(u.input_tokens, u.output_tokens, 1)
+        if completion.finish_reason == "length":
+            raise Truncated(f"answer cut at {max_tokens or self.max_output_tokens} tokens",
+                            usage)
+        return completion.text or "", usage
 
-    async def _json(self, system: str, user: str,
-                    schema: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
-        text, usage = await self._text(system, user, schema=schema)
+    async def _roomy_text(self, system: str, user: str, *, room: int,
+                          schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
+        """`_text`, asked once more with more room when the answer is cut; a second cut
+        raises Truncated carrying the bill of both attempts."""
+        try:
+            return await self._text(system, user, max_tokens=room, schema=schema)
+        except Truncated as exc:
+            first: Usage = exc.args[1]
+        room = min(room * ROOM_GROWTH, max(MAX_OUTPUT_CEILING, room))
+        try:
+            text, usage = await self._text(system, user, max_tokens=room, schema=schema)
+        except Truncated as exc:
+            first.add(exc.args[1])
+            raise Truncated(str(exc), first) from exc
+        usage.add(first)
+        return text, usage
+
+    async def _json(self, system: str, user: str, schema: dict[str, Any], *,
+                    room: int | None = None) -> tuple[dict[str, Any], Usage]:
+        text, usage = await self._roomy_text(system, user, schema=schema,
+                                             room=room or self.max_output_tokens)
         try:
             return parse_structured(text, schema), usage
         except StructuredOutputError as exc:
             raise ReasoningError(str(exc)) from exc
+
+
+def facts_from(data: dict[str, Any]) -> list[Fact]:
+    items = data.get("explicit") or []
+    facts = [Fact(str(i.get("content", "")).strip()[:MAX_FACT_CHARS],
+                  str(i.get("said_at", "")).strip()[:40])
+             for i in items if isinstance(i, dict)]
+    return [f for f in facts if f.content]
 
 
 def plan_from(data: dict[str, Any], shown: list[Conclusion]) -> DreamPlan:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from honcho_grpc.model import ConclusionLevel
+from honcho_grpc.model import ConclusionLevel, Fact
 
 
 class PermanentError(Exception):
@@ -55,3 +55,6 @@ class Derived:
 class DreamPlan:
     derived: list[Derived] = field(default_factory=list)
     superseded: list[tuple[str, str]] = field(default_factory=list)  # (old id, newer id)
+
+
+__all__ = ["Conclusion", "Derived", "DreamPlan", "Fact", "PermanentError", "Usage"]

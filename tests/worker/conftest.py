@@ -25,7 +25,7 @@ from tests.conftest import ROOT, make_settings
 
 FAST_QUEUE = {"poll_seconds": 0.5, "lease_seconds": 2.0, "heartbeat_seconds": 0.5,
               "retry_base_seconds": 0.1, "retry_max_seconds": 1.0, "max_attempts": 4,
-              "housekeeping_seconds": 3600.0}
+              "housekeeping_seconds": 3600.0, "batch_wait_seconds": 0.3}
 
 
 def worker_settings(dsn: str, workspaces: list[str], **overrides: dict[str, Any]) -> Settings:

@@ -32,8 +32,8 @@ from tests.worker.conftest import (
     queue_rows,
 )
 
-_TARGET = re.compile(r"Target participant: (\S+)")
-_LINE = re.compile(r"^\S+ \S+ (?P<speaker>[^:]+): (?P<text>.*)$")
+_TARGET = re.compile(r'Target participant: "?([A-Za-z0-9_-]+)')
+_LINE = re.compile(r"^(?P<stamp>\S+ \S+) (?P<speaker>[^:]+): (?P<text>.*)$")
 
 
 def derive(body: dict[str, Any]) -> Reply:
@@ -44,7 +44,7 @@ def derive(body: dict[str, Any]) -> Reply:
     user = "\n".join(str(m["content"]) for m in messages if m["role"] == "user")
     if '"explicit"' in system:
         target = _TARGET.search(system)
-        facts = [{"content": f"{target[1]} said: {m['text']}"}
+        facts = [{"content": f"{target[1]} said: {m['text']}", "said_at": m["stamp"]}
                  for m in map(_LINE.match, user.splitlines())
                  if m and target and m["speaker"] == target[1]]
         return Reply(json.dumps({"explicit": facts}))

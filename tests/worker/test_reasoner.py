@@ -23,8 +23,10 @@ async def test_facts_about_the_observed_peer_only() -> None:
     facts, usage = await Reasoner(LocalProvider()).derive_facts(
         "alice", LINES, custom_instructions="Ignore what bob says about music.")
     # Every line is read, the last one too; bob is only named by the custom instructions.
-    assert facts == ["alice is a nurse in Lyon", "alice really likes hiking",
-                     "alice's sister is called Emma"]
+    assert [(f.content, f.said_at) for f in facts] == [
+        ("alice is a nurse in Lyon", "2024-05-01 10:00:00"),
+        ("alice really likes hiking", "2024-05-01 10:00:20"),
+        ("alice's sister is called Emma", "2024-05-01 10:00:20")]
     assert usage.calls == 1 and usage.input_tokens > 100 and usage.output_tokens > 10
 
 

@@ -194,8 +194,9 @@ def _completion(reply: AnthropicMessage, answer_tool: str) -> Completion:
     finish = FINISH.get(reply.stop_reason or "end_turn", reply.stop_reason or "stop")
     answer = next((c for c in calls if c.name == answer_tool), None) if answer_tool else None
     if answer is not None:
-        # The forced tool call is the structured answer, not a call for the caller to run.
-        text, finish = json.dumps(answer.arguments), "stop"
+        # The forced tool call is the structured answer, not a call for the caller to run;
+        # cut at max_tokens it is incomplete, whatever the SDK made of the partial input.
+        text, finish = json.dumps(answer.arguments), "length" if finish == "length" else "stop"
         calls = [c for c in calls if c is not answer]
     return Completion(text, calls, Usage(_input_tokens(reply.usage), reply.usage.output_tokens),
                       finish)

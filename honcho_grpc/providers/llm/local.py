@@ -62,6 +62,7 @@ _TAG = re.compile(r"^\[[^\]]*\]\s*")
 _QUOTED_ID = re.compile(r"""(?:'|"|\u2018|\u201c)([A-Za-z0-9_-]{1,512})(?:'|"|\u2019|\u201d)""")
 _BUDGET = re.compile(r"\b(\d{1,5})\s+words\b", re.IGNORECASE)
 _ASKER = re.compile(r"\basker\b", re.IGNORECASE)
+_TIME_FIELD = re.compile(r"(?:^|_)(?:at|time|timestamp|date|when)$", re.IGNORECASE)
 MAX_SCHEMA_DEPTH = 8  # nesting a structured answer is built to; deeper (recursion) is null
 
 
@@ -235,7 +236,13 @@ def _item(schema: Any, text: str, root: Any, depth: int) -> Any:
                        if (r := _resolved(s, root)) and _kind(r) == "string"), None)
     item = {n: fill_schema(s, text, [], root, depth + 1) for n, s in properties.items()}
     if text_field:
-        item[text_field] = text
+        item[text_field] = str(text)
+    said_at = getattr(text, "said_at", "")
+    for name in properties:
+        # A string property asking when the item was said gets its line's timestamp.
+        if said_at and name != text_field and _TIME_FIELD.search(name) \
+                and isinstance(item[name], str):
+            item[name] = said_at
     return item
 
 

@@ -19,7 +19,21 @@ from honcho_grpc.providers.llm.local_text import (
     parse_transcript_line,
     sentences,
     terms,
+    transcript_time,
 )
+
+
+class Sourced(str):
+    """A fact that remembers the timestamp of the line it came from (`said_at`), so a
+    schema asking when a fact was said can be answered."""
+
+    said_at: str = ""
+
+    @classmethod
+    def of(cls, text: str, said_at: str) -> Sourced:
+        fact = cls(text)
+        fact.said_at = said_at
+        return fact
 
 _ADVERBS_WORDS = """
 really also usually often always never just still actually sometimes mostly definitely
@@ -109,10 +123,12 @@ def extract_facts(speaker: str, text: str) -> list[str]:
 def facts_from_transcript(lines: Iterable[str],
                           about: Collection[str] | None = None) -> list[str]:
     """Facts from transcript lines ('[timestamp] speaker: text'), only for the speakers in
-    `about` when given; lines that are not transcript lines are ignored."""
+    `about` when given, each `Sourced` by its line's timestamp (the first line saying it);
+    lines that are not transcript lines are ignored."""
     facts: list[str] = []
     for line in lines:
         parsed = parse_transcript_line(line)
         if parsed and (about is None or parsed[0] in about):
-            facts.extend(extract_facts(*parsed))
+            at = transcript_time(line)
+            facts.extend(Sourced.of(f, at) for f in extract_facts(*parsed))
     return list(dict.fromkeys(facts))

@@ -30,7 +30,7 @@ awesome amazing wonderful perfect
 FILLER = frozenset(stem(w) for w in _FILLER_WORDS.split())
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_TRANSCRIPT = re.compile(r"^\s*(?:\[?\d{4}-\d{2}-\d{2}[T ][\d:.]+Z?\]?\s+)?"
+_TRANSCRIPT = re.compile(r"^\s*(?:\[?(?P<at>\d{4}-\d{2}-\d{2}[T ][\d:.]+)Z?\]?\s+)?"
                          r"(?P<speaker>[^\s:\[\]]{1,64}):\s+(?P<text>\S.*)$")
 
 
@@ -54,6 +54,12 @@ def terms(text: str) -> frozenset[str]:
 def informative(sentence: str) -> bool:
     """Whether `sentence` has a content word that is not a reaction."""
     return bool(terms(sentence) - FILLER)
+
+
+def transcript_time(line: str) -> str:
+    """The timestamp a transcript line starts with, as written ("" if none)."""
+    match = _TRANSCRIPT.match(line)
+    return (match["at"] or "") if match else ""
 
 
 def parse_transcript_line(line: str) -> tuple[str, str] | None:

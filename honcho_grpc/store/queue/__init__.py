@@ -55,6 +55,42 @@ async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) 
     await notify_worker(conn, workspace_id)
 
 
+# Batching in live traffic: a representation unit's open rows are held (run_after in the
+# future) until the messages its extraction will read -- every message of the session from the
+# one before its oldest pending row on, other speakers' included -- reach `min_tokens`, or its
+# oldest row is `wait_seconds` old. Rows already tried (attempts > 0) keep their backoff.
+HOLD_SQL = """
+WITH heads AS (
+    SELECT u.key, h.created_at, h.session_id, h.first_seq
+    FROM unnest($2::text[]) AS u(key) CROSS JOIN LATERAL (
+        SELECT q.created_at, q.session_id, (q.payload->>'seq')::bigint AS first_seq
+        FROM queue q
+        WHERE q.workspace_id = $1 AND q.work_unit_key = u.key AND q.status = 'pending'
+          AND q.attempts = 0
+        ORDER BY q.id LIMIT 1) h),
+ready AS (
+    SELECT hd.key, hd.created_at + $3 * interval '1 second' AS held_until,
+           (SELECT coalesce(sum(m.token_count), 0) FROM messages m
+            WHERE m.workspace_id = $1 AND m.session_id = hd.session_id
+              AND m.seq >= hd.first_seq - 1) AS tokens
+    FROM heads hd)
+UPDATE queue q
+SET run_after = CASE WHEN r.tokens >= $4 THEN now() ELSE r.held_until END
+FROM ready r
+WHERE q.workspace_id = $1 AND q.work_unit_key = r.key AND q.status = 'pending'
+  AND q.attempts = 0
+"""
+
+
+async def hold_for_batch(conn: asyncpg.Connection, workspace_id: str, unit_keys: list[str],
+                         *, wait_seconds: float, min_tokens: int) -> None:
+    """Hold the units' fresh rows until enough is pending or the oldest is old enough (see
+    HOLD_SQL); inside the transaction that enqueued them."""
+    if unit_keys and (wait_seconds > 0 and min_tokens > 0):
+        await conn.execute(HOLD_SQL, workspace_id, sorted(set(unit_keys)), wait_seconds,
+                           min_tokens)
+
+
 async def notify_worker(conn: asyncpg.Connection, workspace_id: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)
 

@@ -17,7 +17,7 @@ from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.settings import Settings
 from honcho_grpc.work_units import MalformedWorkUnit, Payload, TaskType, parse_payload
 from honcho_grpc.worker.queue import Job
-from honcho_grpc.worker.values import Conclusion, DreamPlan, Usage
+from honcho_grpc.worker.values import Conclusion, DreamPlan, Fact, Usage
 from honcho_grpc.worker.values import PermanentError as PermanentError
 
 
@@ -26,7 +26,7 @@ class Reasoning(Protocol):
     each answer comes with its token bill."""
 
     def derive_facts(self, observed: str, lines: list[str],
-                     custom_instructions: str = "") -> Awaitable[tuple[list[str], Usage]]: ...
+                     custom_instructions: str = "") -> Awaitable[tuple[list[Fact], Usage]]: ...
 
     def summarize(self, kind: str, previous: str, lines: list[str],
                   max_words: int) -> Awaitable[tuple[str, Usage]]: ...

@@ -4,14 +4,20 @@ past a threshold, a dream (honcho_grpc/domain/derivation.py)."""
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
 from honcho_grpc.domain import derivation, peer_cards
 from honcho_grpc.domain.config import read_features
+from honcho_grpc.providers.llm import LLMError
 from honcho_grpc.work_units import RepresentationPayload
 from honcho_grpc.worker.queue import Job
+from honcho_grpc.worker.reasoning import ReasoningError
 from honcho_grpc.worker.tasks import Result, TaskContext, payloads
-from honcho_grpc.worker.values import Usage
+from honcho_grpc.worker.values import PermanentError, Usage
+
+log = logging.getLogger(__name__)
 
 
 async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
@@ -27,8 +33,9 @@ async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
         if feats.peer_card_create else {}
     facts, usage = await ctx.reasoner.derive_facts(first.observed, batch.lines,
                                                    first.custom_instructions)
-    vectors = list(await ctx.embedder.embed(facts)) if facts else []
-    new_cards = await _cards(ctx, first.observed, cards, facts, usage) if facts else {}
+    vectors = list(await ctx.embedder.embed([f.content for f in facts])) if facts else []
+    contents = [f.content for f in facts]
+    new_cards = await _cards(ctx, first.observed, cards, contents, usage) if facts else {}
     observation = derivation.Observation(
         workspace_id=ws, session_id=session, observed=first.observed,
         observers=list(first.observers), queue_ids=[j.id for j in jobs], batch=batch,
@@ -44,13 +51,20 @@ async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
 
 async def _cards(ctx: TaskContext, observed: str, cards: dict[str, list[str] | None],
                  facts: list[str], usage: Usage) -> dict[str, list[str]]:
-    """Updated cards per observer; observers holding the same card share one model call."""
+    """Updated cards per observer; observers holding the same card share one model call.
+    A card that cannot be made now is left as it is -- the facts are stored all the same
+    and the next batch or dream refreshes it -- so a card failure never re-runs (and
+    re-bills) the extraction."""
     by_card: dict[tuple[str, ...], list[str]] = {}
     for observer, card in cards.items():
         by_card.setdefault(tuple(card or []), []).append(observer)
     out: dict[str, list[str]] = {}
     for shared, observers in by_card.items():
-        entries, u = await ctx.reasoner.update_card(observed, list(shared), facts)
+        try:
+            entries, u = await ctx.reasoner.update_card(observed, list(shared), facts)
+        except (LLMError, ReasoningError, PermanentError) as exc:
+            log.warning("peer card of %s not updated: %s", observed, exc)
+            continue
         usage.add(u)
         out.update({o: entries for o in observers})
     return out
