@@ -52,7 +52,10 @@ _installed = asyncio.Lock()
 
 async def ensure_node_modules() -> None:
     async with _installed:
-        if not (TS_DIR / "node_modules" / ".package-lock.json").exists():
+        installed = TS_DIR / "node_modules" / ".package-lock.json"
+        # Missing, or older than the lockfile (a dependency was added since): install afresh.
+        if not installed.exists() or \
+                installed.stat().st_mtime < (TS_DIR / "package-lock.json").stat().st_mtime:
             await npm("ci", "--no-audit", "--no-fund")
 
 
