@@ -36,6 +36,7 @@ from honcho_grpc_proto.v1 import (
 
 from honcho_grpc.db.pool import Database, open_database
 from honcho_grpc.domain.embedding import EmbeddingBacklog
+from honcho_grpc.http.app import HttpServer
 from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
 from honcho_grpc.providers.llm import build_llm
 from honcho_grpc.server.auth import AuthInterceptor
@@ -125,12 +126,19 @@ class Running:
     port: int
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    http: HttpServer | None = None  # Honcho's HTTP API, when HTTP_ENABLED
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http else None
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (load balancers drain), then let in-flight calls finish."""
         await self.health.enter_graceful_shutdown()
         self.stop_event.set()
         grace = self.deps.settings.server.shutdown_grace_seconds if grace is None else grace
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         for task in self.tasks:
             task.cancel()
@@ -151,6 +159,9 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     await server.start()
     running = Running(server, health_servicer, deps, port)
+    if settings.http.enabled:
+        running.http = HttpServer(deps, settings.server.host, settings.http.port)
+        running.http.start()
     if background and settings.server.embed_in_server:
         backlog = EmbeddingBacklog(db.pool, embedder, settings.embedding.batch_size,
                                    settings.embedding.backlog_poll_seconds)
@@ -169,6 +180,10 @@ async def serve(settings: Settings) -> None:
         running = await start(settings, db)
         log.info("honcho-grpc listening on %s:%d", settings.server.host, running.port)
         print(f"honcho-grpc serving on {settings.server.host}:{running.port}", flush=True)
+        if running.http_port is not None:
+            log.info("Honcho HTTP API on %s:%d", settings.server.host, running.http_port)
+            print(f"Honcho HTTP API on http://{settings.server.host}:{running.http_port}",
+                  flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
