@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 from honcho import Honcho
+from honcho.api_types import SessionPeerConfig
 from honcho.http.exceptions import NotFoundError
 
 from honcho_grpc.server.app import Running
@@ -92,3 +93,35 @@ async def test_errors_are_honchos(server: Running) -> None:
     assert bad.status_code == 422 and "id" in bad.json()["detail"]
     assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
     assert big.status_code == 422 and isinstance(big.json()["detail"], list)
+
+
+def _wider_scenario(honcho: Honcho) -> None:
+    alice = honcho.peer("alice", metadata={"role": "user"})
+    assert alice.get_metadata() == {"role": "user"}
+    alice.set_metadata({"role": "owner"})
+    assert alice.get_metadata() == {"role": "owner"}
+    assert [p.id for p in honcho.peers()] == ["alice"]
+    session = honcho.session("s1", metadata={"kind": "support"})
+    session.add_peers([alice])
+    session.set_peer_configuration(alice, SessionPeerConfig(observe_others=True))
+    assert session.get_peer_configuration(alice).observe_others is True
+    first = session.add_messages([alice.message(f"message {i}") for i in range(3)])
+    updated = session.update_message(first[0], {"edited": True})
+    assert updated.metadata == {"edited": True}
+    uploaded = session.upload_file(("notes.txt", b"alice likes green tea", "text/plain"),
+                                   peer=alice)
+    assert [m.content for m in uploaded] == ["alice likes green tea"]
+    clone = session.clone(message_id=first[1].id)
+    assert [m.content for m in clone.messages()] == ["message 0", "message 1"]
+    assert {s.id for s in honcho.sessions()} == {"s1", clone.id}
+    assert {s.id for s in alice.sessions()} == {"s1", clone.id}
+    assert session.summaries().short_summary is None
+    status = honcho.queue_status()
+    assert status.total_work_units >= status.pending_work_units >= 0
+    assert honcho.workspace_id in list(honcho.workspaces())  # admin with auth off
+    clone.delete()
+    assert {s.id for s in honcho.sessions()} == {"s1"}
+
+
+async def test_wider_scenario(server: Running) -> None:
+    await asyncio.to_thread(_wider_scenario, _client(server))
