@@ -4,7 +4,9 @@ the same Deps (pool, embedder, LLM provider)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,6 +35,15 @@ def build_app(deps: Deps) -> FastAPI:
     return app
 
 
+class _Server(uvicorn.Server):
+    """Signals stay with the process's owner (server/app.serve stops gRPC and HTTP together);
+    uvicorn would otherwise take SIGINT/SIGTERM for itself while it serves."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class HttpServer:
     """A started uvicorn server bound to `port` (0 picks one)."""
 
@@ -41,7 +52,7 @@ class HttpServer:
         self.port: int = self.sock.getsockname()[1]
         config = uvicorn.Config(build_app(deps), log_level="warning", lifespan="off",
                                 access_log=False)
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
