@@ -78,7 +78,7 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, setting: str = "SERVER_PORT") -> None:
     """Refuse, naming the process that holds it, a port the server could not bind, before
     the database starts and migrations run. Port 0 (any free port) always passes."""
     if port == 0:
@@ -96,17 +96,17 @@ def check_port_free(host: str, port: int) -> None:
             try:
                 probe.bind(address)
             except OSError as exc:
-                _refuse(exc, host, port)
+                _refuse(exc, host, port, setting)
 
 
-def _refuse(exc: OSError, host: str, port: int) -> None:
+def _refuse(exc: OSError, host: str, port: int, setting: str) -> None:
     if exc.errno == errno.EADDRINUSE:
         holder = listening_pid(port)
         who = describe(holder) if holder else "another process"
         raise PortInUseError(f"port {port} on {host} is already in use by {who}; stop it, or "
-                             "set SERVER_PORT to a free port (0 picks one)") from None
+                             f"set {setting} to a free port (0 picks one)") from None
     if exc.errno == errno.EACCES:
-        raise PortInUseError(f"port {port} needs privileges to listen on; set SERVER_PORT to "
+        raise PortInUseError(f"port {port} needs privileges to listen on; set {setting} to "
                              "1024 or above") from None
     # Other failures (an IPv6 address where IPv6 is off) are left to the server's own bind,
     # which may still succeed on the host's other addresses.

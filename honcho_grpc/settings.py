@@ -140,6 +140,15 @@ class ServerSettings(_Section):
     embed_in_server: bool = True
 
 
+class HttpSettings(_Section):
+    """Honcho's v3 HTTP API (honcho_grpc/http), served by the same process as gRPC, on
+    SERVER_HOST."""
+
+    section: ClassVar[str] = "http"
+    enabled: bool = True
+    port: Port = 8000  # 0 picks a free port
+
+
 class DBSettings(_Section):
     section: ClassVar[str] = "db"
     # Empty: start the embedded PostgreSQL under `data_dir`. Kept out of reprs: it may hold a
@@ -331,8 +340,8 @@ class TelemetrySettings(_Section):
 
 
 SECTIONS: tuple[type[_Section], ...] = (
-    AppSettings, ServerSettings, DBSettings, EmbeddingSettings, LLMSettings, AuthSettings,
-    SummarySettings, QueueSettings, DreamSettings, PeerCardSettings, WebhookSettings,
+    AppSettings, ServerSettings, HttpSettings, DBSettings, EmbeddingSettings, LLMSettings,
+    AuthSettings, SummarySettings, QueueSettings, DreamSettings, PeerCardSettings, WebhookSettings,
     TelemetrySettings)
 BY_SECTION = {cls.section: cls for cls in SECTIONS}
 ENV_NAMES = frozenset(cls.env_name(f) for cls in SECTIONS for f in cls.model_fields)
@@ -373,6 +382,7 @@ class Settings:
 
         self.app = build(AppSettings)
         self.server = build(ServerSettings)
+        self.http = build(HttpSettings)
         self.db = build(DBSettings)
         self.embedding = build(EmbeddingSettings)
         self.llm = build(LLMSettings)

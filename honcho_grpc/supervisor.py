@@ -115,6 +115,8 @@ async def up(settings: Settings) -> None:
 
     # Refused before PostgreSQL starts and migrations run.
     check_port_free(settings.server.host, settings.server.port)
+    if settings.http.enabled and settings.http.port:
+        check_port_free(settings.server.host, settings.http.port, "HTTP_PORT")
     if not settings.db.uri():
         print(f"honcho-grpc: {location(settings.db.data_dir)}", flush=True)
     db = await open_database(settings)
@@ -133,6 +135,9 @@ async def up(settings: Settings) -> None:
         running = await start(settings, db)
         print(f"honcho-grpc serving on {settings.server.host}:{running.port} (worker: child "
               "process; Ctrl-C stops all)", flush=True)
+        if running.http_port is not None:
+            print(f"Honcho HTTP API on http://{settings.server.host}:{running.http_port}",
+                  flush=True)
         signals = StopSignals()
         signals.running = running
         signals.install()

@@ -77,6 +77,7 @@ def make_settings(dsn: str, **overrides: dict[str, Any]) -> Settings:
     sections: dict[str, dict[str, Any]] = {
         "db": {"connection_uri": dsn, "pool_min_size": 1, "pool_max_size": 20},
         "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace_seconds": 1.0},
+        "http": {"port": 0},  # tests never take the fixed HTTP port (8000)
         "embedding": {"provider": "fake", "backlog_poll_seconds": 0.5},
         # Live batching holds a sender's messages this long (default 20 s): short in tests.
         "queue": {"batch_wait_seconds": 0.3},

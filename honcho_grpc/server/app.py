@@ -37,6 +37,7 @@ from honcho_grpc_proto.v1 import (
 from honcho_grpc.db.embedded import location
 from honcho_grpc.db.pool import Database, open_database
 from honcho_grpc.domain.embedding import EmbeddingBacklog
+from honcho_grpc.http.app import HttpServer
 from honcho_grpc.processes import check_port_free
 from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
 from honcho_grpc.providers.llm import build_llm
@@ -128,6 +129,11 @@ class Running:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _hurry: asyncio.Event = field(default_factory=asyncio.Event)
+    http: HttpServer | None = None  # Honcho's HTTP API, when HTTP_ENABLED
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http else None
 
     async def stop(self, grace: float | None = None, drain: float = 0.0) -> None:
         """NOT_SERVING at once; keep serving for `drain` seconds, so that load balancers and
@@ -140,6 +146,8 @@ class Running:
                 await asyncio.wait_for(self._hurry.wait(), drain)
         self.stop_event.set()
         grace = self.deps.settings.server.shutdown_grace_seconds if grace is None else grace
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(0 if self._hurry.is_set() else grace)
         # Background tasks saw stop_event; those still busy are cancelled. One cancelled
         # inside a database call may end with the driver's error instead: logged, since the
@@ -198,6 +206,9 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     await server.start()
     running = Running(server, health_servicer, deps, port)
+    if settings.http.enabled:
+        running.http = HttpServer(deps, settings.server.host, settings.http.port)
+        running.http.start()
     if background and settings.server.embed_in_server:
         backlog = EmbeddingBacklog(db.pool, embedder, settings.embedding.batch_size,
                                    settings.embedding.backlog_poll_seconds)
@@ -212,6 +223,8 @@ async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: database, server, embedding backlog; then shut down."""
     # A port in use is refused before PostgreSQL starts and migrations run.
     check_port_free(settings.server.host, settings.server.port)
+    if settings.http.enabled and settings.http.port:
+        check_port_free(settings.server.host, settings.http.port, "HTTP_PORT")
     if not settings.db.uri():
         print(f"honcho-grpc: {location(settings.db.data_dir)}", flush=True)
     otel = configure_telemetry(settings.telemetry, "server")
@@ -220,6 +233,10 @@ async def serve(settings: Settings) -> None:
         running = await start(settings, db)
         log.info("honcho-grpc listening on %s:%d", settings.server.host, running.port)
         print(f"honcho-grpc serving on {settings.server.host}:{running.port}", flush=True)
+        if running.http_port is not None:
+            log.info("Honcho HTTP API on %s:%d", settings.server.host, running.http_port)
+            print(f"Honcho HTTP API on http://{settings.server.host}:{running.http_port}",
+                  flush=True)
         signals = StopSignals()
         signals.running = running
         signals.install()

@@ -104,8 +104,9 @@ def test_the_packages_carry_what_the_service_reads(installed: Path) -> None:
 def test_the_installed_service_starts_and_passes_the_healthcheck(installed: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(installed / "site"), "SERVER_PORT": str(port),
-           "SERVER_HOST": "127.0.0.1", "DB_DATA_DIR": str(installed / "data" / "pg"),
-           "EMBEDDING_PROVIDER": "local", "APP_LOG_LEVEL": "WARNING"}
+           "HTTP_PORT": "0", "SERVER_HOST": "127.0.0.1",
+           "DB_DATA_DIR": str(installed / "data" / "pg"), "EMBEDDING_PROVIDER": "local",
+           "APP_LOG_LEVEL": "WARNING"}
     for name in ("DB_CONNECTION_URI", "DATABASE_URL"):
         env.pop(name, None)
     where = subprocess.run([sys.executable, "-c", "import honcho_grpc, honcho_grpc_proto; "

@@ -41,7 +41,7 @@ def start_serve(dsn: str, grace: float, drain: float = 0.0) -> ServeProcess:
     seconds still served after SIGTERM (none unless a test is about it)."""
     port = free_port()
     env = {**os.environ, "DB_CONNECTION_URI": dsn, "SERVER_HOST": "127.0.0.1",
-           "SERVER_PORT": str(port), "SERVER_SHUTDOWN_GRACE_SECONDS": str(grace),
+           "SERVER_PORT": str(port), "HTTP_PORT": "0", "SERVER_SHUTDOWN_GRACE_SECONDS": str(grace),
            "SERVER_DRAIN_SECONDS": str(drain),
            "SERVER_EMBED_IN_SERVER": "false", "EMBEDDING_PROVIDER": "fake",
            "APP_LOG_LEVEL": "WARNING"}

@@ -28,7 +28,7 @@ READY_TIMEOUT = 120.0
 
 
 def up_env(data_dir: Path | str, port: int, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "DB_DATA_DIR": str(data_dir), "SERVER_PORT": str(port),
+    env = {**os.environ, "DB_DATA_DIR": str(data_dir), "SERVER_PORT": str(port), "HTTP_PORT": "0",
            "EMBEDDING_PROVIDER": "fake", "APP_LOG_LEVEL": "WARNING", **extra}
     env.pop("DB_CONNECTION_URI", None)
     env.pop("DATABASE_URL", None)

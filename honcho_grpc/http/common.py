@@ -1,0 +1,112 @@
+"""What every route shares: the dependencies, the shared validation (server/validate.py's
+Checker, fed the same proto values the gRPC face checks), Honcho's page/size pagination over
+the domain's keyset pages, and the token check (server/auth.py's Authorizer and policies)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from fastapi import HTTPException, Query, Request
+from google.protobuf import empty_pb2
+from google.protobuf.json_format import ParseError
+from google.protobuf.message import Message as ProtoMessage
+from honcho_grpc_proto.v1 import resources_pb2
+
+from honcho_grpc.domain.idempotent import Retry
+from honcho_grpc.model import Page
+from honcho_grpc.server import convert
+from honcho_grpc.server.auth import Authorizer
+from honcho_grpc.server.deps import Deps
+from honcho_grpc.server.validate import Checker
+
+T = TypeVar("T")
+Json = dict[str, Any]
+PAGE_CHUNK = 100  # the domain's largest page: how far each step of a page walk reads
+
+
+def deps(request: Request) -> Deps:
+    found: Deps = request.app.state.deps
+    return found
+
+
+async def authorize(request: Request, method: str, proto: ProtoMessage) -> None:
+    """The gRPC face's policy for the equivalent RPC (`method`, e.g. "PeerService/GetPeer"),
+    applied to a request naming the same workspace, peer and session; no-op with auth off."""
+    authorizer: Authorizer | None = request.app.state.authorizer
+    if authorizer is None:
+        return
+    headers = [(k, v) for k, v in request.headers.items() if k == "authorization"]
+    claims = authorizer.claims(headers)
+    await authorizer.check(f"/honcho.v1.{method}", claims, proto)
+
+
+def metadata(c: Checker, field: str, value: Json | None) -> Json:
+    if not value:
+        return {}
+    try:
+        return c.struct(field, convert.struct(value))
+    except ValueError:
+        c.fail(field, "must be a JSON object of finite values")
+        return {}
+
+
+def configuration(c: Checker, field: str, value: Json | None,
+                  cls: type[ProtoMessage] = resources_pb2.Configuration) -> Json:
+    """Normalised the way the gRPC face stores it (proto field names, unknown keys dropped)."""
+    if not value:
+        return {}
+    try:
+        proto = convert.from_dict(value, cls)
+    except ParseError as exc:
+        c.fail(field, f"is not a valid configuration: {exc}")
+        return {}
+    if cls is not resources_pb2.PeerConfiguration:
+        c.configuration(field, proto)
+    return convert.to_dict(proto)
+
+
+def once(method: str) -> Retry[empty_pb2.Empty]:
+    """HTTP writes carry no request_id: run once, nothing remembered for replay."""
+    return Retry("", method, empty_pb2.Empty(), empty_pb2.Empty)
+
+
+class Capture(Generic[T]):
+    """A domain write's `respond` callback keeping the domain value for the JSON answer."""
+
+    value: T
+
+    def __call__(self, value: T) -> empty_pb2.Empty:
+        self.value = value
+        return empty_pb2.Empty()
+
+
+class Paging:
+    """Query `page` (1-based), `size` (1-100, default 50) and `reverse`, as Honcho takes them."""
+
+    def __init__(self, page: int = Query(1, ge=1), size: int = Query(50, ge=1, le=100),
+                 reverse: bool = Query(False)) -> None:
+        self.page, self.size, self.reverse = page, size, reverse
+
+
+async def paginate(paging: Paging, fetch: Callable[[int, str], Awaitable[Page[T]]],
+                   shape: Callable[[T], Json]) -> Json:
+    """Honcho's `{items, total, page, size, pages}` from the domain's keyset pages: the walk
+    reads the whole list (total and pages need it), in the domain's own order."""
+    items: list[T] = []
+    token = ""
+    while True:
+        found = await fetch(PAGE_CHUNK, token)
+        items.extend(found.items)
+        token = found.next_token
+        if not token:
+            break
+    start = (paging.page - 1) * paging.size
+    return {"items": [shape(i) for i in items[start:start + paging.size]],
+            "total": len(items), "page": paging.page, "size": paging.size,
+            "pages": math.ceil(len(items) / paging.size)}
+
+
+def not_found() -> HTTPException:
+    return HTTPException(status_code=404, detail="Not Found")
