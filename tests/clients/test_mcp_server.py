@@ -23,9 +23,13 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from honcho_grpc.server.app import Running
+from honcho_grpc.db.pool import Database
+from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.server.app import Running, start
+from tests.conftest import make_settings
 
 from .conftest import CLIENT_SRC
+from .test_client_auth import SECRET, token
 
 ROOT = CLIENT_SRC.parents[2]
 PYTHONPATH = os.pathsep.join(str(p) for p in (ROOT, CLIENT_SRC, ROOT / "proto/python/src"))
@@ -39,10 +43,11 @@ def _command_env(address: str, ws: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def over_stdio(address: str, ws: str) -> AsyncIterator[ClientSession]:
+async def over_stdio(address: str, ws: str, *flags: str,
+                     **env: str) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "honcho_grpc.cli", "mcp"],
-                                   env=_command_env(address, ws), cwd=str(ROOT))
+                                   args=["-m", "honcho_grpc.cli", "mcp", *flags],
+                                   env=_command_env(address, ws) | env, cwd=str(ROOT))
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session
@@ -253,3 +258,26 @@ async def test_unreachable_service_is_a_tool_error(ws: str) -> None:
         message = failure(await mcp.call_tool("list_peers", {}))
         assert "UNAVAILABLE: " in message
         assert {t.name for t in (await mcp.list_tools()).tools} == TOOLS
+
+
+async def test_token_reaches_the_service(pg_dsn: str, db: Database, ws: str) -> None:
+    """Against a server that checks keys: HONCHO_API_KEY (or --token) is sent on every call,
+    and a call without one is refused as UNAUTHENTICATED, a tool error like any other."""
+    settings = make_settings(pg_dsn, auth={"use_auth": True, "jwt_secret": SECRET})
+    running = await start(settings, db, embedder=FakeEmbedder(settings.embedding.dimensions),
+                          background=False)
+    address = f"127.0.0.1:{running.port}"
+    try:
+        key = token(w=ws)  # a key for this workspace only
+        async with over_stdio(address, ws, HONCHO_API_KEY=key) as mcp:
+            structured(await mcp.call_tool("add_messages", {
+                "session_id": "s", "messages": [{"peer_id": "alice", "content": "hi"}]}))
+            assert [p["id"] for p in structured(await mcp.call_tool("list_peers", {}))] == \
+                ["alice"]
+        async with over_stdio(address, ws, "--token", key) as mcp:
+            assert len(structured(await mcp.call_tool("list_messages",
+                                                      {"session_id": "s"}))) == 1
+        async with over_stdio(address, ws) as mcp:
+            assert "UNAUTHENTICATED: " in failure(await mcp.call_tool("list_peers", {}))
+    finally:
+        await running.stop(grace=1.0)

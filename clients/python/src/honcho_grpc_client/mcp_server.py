@@ -36,7 +36,10 @@ R = TypeVar("R")
 
 # Ids as the service accepts them are checked there (INVALID_ARGUMENT names the field);
 # here only what a schema can say cheaply, so a model sees it before calling.
-Id = Annotated[str, Field(min_length=1, max_length=512)]
+PeerId = Annotated[str, Field(min_length=1, max_length=512,
+                               description="a peer's id: a person or an agent")]
+SessionId = Annotated[str, Field(min_length=1, max_length=512,
+                                 description="a session's id: one conversation")]
 Limit = Annotated[int, Field(ge=1, le=1000, description="at most this many rows")]
 ReasoningLevel = Literal["minimal", "low", "medium", "high", "max"]
 
@@ -51,7 +54,7 @@ WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent
 class MessageInput(BaseModel):
     """One message to store: who said it and what."""
 
-    peer_id: Id = Field(description="the peer who said it (created if new)")
+    peer_id: PeerId = Field(description="the peer who said it (created if new)")
     content: str = Field(description="the text")
     metadata: dict[str, Any] | None = Field(default=None, description="any JSON object")
 
@@ -191,7 +194,7 @@ def build_server(honcho: AsyncHoncho) -> MCPServer[Any]:
 def _register_writes(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
     @server.tool(annotations=WRITE)
     @tool_errors
-    async def add_messages(session_id: Id, messages: Annotated[
+    async def add_messages(session_id: SessionId, messages: Annotated[
             list[MessageInput], Field(min_length=1, max_length=1000)]) -> list[MessageOut]:
         """Store messages in a session, in order (the session and peers are created if
         new). The memory learns from them in the background."""
@@ -206,7 +209,7 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
     @server.tool(annotations=READ_ONLY)
     @tool_errors
     async def search(query: Annotated[str, Field(min_length=1)],
-                     session_id: Id | None = None, peer_id: Id | None = None,
+                     session_id: SessionId | None = None, peer_id: PeerId | None = None,
                      limit: Limit = 10) -> list[MessageOut]:
         """Find stored messages by meaning and words: in one session, from one peer, or
         (neither given) in the whole workspace."""
@@ -221,9 +224,9 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
 
     @server.tool(annotations=READ_ONLY)
     @tool_errors
-    async def chat(peer_id: Id, query: Annotated[str, Field(min_length=1)],
-                   ctx: Context[Any, Any], target_id: Id | None = None,
-                   session_id: Id | None = None,
+    async def chat(peer_id: PeerId, query: Annotated[str, Field(min_length=1)],
+                   ctx: Context[Any, Any], target_id: PeerId | None = None,
+                   session_id: SessionId | None = None,
                    reasoning_level: ReasoningLevel | None = None) -> ChatOut:
         """Ask the memory a question about a peer: what peer_id knows about target_id
         (default: about itself), optionally within one session. The answer streams as
@@ -243,9 +246,9 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
 
     @server.tool(annotations=READ_ONLY)
     @tool_errors
-    async def get_context(session_id: Id,
+    async def get_context(session_id: SessionId,
                           tokens: Annotated[int, Field(ge=1)] | None = None,
-                          peer_target: Id | None = None, peer_perspective: Id | None = None,
+                          peer_target: PeerId | None = None, peer_perspective: PeerId | None = None,
                           search_query: str | None = None,
                           summary: bool = True) -> ContextOut:
         """A session's recent messages within a token budget, its summary, and (with
@@ -261,15 +264,15 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
 
     @server.tool(annotations=READ_ONLY)
     @tool_errors
-    async def get_peer_card(peer_id: Id, target_id: Id | None = None) -> CardOut:
+    async def get_peer_card(peer_id: PeerId, target_id: PeerId | None = None) -> CardOut:
         """The short list of key facts peer_id keeps about target_id (default: itself)."""
         card = await (await honcho.peer(peer_id)).get_card(target_id)
         return CardOut(peer_id=peer_id, target_id=target_id or peer_id, card=card)
 
     @server.tool(annotations=READ_ONLY)
     @tool_errors
-    async def get_representation(peer_id: Id, target_id: Id | None = None,
-                                 session_id: Id | None = None,
+    async def get_representation(peer_id: PeerId, target_id: PeerId | None = None,
+                                 session_id: SessionId | None = None,
                                  search_query: str | None = None,
                                  max_conclusions: Annotated[int, Field(ge=1)] | None = None,
                                  ) -> RepresentationOut:
@@ -282,7 +285,7 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
 
     @server.tool(annotations=READ_ONLY)
     @tool_errors
-    async def get_summaries(session_id: Id) -> SummariesOut:
+    async def get_summaries(session_id: SessionId) -> SummariesOut:
         """The short and long summaries of a session (null until written)."""
         s = await (await honcho.session(session_id)).summaries()
         return SummariesOut(session_id=s.session_id, short=SummaryOut.of(s.short),
@@ -292,7 +295,7 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
 def _register_lists(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
     @server.tool(annotations=READ_ONLY)
     @tool_errors
-    async def list_sessions(peer_id: Id | None = None, limit: Limit = DEFAULT_LIMIT
+    async def list_sessions(peer_id: PeerId | None = None, limit: Limit = DEFAULT_LIMIT
                             ) -> list[SessionOut]:
         """The workspace's sessions, oldest first, or only those peer_id is in."""
         found = (await honcho.peer(peer_id)).sessions() if peer_id else honcho.sessions()
@@ -308,7 +311,7 @@ def _register_lists(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
 
     @server.tool(annotations=READ_ONLY)
     @tool_errors
-    async def list_messages(session_id: Id, limit: Limit = DEFAULT_LIMIT,
+    async def list_messages(session_id: SessionId, limit: Limit = DEFAULT_LIMIT,
                             newest_first: bool = False) -> list[MessageOut]:
         """A session's messages in order (newest_first: the latest ones)."""
         session = await honcho.session(session_id)
