@@ -1,5 +1,6 @@
-"""Command line: `honcho-grpc serve | worker | up | migrate | keys | import | status | memory |
-reset`. Settings are read and checked first: a mistake is one line on stderr, exit status 2."""
+"""Command line: `honcho-grpc serve | worker | up | migrate | keys | import | mcp | status |
+memory | reset`. Settings are read and checked first: a mistake is one line on stderr, exit
+status 2."""
 
 from __future__ import annotations
 
@@ -235,6 +236,18 @@ def _startup_errors() -> tuple[type[Exception], ...]:
     return (EmbeddedPostgresError, DatabaseConfigError, PortInUseError)
 
 
+def _mcp(argv: list[str]) -> NoReturn:
+    """The MCP server is a client of the service: it lives in the client package, so the
+    server's own dependencies have no MCP SDK (`pip install 'honcho-grpc-client[mcp]'`)."""
+    try:
+        from honcho_grpc_client.mcp_server import main as mcp_main
+    except ImportError as exc:
+        sys.exit(f"honcho-grpc mcp: needs honcho-grpc-client with the MCP SDK "
+                 f"(pip install -e 'clients/python[mcp]'): {exc}")
+    mcp_main(argv, prog="honcho-grpc mcp")
+    sys.exit(0)
+
+
 @_quiet_interrupt
 def main(argv: list[str] | None = None) -> None:
     parser = _Parser(prog="honcho-grpc")
@@ -287,8 +300,16 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("--chunk-size", type=_chunk_size, default=importer.CHUNK,
                       help=f"messages per stream message (1-{importer.MAX_CHUNK}, "
                            f"default {importer.CHUNK})")
+    # `mcp` takes its own flags (honcho_grpc_client.mcp_server): parsed there, not here.
+    sub.add_parser("mcp", add_help=False,
+                   help="serve the memory as MCP tools, through the Python client "
+                        "(`honcho-grpc mcp --help`)")
     tools.register(sub)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "mcp":
+        _mcp(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     settings = load_settings(args)
     if hasattr(args, "run"):
         tools.run(args.run, settings, args)
