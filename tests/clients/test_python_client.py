@@ -214,7 +214,7 @@ async def test_sync_chat(address: str, ws: str) -> None:
 def _sync_errors(address: str, ws: str) -> None:
     with Honcho(address=address, workspace_id=ws) as honcho:
         with pytest.raises(NotFoundError) as missing:
-            honcho.session("nope").refresh()
+            honcho.session("nope", create=False).refresh()
         err = missing.value
         assert isinstance(err, HonchoError) and err.code == grpc.StatusCode.NOT_FOUND
         assert err.reason == "SESSION_NOT_FOUND" and err.domain == "honcho.dev"
@@ -311,7 +311,7 @@ async def test_async_client_end_to_end(address: str, ws: str) -> None:
                 break
 
         with pytest.raises(NotFoundError) as missing:
-            await (await honcho.session("missing")).refresh()
+            await (await honcho.session("missing", create=False)).refresh()
         assert missing.value.reason == "SESSION_NOT_FOUND"
         with pytest.raises(InvalidArgumentError) as bad:
             await honcho.peer("bad id!", create=True)

@@ -1250,7 +1250,8 @@ export class Honcho {
     } = {},
   ): Promise<Session> {
     const session = new Session(this, id);
-    const { create: eager, ...rest } = options;
+    // Got or created now, as Honcho's SDK does; `create: false` for a handle without a call.
+    const { create: eager = true, ...rest } = options;
     if (eager || rest.metadata || rest.configuration || rest.peers) await session.getOrCreate(rest);
     return session;
   }

@@ -123,7 +123,7 @@ describe("live server", { skip }, () => {
   });
 
   test("errors are typed and carry google.rpc details", async () => {
-    const missing = await honcho.session("missing");
+    const missing = await honcho.session("missing", { create: false });
     await assert.rejects(missing.refresh(), (err: unknown) => {
       assert.ok(err instanceof NotFoundError && err instanceof HonchoError);
       assert.equal(err.reason, "SESSION_NOT_FOUND");

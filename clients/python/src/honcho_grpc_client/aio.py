@@ -690,7 +690,8 @@ class AsyncHoncho(HonchoOps):
 
     async def session(self, session_id: str, *, metadata: Mapping[str, Any] | None = None,
                       configuration: Mapping[str, Any] | None = None, peers: Any = None,
-                      create: bool = False) -> AsyncSession:
+                      create: bool = True) -> AsyncSession:
+        """The session, got or created now (see Honcho.session)."""
         session = AsyncSession(self, session_id)
         if create or metadata is not None or configuration is not None or peers is not None:
             await session.get_or_create(metadata=metadata, configuration=configuration,

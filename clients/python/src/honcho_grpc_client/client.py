@@ -710,8 +710,9 @@ class Honcho(HonchoOps):
 
     def session(self, session_id: str, *, metadata: Mapping[str, Any] | None = None,
                 configuration: Mapping[str, Any] | None = None, peers: Any = None,
-                create: bool = False) -> Session:
-        """A session handle; created now when metadata, configuration, peers or `create`."""
+                create: bool = True) -> Session:
+        """The session, got or created now (one call), as Honcho's SDK does; with
+        `create=False` (and no metadata, configuration or peers) a handle without a call."""
         session = Session(self, session_id)
         if create or metadata is not None or configuration is not None or peers is not None:
             session.get_or_create(metadata=metadata, configuration=configuration, peers=peers)
