@@ -5,7 +5,10 @@ lookup; a word is left out only when it is in more messages than the lookup can 
 and the nearest vectors; when the query names a time ("on 25 February 2022", "last week",
 domain/when.py), the messages created then join them. Each candidate then gets a BM25 score
 and a cosine similarity; the final score is a convex combination of the two, each normalised
-over the candidates, plus a bonus for a message of the time the query names. On the LoCoMo
+over the candidates, plus a bonus for a message of the time the query names. The messages
+either side of each candidate in its session are scored too, and a message scores at least
+NEIGHBOUR_SHARE of its best neighbour: in a conversation the answer is often the turn after
+(or before) the one that matches the question's words. On the LoCoMo
 subset this beats BM25 alone, where rank fusion (RRF) of the same two arms loses to it
 (bench/locomo_retrieval.py). Messages not yet embedded are still found and ranked by the
 text arm.
@@ -34,6 +37,7 @@ RARE_LEXEMES = 8         # query words used to find text candidates
 COMMON_SHARE = 0.05      # ... unless they are in more than this share of the messages
 COMMON_FLOOR = 400       # ... and in more messages than this (ranking fewer costs < 1 ms)
 CANDIDATES = 50          # per arm, at least
+NEIGHBOUR_SHARE = 0.8    # of the best adjacent turn's score a message gets at least
 
 __all__ = ["Hit", "Scope", "search_messages"]
 
@@ -74,6 +78,15 @@ def fuse(scored: list[Candidate]) -> dict[str, float]:
     }
 
 
+def lift_neighbours(scored: list[Candidate], scores: dict[str, float]) -> dict[str, float]:
+    """Each message's score raised to NEIGHBOUR_SHARE of its best neighbour's (the messages
+    just before and after it in its session, when they were scored)."""
+    at = {(c.session_id, c.seq): scores[c.message_id] for c in scored}
+    return {c.message_id: max(scores[c.message_id], NEIGHBOUR_SHARE * max(
+        at.get((c.session_id, c.seq - 1), 0.0), at.get((c.session_id, c.seq + 1), 0.0)))
+        for c in scored}
+
+
 async def search_messages(pool: asyncpg.Pool, embedder: Embedder, scope: Scope, query: str,
                           filters: Json | None, limit: int, *,
                           vector: Vector | Awaitable[Vector] | None = None) -> list[Hit]:
@@ -95,7 +108,7 @@ async def search_messages(pool: asyncpg.Pool, embedder: Embedder, scope: Scope, 
                                                   await embedding, text_ids, n, exact, time)
             if not scored:
                 return []
-            scores = fuse(scored)
+            scores = lift_neighbours(scored, fuse(scored))
             best = sorted(scores, key=lambda i: -scores[i])[:limit]
             rows = await store.messages_by_id(conn, scope.workspace_id, best)
     finally:

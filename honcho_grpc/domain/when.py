@@ -3,8 +3,8 @@
 create_time falls in that window (domain/search.py): a message rarely repeats its own date,
 which lives only in its create_time.
 
-Absolute dates are read as written, as UTC days; relative ones count back from `now`. A month or a day
-without a year, or a bare year, names no window: they are too loose to rank by."""
+Absolute dates are read as written, as UTC days; relative ones count back from `now`. A
+month or a day without a year, or a bare year, names no window: too loose to rank by."""
 
 from __future__ import annotations
 

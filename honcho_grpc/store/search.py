@@ -29,6 +29,8 @@ class Candidate(NamedTuple):
     """A message found by either arm, with both scores (cosine None: not embedded yet)."""
 
     message_id: str
+    session_id: str
+    seq: int
     bm25: float
     cosine: float | None
     in_window: bool
@@ -173,7 +175,8 @@ async def score_candidates(conn: Conn, scope: Scope, filters: Json | None,
                            lexemes: list[str], vector: np.ndarray, text_ids: list[str],
                            limit: int, exact: bool,
                            window: tuple[datetime, datetime] | None) -> list[Candidate]:
-    """The vector arm's candidates and `text_ids`, each with its BM25 (Okapi, k1 1.2,
+    """The vector arm's candidates and `text_ids`, and the messages either side of each in
+    its session when they are in the scope, each with its BM25 (Okapi, k1 1.2,
     b 0.75, lengths in lexemes) and cosine similarity (NULL for messages not embedded yet),
     and whether it was created in `window`, in one statement: the vector arm is the last
     step to wait for the query's vector, and
@@ -185,6 +188,7 @@ async def score_candidates(conn: Conn, scope: Scope, filters: Json | None,
     in_window = (f"m.created_at >= {params.add(window[0])} AND m.created_at < "
                  f"{params.add(window[1])}" if window is not None else "false")
     nearest = vector_candidates_sql(scope, filters, q, limit, exact, params)
+    in_scope = scope_sql(scope, filters, params)
     return every(Candidate, await conn.fetch(
         f"""
         WITH vec AS MATERIALIZED ({nearest}),
@@ -198,11 +202,20 @@ async def score_candidates(conn: Conn, scope: Scope, filters: Json | None,
                                      / (coalesce(l.ndoc, 0) + 0.5)) AS idf
                 FROM words w CROSS JOIN st
                 LEFT JOIN lexeme_stats l ON l.workspace_id = {ws} AND l.lexeme = w.lexeme),
-        cand AS (SELECT m.message_id, m.search_text, {in_window} AS in_window FROM messages m
+        found AS MATERIALIZED (
+                 SELECT m.session_id, m.seq FROM messages m
                  WHERE m.workspace_id = {ws}
                    -- An array, so that the rows are looked up by key (as a join the
                    -- planner scanned the whole workspace: 2 ms at 10k).
                    AND m.message_id = ANY(ARRAY(SELECT message_id FROM ids))),
+        -- The found messages and their neighbours in the session (by the unique key).
+        keys AS (SELECT DISTINCT f.session_id, f.seq + d.d AS seq
+                 FROM found f, (VALUES (-1), (0), (1)) AS d(d)),
+        cand AS (SELECT m.message_id, m.session_id, m.seq, m.search_text,
+                        {in_window} AS in_window
+                 FROM keys k JOIN messages m ON m.workspace_id = {ws}
+                   AND m.session_id = k.session_id AND m.seq = k.seq
+                 WHERE {in_scope}),
         -- Materialized: inlined, the aggregate was run again for every candidate joined
         -- to it (GroupAggregate loops = candidates) when the planner expected one.
         bm AS MATERIALIZED (SELECT c.message_id, sum(i.idf * t.tf * {K1 + 1}
@@ -211,7 +224,7 @@ async def score_candidates(conn: Conn, scope: Scope, filters: Json | None,
                JOIN idf i ON i.lexeme = u.lexeme,
                LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t
                GROUP BY c.message_id)
-        SELECT c.message_id, coalesce(bm.bm25, 0) AS bm25,
+        SELECT c.message_id, c.session_id, c.seq, coalesce(bm.bm25, 0) AS bm25,
                1 - (e.embedding <=> {q}::vector) AS cosine, c.in_window
         FROM cand c
         LEFT JOIN bm ON bm.message_id = c.message_id

@@ -112,13 +112,14 @@ async def test_words_in_many_messages_still_find_candidates(stubs: Stubs, db: Da
 
 async def test_a_date_in_the_query_weighs_create_time(stubs: Stubs, db: Database,
                                                       ws: str) -> None:
-    """The same words on three days: the query's date picks the day, written either way."""
+    """The same words on three days (in three sessions: no message is another's neighbour):
+    the query's date picks the day, written either way."""
     for d in (2, 3, 4):
         m = message_pb2.MessageInput(peer_id="ann", content="I painted a sunset")
         m.create_time.FromDatetime(datetime(2024, 3, d, 15, tzinfo=UTC))
         m.metadata.update({"day": d})
         await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
-            workspace_id=ws, session_id="s", messages=[m]))
+            workspace_id=ws, session_id=f"s{d}", messages=[m]))
     await drain_backlog(db)
 
     async def days(query: str) -> list[int]:
@@ -132,3 +133,21 @@ async def test_a_date_in_the_query_weighs_create_time(stubs: Stubs, db: Database
     hits = await stubs.search.SearchMessages(search_pb2.SearchMessagesRequest(
         workspace_id=ws, query="what did ann paint on 4 March 2024", limit=3))
     assert hits.hits[0].score > hits.hits[1].score == hits.hits[2].score
+
+
+async def test_the_turn_next_to_a_match_is_lifted(stubs: Stubs, db: Database, ws: str) -> None:
+    """A reply that shares no word with the question still ranks, beside the turn that
+    does; a turn in another session does not."""
+    turns = [("bob", "What did you bake for the fair?"), ("ann", "A lemon drizzle, my first!"),
+             ("bob", "The weather turned cold"), ("ann", "I cleaned the garage")]
+    for session in ("s1", "s2"):
+        await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id=session, messages=[
+                message_pb2.MessageInput(peer_id=p, content=t) for p, t in (
+                    turns[:2] if session == "s1" else turns[2:])]))
+    await text_only(db, ws)
+    r = await stubs.search.SearchMessages(search_pb2.SearchMessagesRequest(
+        workspace_id=ws, query="what was baked for the fair", limit=4))
+    assert [h.message.content for h in r.hits[:2]] == [turns[0][1], turns[1][1]]
+    assert r.hits[1].score >= 0.8 * r.hits[0].score - 1e-9
+    assert all(h.score < r.hits[1].score for h in r.hits[2:])
