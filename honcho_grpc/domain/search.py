@@ -63,15 +63,16 @@ def candidate_weights(lexemes: list[QueryLexeme]) -> dict[str, float]:
             for lx in chosen}
 
 
-def fuse(scored: list[Candidate]) -> dict[str, float]:
+def fuse(scored: list[Candidate], lexemes: list[QueryLexeme]) -> dict[str, float]:
     """score = w * bm25 / max(bm25) + (1 - w) * min-max(cosine) (+ the time bonus);
     unembedded rows get the lowest cosine of the pool."""
-    top_bm = max((c.bm25 for c in scored), default=0.0) or 1.0
+    bm = {c.message_id: store.bm25(c.terms, lexemes) for c in scored}
+    top_bm = max(bm.values(), default=0.0) or 1.0
     cosines = [c.cosine for c in scored if c.cosine is not None]
     low, high = (min(cosines), max(cosines)) if cosines else (0.0, 1.0)
     span = (high - low) or 1.0
     return {
-        c.message_id: TEXT_WEIGHT * c.bm25 / top_bm + (1 - TEXT_WEIGHT) * (
+        c.message_id: TEXT_WEIGHT * bm[c.message_id] / top_bm + (1 - TEXT_WEIGHT) * (
             ((c.cosine if c.cosine is not None else low) - low) / span)
         + (TIME_WEIGHT if c.in_window else 0.0)
         for c in scored
@@ -103,12 +104,11 @@ async def search_messages(pool: asyncpg.Pool, embedder: Embedder, scope: Scope, 
             text_ids = await store.text_candidates(conn, scope, filters,
                                                    candidate_weights(lexemes), time, n)
             exact = await store.plan_vector_scan(conn, scope, n)
-            scored = await store.score_candidates(conn, scope, filters,
-                                                  [lx.lexeme for lx in lexemes],
-                                                  await embedding, text_ids, n, exact, time)
+            scored = await store.score_candidates(conn, scope, filters, await embedding,
+                                                  text_ids, n, exact, time)
             if not scored:
                 return []
-            scores = lift_neighbours(scored, fuse(scored))
+            scores = lift_neighbours(scored, fuse(scored, lexemes))
             best = sorted(scores, key=lambda i: -scores[i])[:limit]
             rows = await store.messages_by_id(conn, scope.workspace_id, best)
     finally:
