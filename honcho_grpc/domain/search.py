@@ -33,9 +33,8 @@ from honcho_grpc.store.search import Candidate, QueryLexeme, Scope
 
 TEXT_WEIGHT = 0.5        # 1 - TEXT_WEIGHT goes to the vector arm
 TIME_WEIGHT = 0.25       # bonus for a message created when the query says
-RARE_LEXEMES = 8         # query words used to find text candidates
-COMMON_SHARE = 0.05      # ... unless they are in more than this share of the messages
-COMMON_FLOOR = 400       # ... and in more messages than this (ranking fewer costs < 1 ms)
+RARE_LEXEMES = 8         # query words used to find text candidates, rarest first
+TEXT_ROW_BUDGET = 1000   # ... while together they are in at most this many messages
 CANDIDATES = 50          # per arm, at least
 NEIGHBOUR_SHARE = 0.8    # of the best adjacent turn's score a message gets at least
 
@@ -54,11 +53,17 @@ async def _ready(vector: Vector | Awaitable[Vector]) -> Vector:
 
 
 def candidate_weights(lexemes: list[QueryLexeme]) -> dict[str, float]:
-    """The lexemes that find text candidates, with their idf: the rarest RARE_LEXEMES, less
-    those too common to rank quickly (the rarest one is always kept). Unknown ones (ndoc 0)
-    may still match messages not counted yet, so they count as rarest."""
-    chosen = [lx for i, lx in enumerate(lexemes[:RARE_LEXEMES])
-              if i == 0 or lx.ndoc <= max(COMMON_SHARE * lx.docs, COMMON_FLOOR)]
+    """The lexemes that find text candidates, with their idf: up to RARE_LEXEMES, rarest
+    first, while the messages they are in stay within TEXT_ROW_BUDGET (the cost of ranking
+    them; the rarest one is always kept). A small workspace so keeps words BM25 ranks on that
+    are in many of its messages; a large one its rare words. Unknown ones (ndoc 0) may still
+    match messages not counted yet, so they count as rarest."""
+    chosen, rows = [], 0
+    for i, lx in enumerate(lexemes[:RARE_LEXEMES]):
+        rows += lx.ndoc
+        if i and rows > TEXT_ROW_BUDGET:
+            break
+        chosen.append(lx)
     return {lx.lexeme: math.log(1 + (max(lx.docs, 1) - lx.ndoc + 0.5) / (lx.ndoc + 0.5))
             for lx in chosen}
 
@@ -66,7 +71,7 @@ def candidate_weights(lexemes: list[QueryLexeme]) -> dict[str, float]:
 def fuse(scored: list[Candidate], lexemes: list[QueryLexeme]) -> dict[str, float]:
     """score = w * bm25 / max(bm25) + (1 - w) * min-max(cosine) (+ the time bonus);
     unembedded rows get the lowest cosine of the pool."""
-    bm = {c.message_id: store.bm25(c.terms, lexemes) for c in scored}
+    bm = {c.message_id: store.bm25(c.terms, c.length, lexemes) for c in scored}
     top_bm = max(bm.values(), default=0.0) or 1.0
     cosines = [c.cosine for c in scored if c.cosine is not None]
     low, high = (min(cosines), max(cosines)) if cosines else (0.0, 1.0)
