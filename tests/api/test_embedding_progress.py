@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from honcho_grpc_client import AsyncHoncho
 from honcho_grpc_proto.v1 import (
     event_pb2,
     event_pb2_grpc,
@@ -17,6 +18,7 @@ from honcho_grpc_proto.v1 import (
 from honcho_grpc.db.pool import Database
 from honcho_grpc.domain.embedding import EmbeddingBacklog
 from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.server.app import Running
 from tests.conftest import Stubs, drain_backlog
 
 
@@ -107,3 +109,22 @@ async def test_drained_event_is_per_workspace(stubs: Stubs, db: Database, ws: st
     async with asyncio.timeout(10):
         assert (await got.get()).workspace_id == ws
     call.cancel()
+
+
+async def test_the_python_client_reports_the_backlog(server: Running, stubs: Stubs,
+                                                     db: Database, ws: str) -> None:
+    await drain_backlog(db)
+    await write(stubs, ws, "s", "ann", 2)
+    events: list[str] = []
+    async with AsyncHoncho(address=f"127.0.0.1:{server.port}", workspace_id=ws) as honcho:
+        status = await honcho.queue_status()
+        assert status.embedding_pending == 2 and status.embedding_oldest_age > 0
+        async with honcho.events(types=["embeddings_drained"]) as feed:
+            await feed.ready()
+            await drain_backlog(db)
+            async with asyncio.timeout(10):
+                async for event in feed:
+                    events.append(event.type)
+                    break
+        assert (await honcho.queue_status()).embedding_pending == 0
+    assert events == ["embeddings_drained"]
