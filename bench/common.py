@@ -54,15 +54,16 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(**env: str) -> Iterator[ServerProcess]:
-    """`honcho-grpc serve` with a fresh embedded database in a temp dir."""
+def server_process(command: str = "serve", **env: str) -> Iterator[ServerProcess]:
+    """`honcho-grpc serve` (or `up`: server and worker, as users run it) with a fresh
+    embedded database in a temp dir."""
     data = Path(tempfile.mkdtemp(prefix="honcho-bench-"))
     port = free_port()
     environ = {**os.environ, "SERVER_PORT": str(port), "DB_DATA_DIR": str(data / "pg"),
                "APP_LOG_LEVEL": "WARNING", **env}
     environ.pop("DB_CONNECTION_URI", None)
     os.chmod(data, 0o755)
-    proc = subprocess.Popen([sys.executable, "-m", "honcho_grpc.cli", "serve"], env=environ,
+    proc = subprocess.Popen([sys.executable, "-m", "honcho_grpc.cli", command], env=environ,
                             cwd=ROOT)
     try:
         wait_healthy(f"127.0.0.1:{port}", proc)

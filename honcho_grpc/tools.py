@@ -209,6 +209,7 @@ class WorkspaceRow:
     peers: str
     sessions: str
     queue: resources_pb2.QueueCounts
+    embedding: workspace_pb2.EmbeddingBacklog
 
 
 def _workspace_ids(remote: Remote, only: str | None) -> tuple[list[str], bool]:
@@ -231,10 +232,11 @@ def _count(fetch: Callable[[str], tuple[list[Any], str]]) -> str:
 
 
 def _workspace_row(remote: Remote, ws: str, counted: bool) -> WorkspaceRow:
-    queue = remote.call(workspace_pb2_grpc.WorkspaceServiceStub(remote.channel).GetQueueStatus,
-                        workspace_pb2.GetQueueStatusRequest(workspace_id=ws)).totals
+    status = remote.call(workspace_pb2_grpc.WorkspaceServiceStub(remote.channel).GetQueueStatus,
+                         workspace_pb2.GetQueueStatusRequest(workspace_id=ws))
+    queue, embedding = status.totals, status.embedding
     if not counted:
-        return WorkspaceRow(ws, "", "", queue)
+        return WorkspaceRow(ws, "", "", queue, embedding)
     peers = peer_pb2_grpc.PeerServiceStub(remote.channel)
     sessions = session_pb2_grpc.SessionServiceStub(remote.channel)
 
@@ -248,7 +250,7 @@ def _workspace_row(remote: Remote, ws: str, counted: bool) -> WorkspaceRow:
             workspace_id=ws, page_size=PAGE, page_token=token))
         return list(reply.sessions), reply.next_page_token
 
-    return WorkspaceRow(ws, _count(peer_page), _count(session_page), queue)
+    return WorkspaceRow(ws, _count(peer_page), _count(session_page), queue, embedding)
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -296,17 +298,31 @@ def _print_status(rows: list[WorkspaceRow], more: bool, limit: int) -> None:
     print(f"workspaces  {len(rows)}{'+' if more else ''}")
     print("queue       " + " · ".join(f"{s.replace('_', ' ')} {totals[s]}"
                                       for s in QUEUE_STATES))
+    unembedded = sum(r.embedding.pending for r in rows)
+    oldest = max((_age(r.embedding) for r in rows), default=0.0)
+    print(f"embedding   pending {unembedded} · oldest {_seconds(oldest)}")
     shown = rows[:limit]
     if not shown:
         return
     print()
-    header = ["workspace", "peers", "sessions", "pending", "in progress", "completed", "failed"]
-    cells = [[r.workspace_id, r.peers, r.sessions, *(str(getattr(r.queue, s))
-                                                     for s in QUEUE_STATES)] for r in shown]
+    header = ["workspace", "peers", "sessions", "pending", "in progress", "completed", "failed",
+              "unembedded", "oldest"]
+    cells = [[r.workspace_id, r.peers, r.sessions,
+              *(str(getattr(r.queue, s)) for s in QUEUE_STATES),
+              str(r.embedding.pending), _seconds(_age(r.embedding))] for r in shown]
     print("\n".join(table(header, cells)))
     if len(rows) > len(shown):
         print(f"... and {len(rows) - len(shown)}{'+' if more else ''} more workspaces "
               "(--limit, --workspace)")
+
+
+def _age(backlog: workspace_pb2.EmbeddingBacklog) -> float:
+    return float(backlog.oldest_age.ToTimedelta().total_seconds())
+
+
+def _seconds(age: float) -> str:
+    """How long the oldest unembedded message has waited: `-` when none waits."""
+    return f"{age:.1f}s" if age > 0 else "-"
 
 
 # --- memory -----------------------------------------------------------------------------------

@@ -10,10 +10,11 @@ import logging
 
 import asyncpg
 
+from honcho_grpc.domain.events import EMBEDDINGS_DRAINED
 from honcho_grpc.domain.transactions import transaction
 from honcho_grpc.errors import HonchoError
 from honcho_grpc.providers.embeddings import Embedder
-from honcho_grpc.store import Conn, backlog
+from honcho_grpc.store import Conn, backlog, events
 from honcho_grpc.store.backlog import Pending
 from honcho_grpc.store.queue import EMBED_CHANNEL
 
@@ -44,11 +45,19 @@ class EmbeddingBacklog:
             orphans = [p for p in claimed if p.content is None]  # message deleted meanwhile
             await backlog.forget(conn, orphans)
             live = [p for p in claimed if p.content is not None]
-            if not live:
-                return len(orphans)
-            embedded = await self._embed(conn, live)
-            # A failed batch counts as no progress, so that the drain loop waits.
-            return len(orphans) + embedded if embedded else 0
+            embedded = await self._embed(conn, live) if live else 0
+        if orphans or embedded:
+            await self._announce_drained([p.workspace_id for p in claimed])
+        # A failed batch counts as no progress, so that the drain loop waits.
+        return len(orphans) + embedded if embedded or not live else 0
+
+    async def _announce_drained(self, workspace_ids: list[str]) -> None:
+        """`embeddings.drained` for each of these workspaces whose backlog is now empty.
+        Checked after the batch commits: two drainers finishing a workspace's last rows at
+        once may both announce it, but neither can miss it."""
+        async with transaction(self.pool) as conn:
+            for ws in await backlog.drained_workspaces(conn, workspace_ids):
+                await events.emit(conn, EMBEDDINGS_DRAINED, ws)
 
     async def _embed(self, conn: Conn, items: list[Pending]) -> int:
         try:

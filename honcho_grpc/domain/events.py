@@ -21,6 +21,7 @@ CONCLUSION_INVALIDATED = "conclusion.invalidated"
 SUMMARY_CREATED = "summary.created"
 PEER_CARD_UPDATED = "peer_card.updated"
 QUEUE_DRAINED = "queue.drained"
+EMBEDDINGS_DRAINED = "embeddings.drained"
 
 
 def event_json(type_: str, workspace_id: str, *, session_id: str | None = None,

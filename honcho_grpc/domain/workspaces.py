@@ -13,7 +13,8 @@ from honcho_grpc.domain.idempotent import R, Retry, run_write
 from honcho_grpc.domain.transactions import connection, transaction
 from honcho_grpc.errors import not_found
 from honcho_grpc.model import Json, Page, Workspace
-from honcho_grpc.store import Conn, Executor, queue, workspaces
+from honcho_grpc.store import Conn, Executor, backlog, queue, workspaces
+from honcho_grpc.store.backlog import BacklogStatus
 from honcho_grpc.work_units import DreamPayload, DreamType
 
 
@@ -68,10 +69,12 @@ class QueueCounts:
 @dataclass
 class QueueStatus:
     """Derivation work (reasoning, summaries, dreams) by status: in total and per session
-    (work of no session, such as dreams, counts in the total only)."""
+    (work of no session, such as dreams, counts in the total only); and the messages still
+    waiting for their embedding."""
 
     totals: QueueCounts = field(default_factory=QueueCounts)
     sessions: dict[str, QueueCounts] = field(default_factory=lambda: defaultdict(QueueCounts))
+    embedding: BacklogStatus = field(default_factory=lambda: BacklogStatus(0, 0.0))
 
 
 async def queue_status(pool: asyncpg.Pool, workspace_id: str, session_id: str,
@@ -83,6 +86,7 @@ async def queue_status(pool: asyncpg.Pool, workspace_id: str, session_id: str,
         status.totals.add(state, n)
         if session:
             status.sessions[session].add(state, n)
+    status.embedding = await backlog.workspace_status(pool, workspace_id, session_id, sender_id)
     return status
 
 

@@ -80,6 +80,41 @@ async def pending_count(conn: Executor) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM embedding_backlog"))
 
 
+class BacklogStatus(NamedTuple):
+    """Messages of a selection waiting for their embedding, and the oldest one's wait."""
+
+    pending: int
+    oldest_age_seconds: float
+
+
+async def workspace_status(conn: Executor, workspace_id: str, session_id: str,
+                           sender_id: str) -> BacklogStatus:
+    """The workspace's backlog, narrowed to a session and a sender when given (empty: all).
+    Rows whose message is gone count until the drainer drops them: they are still owed."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) AS pending,
+               coalesce(extract(epoch FROM now() - min(b.enqueue_time)), 0) AS oldest
+        FROM embedding_backlog b LEFT JOIN messages m
+          ON m.workspace_id = b.workspace_id AND m.message_id = b.message_id
+        WHERE b.workspace_id = $1 AND ($2 = '' OR m.session_id = $2)
+          AND ($3 = '' OR m.peer_id = $3)
+        """,
+        workspace_id, session_id, sender_id,
+    )
+    return BacklogStatus(int(row["pending"]), max(0.0, float(row["oldest"])))
+
+
+async def drained_workspaces(conn: Executor, workspace_ids: Sequence[str]) -> list[str]:
+    """Those of `workspace_ids` with nothing left in the backlog."""
+    rows = await conn.fetch(
+        "SELECT w FROM unnest($1::text[]) AS w WHERE NOT EXISTS "
+        "(SELECT 1 FROM embedding_backlog b WHERE b.workspace_id = w)",
+        sorted(set(workspace_ids)),
+    )
+    return [r[0] for r in rows]
+
+
 @contextlib.asynccontextmanager
 async def listening(pool: asyncpg.Pool, channel: str,
                     on_notify: Callable[..., None]) -> AsyncIterator[None]:

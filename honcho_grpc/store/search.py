@@ -4,6 +4,7 @@ cosine scores for the candidates. Fusion happens in domain/search.py."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -28,8 +29,12 @@ class Candidate(NamedTuple):
     """A message found by either arm, with both scores (cosine None: not embedded yet)."""
 
     message_id: str
-    bm25: float
+    session_id: str
+    seq: int
+    terms: str  # its search_text as text: 'lexeme':positions ...
+    length: int  # lexemes in it
     cosine: float | None
+    in_window: bool
 
 
 def scope_sql(scope: Scope, filters: Json | None, params: f.Params,
@@ -45,37 +50,61 @@ def scope_sql(scope: Scope, filters: Json | None, params: f.Params,
     return " AND ".join(clauses)
 
 
-async def rare_lexemes(conn: Conn, workspace_id: str, query: str,
-                       limit: int, max_share: float) -> list[str]:
-    """The query's lexemes, rarest in the workspace first (unknown ones count as rarest),
-    leaving out those in more than `max_share` of the messages (ranking every message that
-    says "p0" or "learn" costs milliseconds per thousand and finds nothing the vector arm
-    and the rarer words miss), except the rarest one."""
+class QueryLexeme(NamedTuple):
+    """A word of the query as the index holds it, and in how many of the workspace's
+    messages it is (0: none counted yet; of `docs` messages counted)."""
+
+    lexeme: str
+    ndoc: int
+    docs: int
+    avgdl: float  # the workspace's mean message length, in lexemes
+
+
+async def query_lexemes(conn: Conn, workspace_id: str, query: str) -> list[QueryLexeme]:
+    """The query's lexemes, rarest first: its stemmed words (`english`, as message content is
+    indexed) and, where the index knows them, its words unstemmed (`simple`, as speakers'
+    names are indexed: "James" is `jame` in content but `james` as a speaker). An unstemmed
+    word the index does not know could only match a speaker, and there is none by it."""
     rows = await conn.fetch(
-        "SELECT q.lexeme, coalesce(s.ndoc, 0) AS ndoc, "
-        "coalesce((SELECT docs FROM search_stats WHERE workspace_id = $1), 0) AS docs "
-        "FROM (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2))) q "
+        "WITH q AS (SELECT lexeme FROM unnest(to_tsvector('english', $2)) "
+        "           UNION SELECT lexeme FROM unnest(to_tsvector('simple', $2))), "
+        "docs AS (SELECT coalesce(max(docs), 0) AS docs, "
+        "         greatest(coalesce(max(total_length)::float8 / greatest(max(docs), 1), 1), 1) "
+        "         AS avgdl FROM search_stats WHERE workspace_id = $1) "
+        "SELECT q.lexeme, coalesce(s.ndoc, 0) AS ndoc, docs.docs, docs.avgdl "
+        "FROM q CROSS JOIN docs "
         "LEFT JOIN lexeme_stats s ON s.workspace_id = $1 AND s.lexeme = q.lexeme "
-        "ORDER BY coalesce(s.ndoc, 0), q.lexeme LIMIT $3", workspace_id, query, limit)
-    return [r["lexeme"] for i, r in enumerate(rows)
-            if i == 0 or r["ndoc"] <= max_share * r["docs"]]
+        "WHERE s.ndoc > 0 OR q.lexeme IN "
+        "  (SELECT lexeme FROM unnest(to_tsvector('english', $2))) "
+        "ORDER BY coalesce(s.ndoc, 0), q.lexeme", workspace_id, query)
+    return every(QueryLexeme, rows)
 
 
-async def text_candidates(conn: Conn, scope: Scope, filters: Json | None, lexemes: list[str],
+async def text_candidates(conn: Conn, scope: Scope, filters: Json | None,
+                          weights: dict[str, float], window: tuple[datetime, datetime] | None,
                           limit: int) -> list[str]:
-    """Messages containing any of `lexemes` (rare ones: a cheap GIN lookup), best first."""
-    if not lexemes:
+    """Messages containing any of the lexemes `weights` names (the rarer ones: a cheap GIN
+    lookup), and those created in `window`, best first: by the sum of the weights (idf) of
+    the lexemes each contains, an approximation of BM25 that needs no per-row unnest."""
+    if not weights and window is None:
         return []
     params = f.Params()
     where = scope_sql(scope, filters, params)
     # Lexemes are already normalised; quote each so to_tsquery treats it literally.
-    tsq = " | ".join("'" + lx.replace("'", "''") + "'" for lx in lexemes)
-    q = params.add(tsq)
+    quoted = ["'" + lx.replace("'", "''") + "'" for lx in weights]
+    rank = " + ".join(
+        f"{w:.6f} * (m.search_text @@ {params.add(q)}::tsquery)::int"
+        for q, w in zip(quoted, weights.values(), strict=True)) or "0"
+    matches = []
+    if quoted:
+        matches.append(f"m.search_text @@ to_tsquery('simple', {params.add(' | '.join(quoted))})")
+    if window is not None:
+        matches.append(f"m.created_at >= {params.add(window[0])} "
+                       f"AND m.created_at < {params.add(window[1])}")
     rows = await conn.fetch(
         f"SELECT m.message_id FROM messages m WHERE {where} "
-        f"AND m.search_text @@ to_tsquery('simple', {q}) "
-        f"ORDER BY ts_rank(m.search_text, to_tsquery('simple', {q})) DESC, m.seq DESC "
-        f"LIMIT {params.add(limit)}", *params.values)
+        f"AND ({' OR '.join(f'({c})' for c in matches)}) "
+        f"ORDER BY {rank} DESC, m.seq DESC LIMIT {params.add(limit)}", *params.values)
     return [r["message_id"] for r in rows]
 
 
@@ -146,49 +175,79 @@ def vector_candidates_sql(scope: Scope, filters: Json | None, vector: str,
             f"WHERE {where} ORDER BY {distance} LIMIT {params.add(limit)}")
 
 
-async def score_candidates(conn: Conn, scope: Scope, filters: Json | None, query: str,
-                           vector: np.ndarray, text_ids: list[str], limit: int,
-                           exact: bool) -> list[Candidate]:
-    """The vector arm's candidates and `text_ids`, each with its BM25 (Okapi, k1 1.2,
-    b 0.75, lengths in lexemes) and cosine similarity (NULL for messages not embedded yet),
-    in one statement: the vector arm is the last step to wait for the query's vector, and
-    what follows it should cost no further round trip. Only the ids: the caller fetches the
-    few it keeps (decoding every candidate's row cost ~2 ms)."""
+async def score_candidates(conn: Conn, scope: Scope, filters: Json | None,
+                           vector: np.ndarray, text_ids: list[str], limit: int, exact: bool,
+                           window: tuple[datetime, datetime] | None) -> list[Candidate]:
+    """The vector arm's candidates and `text_ids`, and the messages either side of each in
+    its session when they are in the scope, each with its indexed lexemes (for BM25, which
+    the caller computes: in SQL, unnesting every candidate's lexemes cost 3-10 ms for a
+    hundred candidates), its cosine similarity (NULL for messages not embedded yet) and
+    whether it was created in `window`, in one statement: the vector arm is the last step to
+    wait for the query's vector, and what follows it should cost no further round trip. No
+    message rows: the caller fetches the few it keeps (decoding every candidate's row cost
+    ~2 ms)."""
     params = f.Params()
-    ws, text, q = params.add(scope.workspace_id), params.add(query), params.add(vector)
+    ws, q = params.add(scope.workspace_id), params.add(vector)
     extra = params.add(text_ids)
+    in_window = (f"m.created_at >= {params.add(window[0])} AND m.created_at < "
+                 f"{params.add(window[1])}" if window is not None else "false")
     nearest = vector_candidates_sql(scope, filters, q, limit, exact, params)
+    in_scope = scope_sql(scope, filters, params)
     return every(Candidate, await conn.fetch(
         f"""
         WITH vec AS MATERIALIZED ({nearest}),
         ids AS (SELECT message_id FROM vec UNION SELECT unnest({extra}::text[])),
-        words AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', {text}))),
-        st AS (SELECT greatest(docs, 1) AS docs,
-                      greatest(total_length::float8 / greatest(docs, 1), 1) AS avgdl
-               FROM search_stats WHERE workspace_id = {ws}
-               UNION ALL SELECT 1, 1 LIMIT 1),
-        idf AS (SELECT w.lexeme, ln(1 + (st.docs - coalesce(l.ndoc, 0) + 0.5)
-                                     / (coalesce(l.ndoc, 0) + 0.5)) AS idf
-                FROM words w CROSS JOIN st
-                LEFT JOIN lexeme_stats l ON l.workspace_id = {ws} AND l.lexeme = w.lexeme),
-        cand AS (SELECT m.message_id, m.search_text FROM messages m
+        found AS MATERIALIZED (
+                 SELECT m.session_id, m.seq FROM messages m
                  WHERE m.workspace_id = {ws}
                    -- An array, so that the rows are looked up by key (as a join the
                    -- planner scanned the whole workspace: 2 ms at 10k).
                    AND m.message_id = ANY(ARRAY(SELECT message_id FROM ids))),
-        bm AS (SELECT c.message_id, sum(i.idf * t.tf * {K1 + 1}
-                   / (t.tf + {K1} * (1 - {B} + {B} * length(c.search_text) / st.avgdl))) AS bm25
-               FROM cand c CROSS JOIN st, unnest(c.search_text) u
-               JOIN idf i ON i.lexeme = u.lexeme,
-               LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) t
-               GROUP BY c.message_id)
-        SELECT c.message_id, coalesce(bm.bm25, 0) AS bm25,
-               1 - (e.embedding <=> {q}::vector) AS cosine
-        FROM cand c
-        LEFT JOIN bm ON bm.message_id = c.message_id
-        LEFT JOIN message_embeddings e ON e.workspace_id = {ws} AND e.message_id = c.message_id
+        -- The found messages and their neighbours in the session (by the unique key).
+        keys AS (SELECT DISTINCT f.session_id, f.seq + d.d AS seq
+                 FROM found f, (VALUES (-1), (0), (1)) AS d(d))
+        SELECT m.message_id, m.session_id, m.seq, m.search_text::text AS terms,
+               length(m.search_text) AS length,
+               1 - (e.embedding <=> {q}::vector) AS cosine, {in_window} AS in_window
+        FROM keys k JOIN messages m ON m.workspace_id = {ws}
+          AND m.session_id = k.session_id AND m.seq = k.seq
+        LEFT JOIN message_embeddings e ON e.workspace_id = {ws} AND e.message_id = m.message_id
+        WHERE {in_scope}
         """,
         *params.values))
+
+
+def term_frequency(terms: str, lexeme: str) -> int:
+    """How often `lexeme` occurs in a tsvector's text form ('a':1,4 'b':2B ...): the count of
+    its positions; 0 when absent. A search for the quoted lexeme, not a parse of the whole
+    vector (ten times faster for a hundred candidates)."""
+    key = "'" + lexeme.replace("'", "''") + "'"
+    at = terms.find(key)
+    while at > 0 and terms[at - 1] != " ":  # inside another lexeme ("'x''y'" holds "'y'")
+        at = terms.find(key, at + 1)
+    if at < 0:
+        return 0
+    end = at + len(key)
+    if end == len(terms) or terms[end] != ":":
+        return 1  # a lexeme without positions counts once, as in PostgreSQL
+    stop = terms.find(" ", end)
+    return terms.count(",", end, stop if stop >= 0 else len(terms)) + 1
+
+
+def bm25(terms: str, length: int, lexemes: list[QueryLexeme]) -> float:
+    """Okapi BM25 (k1 1.2, b 0.75, lengths in distinct lexemes, as PostgreSQL's length() of
+    a tsvector) of one message's indexed lexemes for the query's."""
+    if not lexemes:
+        return 0.0
+    norm = K1 * (1 - B + B * length / lexemes[0].avgdl)
+    score = 0.0
+    for lx in lexemes:
+        n = term_frequency(terms, lx.lexeme)
+        if n:
+            docs = max(lx.docs, 1)
+            idf = math.log(1 + (docs - lx.ndoc + 0.5) / (lx.ndoc + 0.5))
+            score += idf * n * (K1 + 1) / (n + norm)
+    return score
 
 
 async def messages_by_id(conn: Conn, workspace_id: str, ids: list[str]) -> dict[str, Message]:

@@ -64,15 +64,18 @@ async def test_status_of_a_running_server(server: Running, stubs: Stubs, ws: str
     await workspaces.GetOrCreateWorkspace(workspace_pb2.GetOrCreateWorkspaceRequest(
         workspace_id=f"{ws}-older"))
     await seed(stubs, ws)
-    queue = (await workspaces.GetQueueStatus(
-        workspace_pb2.GetQueueStatusRequest(workspace_id=ws))).totals
-    assert queue.pending > 0
+    status = await workspaces.GetQueueStatus(workspace_pb2.GetQueueStatusRequest(workspace_id=ws))
+    queue, unembedded = status.totals, status.embedding.pending
+    assert queue.pending > 0 and unembedded > 0
     address = f"127.0.0.1:{server.port}"
     assert await run_cli("status", "--address", address, "--workspace", ws) == 0
     out = capsys.readouterr().out
     assert f"server      {address}  SERVING" in out and "database    reachable" in out
     assert f"queue       pending {queue.pending} · in progress 0 · completed 0 · failed 0" in out
-    assert table_row(out, ws) == [ws, "2", "1", str(queue.pending), "0", "0", "0"]
+    assert f"embedding   pending {unembedded} · oldest " in out
+    row = table_row(out, ws)
+    assert row[:-1] == [ws, "2", "1", str(queue.pending), "0", "0", "0", str(unembedded)]
+    assert row[-1].endswith("s") and float(row[-1][:-1]) >= 0
     # Every workspace, newest first: this one leads; the others are counted, not listed.
     assert await run_cli("status", "--address", address, "--limit", "1") == 0
     out = capsys.readouterr().out

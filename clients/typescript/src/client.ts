@@ -270,7 +270,8 @@ export type EventName =
   | "conclusion_invalidated"
   | "summary_created"
   | "peer_card_updated"
-  | "queue_drained";
+  | "queue_drained"
+  | "embeddings_drained";
 
 export interface HonchoEvent {
   type: EventName | "unspecified";
@@ -387,6 +388,7 @@ const EVENTS: Record<EventName, EventType> = {
   summary_created: EventType.SUMMARY_CREATED,
   peer_card_updated: EventType.PEER_CARD_UPDATED,
   queue_drained: EventType.QUEUE_DRAINED,
+  embeddings_drained: EventType.EMBEDDINGS_DRAINED,
 };
 
 function messageInput(m: MessageCreate): MessageInitShape<typeof MessageInputSchema> {

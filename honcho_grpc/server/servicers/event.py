@@ -43,6 +43,7 @@ TYPES = {
     "summary.created": pb.EVENT_TYPE_SUMMARY_CREATED,
     "peer_card.updated": pb.EVENT_TYPE_PEER_CARD_UPDATED,
     "queue.drained": pb.EVENT_TYPE_QUEUE_DRAINED,
+    "embeddings.drained": pb.EVENT_TYPE_EMBEDDINGS_DRAINED,
 }
 LISTEN_TIMEOUT_SECONDS = 10.0
 BUFFER = 1000  # events a slow watcher may fall behind before its stream is ended

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 from honcho_grpc_proto.v1 import resources_pb2
 from honcho_grpc_proto.v1 import workspace_pb2 as pb
 from honcho_grpc_proto.v1 import workspace_pb2_grpc as rpc
@@ -89,7 +90,12 @@ class WorkspaceServicer(rpc.WorkspaceServiceServicer):
                                                request.sender_id)
         return pb.GetQueueStatusResponse(
             totals=_counts(status.totals),
-            sessions={s: _counts(counts) for s, counts in status.sessions.items()})
+            sessions={s: _counts(counts) for s, counts in status.sessions.items()},
+            embedding=pb.EmbeddingBacklog(
+                pending=status.embedding.pending,
+                oldest_age=duration_pb2.Duration(
+                    seconds=int(status.embedding.oldest_age_seconds),
+                    nanos=int(status.embedding.oldest_age_seconds % 1 * 1e9))))
 
     async def ScheduleDream(self, request: pb.ScheduleDreamRequest,
                             context: Ctx) -> pb.ScheduleDreamResponse:

@@ -270,7 +270,9 @@ def _hits(r: search_pb2.SearchMessagesResponse) -> list[Message]:
 
 def _queue_status(r: workspace_pb2.GetQueueStatusResponse) -> QueueStatus:
     return QueueStatus(totals=QueueCounts.from_proto(r.totals),
-                       sessions={k: QueueCounts.from_proto(v) for k, v in r.sessions.items()})
+                       sessions={k: QueueCounts.from_proto(v) for k, v in r.sessions.items()},
+                       embedding_pending=r.embedding.pending,
+                       embedding_oldest_age=r.embedding.oldest_age.ToTimedelta().total_seconds())
 
 
 def reasoning_level(level: str | int | None) -> int:

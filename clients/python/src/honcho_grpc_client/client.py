@@ -806,7 +806,8 @@ class Honcho(HonchoOps):
                types: Iterable[str] | None = None) -> EventStream:
         """Watch events (no deadline): `with honcho.events() as feed: feed.ready(); for e in
         feed: ...`. `types` among messages_created, conclusions_derived,
-        conclusion_invalidated, summary_created, peer_card_updated, queue_drained."""
+        conclusion_invalidated, summary_created, peer_card_updated, queue_drained,
+        embeddings_drained."""
         return EventStream(self._transport, self._watch_events(session, peer, types))
 
     # conclusions and keys

@@ -379,6 +379,9 @@ class QueueCounts:
 class QueueStatus:
     totals: QueueCounts
     sessions: dict[str, QueueCounts] = field(default_factory=dict)
+    # Messages not yet embedded (not yet found by meaning) and the oldest one's wait, seconds.
+    embedding_pending: int = 0
+    embedding_oldest_age: float = 0.0
 
 
 EVENT_TYPES = {
@@ -388,6 +391,7 @@ EVENT_TYPES = {
     "summary_created": event_pb2.EVENT_TYPE_SUMMARY_CREATED,
     "peer_card_updated": event_pb2.EVENT_TYPE_PEER_CARD_UPDATED,
     "queue_drained": event_pb2.EVENT_TYPE_QUEUE_DRAINED,
+    "embeddings_drained": event_pb2.EVENT_TYPE_EMBEDDINGS_DRAINED,
 }
 _EVENT_NAMES = {v: k for k, v in EVENT_TYPES.items()}
 

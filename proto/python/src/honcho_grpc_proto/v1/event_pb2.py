@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15honcho/v1/event.proto\x12\thoncho.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n\x12WatchEventsRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07peer_id\x18\x03 \x01(\t\x12#\n\x05types\x18\x04 \x03(\x0e\x32\x14.honcho.v1.EventType\"\xb7\x01\n\x05\x45vent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.honcho.v1.EventType\x12\x14\n\x0cworkspace_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"6\n\x13WatchEventsResponse\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.honcho.v1.Event*\xf3\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45VENT_TYPE_MESSAGES_CREATED\x10\x01\x12\"\n\x1e\x45VENT_TYPE_CONCLUSIONS_DERIVED\x10\x02\x12%\n!EVENT_TYPE_CONCLUSION_INVALIDATED\x10\x03\x12\x1e\n\x1a\x45VENT_TYPE_SUMMARY_CREATED\x10\x04\x12 \n\x1c\x45VENT_TYPE_PEER_CARD_UPDATED\x10\x05\x12\x1c\n\x18\x45VENT_TYPE_QUEUE_DRAINED\x10\x06\x32^\n\x0c\x45ventService\x12N\n\x0bWatchEvents\x12\x1d.honcho.v1.WatchEventsRequest\x1a\x1e.honcho.v1.WatchEventsResponse0\x01\x42o\n\rdev.honcho.v1B\nEventProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15honcho/v1/event.proto\x12\thoncho.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n\x12WatchEventsRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07peer_id\x18\x03 \x01(\t\x12#\n\x05types\x18\x04 \x03(\x0e\x32\x14.honcho.v1.EventType\"\xb7\x01\n\x05\x45vent\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.honcho.v1.EventType\x12\x14\n\x0cworkspace_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"6\n\x13WatchEventsResponse\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.honcho.v1.Event*\x96\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45VENT_TYPE_MESSAGES_CREATED\x10\x01\x12\"\n\x1e\x45VENT_TYPE_CONCLUSIONS_DERIVED\x10\x02\x12%\n!EVENT_TYPE_CONCLUSION_INVALIDATED\x10\x03\x12\x1e\n\x1a\x45VENT_TYPE_SUMMARY_CREATED\x10\x04\x12 \n\x1c\x45VENT_TYPE_PEER_CARD_UPDATED\x10\x05\x12\x1c\n\x18\x45VENT_TYPE_QUEUE_DRAINED\x10\x06\x12!\n\x1d\x45VENT_TYPE_EMBEDDINGS_DRAINED\x10\x07\x32^\n\x0c\x45ventService\x12N\n\x0bWatchEvents\x12\x1d.honcho.v1.WatchEventsRequest\x1a\x1e.honcho.v1.WatchEventsResponse0\x01\x42o\n\rdev.honcho.v1B\nEventProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.honcho.v1B\nEventProtoP\001Z%honcho-grpc/gen/go/honcho/v1;honchov1\242\002\003HXX\252\002\tHoncho.V1\312\002\tHoncho\\V1\352\002\nHoncho::V1'
   _globals['_EVENTTYPE']._serialized_start=460
-  _globals['_EVENTTYPE']._serialized_end=703
+  _globals['_EVENTTYPE']._serialized_end=738
   _globals['_WATCHEVENTSREQUEST']._serialized_start=99
   _globals['_WATCHEVENTSREQUEST']._serialized_end=215
   _globals['_EVENT']._serialized_start=218
   _globals['_EVENT']._serialized_end=401
   _globals['_WATCHEVENTSRESPONSE']._serialized_start=403
   _globals['_WATCHEVENTSRESPONSE']._serialized_end=457
-  _globals['_EVENTSERVICE']._serialized_start=705
-  _globals['_EVENTSERVICE']._serialized_end=799
+  _globals['_EVENTSERVICE']._serialized_start=740
+  _globals['_EVENTSERVICE']._serialized_end=834
 # @@protoc_insertion_point(module_scope)

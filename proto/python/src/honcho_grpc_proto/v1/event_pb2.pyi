@@ -41,6 +41,8 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A peer card changed."""
     EVENT_TYPE_QUEUE_DRAINED: _EventType.ValueType  # 6
     """A work unit has nothing more pending."""
+    EVENT_TYPE_EMBEDDINGS_DRAINED: _EventType.ValueType  # 7
+    """The workspace's last waiting message was embedded: every message is found by meaning."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of event."""
@@ -59,6 +61,8 @@ EVENT_TYPE_PEER_CARD_UPDATED: EventType.ValueType  # 5
 """A peer card changed."""
 EVENT_TYPE_QUEUE_DRAINED: EventType.ValueType  # 6
 """A work unit has nothing more pending."""
+EVENT_TYPE_EMBEDDINGS_DRAINED: EventType.ValueType  # 7
+"""The workspace's last waiting message was embedded: every message is found by meaning."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from honcho_grpc_proto.v1 import resources_pb2 as honcho_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19honcho/v1/workspace.proto\x12\thoncho.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19honcho/v1/resources.proto\"\x8f\x01\n\x1bGetOrCreateWorkspaceRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\rconfiguration\x18\x03 \x01(\x0b\x32\x18.honcho.v1.Configuration\"X\n\x1cGetOrCreateWorkspaceResponse\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"+\n\x13GetWorkspaceRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\"?\n\x14GetWorkspaceResponse\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\"y\n\x15ListWorkspacesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\"[\n\x16ListWorkspacesResponse\x12(\n\nworkspaces\x18\x01 \x03(\x0b\x32\x14.honcho.v1.Workspace\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\x16UpdateWorkspaceRequest\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x17UpdateWorkspaceResponse\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\"B\n\x16\x44\x65leteWorkspaceRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x19\n\x17\x44\x65leteWorkspaceResponse\"i\n\x15GetQueueStatusRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x13\n\x0bobserver_id\x18\x03 \x01(\t\x12\x11\n\tsender_id\x18\x04 \x01(\t\"\xcc\x01\n\x16GetQueueStatusResponse\x12&\n\x06totals\x18\x01 \x01(\x0b\x32\x16.honcho.v1.QueueCounts\x12\x41\n\x08sessions\x18\x02 \x03(\x0b\x32/.honcho.v1.GetQueueStatusResponse.SessionsEntry\x1aG\n\rSessionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.honcho.v1.QueueCounts:\x02\x38\x01\"\x94\x01\n\x14ScheduleDreamRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x13\n\x0bobserver_id\x18\x02 \x01(\t\x12\x13\n\x0bobserved_id\x18\x03 \x01(\t\x12(\n\ndream_type\x18\x04 \x01(\x0e\x32\x14.honcho.v1.DreamType\x12\x12\n\nsession_id\x18\x05 \x01(\t\"\'\n\x15ScheduleDreamResponse\x12\x0e\n\x06queued\x18\x01 \x01(\x08*Y\n\tDreamType\x12\x1a\n\x16\x44REAM_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44REAM_TYPE_OMNI\x10\x01\x12\x1b\n\x17\x44REAM_TYPE_CARD_REFRESH\x10\x02\x32\x82\x05\n\x10WorkspaceService\x12g\n\x14GetOrCreateWorkspace\x12&.honcho.v1.GetOrCreateWorkspaceRequest\x1a\'.honcho.v1.GetOrCreateWorkspaceResponse\x12O\n\x0cGetWorkspace\x12\x1e.honcho.v1.GetWorkspaceRequest\x1a\x1f.honcho.v1.GetWorkspaceResponse\x12U\n\x0eListWorkspaces\x12 .honcho.v1.ListWorkspacesRequest\x1a!.honcho.v1.ListWorkspacesResponse\x12X\n\x0fUpdateWorkspace\x12!.honcho.v1.UpdateWorkspaceRequest\x1a\".honcho.v1.UpdateWorkspaceResponse\x12X\n\x0f\x44\x65leteWorkspace\x12!.honcho.v1.DeleteWorkspaceRequest\x1a\".honcho.v1.DeleteWorkspaceResponse\x12U\n\x0eGetQueueStatus\x12 .honcho.v1.GetQueueStatusRequest\x1a!.honcho.v1.GetQueueStatusResponse\x12R\n\rScheduleDream\x12\x1f.honcho.v1.ScheduleDreamRequest\x1a .honcho.v1.ScheduleDreamResponseBs\n\rdev.honcho.v1B\x0eWorkspaceProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19honcho/v1/workspace.proto\x12\thoncho.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19honcho/v1/resources.proto\"\x8f\x01\n\x1bGetOrCreateWorkspaceRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\rconfiguration\x18\x03 \x01(\x0b\x32\x18.honcho.v1.Configuration\"X\n\x1cGetOrCreateWorkspaceResponse\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"+\n\x13GetWorkspaceRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\"?\n\x14GetWorkspaceResponse\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\"y\n\x15ListWorkspacesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\"[\n\x16ListWorkspacesResponse\x12(\n\nworkspaces\x18\x01 \x03(\x0b\x32\x14.honcho.v1.Workspace\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\x16UpdateWorkspaceRequest\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x17UpdateWorkspaceResponse\x12\'\n\tworkspace\x18\x01 \x01(\x0b\x32\x14.honcho.v1.Workspace\"B\n\x16\x44\x65leteWorkspaceRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x19\n\x17\x44\x65leteWorkspaceResponse\"i\n\x15GetQueueStatusRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x13\n\x0bobserver_id\x18\x03 \x01(\t\x12\x11\n\tsender_id\x18\x04 \x01(\t\"\xfc\x01\n\x16GetQueueStatusResponse\x12&\n\x06totals\x18\x01 \x01(\x0b\x32\x16.honcho.v1.QueueCounts\x12\x41\n\x08sessions\x18\x02 \x03(\x0b\x32/.honcho.v1.GetQueueStatusResponse.SessionsEntry\x12.\n\tembedding\x18\x03 \x01(\x0b\x32\x1b.honcho.v1.EmbeddingBacklog\x1aG\n\rSessionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.honcho.v1.QueueCounts:\x02\x38\x01\"R\n\x10\x45mbeddingBacklog\x12\x0f\n\x07pending\x18\x01 \x01(\x03\x12-\n\noldest_age\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x94\x01\n\x14ScheduleDreamRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x13\n\x0bobserver_id\x18\x02 \x01(\t\x12\x13\n\x0bobserved_id\x18\x03 \x01(\t\x12(\n\ndream_type\x18\x04 \x01(\x0e\x32\x14.honcho.v1.DreamType\x12\x12\n\nsession_id\x18\x05 \x01(\t\"\'\n\x15ScheduleDreamResponse\x12\x0e\n\x06queued\x18\x01 \x01(\x08*Y\n\tDreamType\x12\x1a\n\x16\x44REAM_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44REAM_TYPE_OMNI\x10\x01\x12\x1b\n\x17\x44REAM_TYPE_CARD_REFRESH\x10\x02\x32\x82\x05\n\x10WorkspaceService\x12g\n\x14GetOrCreateWorkspace\x12&.honcho.v1.GetOrCreateWorkspaceRequest\x1a\'.honcho.v1.GetOrCreateWorkspaceResponse\x12O\n\x0cGetWorkspace\x12\x1e.honcho.v1.GetWorkspaceRequest\x1a\x1f.honcho.v1.GetWorkspaceResponse\x12U\n\x0eListWorkspaces\x12 .honcho.v1.ListWorkspacesRequest\x1a!.honcho.v1.ListWorkspacesResponse\x12X\n\x0fUpdateWorkspace\x12!.honcho.v1.UpdateWorkspaceRequest\x1a\".honcho.v1.UpdateWorkspaceResponse\x12X\n\x0f\x44\x65leteWorkspace\x12!.honcho.v1.DeleteWorkspaceRequest\x1a\".honcho.v1.DeleteWorkspaceResponse\x12U\n\x0eGetQueueStatus\x12 .honcho.v1.GetQueueStatusRequest\x1a!.honcho.v1.GetQueueStatusResponse\x12R\n\rScheduleDream\x12\x1f.honcho.v1.ScheduleDreamRequest\x1a .honcho.v1.ScheduleDreamResponseBs\n\rdev.honcho.v1B\x0eWorkspaceProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +38,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.honcho.v1B\016WorkspaceProtoP\001Z%honcho-grpc/gen/go/honcho/v1;honchov1\242\002\003HXX\252\002\tHoncho.V1\312\002\tHoncho\\V1\352\002\nHoncho::V1'
   _globals['_GETQUEUESTATUSRESPONSE_SESSIONSENTRY']._loaded_options = None
   _globals['_GETQUEUESTATUSRESPONSE_SESSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_DREAMTYPE']._serialized_start=1478
-  _globals['_DREAMTYPE']._serialized_end=1567
-  _globals['_GETORCREATEWORKSPACEREQUEST']._serialized_start=132
-  _globals['_GETORCREATEWORKSPACEREQUEST']._serialized_end=275
-  _globals['_GETORCREATEWORKSPACERESPONSE']._serialized_start=277
-  _globals['_GETORCREATEWORKSPACERESPONSE']._serialized_end=365
-  _globals['_GETWORKSPACEREQUEST']._serialized_start=367
-  _globals['_GETWORKSPACEREQUEST']._serialized_end=410
-  _globals['_GETWORKSPACERESPONSE']._serialized_start=412
-  _globals['_GETWORKSPACERESPONSE']._serialized_end=475
-  _globals['_LISTWORKSPACESREQUEST']._serialized_start=477
-  _globals['_LISTWORKSPACESREQUEST']._serialized_end=598
-  _globals['_LISTWORKSPACESRESPONSE']._serialized_start=600
-  _globals['_LISTWORKSPACESRESPONSE']._serialized_end=691
-  _globals['_UPDATEWORKSPACEREQUEST']._serialized_start=693
-  _globals['_UPDATEWORKSPACEREQUEST']._serialized_end=807
-  _globals['_UPDATEWORKSPACERESPONSE']._serialized_start=809
-  _globals['_UPDATEWORKSPACERESPONSE']._serialized_end=875
-  _globals['_DELETEWORKSPACEREQUEST']._serialized_start=877
-  _globals['_DELETEWORKSPACEREQUEST']._serialized_end=943
-  _globals['_DELETEWORKSPACERESPONSE']._serialized_start=945
-  _globals['_DELETEWORKSPACERESPONSE']._serialized_end=970
-  _globals['_GETQUEUESTATUSREQUEST']._serialized_start=972
-  _globals['_GETQUEUESTATUSREQUEST']._serialized_end=1077
-  _globals['_GETQUEUESTATUSRESPONSE']._serialized_start=1080
-  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=1284
-  _globals['_GETQUEUESTATUSRESPONSE_SESSIONSENTRY']._serialized_start=1213
-  _globals['_GETQUEUESTATUSRESPONSE_SESSIONSENTRY']._serialized_end=1284
-  _globals['_SCHEDULEDREAMREQUEST']._serialized_start=1287
-  _globals['_SCHEDULEDREAMREQUEST']._serialized_end=1435
-  _globals['_SCHEDULEDREAMRESPONSE']._serialized_start=1437
-  _globals['_SCHEDULEDREAMRESPONSE']._serialized_end=1476
-  _globals['_WORKSPACESERVICE']._serialized_start=1570
-  _globals['_WORKSPACESERVICE']._serialized_end=2212
+  _globals['_DREAMTYPE']._serialized_start=1642
+  _globals['_DREAMTYPE']._serialized_end=1731
+  _globals['_GETORCREATEWORKSPACEREQUEST']._serialized_start=164
+  _globals['_GETORCREATEWORKSPACEREQUEST']._serialized_end=307
+  _globals['_GETORCREATEWORKSPACERESPONSE']._serialized_start=309
+  _globals['_GETORCREATEWORKSPACERESPONSE']._serialized_end=397
+  _globals['_GETWORKSPACEREQUEST']._serialized_start=399
+  _globals['_GETWORKSPACEREQUEST']._serialized_end=442
+  _globals['_GETWORKSPACERESPONSE']._serialized_start=444
+  _globals['_GETWORKSPACERESPONSE']._serialized_end=507
+  _globals['_LISTWORKSPACESREQUEST']._serialized_start=509
+  _globals['_LISTWORKSPACESREQUEST']._serialized_end=630
+  _globals['_LISTWORKSPACESRESPONSE']._serialized_start=632
+  _globals['_LISTWORKSPACESRESPONSE']._serialized_end=723
+  _globals['_UPDATEWORKSPACEREQUEST']._serialized_start=725
+  _globals['_UPDATEWORKSPACEREQUEST']._serialized_end=839
+  _globals['_UPDATEWORKSPACERESPONSE']._serialized_start=841
+  _globals['_UPDATEWORKSPACERESPONSE']._serialized_end=907
+  _globals['_DELETEWORKSPACEREQUEST']._serialized_start=909
+  _globals['_DELETEWORKSPACEREQUEST']._serialized_end=975
+  _globals['_DELETEWORKSPACERESPONSE']._serialized_start=977
+  _globals['_DELETEWORKSPACERESPONSE']._serialized_end=1002
+  _globals['_GETQUEUESTATUSREQUEST']._serialized_start=1004
+  _globals['_GETQUEUESTATUSREQUEST']._serialized_end=1109
+  _globals['_GETQUEUESTATUSRESPONSE']._serialized_start=1112
+  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=1364
+  _globals['_GETQUEUESTATUSRESPONSE_SESSIONSENTRY']._serialized_start=1293
+  _globals['_GETQUEUESTATUSRESPONSE_SESSIONSENTRY']._serialized_end=1364
+  _globals['_EMBEDDINGBACKLOG']._serialized_start=1366
+  _globals['_EMBEDDINGBACKLOG']._serialized_end=1448
+  _globals['_SCHEDULEDREAMREQUEST']._serialized_start=1451
+  _globals['_SCHEDULEDREAMREQUEST']._serialized_end=1599
+  _globals['_SCHEDULEDREAMRESPONSE']._serialized_start=1601
+  _globals['_SCHEDULEDREAMRESPONSE']._serialized_end=1640
+  _globals['_WORKSPACESERVICE']._serialized_start=1734
+  _globals['_WORKSPACESERVICE']._serialized_end=2376
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -378,6 +379,7 @@ class GetQueueStatusResponse(_message.Message):
 
     TOTALS_FIELD_NUMBER: _builtins.int
     SESSIONS_FIELD_NUMBER: _builtins.int
+    EMBEDDING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def totals(self) -> _resources_pb2.QueueCounts:
         """Totals over the selection."""
@@ -386,19 +388,54 @@ class GetQueueStatusResponse(_message.Message):
     def sessions(self) -> _containers.MessageMap[_builtins.str, _resources_pb2.QueueCounts]:
         """Per session id."""
 
+    @_builtins.property
+    def embedding(self) -> Global___EmbeddingBacklog:
+        """Messages stored but not yet embedded (not yet found by meaning), over the selection's
+        workspace, session and sender (embedding has no observer).
+        """
+
     def __init__(
         self,
         *,
         totals: _resources_pb2.QueueCounts | None = ...,
         sessions: _abc.Mapping[_builtins.str, _resources_pb2.QueueCounts] | None = ...,
+        embedding: Global___EmbeddingBacklog | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "totals", b"totals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions", "totals", b"totals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "sessions", b"sessions", "totals", b"totals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetQueueStatusResponse: _TypeAlias = GetQueueStatusResponse  # noqa: Y015
+
+@_typing.final
+class EmbeddingBacklog(_message.Message):
+    """Messages waiting for their embedding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PENDING_FIELD_NUMBER: _builtins.int
+    OLDEST_AGE_FIELD_NUMBER: _builtins.int
+    pending: _builtins.int
+    """How many messages wait."""
+    @_builtins.property
+    def oldest_age(self) -> _duration_pb2.Duration:
+        """How long the oldest has waited; zero when none wait."""
+
+    def __init__(
+        self,
+        *,
+        pending: _builtins.int = ...,
+        oldest_age: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_age", b"oldest_age"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["oldest_age", b"oldest_age", "pending", b"pending"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmbeddingBacklog: _TypeAlias = EmbeddingBacklog  # noqa: Y015
 
 @_typing.final
 class ScheduleDreamRequest(_message.Message):
