@@ -198,7 +198,7 @@ def _register_writes(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
             list[MessageInput], Field(min_length=1, max_length=1000)]) -> list[MessageOut]:
         """Store messages in a session, in order (the session and peers are created if
         new). The memory learns from them in the background."""
-        session = await honcho.session(session_id)
+        session = await honcho.session(session_id, create=False)
         written = await session.add_messages(
             [MessageCreate(peer_id=m.peer_id, content=m.content, metadata=m.metadata)
              for m in messages])
@@ -215,7 +215,7 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
         (neither given) in the whole workspace."""
         filters = {"peer_id": peer_id} if session_id and peer_id else None
         if session_id:
-            hits = await (await honcho.session(session_id)).search(query, filters, limit)
+            hits = await (await honcho.session(session_id, create=False)).search(query, filters, limit)
         elif peer_id:
             hits = await (await honcho.peer(peer_id)).search(query, None, limit)
         else:
@@ -254,7 +254,7 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
         """A session's recent messages within a token budget, its summary, and (with
         peer_target) what peer_perspective (default: the memory itself) knows about that
         peer: ready to put in a prompt."""
-        session = await honcho.session(session_id)
+        session = await honcho.session(session_id, create=False)
         c = await session.context(tokens, summary=summary, peer_target=peer_target,
                                   peer_perspective=peer_perspective,
                                   search_query=search_query)
@@ -287,7 +287,7 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
     @tool_errors
     async def get_summaries(session_id: SessionId) -> SummariesOut:
         """The short and long summaries of a session (null until written)."""
-        s = await (await honcho.session(session_id)).summaries()
+        s = await (await honcho.session(session_id, create=False)).summaries()
         return SummariesOut(session_id=s.session_id, short=SummaryOut.of(s.short),
                             long=SummaryOut.of(s.long))
 
@@ -314,7 +314,7 @@ def _register_lists(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
     async def list_messages(session_id: SessionId, limit: Limit = DEFAULT_LIMIT,
                             newest_first: bool = False) -> list[MessageOut]:
         """A session's messages in order (newest_first: the latest ones)."""
-        session = await honcho.session(session_id)
+        session = await honcho.session(session_id, create=False)
         return [MessageOut.of(m)
                 for m in await _take(session.messages(reverse=newest_first), limit)]
 
