@@ -58,7 +58,7 @@ def _dream_and_queue_orders(address: str, ws: str) -> None:
         assert honcho.queue_status(alice, None, session).totals == \
             session.queue_status(alice).totals
         # Best first; the turn after a hit comes with it (search scores neighbouring turns).
-        assert [m.content for m in session.search("hello", None, 5)][0] == "hello"
+        assert next(m.content for m in session.search("hello", None, 5)) == "hello"
         assert alice.get_card() == alice.card() == []
         assert alice.set_card(peer_card=["IDENTITY: alice"]) == ["IDENTITY: alice"]
 

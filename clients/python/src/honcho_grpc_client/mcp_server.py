@@ -215,7 +215,8 @@ def _register_reads(server: MCPServer[Any], honcho: AsyncHoncho) -> None:
         (neither given) in the whole workspace."""
         filters = {"peer_id": peer_id} if session_id and peer_id else None
         if session_id:
-            hits = await (await honcho.session(session_id, create=False)).search(query, filters, limit)
+            session = await honcho.session(session_id, create=False)
+            hits = await session.search(query, filters, limit)
         elif peer_id:
             hits = await (await honcho.peer(peer_id)).search(query, None, limit)
         else:
