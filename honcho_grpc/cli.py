@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 # goes away): errors only, unless the user asks for more. Read once, when grpc is imported.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from honcho_grpc import __version__, tools
+from honcho_grpc import __version__, logs, tools
 from honcho_grpc.settings import CONFIG_ENV, ConfigError, Settings
 from honcho_grpc.tools import ID_RE, id_arg
 
@@ -29,14 +29,6 @@ if TYPE_CHECKING:
     from honcho_grpc.server.auth import Claims
 
 CONFIG_ERROR = 2  # the exit status of a configuration or usage mistake, as argparse's
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.app.log_level.upper(), stream=sys.stderr,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-               '"message":"%(message)s"}',
-    )
 
 
 async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
@@ -203,7 +195,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         for line in exc.lines:
             print(f"honcho-grpc: {line}", file=sys.stderr)
         sys.exit(CONFIG_ERROR)
-    _setup_logging(settings)
+    logs.configure(settings.app, role=args.command)
     for warning in settings.warnings:
         logging.getLogger("honcho_grpc.settings").warning("%s", warning)
     problems = _preflight(settings, args.command)
