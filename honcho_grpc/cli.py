@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # gRPC core logs to stderr by itself (e.g. "chttp2_transport ... Got goaway" when a server
 # goes away): errors only, unless the user asks for more. Read once, when grpc is imported.
@@ -59,6 +59,7 @@ async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
 
 
 def _worker(settings: Settings, retry: bool, workspace: str | None) -> None:
+    from honcho_grpc.extras import MissingExtraError
     from honcho_grpc.providers.embeddings import EmbeddingDimensionError
     from honcho_grpc.worker import runner
     from honcho_grpc.worker.db import NoDatabaseError
@@ -69,7 +70,7 @@ def _worker(settings: Settings, retry: bool, workspace: str | None) -> None:
             print(f"{count} failed queue rows queued again")
         else:
             asyncio.run(runner.main(settings))
-    except (NoDatabaseError, EmbeddingDimensionError) as exc:
+    except (NoDatabaseError, EmbeddingDimensionError, MissingExtraError) as exc:
         sys.exit(f"honcho-grpc worker: {exc}")
 
 
@@ -240,6 +241,27 @@ def _mcp(argv: list[str]) -> NoReturn:
     sys.exit(0)
 
 
+def _health_parser(sub: argparse._SubParsersAction[Any]) -> None:
+    health = sub.add_parser(
+        "health", help="ask a running server (or worker) whether it serves; exit 0 if so",
+        description="Check grpc.health.v1 of the server on SERVER_HEALTH_PORT, else "
+                    "SERVER_PORT (the image's HEALTHCHECK), or of a worker on "
+                    "QUEUE_HEALTH_PORT with --worker (implied in a container whose "
+                    "process 1 is `honcho-grpc worker`).")
+    health.add_argument("--worker", action="store_true", help="check a worker instead")
+    health.add_argument("--address", default=None, help="host:port to ask instead")
+    health.add_argument("--service", default="",
+                        help="a service name (default: the overall status)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+
+
+def _health(settings: Settings, args: argparse.Namespace) -> int:
+    from honcho_grpc import probe
+
+    return probe.run(settings, worker=args.worker, address=args.address,
+                     service=args.service, timeout=args.timeout)
+
+
 @_quiet_interrupt
 def main(argv: list[str] | None = None) -> None:
     parser = _Parser(prog="honcho-grpc")
@@ -273,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--expires-in", type=parse_duration, default=None,
                         help="lifetime: seconds, or with a unit s/m/h/d/w (default: none)")
     keys_sub.add_parser("secret", help="print a random value for AUTH_JWT_SECRET")
+    _health_parser(sub)
     from honcho_grpc import importer
 
     load = sub.add_parser(
@@ -306,10 +329,13 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(args, "run"):
         tools.run(args.run, settings, args)
     if args.command in ("serve", "up"):
+        from honcho_grpc.extras import MissingExtraError
         from honcho_grpc.providers.embeddings import EmbeddingDimensionError
         from honcho_grpc.server.auth import AuthConfigError
+        from honcho_grpc.server.listeners import TLSConfigError
 
         refusals: tuple[type[Exception], ...] = (AuthConfigError, EmbeddingDimensionError,
+                                                 TLSConfigError, MissingExtraError,
                                                  *_startup_errors())
         try:
             if args.command == "serve":
@@ -324,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"honcho-grpc {args.command}: {exc}")
     elif args.command == "keys":
         _keys(settings, args)
+    elif args.command == "health":
+        sys.exit(_health(settings, args))
     elif args.command == "import":
         address = tools.server_address(settings, args.address)
         token = args.token or os.environ.get("HONCHO_API_KEY") or None
