@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
 import sys
 import threading
 from types import TracebackType
@@ -22,6 +23,13 @@ from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 from honcho_grpc.settings import AppSettings
+
+# gRPC core writes some of its own INFO lines (handshake failures, GOAWAYs) straight to
+# stderr, past Python's logging: raw lines amid the JSON ones, and noise on a terminal. Its
+# threshold is read once, when grpc is first imported, so it is set here, at the import of
+# this module, which the command line imports before anything that imports grpc. An
+# explicit GRPC_VERBOSITY (e.g. DEBUG, to debug a connection) is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
