@@ -141,12 +141,12 @@ class ServerSettings(_Section):
     min_ping_interval_ms: Size = 10_000
     # Run the embedding backlog inside the server process (the worker can run it too).
     embed_in_server: bool = True
-    # A connection is sent GOAWAY after this long (+-10% jitter; 0: never), so clients
-    # reconnect and long-lived HTTP/2 connections spread over new servers behind an L4
-    # balancer. In-flight calls then get the grace to finish (streams longer than that,
-    # like WatchEvents, end UNAVAILABLE and are resumed by the client).
+    # A connection is sent GOAWAY after this long (+-10% jitter; 0: never): clients open a
+    # new one for their next calls, so long-lived HTTP/2 connections spread over new servers
+    # behind an L4 balancer. Calls in flight finish on the old connection, for at most the
+    # grace (0: no limit, so a WatchEvents stream is never cut for this).
     max_connection_age_seconds: Seconds = 300.0
-    max_connection_age_grace_seconds: Seconds = 30.0
+    max_connection_age_grace_seconds: Seconds = 0.0
     # The server pings a quiet connection this often and drops it when the ping is not
     # answered in time (half-open connections behind NAT and balancers).
     keepalive_time_seconds: Interval = 60.0

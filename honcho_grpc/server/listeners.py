@@ -36,12 +36,15 @@ def server_options(s: ServerSettings) -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", _ms(s.keepalive_time_seconds)),
         ("grpc.keepalive_timeout_ms", _ms(s.keepalive_timeout_seconds)),
+        # grpc core (1.85) closes a connection whose ping goes unanswered after this one, not
+        # keepalive_timeout (default 1 min; measured: tests/api/test_connections.py).
+        ("grpc.http2.ping_timeout_ms", _ms(s.keepalive_timeout_seconds)),
     ]
     if s.max_connection_age_seconds > 0:
-        options += [
-            ("grpc.max_connection_age_ms", _ms(s.max_connection_age_seconds)),
-            ("grpc.max_connection_age_grace_ms", _ms(s.max_connection_age_grace_seconds)),
-        ]
+        options.append(("grpc.max_connection_age_ms", _ms(s.max_connection_age_seconds)))
+    if s.max_connection_age_grace_seconds > 0:  # grpc's own default: no limit
+        options.append(
+            ("grpc.max_connection_age_grace_ms", _ms(s.max_connection_age_grace_seconds)))
     return options
 
 
