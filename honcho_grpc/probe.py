@@ -8,6 +8,8 @@ what was asked and what answered.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -43,6 +45,20 @@ def default_address(settings: Settings, worker: bool) -> str:
     return f"{host}:{settings.server.port}"
 
 
+def container_command(cmdline: Path = Path("/proc/1/cmdline")) -> str:
+    """The honcho-grpc command that process 1 runs (`serve`, `worker`...), or "" when
+    process 1 is not honcho-grpc. In a container it is the entrypoint, so one HEALTHCHECK
+    serves both kinds of container of the same image."""
+    try:
+        words = [w.decode(errors="replace") for w in cmdline.read_bytes().split(b"\0") if w]
+    except OSError:
+        return ""
+    for i, word in enumerate(words[:-1]):
+        if Path(word).name == "honcho-grpc" or word == "honcho_grpc.cli":
+            return words[i + 1]
+    return ""
+
+
 def check(address: str, service: str = "", timeout: float = 3.0) -> str:
     """The status name the endpoint answers, or why there is none."""
     with grpc.insecure_channel(address) as channel:
@@ -56,6 +72,7 @@ def check(address: str, service: str = "", timeout: float = 3.0) -> str:
 
 def run(settings: Settings, *, worker: bool, address: str | None, service: str,
         timeout: float) -> int:
+    worker = worker or (address is None and container_command() == "worker")
     try:
         target = address or default_address(settings, worker)
     except ProbeConfigError as exc:
