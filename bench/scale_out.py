@@ -286,9 +286,12 @@ def main() -> None:
     parser.add_argument("--drain-limit", type=float, default=300)
     parser.add_argument("--embedding", default="local", choices=["local", "fake"],
                         help="embedder of servers and workers (default: the offline model)")
-    result = asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--name", default="scale_out",
+                        help="results file: bench/results/NAME.json")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
     ok = report(result)
-    write_json("scale_out", result)
+    write_json(args.name, result)
     sys.exit(0 if ok else 1)
 
 
