@@ -39,11 +39,7 @@ from typing import Any
 
 import asyncpg
 import grpc
-
-from bench.common import ROOT, free_port, percentiles, print_table, wait_healthy, write_json
-from bench.queue import fact
-from honcho_grpc.db.embedded import EmbeddedPostgres
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     message_pb2,
     message_pb2_grpc,
     search_pb2,
@@ -51,6 +47,10 @@ from honcho_grpc.gen.honcho.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
+
+from bench.common import ROOT, free_port, percentiles, print_table, wait_healthy, write_json
+from bench.queue import fact
+from honcho_grpc.db.embedded import EmbeddedPostgres
 
 READS = ("SearchMessages", "GetContext", "ListMessages")
 

@@ -16,9 +16,7 @@ import h2.connection
 import h2.events
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from honcho_grpc.db.pool import Database
-from honcho_grpc.gen.honcho.v1 import (
+from honcho_grpc_proto.v1 import (
     event_pb2,
     event_pb2_grpc,
     message_pb2,
@@ -26,6 +24,8 @@ from honcho_grpc.gen.honcho.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
+
+from honcho_grpc.db.pool import Database
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.server.app import Running, start
 from tests.conftest import make_settings
