@@ -218,3 +218,17 @@ def test_the_probes_are_answered_by_processes_so_configured(docs: list[Doc],
         for proc in procs.values():
             proc.terminate()
             proc.wait(30)
+
+
+def test_connections_at_the_autoscalers_maxima_fit_the_stated_database(docs: list[Doc]) -> None:
+    """configmap.yaml asks for a PostgreSQL with max_connections of at least 200: the pools
+    of every pod the autoscalers may start must fit in it (a worker has two pools and its
+    LISTEN connection)."""
+    config = by_kind(docs, "ConfigMap")["honcho-grpc-config"]["data"]
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    servers = hpas["honcho-grpc-server"]["spec"]["maxReplicas"]
+    workers = hpas["honcho-grpc-worker"]["spec"]["maxReplicas"]
+    total = (servers * int(config["DB_POOL_MAX_SIZE"])
+             + workers * (2 * int(config["QUEUE_POOL_MAX_SIZE"]) + 1))
+    assert "at least 200" in (K8S / "configmap.yaml").read_text()
+    assert total <= 200, total
