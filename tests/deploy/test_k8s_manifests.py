@@ -142,6 +142,11 @@ def test_probes_ask_the_ports_the_configuration_opens(docs: list[Doc]) -> None:
     assert server["readinessProbe"]["grpc"] == {"port": server_port}  # overall status
     assert server["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE
     assert config["SERVER_HOST"] == "0.0.0.0"  # the kubelet probes the pod's address
+    # SIGTERM: the drain, then the grace for calls in flight, before the kubelet's SIGKILL.
+    spec = deployments["honcho-grpc-server"]["spec"]["template"]["spec"]
+    stopping = (float(config["SERVER_DRAIN_SECONDS"])
+                + float(config["SERVER_SHUTDOWN_GRACE_SECONDS"]))
+    assert spec["terminationGracePeriodSeconds"] > stopping
 
 
 def test_selectors_find_the_pods(docs: list[Doc]) -> None:
