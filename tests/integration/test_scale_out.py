@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 def test_two_servers_two_workers_lose_nothing_and_repeat_nothing() -> None:
     name = f"scale_out_smoke_{os.getpid()}"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.scale_out", "--seconds", "3", "--clients", "4",
+        [sys.executable, "-m", "bench.scale_out", "--seconds", "3", "--clients", "8",
          "--embedding", "fake", "--drain-limit", "120", "--name", name],
         cwd=ROOT, capture_output=True, text=True, timeout=400)
     path = RESULTS / f"{name}.json"
