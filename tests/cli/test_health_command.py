@@ -32,7 +32,7 @@ class Proc:
 
 def base_env(pg_dsn: str, **extra: str) -> dict[str, str]:
     env = {**os.environ, "DB_CONNECTION_URI": pg_dsn, "EMBEDDING_PROVIDER": "fake",
-           "SERVER_HOST": "127.0.0.1", "APP_LOG_LEVEL": "INFO", **extra}
+           "SERVER_HOST": "127.0.0.1", "HTTP_PORT": "0", "APP_LOG_LEVEL": "INFO", **extra}
     env.pop("APP_LOG_FORMAT", None)
     return env
 

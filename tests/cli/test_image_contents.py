@@ -167,7 +167,7 @@ def test_the_image_declares_its_data_volume_ports_and_labels() -> None:
     assert PurePosixPath(volume[0]) in PurePosixPath(env["DB_DATA_DIR"]).parents
     exposed = {int(p) for word, rest in instructions(1) if word == "EXPOSE"
                for p in rest.split()}
-    assert {int(env["SERVER_PORT"]), int(env["QUEUE_HEALTH_PORT"])} <= exposed
+    assert {int(env["SERVER_PORT"]), int(env["QUEUE_HEALTH_PORT"]), 8000} <= exposed  # HTTP_PORT
     labels = {key for word, rest in instructions(1) if word == "LABEL"
               for key in (pair.split("=", 1)[0] for pair in shlex.split(rest))}
     assert {f"org.opencontainers.image.{name}" for name in OCI_LABELS} <= labels
@@ -205,7 +205,8 @@ def wait_healthy(command: list[str], env: dict[str, str], cwd: Path,
 def test_the_installed_service_and_worker_pass_the_healthcheck(installed: Path) -> None:
     port, worker_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(installed / "site"), "SERVER_PORT": str(port),
-           "HTTP_PORT": "0", "SERVER_HOST": "127.0.0.1", "DB_DATA_DIR": str(installed / "data" / "pg"),
+           "HTTP_PORT": "0", "SERVER_HOST": "127.0.0.1",
+           "DB_DATA_DIR": str(installed / "data" / "pg"),
            "QUEUE_HEALTH_PORT": str(worker_port), "EMBEDDING_PROVIDER": "local",
            "APP_LOG_LEVEL": "WARNING"}
     for name in ("DB_CONNECTION_URI", "DATABASE_URL", "SERVER_HEALTH_PORT"):

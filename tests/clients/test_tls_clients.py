@@ -157,7 +157,7 @@ async def test_rotated_files_serve_new_connections(pg_dsn: str, db: Database,
 def test_a_bad_tls_setting_is_one_line_naming_it(pki: PKI, mistake: str) -> None:
     # A database nobody listens on: the mistake must be found before it is tried.
     env = {**os.environ, "DB_CONNECTION_URI": "postgresql://nobody@127.0.0.1:1/none",
-           "SERVER_PORT": "0",
+           "SERVER_PORT": "0", "HTTP_PORT": "0",
            "EMBEDDING_PROVIDER": "fake", "SERVER_TLS_CERT_FILE": str(pki.server.cert),
            "SERVER_TLS_KEY_FILE": str(pki.server.key), "APP_LOG_LEVEL": "WARNING"}
     expected = "SERVER_TLS_KEY_FILE"

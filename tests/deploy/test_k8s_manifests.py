@@ -134,7 +134,8 @@ def test_probes_ask_the_ports_the_configuration_opens(docs: list[Doc]) -> None:
     (worker,) = containers(deployments["honcho-grpc-worker"])
     assert server["args"] == ["serve"] and worker["args"] == ["worker"]
     server_port, worker_port = int(config["SERVER_PORT"]), int(config["QUEUE_HEALTH_PORT"])
-    assert [p["containerPort"] for p in server["ports"]] == [server_port]
+    assert [p["containerPort"] for p in server["ports"]] == [server_port,
+                                                              int(config["HTTP_PORT"])]
     assert [p["containerPort"] for p in worker["ports"]] == [worker_port]
     for container, port in ((server, server_port), (worker, worker_port)):
         for probe in ("startupProbe", "livenessProbe"):
@@ -158,9 +159,12 @@ def test_selectors_find_the_pods(docs: list[Doc]) -> None:
     def selected(selector: dict[str, str]) -> set[str]:
         return {name for name, labels in pods.items() if selector.items() <= labels.items()}
 
+    (server,) = containers(deployments["honcho-grpc-server"])
+    named = {p["name"] for p in server["ports"]}
     for service in by_kind(docs, "Service").values():
         assert selected(service["spec"]["selector"]) == {"honcho-grpc-server"}
-        assert [p["targetPort"] for p in service["spec"]["ports"]] == ["grpc"]
+        assert service["spec"]["ports"][0]["targetPort"] == "grpc"
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= named
     for name, pdb in by_kind(docs, "PodDisruptionBudget").items():
         assert selected(pdb["spec"]["selector"]["matchLabels"]) == {name}
     for name, hpa in by_kind(docs, "HorizontalPodAutoscaler").items():
@@ -198,6 +202,7 @@ def test_the_probes_are_answered_by_processes_so_configured(docs: list[Doc],
     config = dict(by_kind(docs, "ConfigMap")["honcho-grpc-config"]["data"])
     ports = {int(config["SERVER_PORT"]): free_port(), int(config["QUEUE_HEALTH_PORT"]): free_port()}
     env = {**os.environ, **config, "SERVER_HOST": "127.0.0.1", "DB_CONNECTION_URI": pg_dsn,
+           "HTTP_PORT": "0",
            "EMBEDDING_PROVIDER": "fake", "SERVER_PORT": str(ports[int(config["SERVER_PORT"])]),
            "QUEUE_HEALTH_PORT": str(ports[int(config["QUEUE_HEALTH_PORT"])]),
            "APP_LOG_LEVEL": "WARNING"}
