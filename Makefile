@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml proto/python/pyproject.toml clients/python/pyproject.to
 	@echo "==> [3/4] the generated stubs (proto/python)"
 	@$(BIN)/pip install -q -e proto/python
 	@echo "==> [4/4] honcho-grpc, its client and their dependencies"
-	$(BIN)/pip install --progress-bar on -e '.[dev]' -e clients/python
+	$(BIN)/pip install --progress-bar on -e '.[dev,standalone]' -e clients/python
 	@touch $(STAMP)
 	@echo "==> installed"
 

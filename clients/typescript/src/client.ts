@@ -8,6 +8,7 @@
 //   console.log(await alice.chat("What does alice enjoy?"));
 //   for await (const delta of alice.chat("Tell me more", { stream: true })) process.stdout.write(delta);
 import { randomUUID } from "node:crypto";
+import type * as http2 from "node:http2";
 
 import { toJson, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
@@ -77,7 +78,9 @@ export interface HonchoOptions {
   workspaceId?: string;
   /** Sent as `authorization: Bearer <token>`. Default HONCHO_API_KEY. */
   token?: string;
-  tls?: boolean;
+  /** TLS: `true` verifies the server against the system's roots; an object gives a CA of your own and, for
+   * a server that asks for client certificates (mTLS), this client's certificate and key (PEM). */
+  tls?: boolean | TlsOptions;
   /** Deadline of unary calls (default 30 s; all retry attempts included). */
   timeoutMs?: number;
   /** Deadline of streamed chat and imports (default 300 s). */
@@ -87,6 +90,17 @@ export interface HonchoOptions {
   interceptors?: Interceptor[];
   /** Use a transport of your own (address, tls and interceptors are then ignored). */
   transport?: Transport;
+}
+
+export interface TlsOptions {
+  /** PEM certificate(s) of the CA that signed the server's certificate (default: the system's roots). */
+  ca?: string | Buffer;
+  /** PEM certificate chain presented to the server (mTLS); needs `key`. */
+  cert?: string | Buffer;
+  /** PEM private key of `cert`. */
+  key?: string | Buffer;
+  /** The name to check the server's certificate against, when it differs from the address's host. */
+  serverName?: string;
 }
 
 export type Json = JsonObject;
@@ -1189,6 +1203,11 @@ export class Session {
 
 // ---------------------------------------------------------------------------- client
 
+function secureSessionOptions(tls: TlsOptions): http2.SecureClientSessionOptions {
+  if (Boolean(tls.cert) !== Boolean(tls.key)) throw new Error("tls.cert and tls.key go together (a client certificate for mTLS)");
+  return { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.serverName };
+}
+
 /** A client for one workspace. */
 export class Honcho {
   readonly workspaceId: string;
@@ -1208,7 +1227,11 @@ export class Honcho {
     let transport = options.transport;
     if (!transport) {
       const baseUrl = /^https?:\/\//.test(this.address) ? this.address : `${options.tls ? "https" : "http"}://${this.address}`;
-      this.sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 60_000 });
+      this.sessionManager = new Http2SessionManager(
+        baseUrl,
+        { pingIntervalMs: 30_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 60_000 },
+        typeof options.tls === "object" ? secureSessionOptions(options.tls) : undefined,
+      );
       const auth: Interceptor = (next) => async (req) => {
         if (token) req.header.set("authorization", `Bearer ${token}`);
         return next(req);

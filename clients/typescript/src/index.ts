@@ -28,6 +28,7 @@ export {
   type ReasoningLevelName,
   type RepresentationOptions,
   type RetryOptions,
+  type TlsOptions,
   type SearchOptions,
   type SessionMember,
   type SessionPeerConfig,

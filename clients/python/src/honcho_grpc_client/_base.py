@@ -151,21 +151,29 @@ class Settings:
     tls: bool
     root_certificates: bytes | None
     options: list[tuple[str, Any]] = field(default_factory=list)
+    # mTLS: this client's PEM key and certificate chain, for servers that ask for one.
+    private_key: bytes | None = None
+    certificate_chain: bytes | None = None
 
     @classmethod
     def resolve(cls, address: str | None, workspace_id: str | None, token: str | None,
                 timeout: float | None, stream_timeout: float | None,
                 retry: RetryPolicy | None, tls: bool | None, root_certificates: bytes | None,
-                options: Iterable[tuple[str, Any]] | None) -> Settings:
+                options: Iterable[tuple[str, Any]] | None, *, private_key: bytes | None = None,
+                certificate_chain: bytes | None = None) -> Settings:
         address = address or os.environ.get("HONCHO_ADDRESS") or DEFAULT_ADDRESS
         workspace_id = workspace_id or os.environ.get("HONCHO_WORKSPACE_ID") or "default"
         token = token or os.environ.get("HONCHO_API_KEY") or None
         retry = retry or RetryPolicy()
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("private_key and certificate_chain go together (a client "
+                             "certificate for mTLS)")
         return cls(address=address, workspace_id=workspace_id, token=token, timeout=timeout,
                    stream_timeout=stream_timeout, retry=retry,
-                   tls=bool(tls) or root_certificates is not None,
+                   tls=bool(tls) or root_certificates is not None or private_key is not None,
                    root_certificates=root_certificates,
-                   options=channel_options(retry, options or ()))
+                   options=channel_options(retry, options or ()),
+                   private_key=private_key, certificate_chain=certificate_chain)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         if not self.token:
@@ -175,7 +183,9 @@ class Settings:
     def credentials(self) -> grpc.ChannelCredentials | None:
         if not self.tls:
             return None
-        return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+        return grpc.ssl_channel_credentials(root_certificates=self.root_certificates,
+                                            private_key=self.private_key,
+                                            certificate_chain=self.certificate_chain)
 
 
 # --------------------------------------------------------------------------- operations

@@ -657,10 +657,13 @@ class AsyncHoncho(HonchoOps):
                  stream_timeout: float | None = DEFAULT_STREAM_TIMEOUT,
                  retry: RetryPolicy | None = None, tls: bool | None = None,
                  root_certificates: bytes | None = None,
+                 private_key: bytes | None = None, certificate_chain: bytes | None = None,
                  options: Iterable[tuple[str, Any]] | None = None,
                  channel: grpc.aio.Channel | None = None, api_key: str | None = None) -> None:
         settings = Settings.resolve(address, workspace_id, token or api_key, timeout,
-                                    stream_timeout, retry, tls, root_certificates, options)
+                                    stream_timeout, retry, tls, root_certificates, options,
+                                    private_key=private_key,
+                                    certificate_chain=certificate_chain)
         self.workspace_id = settings.workspace_id
         self._transport = _AsyncTransport(settings, channel)
         self.metadata: dict[str, Any] | None = None

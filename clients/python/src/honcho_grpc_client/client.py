@@ -665,7 +665,8 @@ class Honcho(HonchoOps):
     HONCHO_ADDRESS, HONCHO_WORKSPACE_ID and HONCHO_API_KEY. `timeout` is the deadline of unary
     calls in seconds, `stream_timeout` that of streamed chat, imports and uploads (None: no
     deadline). UNAVAILABLE is retried with backoff per `retry` (RetryPolicy, or
-    `RetryPolicy(max_attempts=1)` to disable). `tls=True` (or `root_certificates`) uses TLS.
+    `RetryPolicy(max_attempts=1)` to disable). `tls=True` (or `root_certificates`) uses TLS;
+    `private_key` and `certificate_chain` (PEM bytes) present a client certificate (mTLS).
     Pass `channel` to use a channel of your own (options, interceptors, credentials).
     """
 
@@ -674,10 +675,13 @@ class Honcho(HonchoOps):
                  stream_timeout: float | None = DEFAULT_STREAM_TIMEOUT,
                  retry: RetryPolicy | None = None, tls: bool | None = None,
                  root_certificates: bytes | None = None,
+                 private_key: bytes | None = None, certificate_chain: bytes | None = None,
                  options: Iterable[tuple[str, Any]] | None = None,
                  channel: grpc.Channel | None = None, api_key: str | None = None) -> None:
         settings = Settings.resolve(address, workspace_id, token or api_key, timeout,
-                                    stream_timeout, retry, tls, root_certificates, options)
+                                    stream_timeout, retry, tls, root_certificates, options,
+                                    private_key=private_key,
+                                    certificate_chain=certificate_chain)
         self.workspace_id = settings.workspace_id
         self._transport = _Transport(settings, channel)
         self.metadata: dict[str, Any] | None = None
