@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from honcho_grpc import model
+from honcho_grpc.domain import peers, sessions
 from honcho_grpc.domain.aio import all_of, nothing
 from honcho_grpc.domain.dialectic_tools import (
     Finding,
@@ -223,6 +224,13 @@ class Answer:
     output_tokens: int = 0
     conclusion_ids: list[str] = field(default_factory=list)
     finish_reason: str = "stop"
+
+
+async def require_parties(pool: asyncpg.Pool, q: Question) -> None:
+    """The asker, the peer asked about and (when given) the session exist: NOT_FOUND else."""
+    await peers.require(pool, q.workspace_id, *dict.fromkeys((q.observer_id, q.target_id)))
+    if q.session_id:
+        await sessions.require(pool, q.workspace_id, q.session_id)
 
 
 async def stream_answer(pool: asyncpg.Pool, embedder: Embedder, llm: LLMProvider, q: Question,

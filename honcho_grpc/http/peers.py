@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from honcho_grpc_proto.v1 import dialectic_pb2, resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import peer_pb2 as pb
 
-from honcho_grpc.domain import peers, sessions
-from honcho_grpc.domain.dialectic import Answer, Question, stream_answer
+from honcho_grpc.domain import peers
+from honcho_grpc.domain.dialectic import Answer, Question, require_parties, stream_answer
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery, render
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.http import shapes
@@ -118,9 +118,7 @@ async def _question(d: Deps, workspace_id: str, peer_id: str, body: shapes.ChatB
                  target_id=body.target or peer_id, query=body.query,
                  session_id=body.session_id or None, level=body.reasoning_level,
                  response_format=body.response_format or None)
-    await peers.require(d.pool, workspace_id, q.target_id)
-    if q.session_id:
-        await sessions.require(d.pool, workspace_id, q.session_id)
+    await require_parties(d.pool, q)
     return q
 
 

@@ -190,7 +190,7 @@ class Worker:
                     while not self.stopping.is_set():
                         async for _ in conn.notifies(timeout=self.settings.queue.poll_seconds):
                             self.wake.set()
-                        await conn.execute("SELECT 1")  # notice a dead server while idle
+                        await transport.ping(conn)  # notice a dead server while idle
             except DB_ERRORS as exc:
                 log.warning("worker %s: listener lost (%s)", self.worker_id, type(exc).__name__)
                 await _sleep_unless(self.stopping, backoff)

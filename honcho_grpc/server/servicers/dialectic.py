@@ -10,8 +10,13 @@ from honcho_grpc_proto.v1 import dialectic_pb2 as pb
 from honcho_grpc_proto.v1 import dialectic_pb2_grpc as rpc
 from honcho_grpc_proto.v1 import resources_pb2
 
-from honcho_grpc.domain import peers, sessions
-from honcho_grpc.domain.dialectic import LEVELS, Answer, Question, stream_answer
+from honcho_grpc.domain.dialectic import (
+    LEVELS,
+    Answer,
+    Question,
+    require_parties,
+    stream_answer,
+)
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.limits import bearer_of
@@ -46,9 +51,7 @@ class DialecticServicer(rpc.DialecticServiceServicer):
                      session_id=query.session_id or None,
                      level=LEVEL_NAMES.get(query.reasoning_level, "low"),
                      response_format=schema or None)
-        await peers.require(self.deps.pool, q.workspace_id, q.observer_id, q.target_id)
-        if q.session_id:
-            await sessions.require(self.deps.pool, q.workspace_id, q.session_id)
+        await require_parties(self.deps.pool, q)
         assert q.level in LEVELS
         return q
 

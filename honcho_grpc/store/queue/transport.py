@@ -40,6 +40,11 @@ async def listen(conn: Conn) -> None:
     await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
 
 
+async def ping(conn: Conn) -> None:
+    """A round trip on the listening connection: an idle one notices a dead server."""
+    await conn.execute("SELECT 1")
+
+
 async def claim(conn: Conn, worker_id: str, lease_seconds: float,
                 workspaces: list[str] | None) -> tuple[str, str] | None:
     """Lease the unit of the oldest due head row nobody holds: (workspace, unit key). The
