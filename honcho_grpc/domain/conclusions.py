@@ -5,7 +5,9 @@ duplicates. Deleting one removes those built on it.
 A new conclusion that repeats a live one of the same pair and level -- exactly (after
 trimming, lower-casing and collapsing whitespace) or nearly (cosine distance <= 0.05) -- is
 not stored again: the existing one's `times_derived` goes up instead, which is how repetition
-reinforces what is known. Delivery is at least once, so a batch may run twice: conclusions
+reinforces what is known -- when it brings evidence of its own: a dream that re-derives a
+pattern from the premises the stored one already cites has learnt nothing new, and
+counts nothing. Delivery is at least once, so a batch may run twice: conclusions
 remember the queue rows they came from, and a replay writes nothing (`already_derived`).
 
 Everything here runs inside the caller's transaction (the worker's fenced completion).
@@ -82,11 +84,17 @@ def _close(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return float(1.0 - np.dot(a, b)) <= SEMANTIC_DUPLICATE_DISTANCE
 
 
-def _unique_in_batch(items: list[Candidate]) -> tuple[list[Candidate], list[int]]:
+def _cites(item: Candidate) -> set[str]:
+    """The evidence a candidate rests on (an empty set is never "already known")."""
+    return set(item.premise_ids) | set(item.source_message_ids) or {"-"}
+
+
+def _unique_in_batch(items: list[Candidate]
+                     ) -> tuple[list[Candidate], list[tuple[Candidate, int]]]:
     """Drop repeats inside the batch itself; returns survivors and, per dropped item, the
-    index of the survivor it repeats."""
+    item and the index of the survivor it repeats."""
     kept: list[Candidate] = []
-    repeats: list[int] = []
+    repeats: list[tuple[Candidate, int]] = []
     for item in items:
         match = next((i for i, k in enumerate(kept) if k.level == item.level and (
             _norm(k.content) == _norm(item.content) or _close(k.embedding, item.embedding))),
@@ -94,7 +102,7 @@ def _unique_in_batch(items: list[Candidate]) -> tuple[list[Candidate], list[int]
         if match is None:
             kept.append(item)
         else:
-            repeats.append(match)
+            repeats.append((item, match))
     return kept, repeats
 
 
@@ -128,9 +136,12 @@ async def write_derived(conn: asyncpg.Connection, pair: Pair, items: list[Candid
     bumps: Counter[str] = Counter()
     fresh: list[NewConclusion] = []
     targets: list[str] = []  # per kept item: the conclusion it became or repeats
-    for item, existing in zip(kept, await _existing(conn, pair, kept), strict=True):
+    found = await _existing(conn, pair, kept)
+    cited = await store.evidence(conn, pair.workspace_id, [e for e in found if e])
+    for item, existing in zip(kept, found, strict=True):
         if existing:
-            bumps[existing] += 1
+            if not _cites(item) <= cited.get(existing, set()):
+                bumps[existing] += 1
             targets.append(existing)
             continue
         fresh.append(NewConclusion(
@@ -141,8 +152,9 @@ async def write_derived(conn: asyncpg.Connection, pair: Pair, items: list[Candid
             source_message_ids=item.source_message_ids, internal_metadata=metadata,
             created_at=item.created_at))
         targets.append(fresh[-1].conclusion_id)
-    for index in repeats:  # a repeat inside the batch reinforces what its twin became
-        bumps[targets[index]] += 1
+    for item, index in repeats:  # a repeat inside the batch reinforces its twin's target
+        if not _cites(item) <= _cites(kept[index]):
+            bumps[targets[index]] += 1
     await store.add_conclusions(conn, pair.workspace_id, fresh)
     await store.reinforce(conn, pair.workspace_id, dict(bumps))
     return Written(created=[c.conclusion_id for c in fresh], reinforced=list(bumps))

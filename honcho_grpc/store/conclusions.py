@@ -155,6 +155,14 @@ async def near_duplicates(conn: Conn, workspace_id: str, observer_id: str, obser
     return {r["i"]: r["conclusion_id"] for r in rows}
 
 
+async def evidence(conn: Conn, workspace_id: str, ids: list[str]) -> dict[str, set[str]]:
+    """Per conclusion, what it rests on: its premises and its source messages."""
+    rows = await conn.fetch(
+        "SELECT conclusion_id, premise_ids || source_message_ids AS cited FROM conclusions "
+        "WHERE workspace_id = $1 AND conclusion_id = ANY($2::text[])", workspace_id, ids)
+    return {r["conclusion_id"]: set(r["cited"] or ()) for r in rows}
+
+
 async def reinforce(conn: Conn, workspace_id: str, counts: dict[str, int]) -> None:
     """Add `counts[id]` to each conclusion's times_derived."""
     if not counts:

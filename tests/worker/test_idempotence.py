@@ -69,3 +69,29 @@ async def test_exact_and_near_repeats_reinforce(db: Database, ws: str) -> None:
     assert [(r["content"], r["level"], r["times_derived"]) for r in rows] == [
         ("ann likes green tea", "deductive", 1), ("ann likes green tea", "explicit", 3),
         ("ann owns a boat", "explicit", 1)]
+
+
+async def test_a_repeat_resting_on_known_evidence_counts_nothing(db: Database, ws: str) -> None:
+    """A dream that derives the same pattern from premises the stored conclusion already
+    cites has learnt nothing; one citing a new premise (or message) reinforces it."""
+    await db.pool.execute("INSERT INTO workspaces (workspace_id) VALUES ($1)", ws)
+    await db.pool.execute("INSERT INTO peers (workspace_id, peer_id) VALUES ($1, 'ann')", ws)
+    pair = writer.Pair(ws, "ann", "ann")
+
+    def pattern(*premises: str) -> writer.Candidate:
+        return writer.Candidate("ann repeatedly bakes: bread; pies", "inductive", None,
+                                premise_ids=list(premises))
+
+    async with db.pool.acquire() as conn, conn.transaction():
+        first = await writer.write_derived(conn, pair, [pattern("c1", "c2")], model=None,
+                                           metadata={})
+    async with db.pool.acquire() as conn, conn.transaction():
+        same = await writer.write_derived(conn, pair, [pattern("c2", "c1"), pattern("c1")],
+                                          model=None, metadata={})
+    assert same.created == [] and same.reinforced == []
+    async with db.pool.acquire() as conn, conn.transaction():
+        wider = await writer.write_derived(conn, pair, [pattern("c1", "c3")], model=None,
+                                           metadata={})
+    assert wider.reinforced == first.created
+    assert await db.pool.fetchval(
+        "SELECT times_derived FROM conclusions WHERE workspace_id = $1", ws) == 2
