@@ -108,5 +108,21 @@ async def paginate(paging: Paging, fetch: Callable[[int, str], Awaitable[Page[T]
             "pages": math.ceil(len(items) / paging.size)}
 
 
+# Honcho's spellings of filterable fields that the filter language names otherwise.
+SESSION_FIELDS = {"is_active": "active"}
+CONCLUSION_FIELDS = {"observer": "observer_id", "observed": "observed_id"}
+
+
+def renamed(filters: Json | None, names: dict[str, str]) -> Json | None:
+    """`filters` with Honcho's top-level field names as the filter language spells them."""
+    if not filters:
+        return None
+    out = dict(filters)
+    for honcho, ours in names.items():
+        if honcho in out and ours not in out:
+            out[ours] = out.pop(honcho)
+    return out
+
+
 def not_found() -> HTTPException:
     return HTTPException(status_code=404, detail="Not Found")

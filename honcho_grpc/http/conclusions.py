@@ -11,7 +11,16 @@ from honcho_grpc_proto.v1 import webhook_pb2
 
 from honcho_grpc.domain import conclusions, webhooks
 from honcho_grpc.http import shapes
-from honcho_grpc.http.common import Capture, Paging, authorize, deps, once, paginate
+from honcho_grpc.http.common import (
+    CONCLUSION_FIELDS,
+    Capture,
+    Paging,
+    authorize,
+    deps,
+    once,
+    paginate,
+    renamed,
+)
 from honcho_grpc.model import Conclusion, ConclusionDraft
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
@@ -52,20 +61,11 @@ async def list_conclusions(workspace_id: str, request: Request,
                     pb.ListConclusionsRequest(workspace_id=workspace_id))
     with checking() as c:
         c.id("workspace_id", workspace_id)
-    filters = _renamed(body.filters) if body and body.filters else None
+    filters = renamed(body.filters if body else None, CONCLUSION_FIELDS)
     return await paginate(
         paging, lambda size, token: conclusions.list_conclusions(
             d.pool, workspace_id, filters, False, paging.reverse, size, token),
         shapes.conclusion)
-
-
-def _renamed(filters: Json) -> Json:
-    """Honcho's short spellings of the pair's columns, as the filter language names them."""
-    out = dict(filters)
-    for short, full in (("observer", "observer_id"), ("observed", "observed_id")):
-        if short in out and full not in out:
-            out[full] = out.pop(short)
-    return out
 
 
 @router.post("/conclusions/query")

@@ -13,12 +13,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from honcho_grpc_proto.v1 import dialectic_pb2, resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import peer_pb2 as pb
 
-from honcho_grpc.domain import peers
+from honcho_grpc.domain import peers, upsert
 from honcho_grpc.domain.dialectic import Answer, Question, require_parties, stream_answer
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery, render
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.http import shapes
-from honcho_grpc.http.common import Paging, authorize, configuration, deps, metadata, paginate
+from honcho_grpc.http.common import SESSION_FIELDS, Paging, authorize, deps, paginate, renamed
 from honcho_grpc.http.search import run_search
 from honcho_grpc.http.workspaces import changes_of
 from honcho_grpc.server.deps import Deps
@@ -37,10 +37,8 @@ async def get_or_create(workspace_id: str, body: shapes.CreateWithId, request: R
     with checking() as c:
         c.id("workspace_id", workspace_id)
         c.id("id", body.id)
-        meta = metadata(c, "metadata", body.metadata)
-        config = configuration(c, "configuration", body.configuration,
-                               resources_pb2.PeerConfiguration)
-    found, created = await peers.get_or_create(d.pool, workspace_id, body.id, meta, config)
+        changes = changes_of(c, body, resources_pb2.PeerConfiguration)
+    found, created = await upsert.peer(d.pool, workspace_id, body.id, changes)
     return JSONResponse(shapes.peer(found), status_code=201 if created else 200)
 
 
@@ -79,7 +77,7 @@ async def sessions_of(workspace_id: str, peer_id: str, request: Request,
     with checking() as c:
         c.id("workspace_id", workspace_id)
         c.id("peer_id", peer_id)
-    filters = body.filters if body else None
+    filters = renamed(body.filters if body else None, SESSION_FIELDS)
     return await paginate(
         paging, lambda size, token: peers.sessions_of(d.pool, workspace_id, peer_id, filters,
                                                       paging.reverse, size, token),

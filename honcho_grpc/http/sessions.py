@@ -9,19 +9,19 @@ from fastapi.responses import JSONResponse
 from honcho_grpc_proto.v1 import resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import session_pb2 as pb
 
-from honcho_grpc.domain import peers, sessions
+from honcho_grpc.domain import peers, sessions, upsert
 from honcho_grpc.domain.context import build_context
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
 from honcho_grpc.http import shapes
 from honcho_grpc.http.common import (
+    SESSION_FIELDS,
     Capture,
     Paging,
     authorize,
-    configuration,
     deps,
-    metadata,
     once,
     paginate,
+    renamed,
 )
 from honcho_grpc.http.search import run_search
 from honcho_grpc.http.workspaces import changes_of
@@ -55,11 +55,10 @@ async def get_or_create(workspace_id: str, body: shapes.CreateSession, request: 
         workspace_id=workspace_id, session_id=body.id))
     with checking() as c:
         _ids(c, workspace_id, body.id)
-        meta = metadata(c, "metadata", body.metadata)
-        config = configuration(c, "configuration", body.configuration)
+        changes = changes_of(c, body)
         members = _peer_settings(c, body.peers)
-    found, created = await sessions.get_or_create(d.pool, d.settings, workspace_id, body.id,
-                                                  meta, config, members)
+    found, created = await upsert.session(d.pool, d.settings, workspace_id, body.id, changes,
+                                          members)
     return JSONResponse(shapes.session(found), status_code=201 if created else 200)
 
 
@@ -71,7 +70,7 @@ async def list_sessions(workspace_id: str, request: Request,
                     pb.ListSessionsRequest(workspace_id=workspace_id))
     with checking() as c:
         c.id("workspace_id", workspace_id)
-    filters = body.filters if body else None
+    filters = renamed(body.filters if body else None, SESSION_FIELDS)
     return await paginate(
         paging, lambda size, token: sessions.list_sessions(d.pool, workspace_id, filters,
                                                            paging.reverse, size, token),

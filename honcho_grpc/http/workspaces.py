@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 from honcho_grpc_proto.v1 import key_pb2, resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import workspace_pb2 as pb
 
-from honcho_grpc.domain import workspaces
+from honcho_grpc.domain import upsert, workspaces
 from honcho_grpc.errors import failed_precondition
 from honcho_grpc.http import shapes
 from honcho_grpc.http.common import Paging, authorize, configuration, deps, metadata, once, paginate
@@ -30,9 +30,8 @@ async def get_or_create(body: shapes.CreateWithId, request: Request,
                     pb.GetOrCreateWorkspaceRequest(workspace_id=body.id))
     with checking() as c:
         c.id("id", body.id)
-        meta = metadata(c, "metadata", body.metadata)
-        config = configuration(c, "configuration", body.configuration)
-    found, created = await workspaces.get_or_create(d.pool, body.id, meta, config)
+        changes = changes_of(c, body)
+    found, created = await upsert.workspace(d.pool, body.id, changes)
     return JSONResponse(shapes.workspace(found), status_code=201 if created else 200)
 
 
@@ -58,9 +57,10 @@ async def update(workspace_id: str, body: shapes.Update, request: Request,
     return shapes.workspace(await workspaces.update(d.pool, workspace_id, changes))
 
 
-def changes_of(c: Checker, body: shapes.Update,
+def changes_of(c: Checker, body: shapes.Update | shapes.CreateWithId,
                cls: type[Message] = resources_pb2.Configuration) -> Json:
-    """Honcho's PUT: the fields sent are replaced, the others kept."""
+    """Honcho's PUT (and get-or-create of an existing id): the fields sent are replaced, the
+    others kept."""
     changes: Json = {}
     if body.metadata is not None:
         changes["metadata"] = metadata(c, "metadata", body.metadata)
