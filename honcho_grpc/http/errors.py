@@ -29,8 +29,13 @@ HTTP_STATUS = {
 CODES = {code.value[0]: code for code in grpc.StatusCode}
 HANDLED: tuple[type[Exception], ...] = (HonchoError, FilterError, LLMError, asyncpg.PostgresError,
                                         OSError, TimeoutError)
-# Reasons whose Honcho status differs from the gRPC code's usual one.
-BY_REASON = {"FILE_TOO_LARGE": 413, "UNSUPPORTED_CONTENT_TYPE": 415, "AUTH_DISABLED": 405}
+# Reasons whose Honcho status differs from the gRPC code's usual one. Honcho answers every
+# refusal of a token with 401 (AuthenticationException: "JWT not permissioned for this
+# resource", "Resource requires admin privileges"), so the policy's PERMISSION_DENIED reasons
+# (server/auth.py) are 401 here, as its SDKs expect (AuthenticationError).
+BY_REASON = {"FILE_TOO_LARGE": 413, "UNSUPPORTED_CONTENT_TYPE": 415, "AUTH_DISABLED": 405,
+             "TOKEN_SCOPE_MISMATCH": 401, "ADMIN_REQUIRED": 401, "NO_POLICY": 401,
+             "SESSION_MEMBERSHIP_REQUIRED": 401}
 
 
 def status_and_detail(exc: BaseException) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,12 +11,10 @@ from google.protobuf.message import Message
 from honcho_grpc_proto.v1 import key_pb2, resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import workspace_pb2 as pb
 
-from honcho_grpc.domain import upsert, workspaces
-from honcho_grpc.errors import failed_precondition
+from honcho_grpc.domain import keys, upsert, workspaces
 from honcho_grpc.http import shapes
 from honcho_grpc.http.common import Paging, authorize, configuration, deps, metadata, once, paginate
 from honcho_grpc.http.search import run_search
-from honcho_grpc.server.auth import Claims, mint_token, scope_problems
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking
 
@@ -130,18 +129,13 @@ async def schedule_dream(workspace_id: str, body: shapes.DreamBody, request: Req
 
 
 @router.post("/keys")
-async def create_key(request: Request, d: Deps = Depends(deps)) -> Json:
-    """Signed keys come from the gRPC KeyService (or `honcho-grpc keys`); with auth off this
-    answers 405 as Honcho does."""
+async def create_key(request: Request, workspace_id: str = "", peer_id: str = "",
+                     session_id: str = "", expires_at: datetime | None = None,
+                     d: Deps = Depends(deps)) -> Json:
+    """Honcho's key route: admin only, 405 with auth off, at least a workspace named (a key
+    for the whole service comes from `honcho-grpc keys create --admin` or KeyService)."""
     await authorize(request, "KeyService/CreateKey", key_pb2.CreateKeyRequest())
-    if not d.settings.auth.use_auth:
-        raise failed_precondition("API key creation is disabled: auth is off",
-                                  "AUTH_DISABLED")
-    q = request.query_params
-    claims = Claims(workspace=q.get("workspace_id", ""), peer=q.get("peer_id", ""),
-                    session=q.get("session_id", ""))
-    claims = claims if claims.workspace else Claims(admin=True)
-    with checking() as c:
-        for claim, problem in scope_problems(claims):
-            c.fail(f"{claim}_id", problem)
-    return {"key": mint_token(d.settings.auth.jwt_secret.get_secret_value(), claims)}
+    claims = keys.Claims(workspace=workspace_id, peer=peer_id, session=session_id)
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return {"key": keys.issue(d.settings.auth, claims, expires_at, "expires_at")}

@@ -29,16 +29,12 @@ so a peer token learns nothing from the refusal.
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import grpc
-import jwt
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from honcho_grpc_proto.v1 import (
@@ -55,93 +51,25 @@ from honcho_grpc_proto.v1 import (
 )
 
 from honcho_grpc.domain import sessions
+
+# Tokens live in domain/keys.py; re-exported here, where the CLI and the tests import them.
+from honcho_grpc.domain.keys import MIN_SECRET_BYTES as MIN_SECRET_BYTES
+from honcho_grpc.domain.keys import AuthConfigError as AuthConfigError
+from honcho_grpc.domain.keys import Claims as Claims
+from honcho_grpc.domain.keys import check_secret as check_secret
+from honcho_grpc.domain.keys import mint_token as mint_token
+from honcho_grpc.domain.keys import scope_problems as scope_problems
+from honcho_grpc.domain.keys import verify_token as verify_token
 from honcho_grpc.errors import HonchoError, permission_denied, unauthenticated
 from honcho_grpc.server.interceptors import before, wrap_handler
-from honcho_grpc.server.validate import ID_RE
 from honcho_grpc.settings import AuthSettings
 
-ALGORITHM = "HS256"
-MIN_SECRET_BYTES = 32
-LEEWAY_SECONDS = 10
 PACKAGE = "honcho.v1"
 PROTO_MODULES = (workspace_pb2, peer_pb2, session_pb2, message_pb2, search_pb2, conclusion_pb2,
                  dialectic_pb2, webhook_pb2, event_pb2, key_pb2)
 
 
-class AuthConfigError(ValueError):
-    """Auth is on but cannot work (no secret, or one too short)."""
-
-
-# --- tokens ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Claims:
-    """What a verified token grants. Empty strings mean "not scoped by this"."""
-
-    admin: bool = False
-    workspace: str = ""
-    peer: str = ""
-    session: str = ""
-
-
-def check_secret(secret: str) -> bytes:
-    key = secret.encode()
-    if len(key) < MIN_SECRET_BYTES:
-        raise AuthConfigError(
-            f"AUTH_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes when AUTH_USE_AUTH is "
-            "true (generate one with `honcho-grpc keys secret`)")
-    return key
-
-
-def scope_problems(claims: Claims) -> list[tuple[str, str]]:
-    """(claim, problem) pairs that make a scope unusable; empty when it is fine."""
-    problems = []
-    for name, value in (("workspace", claims.workspace), ("peer", claims.peer),
-                        ("session", claims.session)):
-        if value and not ID_RE.fullmatch(value):
-            problems.append((name, "must be 1-512 characters of letters, digits, '_' or '-'"))
-    if claims.admin and (claims.workspace or claims.peer or claims.session):
-        problems.append(("admin", "an admin key takes no other scope"))
-    if (claims.peer or claims.session) and not claims.workspace:
-        problems.append(("workspace", "a peer or session key needs its workspace"))
-    elif not claims.admin and not claims.workspace:  # said once: the line above covers it
-        problems.append(("workspace", "a key is admin or names a workspace"))
-    return problems
-
-
-def mint_token(secret: str, claims: Claims, expires_at: datetime | None = None) -> str:
-    """Sign a token for `claims` (checked with `scope_problems` first by the callers)."""
-    now = int(time.time())
-    payload: dict[str, Any] = {"iat": now, "jti": secrets.token_urlsafe(12)}
-    if claims.admin:
-        payload["ad"] = True
-    for name, value in (("w", claims.workspace), ("p", claims.peer), ("s", claims.session)):
-        if value:
-            payload[name] = value
-    if expires_at is not None:
-        payload["exp"] = int(expires_at.astimezone(UTC).timestamp())
-    return jwt.encode(payload, check_secret(secret), algorithm=ALGORITHM)
-
-
-def verify_token(token: str, key: bytes) -> Claims:
-    """The token's claims, or UNAUTHENTICATED (expired, forged, malformed, unusable)."""
-    try:
-        payload = jwt.decode(token, key, algorithms=[ALGORITHM], leeway=LEEWAY_SECONDS)
-    except jwt.ExpiredSignatureError:
-        raise unauthenticated("the token has expired", "TOKEN_EXPIRED") from None
-    except Exception:  # InvalidTokenError, and odd claims PyJWT trips on (exp: Infinity)
-        raise unauthenticated("the token is invalid", "TOKEN_INVALID") from None
-    if not isinstance(payload, dict):
-        raise unauthenticated("the token is invalid", "TOKEN_INVALID")
-    admin = payload.get("ad", False)
-    scope = {name: payload.get(name) or "" for name in ("w", "p", "s")}
-    if not isinstance(admin, bool) or not all(isinstance(v, str) for v in scope.values()):
-        raise unauthenticated("the token's claims are malformed", "TOKEN_INVALID")
-    claims = Claims(admin=admin, workspace=scope["w"], peer=scope["p"], session=scope["s"])
-    if scope_problems(claims):
-        raise unauthenticated("the token's scope is malformed", "TOKEN_INVALID")
-    return claims
+# --- tokens: domain/keys.py (shared with the HTTP face and the CLI) --------------------
 
 
 def bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
