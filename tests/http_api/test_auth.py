@@ -1,0 +1,159 @@
+"""The HTTP face with auth on: the unmodified `honcho-ai` SDK with a bearer JWT (its `api_key`),
+Honcho's 401 `{"detail"}` for a missing, forged or expired token and for a token that may not
+make the call, and the same policy as the gRPC face (server/auth.py) for workspace, peer and
+session keys, keys minted by POST /v3/keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from honcho import Honcho
+from honcho.http.exceptions import AuthenticationError
+
+from honcho_grpc.db.pool import Database
+from honcho_grpc.providers.embeddings import FakeEmbedder
+from honcho_grpc.server.app import Running, start
+from honcho_grpc.server.auth import Claims, mint_token
+from tests.conftest import make_settings
+from tests.http_api.test_typescript_sdk import NODE, TS_DIR, ensure_sdk, run
+
+SECRET = "http-auth-test-secret-" + "h" * 40
+
+
+def key(**claims: str | bool) -> str:
+    return mint_token(SECRET, Claims(**claims))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+async def auth_http(pg_dsn: str, db: Database) -> AsyncIterator[str]:
+    settings = make_settings(pg_dsn, auth={"use_auth": True, "jwt_secret": SECRET})
+    running: Running = await start(settings, db, embedder=FakeEmbedder(384), background=False)
+    yield f"http://127.0.0.1:{running.http_port}"
+    await running.stop(grace=1.0)
+
+
+def sdk(base_url: str, workspace: str, api_key: str) -> Honcho:
+    return Honcho(base_url=base_url, workspace_id=workspace, api_key=api_key, max_retries=0)
+
+
+def _workspace_key_scenario(base_url: str, ws: str, other: str) -> None:
+    mine = sdk(base_url, ws, key(workspace=ws))
+    alice = mine.peer("alice")
+    session = mine.session("s1")
+    session.add_messages([alice.message("I adopted a puppy named Biscuit")])
+    assert [m.content for m in session.messages()] == ["I adopted a puppy named Biscuit"]
+    assert alice.chat("what is my dog called?")
+    assert "".join(alice.chat_stream("what is my dog called?"))
+    # The same key pointed at another workspace: refused before anything is read or made.
+    with pytest.raises(AuthenticationError):
+        sdk(base_url, other, key(workspace=ws)).peer("alice")
+    with pytest.raises(AuthenticationError):  # listing workspaces is for admin keys
+        list(mine.workspaces())
+
+
+async def test_workspace_key_through_the_sdk(auth_http: str) -> None:
+    ws, other = (f"auth-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    await asyncio.to_thread(_workspace_key_scenario, auth_http, ws, other)
+    async with httpx.AsyncClient(base_url=auth_http) as http:
+        admin = {"authorization": f"Bearer {key(admin=True)}"}
+        made = await http.post("/v3/workspaces", json={"id": other}, headers=admin)
+        assert made.status_code == 201
+        listed = await http.post("/v3/workspaces/list", headers=admin)
+        assert {ws, other} <= {w["id"] for w in listed.json()["items"]}
+
+
+@pytest.mark.parametrize(("headers", "detail"), [
+    ({}, "missing"),
+    ({"authorization": "Basic dXNlcjpwYXNz"}, "Bearer"),
+    ({"authorization": f"Bearer {mint_token('another-secret-' + 'x' * 40, Claims(admin=True))}"},
+     "invalid"),
+    ({"authorization": "Bearer " + mint_token(SECRET, Claims(admin=True),
+                                               datetime.now(UTC) - timedelta(hours=1))},
+     "expired"),
+], ids=["missing", "not-bearer", "forged", "expired"])
+async def test_bad_tokens_get_401_and_a_detail(auth_http: str, headers: dict[str, str],
+                                               detail: str) -> None:
+    async with httpx.AsyncClient(base_url=auth_http) as http:
+        answer = await http.post("/v3/workspaces", json={"id": "w"}, headers=headers)
+    assert answer.status_code == 401
+    assert detail in answer.json()["detail"]
+
+
+async def test_peer_and_session_keys_are_limited_as_on_grpc(auth_http: str) -> None:
+    ws = f"auth-{uuid.uuid4().hex[:8]}"
+    admin = {"authorization": f"Bearer {key(admin=True)}"}
+
+    def as_(token: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}"}
+
+    alice, session_key = as_(key(workspace=ws, peer="alice")), as_(key(workspace=ws, session="s1"))
+    base = f"/v3/workspaces/{ws}"
+    async with httpx.AsyncClient(base_url=auth_http) as http:
+        setup = await http.post(f"{base}/sessions", headers=admin, json={
+            "id": "s1", "peers": {"alice": {}, "bob": {}}})
+        assert setup.status_code == 201
+        await http.post(f"{base}/sessions", headers=admin, json={"id": "s2", "peers": {"bob": {}}})
+
+        async def status(method: str, path: str, headers: dict[str, str], **kw: object) -> int:
+            answer = await http.request(method, f"{base}{path}", headers=headers, **kw)
+            if answer.status_code == 401:
+                assert answer.json()["detail"], answer.text
+            return answer.status_code
+
+        # A peer key acts as its peer, and reads the sessions it is a member of...
+        assert await status("PUT", "/peers/alice/card", alice, json={"peer_card": ["a"]}) == 200
+        assert await status("GET", "/peers/alice/card", alice) == 200
+        assert await status("POST", "/peers/alice/chat", alice, json={"query": "hi"}) == 200
+        assert await status("POST", "/sessions/s1/messages/list", alice) == 200
+        # ... but not as another peer, nor sessions it is not in, nor workspace-wide lists.
+        assert await status("GET", "/peers/bob/card", alice) == 401
+        assert await status("POST", "/peers/bob/chat", alice, json={"query": "hi"}) == 401
+        assert await status("POST", "/sessions/s2/messages/list", alice) == 401
+        assert await status("POST", "/peers/list", alice) == 401
+        # A session key writes and reads its session only.
+        written = await status("POST", "/sessions/s1/messages", session_key, json={
+            "messages": [{"peer_id": "bob", "content": "hello"}]})
+        assert written == 201
+        assert await status("POST", "/sessions/s1/messages/list", session_key) == 200
+        assert await status("POST", "/sessions/s2/messages/list", session_key) == 401
+        assert await status("POST", "/sessions/s2/messages", session_key, json={
+            "messages": [{"peer_id": "bob", "content": "x"}]}) == 401
+        # What the refused calls would have written is not there.
+        listed = await http.post(f"{base}/sessions/s2/messages/list", headers=admin)
+        assert listed.json()["total"] == 0
+
+
+async def test_keys_route_mints_keys_that_work(auth_http: str) -> None:
+    ws = f"auth-{uuid.uuid4().hex[:8]}"
+    admin = {"authorization": f"Bearer {key(admin=True)}"}
+    async with httpx.AsyncClient(base_url=auth_http) as http:
+        made = await http.post("/v3/keys", params={"workspace_id": ws}, headers=admin)
+        assert made.status_code == 200
+        minted = {"authorization": f"Bearer {made.json()['key']}"}
+        assert (await http.post("/v3/workspaces", json={"id": ws}, headers=minted)
+                ).status_code == 201
+        # Only admin keys mint; a key names at least its workspace (as Honcho).
+        assert (await http.post("/v3/keys", params={"workspace_id": ws}, headers=minted)
+                ).status_code == 401
+        unscoped = await http.post("/v3/keys", headers=admin)
+        assert unscoped.status_code == 422 and "workspace_id" in unscoped.json()["detail"]
+        past = await http.post("/v3/keys", headers=admin, params={
+            "workspace_id": ws, "expires_at": "2001-01-01T00:00:00Z"})
+        assert past.status_code == 422 and "expires_at" in past.json()["detail"]
+
+
+@pytest.mark.skipif(NODE is None, reason="node is needed to run @honcho-ai/sdk (not on PATH)")
+async def test_typescript_sdk_with_a_key(auth_http: str) -> None:
+    """@honcho-ai/sdk reads the key from HONCHO_API_KEY, as its docs say (ts/auth.mjs)."""
+    assert NODE is not None
+    ws = f"auth-{uuid.uuid4().hex[:8]}"
+    await ensure_sdk()
+    out = await run([NODE, str(TS_DIR / "auth.mjs")], env={
+        "HONCHO_URL": auth_http, "HONCHO_WORKSPACE_ID": ws,
+        "HONCHO_API_KEY": key(workspace=ws), "OTHER_WORKSPACE_KEY": key(workspace=ws + "x")})
+    assert "auth scenario passed" in out, out
