@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from honcho_grpc_proto.v1 import dialectic_pb2, resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import peer_pb2 as pb
 
-from honcho_grpc.domain import peers, upsert
-from honcho_grpc.domain.dialectic import Answer, Question, require_parties, stream_answer
+from honcho_grpc.domain import peers, questions, upsert
+from honcho_grpc.domain.dialectic import Answer, Question, stream_answer
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery, render
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.http import shapes
@@ -106,18 +106,15 @@ async def _question(d: Deps, workspace_id: str, peer_id: str, body: shapes.ChatB
         c.id("peer_id", peer_id)
         c.id("target", body.target or "", required=False)
         c.id("session_id", body.session_id or "", required=False)
-        c.text("query", body.query, max_chars=10_000)
+        c.text("query", body.query, max_chars=questions.MAX_QUERY_CHARS)
         problem = schema_problem(body.response_format) if body.response_format else None
         if problem:
             c.fail("response_format", problem)
     # Honcho creates the asking peer on first use; the target and session must exist.
-    await peers.get_or_create(d.pool, workspace_id, peer_id, {}, {})
-    q = Question(workspace_id=workspace_id, observer_id=peer_id,
-                 target_id=body.target or peer_id, query=body.query,
-                 session_id=body.session_id or None, level=body.reasoning_level,
-                 response_format=body.response_format or None)
-    await require_parties(d.pool, q)
-    return q
+    return await questions.pose(d.pool, workspace_id, peer_id, body.query,
+                                target=body.target or "", session_id=body.session_id or "",
+                                level=body.reasoning_level,
+                                response_format=body.response_format, create_asker=True)
 
 
 async def _events(pieces: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -10,13 +10,8 @@ from honcho_grpc_proto.v1 import dialectic_pb2 as pb
 from honcho_grpc_proto.v1 import dialectic_pb2_grpc as rpc
 from honcho_grpc_proto.v1 import resources_pb2
 
-from honcho_grpc.domain.dialectic import (
-    LEVELS,
-    Answer,
-    Question,
-    require_parties,
-    stream_answer,
-)
+from honcho_grpc.domain import questions
+from honcho_grpc.domain.dialectic import Answer, Question, stream_answer
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.limits import bearer_of
@@ -39,21 +34,17 @@ class DialecticServicer(rpc.DialecticServiceServicer):
             c.id("query.peer_id", query.peer_id)
             c.id("query.target_id", query.target_id, required=False)
             c.id("query.session_id", query.session_id, required=False)
-            c.text("query.query", query.query, max_chars=10_000)
+            c.text("query.query", query.query, max_chars=questions.MAX_QUERY_CHARS)
             if query.reasoning_level not in LEVEL_NAMES:
                 c.fail("query.reasoning_level", "is not a known reasoning level")
             schema = c.struct("query.response_format", query.response_format)
             problem = schema_problem(schema) if schema else None
             if problem:
                 c.fail("query.response_format", problem)
-        q = Question(workspace_id=query.workspace_id, observer_id=query.peer_id,
-                     target_id=query.target_id or query.peer_id, query=query.query,
-                     session_id=query.session_id or None,
-                     level=LEVEL_NAMES.get(query.reasoning_level, "low"),
-                     response_format=schema or None)
-        await require_parties(self.deps.pool, q)
-        assert q.level in LEVELS
-        return q
+        return await questions.pose(
+            self.deps.pool, query.workspace_id, query.peer_id, query.query,
+            target=query.target_id, session_id=query.session_id,
+            level=LEVEL_NAMES[query.reasoning_level], response_format=schema)
 
     async def Chat(self, request: pb.ChatRequest, context: Ctx) -> pb.ChatResponse:
         q = await self._question(request.query)

@@ -1,0 +1,35 @@
+"""A chat call's Question (domain/dialectic.py answers it), as both faces pose it: the asking
+peer, the peer asked about (the asker itself when none is named: its omniscient view), an
+optional session, the reasoning level and an optional JSON Schema for the answer. The parties
+must exist; Honcho's HTTP API creates the asking peer on first use, the gRPC face does not
+(GetOrCreatePeer comes first there), so the caller says which."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from honcho_grpc.domain import peers
+from honcho_grpc.domain.dialectic import LEVELS, Question, require_parties
+from honcho_grpc.errors import InvalidArgument
+
+MAX_QUERY_CHARS = 10_000
+DEFAULT_LEVEL = "low"
+
+
+async def pose(pool: asyncpg.Pool, workspace_id: str, asker: str, query: str, *,
+               target: str = "", session_id: str = "", level: str = DEFAULT_LEVEL,
+               response_format: dict[str, Any] | None = None,
+               create_asker: bool = False) -> Question:
+    """The Question, once its parties are known to exist (NOT_FOUND else). Ids, the query's
+    length and the schema are the adapters' to check, under their own field names."""
+    if level not in LEVELS:
+        raise InvalidArgument.field("reasoning_level", "is not a known reasoning level")
+    if create_asker:
+        await peers.get_or_create(pool, workspace_id, asker, {}, {})
+    q = Question(workspace_id=workspace_id, observer_id=asker, target_id=target or asker,
+                 query=query, session_id=session_id or None, level=level,
+                 response_format=response_format or None)
+    await require_parties(pool, q)
+    return q
