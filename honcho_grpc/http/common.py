@@ -1,6 +1,6 @@
 """What every route shares: the dependencies, the shared validation (server/validate.py's
-Checker, fed the same proto values the gRPC face checks), Honcho's page/size pagination over
-the domain's keyset pages, and the token check (server/auth.py's Authorizer and policies)."""
+Checker, fed the same proto values the gRPC face checks), Honcho's page/size pagination
+(domain/paging.py), and the token check (server/auth.py's Authorizer and policies)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from google.protobuf.message import Message as ProtoMessage
 from honcho_grpc_proto.v1 import resources_pb2
 
 from honcho_grpc.domain.idempotent import Retry
+from honcho_grpc.domain.paging import numbered_page
+from honcho_grpc.errors import HonchoError
 from honcho_grpc.model import Page
 from honcho_grpc.server import convert
 from honcho_grpc.server.auth import Authorizer
@@ -23,7 +25,6 @@ from honcho_grpc.server.validate import Checker
 
 T = TypeVar("T")
 Json = dict[str, Any]
-PAGE_CHUNK = 100  # the domain's largest page: how far each step of a page walk reads
 
 
 def deps(request: Request) -> Deps:
@@ -92,20 +93,11 @@ class Paging:
 
 async def paginate(paging: Paging, fetch: Callable[[int, str], Awaitable[Page[T]]],
                    shape: Callable[[T], Json]) -> Json:
-    """Honcho's `{items, total, page, size, pages}` from the domain's keyset pages: the walk
-    reads the whole list (total and pages need it), in the domain's own order."""
-    items: list[T] = []
-    token = ""
-    while True:
-        found = await fetch(PAGE_CHUNK, token)
-        items.extend(found.items)
-        token = found.next_token
-        if not token:
-            break
-    start = (paging.page - 1) * paging.size
-    return {"items": [shape(i) for i in items[start:start + paging.size]],
-            "total": len(items), "page": paging.page, "size": paging.size,
-            "pages": math.ceil(len(items) / paging.size)}
+    """Honcho's `{items, total, page, size, pages}` (domain/paging.py: a COUNT and one page,
+    not a walk of the list); `pages` is 0 for an empty list, a page past the end is empty."""
+    items, total = await numbered_page(paging.page, paging.size, fetch)
+    return {"items": [shape(i) for i in items], "total": total, "page": paging.page,
+            "size": paging.size, "pages": math.ceil(total / paging.size)}
 
 
 # Honcho's spellings of filterable fields that the filter language names otherwise.
@@ -122,6 +114,18 @@ def renamed(filters: Json | None, names: dict[str, str]) -> Json | None:
         if honcho in out and ours not in out:
             out[ours] = out.pop(honcho)
     return out
+
+
+async def or_empty(read: Awaitable[T], missing: str, empty: T) -> T:
+    """Honcho answers reads under a missing parent (the messages or summaries of a session
+    that does not exist) with 200 and nothing, where the domain says NOT_FOUND (`missing` is
+    its reason): `empty` then."""
+    try:
+        return await read
+    except HonchoError as exc:
+        if exc.reason != missing:
+            raise
+        return empty
 
 
 def not_found() -> HTTPException:

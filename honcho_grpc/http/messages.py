@@ -21,6 +21,7 @@ from honcho_grpc.http.common import (
     deps,
     metadata,
     once,
+    or_empty,
     paginate,
 )
 from honcho_grpc.model import Message, MessageDraft
@@ -78,10 +79,11 @@ async def list_messages(workspace_id: str, session_id: str, request: Request,
         c.id("workspace_id", workspace_id)
         c.id("session_id", session_id)
     filters = body.filters if body else None
-    return await paginate(
+    return await or_empty(paginate(
         paging, lambda size, token: messages.list_messages(
             d.pool, workspace_id, session_id, filters, paging.reverse, size, token),
-        shapes.message)
+        shapes.message), "SESSION_NOT_FOUND",
+        {"items": [], "total": 0, "page": paging.page, "size": paging.size, "pages": 0})
 
 
 @router.post("/upload", status_code=201)

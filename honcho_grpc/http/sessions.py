@@ -20,6 +20,7 @@ from honcho_grpc.http.common import (
     authorize,
     deps,
     once,
+    or_empty,
     paginate,
     renamed,
 )
@@ -252,7 +253,8 @@ async def summaries(workspace_id: str, session_id: str, request: Request,
         workspace_id=workspace_id, session_id=session_id))
     with checking() as c:
         _ids(c, workspace_id, session_id)
-    found = await sessions.summaries(d.pool, workspace_id, session_id)
+    found = await or_empty(sessions.summaries(d.pool, workspace_id, session_id),
+                           "SESSION_NOT_FOUND", {})
     return {"id": session_id, "short_summary": shapes.summary(found.get("short")),
             "long_summary": shapes.summary(found.get("long"))}
 

@@ -17,7 +17,10 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -36,6 +39,33 @@ MAX_TOKEN_CHARS = 4096
 SIGNATURE_BYTES = 16
 INT64 = (-(2**63), 2**63 - 1)
 MAX_TEXT_CHARS = 1024
+
+
+@dataclass
+class Window:
+    """Honcho's offset pagination (the HTTP face's `page`/`size`): the first page of a list
+    starts `offset` rows in, and `total` is filled with the number of rows the list holds,
+    counted in the database. Set with `offset_window` around one list call; the gRPC face
+    never sets it and keeps pure keyset pages."""
+
+    offset: int
+    total: int = 0
+
+
+_WINDOW: ContextVar[Window | None] = ContextVar("page_window", default=None)
+
+
+@contextmanager
+def offset_window(offset: int) -> Iterator[Window]:
+    """`with offset_window(40) as w: page = await list_...(size, "")`: the page holds rows
+    40..40+size of the list's order, and `w.total` the list's length. One list call only:
+    the list functions keep their keyset signatures, the window rides along with the call."""
+    window = Window(offset)
+    reset = _WINDOW.set(window)
+    try:
+        yield window
+    finally:
+        _WINDOW.reset(reset)
 
 
 class _Key:
@@ -137,6 +167,12 @@ async def keyset_page(
     """
     key_sql = ", ".join(order)
     clauses = [where]
+    window = _WINDOW.get()
+    offset = ""
+    if window is not None and not token:
+        window.total = await conn.fetchval(f"SELECT count(*) FROM ({select} WHERE {where}) AS l",
+                                           *params.values)
+        offset = f" OFFSET {params.add(window.offset)}"
     if token:
         values = decode_token(token, bound_to)
         if len(values) != len(order):
@@ -146,7 +182,7 @@ async def keyset_page(
     direction = "DESC" if reverse else "ASC"
     order_sql = ", ".join(f"{col} {direction}" for col in order)
     limit = params.add(page_size + 1)
-    sql = f"{select} WHERE {' AND '.join(clauses)} ORDER BY {order_sql} LIMIT {limit}"
+    sql = f"{select} WHERE {' AND '.join(clauses)} ORDER BY {order_sql} LIMIT {limit}{offset}"
     try:
         rows = await conn.fetch(sql, *params.values)
     except asyncpg.DataError as exc:

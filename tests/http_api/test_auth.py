@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -99,7 +100,7 @@ async def test_peer_and_session_keys_are_limited_as_on_grpc(auth_http: str) -> N
         assert setup.status_code == 201
         await http.post(f"{base}/sessions", headers=admin, json={"id": "s2", "peers": {"bob": {}}})
 
-        async def status(method: str, path: str, headers: dict[str, str], **kw: object) -> int:
+        async def status(method: str, path: str, headers: dict[str, str], **kw: Any) -> int:
             answer = await http.request(method, f"{base}{path}", headers=headers, **kw)
             if answer.status_code == 401:
                 assert answer.json()["detail"], answer.text

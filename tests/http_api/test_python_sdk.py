@@ -134,3 +134,36 @@ def _wider_scenario(honcho: Honcho) -> None:
 
 async def test_wider_scenario(server: Running) -> None:
     await asyncio.to_thread(_wider_scenario, _client(server))
+
+
+async def test_pages_are_counted_and_offset_in_the_database(server: Running) -> None:
+    """Honcho's page/size over a filtered list: the total counts what the filter keeps, the
+    pages tile the list in order (either direction), a page past the end is empty."""
+    ws = f"pages-{uuid.uuid4().hex[:8]}"
+    base = f"/v3/workspaces/{ws}/sessions/s/messages"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
+        await http.post(base, json={"messages": [
+            {"peer_id": "a" if i % 3 else "b", "content": f"m{i}"} for i in range(11)]})
+
+        async def page(n: int, reverse: bool = False) -> dict[str, object]:
+            answer = await http.post(f"{base}/list", params={
+                "page": n, "size": 3, "reverse": str(reverse).lower()},
+                json={"filters": {"peer_id": "a"}})
+            assert answer.status_code == 200, answer.text
+            found: dict[str, object] = answer.json()
+            return found
+
+        kept = [f"m{i}" for i in range(11) if i % 3]
+        pages = [await page(n) for n in (1, 2, 3, 4)]
+        assert [(p["total"], p["pages"]) for p in pages] == [(len(kept), 3)] * 4
+        assert [m["content"] for p in pages for m in p["items"]] == kept  # type: ignore[attr-defined]
+        assert pages[3]["items"] == []
+        backwards = [await page(n, reverse=True) for n in (1, 2, 3)]
+        assert [m["content"] for p in backwards for m in p["items"]  # type: ignore[attr-defined]
+                ] == kept[::-1]
+        empty = await http.post(f"/v3/workspaces/{ws}/sessions/none/messages/list")
+        assert empty.status_code == 200, empty.text
+        assert {k: empty.json()[k] for k in ("items", "total", "pages")} == {
+            "items": [], "total": 0, "pages": 0}
+        summaries = await http.get(f"/v3/workspaces/{ws}/sessions/none/summaries")
+        assert (summaries.status_code, summaries.json()["short_summary"]) == (200, None)
