@@ -228,6 +228,11 @@ async def get_context(workspace_id: str, session_id: str, request: Request,
         if peer_perspective and not peer_target:
             c.fail("peer_perspective", "needs peer_target")
         c.text("search_query", search_query, max_chars=10_000, min_chars=0)
+        # Query parameters are not refused when unknown, and a scope or session allowlist
+        # narrows what a caller may see: refuse them rather than answer wider than asked.
+        for narrowing in ("scope", "sessions"):
+            if narrowing in request.query_params:
+                c.fail(narrowing, "scopes and session allowlists are not served here")
     rep = None
     if peer_target:
         rep = RepresentationQuery(

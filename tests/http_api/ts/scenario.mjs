@@ -331,6 +331,13 @@ step(['Honcho.scope', 'Honcho.getScope', 'Honcho.scopes', 'Scope.addSessions',
   await rejects(scope.sessions(), NotFoundError, 'scope routes');
   await rejects(scope.status(), NotFoundError, 'scope routes');
   await rejects(state.alice.chat('hi', { scope: 'team' }), UnprocessableEntityError, 'scope field');
+  await rejects(state.alice.chat('hi', { sessions: ['chat-1'] }), UnprocessableEntityError, 'allowlist');
+  await rejects(state.alice.representation({ scope: 'team' }), UnprocessableEntityError, 'scope field');
+  await rejects(honcho.search('Biscuit', { scope: 'team' }), UnprocessableEntityError, 'scope field');
+  await rejects(state.session.context({ peerTarget: 'alice', scope: 'team' }),
+    UnprocessableEntityError, 'scope parameter');
+  await rejects(state.session.context({ peerTarget: 'alice', sessions: ['chat-1'] }), UnprocessableEntityError,
+    'sessions parameter');
 });
 
 step(['Honcho.chat', 'Honcho.chatStream'], async () => {
