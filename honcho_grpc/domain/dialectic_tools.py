@@ -309,7 +309,8 @@ class Toolbox:
             return f"No messages contain {text!r}."
         more = (f"\n({total - len(rows)} older matches not shown: narrow the period with "
                 "start/end to see them)" if total > len(rows) else "")
-        return (f"{total} messages contain {text!r}; oldest first:\n"
+        count = "1 message contains" if total == 1 else f"{total} messages contain"
+        return (f"{count} {text!r}; oldest first:\n"
                 + _messages(rows, "") + more)
 
     async def message_context(self, args: Mapping[str, Any]) -> str:
