@@ -273,6 +273,21 @@ async def test_a_tool_rounds_preamble_is_not_streamed(rig: ChatRig, db: Database
     assert "c-cat" in done.conclusion_ids
 
 
+async def test_a_long_text_before_a_lookup_stays_sent(rig: ChatRig, db: Database,
+                                                      ws: str) -> None:
+    """Past HOLD_CHARS a round's text is taken for the answer and streams; if the model then
+    calls a tool anyway, what was sent cannot be taken back: the answer follows it after a
+    paragraph break."""
+    await seed(rig, db, ws)
+    long = "alice has a cat named Miso, adopted in March. " * 6  # 276 characters
+    assert len(long) > HOLD_CHARS
+    rig.fake.push(
+        Reply(long.strip(), tool_calls=[("call_1", "search_conclusions", {"query": "cat"})]),
+        Reply("She also mentioned it to bob."))
+    r = await rig.stubs.dialectic.Chat(pb.ChatRequest(query=bob_asks(ws)))
+    assert r.content == long.strip() + "\n\nShe also mentioned it to bob."
+
+
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 @pytest.mark.parametrize("read_first", [True, False])
 async def test_cancel_during_a_tool_round_reaches_the_provider(
