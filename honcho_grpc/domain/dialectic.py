@@ -1,15 +1,23 @@
 """Dialectic: answer a peer's question about a target peer from what the observer knows.
 
-Flow: gather (peer cards, semantic matches among explicit and derived conclusions, session
-summary and recent messages, message search for specifics) -> prompt -> from `low` up, a
+Flow: gather (peer cards, semantic matches and the newest among explicit and derived
+conclusions with the earlier values they replaced, session summary and recent messages,
+message search over every speaker the observer may see) -> prompt -> from `low` up, a
 bounded tool loop (see dialectic_tools) -> the answer, streamed. Every provider, the offline
-`local` one included, gets the same prompts and tools. Only valid (not superseded)
-conclusions are used. With nothing known, the prompt asks the model to abstain rather than
-invent.
+`local` one included, gets the same prompts and tools. With nothing known, the prompt asks
+the model to abstain rather than invent.
 
-Tool rounds are streamed, and their text goes to the client as it arrives: when the model
-answers without asking for a lookup, that round's stream is the answer, with no second call
-and no wait for the whole of it. Only when the rounds run out does a last, tool-less call
+The prompt covers the kinds of question that go wrong without guidance (the original
+Honcho's dialectic prompt was read as a specification): advice (stated preferences first),
+listing and counting (several searches, duplicates merged, items numbered), changed values
+(the newest said wins, the change is mentioned), contradictions (both, dated), time (every
+conclusion and message shows when it was said; relative dates resolve against it) and how
+to say "I don't know".
+
+Tool rounds are streamed, but a round's text is held back until it is clearly the answer
+(dialectic_tools._held_round): a round that ends in tool calls said a preamble ("Let me
+search...") that the caller never sees. When a round answers without a lookup, its stream
+is the answer, with no second call. Only when the rounds run out does a last, tool-less call
 stream the answer, with the lookups' results folded into its prompt as plain text (any
 provider accepts that; Anthropic rejects tool turns in a request that offers no tools).
 """
@@ -20,8 +28,8 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -29,6 +37,7 @@ from honcho_grpc import model
 from honcho_grpc.domain import peers, sessions
 from honcho_grpc.domain.aio import all_of, nothing
 from honcho_grpc.domain.dialectic_tools import (
+    Budget,
     Finding,
     LoopOutcome,
     Toolbox,
@@ -36,6 +45,7 @@ from honcho_grpc.domain.dialectic_tools import (
     stream_reply,
     tool_loop,
     viewpoint,
+    when,
 )
 from honcho_grpc.domain.search import Scope, search_messages
 from honcho_grpc.providers.embeddings import Embedder
@@ -54,17 +64,36 @@ SESSION_HISTORY_TOKENS = 4096
 class Level:
     prefetch: int          # conclusions fetched per group (explicit, derived)
     messages: int          # message search hits
-    tool_iterations: int   # 0: no tool loop
-    max_tokens: int
+    tool_iterations: int   # rounds of lookups; 0: no tool loop
+    calls_per_round: int   # lookups the model may ask for at once
+    max_tokens: int        # output budget of each call
+
+    def budget(self) -> Budget:
+        return Budget(self.tool_iterations, self.calls_per_round, self.max_tokens)
 
 
+# `low` searches several times (a counting question needs three or four lookups, then maybe
+# a look at the turns around a hit); higher levels may follow longer chains. Output budgets
+# leave room for the numbered list a count asks for, and for a reasoning model's hidden
+# tokens at the higher levels.
 LEVELS = {
-    "minimal": Level(prefetch=10, messages=5, tool_iterations=0, max_tokens=400),
-    "low": Level(prefetch=25, messages=10, tool_iterations=2, max_tokens=1500),
-    "medium": Level(prefetch=25, messages=15, tool_iterations=3, max_tokens=2000),
-    "high": Level(prefetch=40, messages=20, tool_iterations=5, max_tokens=3000),
-    "max": Level(prefetch=60, messages=30, tool_iterations=8, max_tokens=4000),
+    "minimal": Level(prefetch=10, messages=8, tool_iterations=0, calls_per_round=0,
+                     max_tokens=500),
+    "low": Level(prefetch=25, messages=12, tool_iterations=5, calls_per_round=4,
+                 max_tokens=2000),
+    "medium": Level(prefetch=30, messages=15, tool_iterations=6, calls_per_round=5,
+                    max_tokens=3000),
+    "high": Level(prefetch=40, messages=20, tool_iterations=8, calls_per_round=6,
+                  max_tokens=4000),
+    "max": Level(prefetch=60, messages=30, tool_iterations=12, calls_per_round=8,
+                 max_tokens=6000),
 }
+MAX_EARLIER = 20  # replaced values shown beside the conclusions that replaced them
+
+
+def level_of(q: Question) -> Level:
+    """The level's budget for this question: the one place a level is chosen."""
+    return LEVELS[q.level]
 
 
 @dataclass
@@ -85,6 +114,7 @@ class Gathered:
     target_card: list[str] = field(default_factory=list)
     explicit: list[model.Conclusion] = field(default_factory=list)
     derived: list[model.Conclusion] = field(default_factory=list)
+    earlier: list[model.Conclusion] = field(default_factory=list)  # replaced by a shown one
     summary: str = ""
     recent: list[model.Message] = field(default_factory=list)
     hits: list[model.Message] = field(default_factory=list)
@@ -102,7 +132,7 @@ async def gather(pool: asyncpg.Pool, embedder: Embedder, q: Question) -> Gathere
     """Everything the answer may draw on. The reads are independent, so they run at once
     (each on its own pooled connection); the query is embedded once, in a thread, and the
     conclusion and message searches start as soon as its vector is there."""
-    level = LEVELS[q.level]
+    level = level_of(q)
     ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
     vector = asyncio.ensure_future(embedder.embed_one(q.query))
     try:
@@ -114,34 +144,48 @@ async def gather(pool: asyncpg.Pool, embedder: Embedder, q: Question) -> Gathere
             memory.peer_card(pool, ws, obs, obs) if obs != tgt else nothing(),
             _conclusions(pool, q, vector, level.prefetch),
             _session_view(pool, ws, q.session_id) if q.session_id else nothing(),
-            # Message search for specifics: only the target's own words, from sessions the
-            # observer shared with them (the global view, observer == target, sees all).
-            search_messages(pool, embedder, Scope(ws, peer_id=tgt), q.query,
-                            view.message_filters(), level.messages, vector=vector))
+            # Every speaker's words, from the sessions the observer was in (the global
+            # view, observer == target, sees all): "what did you recommend me?" is answered
+            # by the other side of the conversation.
+            search_messages(pool, embedder, Scope(ws), q.query, view.message_filters(),
+                            level.messages, vector=vector))
     finally:
         vector.cancel()
     g = Gathered(view, target_card=target_card.entries if target_card else [],
                  observer_card=observer_card.entries if observer_card else [])
-    g.explicit = [r for r in conclusions if r.level == "explicit"][:level.prefetch]
-    g.derived = [r for r in conclusions if r.level != "explicit"][:level.prefetch]
+    valid, g.earlier = conclusions
+    g.explicit = _by_time([r for r in valid if r.level == "explicit"][:level.prefetch])
+    g.derived = _by_time([r for r in valid if r.level != "explicit"][:level.prefetch])
     if session is not None:
         g.summary, g.recent = session
-    g.hits = [h.message for h in hits]
+    g.hits = _by_time([h.message for h in hits])
     return g
 
 
-async def _conclusions(pool: asyncpg.Pool, q: Question, vector: Awaitable[Any],
-                       prefetch: int) -> list[model.Conclusion]:
+Said = TypeVar("Said", model.Conclusion, model.Message)
+
+
+def _by_time(rows: list[Said]) -> list[Said]:
+    """Oldest first: the order in which things were said is what "newer" reads from."""
+    return sorted(rows, key=lambda r: r.created_at)
+
+
+async def _conclusions(pool: asyncpg.Pool, q: Question, vector: Awaitable[Any], prefetch: int
+                       ) -> tuple[list[model.Conclusion], list[model.Conclusion]]:
     """The nearest to the query, and the newest too (a conclusion may not have its vector
-    yet, and recency matters); valid ones only, no duplicates."""
+    yet, and recency matters), valid ones only, no duplicates, nearest first; and the
+    superseded conclusions they replaced, so that a changed fact shows its history."""
     ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
     recent = asyncio.ensure_future(memory.conclusions_recent(pool, ws, obs, tgt, None, prefetch))
     try:
         nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, None, await vector,
                                                     prefetch * 2, 0.0)
-        return list({r.conclusion_id: r for r in (*nearest, *await recent)}.values())
+        valid = list({r.conclusion_id: r for r in (*nearest, *await recent)}.values())
     finally:
         recent.cancel()
+    earlier = await memory.conclusions_replaced_by(
+        pool, ws, obs, tgt, [r.conclusion_id for r in valid], MAX_EARLIER) if valid else []
+    return valid, earlier
 
 
 async def _session_view(pool: asyncpg.Pool, ws: str,
@@ -155,50 +199,103 @@ async def _session_view(pool: asyncpg.Pool, ws: str,
     return (best.content if best else ""), recent
 
 
-def _when(value: datetime) -> str:
-    return f"{value:%Y-%m-%d %H:%M}"
+# -- the prompt -----------------------------------------------------------------------------
+# The local provider reads the first quoted id of the instructions as the subject, so the
+# target's id is the first thing quoted; and it takes instructions that mention summarising
+# for a summary task, so these never do.
 
+def system_prompt(q: Question, *, tools: bool = False, now: datetime | None = None) -> str:
+    tgt, obs = q.target_id, q.observer_id
+    view = ("your own memory of yourself" if obs == tgt else f"what {obs} knows about {tgt}")
+    first_person = (f"In the question, \"I\", \"me\" and \"my\" mean {obs}, and \"you\" "
+                    f"usually means whoever {obs} was talking with.")
+    if obs != tgt:
+        first_person = f"The question is asked by {obs}. " + first_person
+    prompt = f"""You answer questions about the peer '{tgt}' using only {view}: the memory \
+given below (conclusions drawn from conversations, a peer card, session history and message \
+excerpts from every speaker){" and the lookup tools over the same memory" if tools else ""}. \
+{first_person}
 
-def system_prompt(q: Question, *, tools: bool = False) -> str:
-    view = ("your own memory of yourself" if q.observer_id == q.target_id
-            else f"what {q.observer_id} knows about {q.target_id}")
-    prompt = (
-        f"You answer questions about the peer '{q.target_id}' using only {view}, given "
-        "below as conclusions, a peer card, session history and message excerpts. Be concise "
-        "and specific; cite dates when they matter. When sources disagree, say so rather "
-        "than choosing silently. If the context does not contain the answer, say plainly "
-        f"that you don't have that information about {q.target_id}; never invent facts."
-    )
+How to answer:
+- Use only what memory shows; quote names, numbers and dates exactly as found.
+- Time: every conclusion and message shows when it was said. Resolve relative dates \
+("yesterday", "next Friday", "two weeks ago") against the time of the message that used \
+them, not against today, and give the resolved date. Use the current time only for how \
+long ago something was.
+- Advice, recommendations or opinions: first find what {tgt} said they prefer, like, \
+avoid, need or asked for ("always", "never", "I prefer"), and fit the answer to it.
+- Lists and counts ("how many", "all the", "which"): look for every item, not the first \
+few. Merge mentions of the same item (other wording, another date, the same event told \
+twice) into one. Number the unique items, each with its date, and give the count as that \
+number.
+- Changed values: when one thing has had several values (a move, a new job, a rescheduled \
+date), the most recently said one holds. Answer with it, and mention the earlier value and \
+when it changed. A conclusion marked superseded or listed under earlier values is history, \
+not the current state.
+- Contradictions: when two statements conflict and neither is a later update of the other, \
+give both with their dates and say that they conflict instead of choosing one.
+- Derived (deductive, inductive) conclusions are reasoning, not statements: trust them as \
+far as the facts they rest on.
+- Nothing known: if memory has nothing on the question, say in one sentence that you don't \
+have that information about {tgt}. If it has related context but not the detail asked, say \
+what is known and that the detail is not. Never guess or fill gaps with plausible details.
+- Be direct and concise; no preamble, and do not describe how you looked things up."""
     if tools:
-        prompt += (
-            "\n\nIf the context is not enough, look things up with the tools before "
-            "answering: search conclusions and messages with a few different phrasings, "
-            "list every match before counting anything, look for later changes (moved, "
-            "cancelled, rescheduled), and check a derived conclusion's premises before "
-            "relying on it. Answer as soon as you know; do not describe your lookups.")
-    return prompt
+        prompt += """
+
+Lookups: when the context does not settle the question, look things up before answering, \
+several lookups at once when they are independent. search_conclusions finds what is known; \
+search_messages and grep_messages find what was said, by anyone (grep for exact names, \
+numbers, units and for listing every mention); message_context shows the turns around a \
+hit (what was asked, answered or recommended); start/end and messages_by_date narrow to a \
+period; get_premises and get_dependents follow reasoning both ways. For a list or count, \
+search at least three times with different words (the category, its instances, the unit) \
+before counting. For a date or value, also search for a later change ("changed", \
+"moved", "cancelled", "rescheduled", "now"). Answer as soon as you know."""
+    moment = now or datetime.now(UTC)
+    return prompt + f"\n\nCurrent time: {when(moment)} UTC."
+
+
+def _conclusion_tag(r: model.Conclusion, replaced: dict[str, list[str]]) -> str:
+    parts = [f"said {when(r.created_at)}", f"id {r.conclusion_id}"]
+    if r.level != "explicit":
+        parts.insert(0, r.level)
+    if r.conclusion_id in replaced:
+        parts.append("newer value, replaces " + ", ".join(replaced[r.conclusion_id]))
+    if r.invalidated_at is not None:
+        parts.append(f"superseded by newer {r.superseded_by}" if r.superseded_by
+                     else "superseded")
+    return f"- [{'; '.join(parts)}] {r.content}"
 
 
 def context_block(g: Gathered) -> str:
+    replaced: dict[str, list[str]] = {}
+    for old in g.earlier:
+        if old.superseded_by:
+            replaced.setdefault(old.superseded_by, []).append(old.conclusion_id)
     parts: list[str] = []
     if g.target_card:
         parts.append("Peer card:\n" + "\n".join(f"- {e}" for e in g.target_card))
     if g.observer_card:
         parts.append("The asker's own card:\n" + "\n".join(f"- {e}" for e in g.observer_card))
     if g.explicit:
-        parts.append("Conclusions (explicit):\n" + "\n".join(
-            f"- [{_when(r.created_at)}] {r.content}" for r in g.explicit))
+        parts.append("Conclusions (explicit, oldest first):\n" + "\n".join(
+            _conclusion_tag(r, replaced) for r in g.explicit))
+    if g.earlier:
+        parts.append("Earlier values (replaced by a newer conclusion):\n" + "\n".join(
+            _conclusion_tag(r, replaced) for r in g.earlier))
     if g.derived:
-        parts.append("Conclusions (derived):\n" + "\n".join(
-            f"- [{r.level}; id {r.conclusion_id}] {r.content}" for r in g.derived))
+        parts.append("Conclusions (derived, oldest first):\n" + "\n".join(
+            _conclusion_tag(r, replaced) for r in g.derived))
     if g.summary:
         parts.append("Session summary:\n" + g.summary)
     if g.recent:
         parts.append("Recent session messages:\n" + "\n".join(
-            f"[{_when(r.created_at)}] {r.peer_id}: {r.content}" for r in g.recent))
+            f"[{when(r.created_at)}] {r.peer_id}: {r.content}" for r in g.recent))
     if g.hits:
-        parts.append("Relevant message excerpts:\n" + "\n".join(
-            f"[{_when(r.created_at)}] {r.peer_id}: {r.content}" for r in g.hits))
+        parts.append("Relevant message excerpts (every speaker, oldest first):\n" + "\n".join(
+            f"[{when(r.created_at)}; session {r.session_id}; id {r.message_id}] "
+            f"{r.peer_id}: {r.content}" for r in g.hits))
     return "\n\n".join(parts) if parts else "(nothing is known yet)"
 
 
@@ -246,24 +343,21 @@ async def stream_answer(pool: asyncpg.Pool, embedder: Embedder, llm: LLMProvider
 async def llm_answer(llm: LLMProvider, q: Question, g: Gathered, answer: Answer,
                      toolbox: Toolbox) -> AsyncGenerator[str, None]:
     """The provider's answer, streamed as the provider produces it: tool rounds first
-    (from `low` up), whose text is forwarded at once; when a round calls no tool its text was
-    the answer. Usage adds up every call. With a response_format the answer always comes from
-    a last structured call (a reply in the tool rounds is free text), and it is checked to be
-    a JSON object."""
-    level = LEVELS[q.level]
+    (from `low` up), whose text reaches the caller once it is clearly the answer; when a
+    round calls no tool its text was the answer. Usage adds up every call. With a
+    response_format the answer always comes from a last structured call (a reply in the tool
+    rounds is free text), and it is checked to be a JSON object."""
+    # The level decides the budget (and the provider the caller passed in, the model).
+    level = level_of(q)
     outcome = LoopOutcome()
     if level.tool_iterations:
         asked = [Message("system", system_prompt(q, tools=True)),
                  Message("user", user_prompt(q, g))]
-        rounds = tool_loop(llm, asked, toolbox, level.tool_iterations, level.max_tokens,
-                           outcome)
+        rounds = tool_loop(llm, asked, toolbox, level.budget(), outcome)
         try:
             async for piece in rounds:
-                # Forwarded before the round ends, so that a direct answer streams at once.
-                # If the round then calls a tool, what it said ("let me look that up") stays
-                # sent: it cannot be taken back, and holding every round's text until its end
-                # would delay every direct answer to its last token. With a response_format
-                # the client must get the JSON only, so the rounds' text is not forwarded.
+                # With a response_format the client must get the JSON only, so the rounds'
+                # text is not forwarded.
                 if not q.response_format:
                     yield piece
         finally:
@@ -294,7 +388,7 @@ async def llm_answer(llm: LLMProvider, q: Question, g: Gathered, answer: Answer,
 
 async def _json_answer(llm: LLMProvider, messages: list[Message], q: Question,
                        answer: Answer) -> str:
-    done = await llm.complete(messages, max_tokens=LEVELS[q.level].max_tokens,
+    done = await llm.complete(messages, max_tokens=level_of(q).max_tokens,
                               response_schema=q.response_format)
     _add_usage(answer, done.usage.input_tokens, done.usage.output_tokens)
     try:

@@ -2,9 +2,15 @@
 answers, and the bounded loop that lets it.
 
 Every lookup sees what the prefetch sees, no more: valid conclusions the observer holds about
-the target, and the target's own messages in sessions the observer shared with them (all of
-them when a peer asks about itself). Tool arguments are model output, so they are checked,
-limits are capped, and a bad call gets an error text back instead of failing the answer.
+the target (superseded ones only as marked earlier values), and the messages of every speaker
+in the sessions the observer was in (all sessions when a peer asks about itself), each
+labelled with its speaker, session and time. Tool arguments are model output, so they are
+checked, limits are capped, and a bad call gets an error text back instead of failing the
+answer.
+
+The tools follow the original Honcho dialectic's set (semantic memory search, message search
+with and without dates, exact text search, the turns around a message, the reasoning chain
+both ways), written against this store.
 """
 
 from __future__ import annotations
@@ -35,9 +41,16 @@ from honcho_grpc.store import memory
 MAX_TOOL_CHARS = 8000       # one tool result, as the model sees it
 MAX_MESSAGE_CHARS = 2000    # one message quoted in a result
 MAX_QUERY_CHARS = 1000
-MAX_CALLS_PER_TURN = 4      # more in one turn get an error text, not a lookup
+MAX_ID_CHARS = 200
 SEARCH_LIMIT = (10, 40)     # (default, cap)
+TEXT_LIMIT = (20, 50)
 DATE_LIMIT = (20, 50)
+AROUND_LIMIT = (3, 10)      # messages either side of one
+DEPENDENTS_LIMIT = 30
+# A round's text is held back until it is this long: a model announcing its lookups ("Let me
+# search for that.") says less, and a round that ends in tool calls is not the answer. Past
+# it, the text is taken for the answer and streams as it comes.
+HOLD_CHARS = 240
 
 
 @dataclass(frozen=True)
@@ -53,10 +66,21 @@ class Viewpoint:
     def session_list(self) -> list[str] | None:
         return None if self.sessions is None else sorted(self.sessions)
 
-    def message_filters(self) -> dict[str, Any] | None:
-        """The visibility rule in the search filter language (an empty list admits nothing)."""
+    def message_filters(self, start: datetime | None = None,
+                        end: datetime | None = None) -> dict[str, Any] | None:
+        """The visibility rule (and a time range) in the search filter language (an empty
+        session list admits nothing)."""
+        rules: list[dict[str, Any]] = []
         sessions = self.session_list()
-        return None if sessions is None else {"session_id": {"in": sessions}}
+        if sessions is not None:
+            rules.append({"session_id": {"in": sessions}})
+        if start is not None:
+            rules.append({"created_at": {"gte": start.isoformat()}})
+        if end is not None:
+            rules.append({"created_at": {"lt": end.isoformat()}})
+        if not rules:
+            return None
+        return rules[0] if len(rules) == 1 else {"AND": rules}
 
 
 async def viewpoint(pool: asyncpg.Pool, workspace_id: str, observer_id: str,
@@ -72,59 +96,81 @@ class BadArguments(ValueError):
 
 def tool_specs(target_id: str) -> list[ToolSpec]:
     query = {"type": "string", "description": "What to look for, in plain words."}
+    start = {"type": "string", "description": "Earliest date, inclusive: an ISO 8601 date "
+             "or date-time such as 2024-05-01 (UTC unless an offset is given)."}
+    end = {"type": "string", "description": "Latest date, inclusive, as for start."}
+    conclusion = {"type": "string", "description": "A conclusion's id, as shown in [id ...]."}
 
-    def limit(default: int, cap: int) -> dict[str, Any]:
+    def limit(default: int, cap: int, what: str = "results") -> dict[str, Any]:
         return {"type": "integer", "minimum": 1, "maximum": cap,
-                "description": f"How many results (default {default}, at most {cap})."}
+                "description": f"How many {what} (default {default}, at most {cap})."}
+
+    def obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+        return {"type": "object", "required": list(required), "properties": properties}
 
     return [
         ToolSpec("search_conclusions",
                  f"Semantic search over the conclusions known about {target_id} (facts and "
-                 "reasoning drawn from past conversations). Try other phrasings to find more.",
-                 {"type": "object", "required": ["query"],
-                  "properties": {"query": query, "limit": limit(*SEARCH_LIMIT)}}),
+                 "reasoning drawn from past conversations, each with the time it was said). "
+                 "Try other phrasings to find more.",
+                 obj({"query": query, "limit": limit(*SEARCH_LIMIT)}, "query")),
         ToolSpec("search_messages",
-                 f"Keyword and semantic search over {target_id}'s own messages; best for "
-                 "exact words, names, numbers and dates.",
-                 {"type": "object", "required": ["query"],
-                  "properties": {"query": query, "limit": limit(*SEARCH_LIMIT)}}),
+                 "Search by meaning and keywords over the conversations' messages, every "
+                 "speaker's (each hit names its speaker, session, time and id); start/end "
+                 "keep only messages of that period.",
+                 obj({"query": query, "start": start, "end": end,
+                      "limit": limit(*SEARCH_LIMIT)}, "query")),
+        ToolSpec("grep_messages",
+                 "Exact text search over the conversations' messages, every speaker's: the "
+                 "messages containing all the given words (any word form), or the literal "
+                 "text when it has no words (\"$\", \"%\"). Best for names, numbers, units "
+                 "and for listing every mention of something; newest matches shown.",
+                 obj({"text": {"type": "string", "description": "Words or text to find."},
+                      "start": start, "end": end, "limit": limit(*TEXT_LIMIT)}, "text")),
+        ToolSpec("message_context",
+                 "The messages just before and after a message in its conversation: what "
+                 "was asked, answered or recommended around a hit.",
+                 obj({"message_id": {"type": "string",
+                                     "description": "A message id, as shown in [... id ...]."},
+                      "before": limit(*AROUND_LIMIT, "messages before"),
+                      "after": limit(*AROUND_LIMIT, "messages after")}, "message_id")),
         ToolSpec("messages_by_date",
-                 f"{target_id}'s messages sent between two ISO 8601 dates or date-times "
-                 "(both inclusive; either may be left out), oldest first.",
-                 {"type": "object",
-                  "properties": {"start": {"type": "string", "description": "e.g. 2024-05-01"},
-                                 "end": {"type": "string", "description": "e.g. 2024-05-31"},
-                                 "limit": limit(*DATE_LIMIT)}}),
+                 "Every speaker's messages sent between two dates (give start, end or "
+                 "both), oldest first.",
+                 obj({"start": start, "end": end, "limit": limit(*DATE_LIMIT)})),
         ToolSpec("get_premises",
-                 "The premises a derived (deductive, inductive) conclusion was reasoned from "
-                 "and the messages a conclusion was drawn from: check a derived conclusion "
-                 "before relying on it.",
-                 {"type": "object", "required": ["conclusion_id"],
-                  "properties": {"conclusion_id": {"type": "string"}}}),
+                 "What a conclusion rests on: the premises a derived (deductive, inductive) "
+                 "conclusion was reasoned from, with their times, and the messages it was "
+                 "drawn from. Check a derived conclusion before relying on it.",
+                 obj({"conclusion_id": conclusion}, "conclusion_id")),
+        ToolSpec("get_dependents",
+                 "The other direction: the conclusions reasoned from this one (what "
+                 "depends on it, e.g. whether a fact was later updated or contradicted).",
+                 obj({"conclusion_id": conclusion}, "conclusion_id")),
     ]
 
 
 # -- argument checks ------------------------------------------------------------------------
 
-def _text(args: Mapping[str, Any], name: str) -> str:
+def _text(args: Mapping[str, Any], name: str, max_chars: int = MAX_QUERY_CHARS) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not value.strip():
         raise BadArguments(f"'{name}' must be a non-empty string")
-    if len(value) > MAX_QUERY_CHARS:
-        raise BadArguments(f"'{name}' is longer than {MAX_QUERY_CHARS} characters")
+    if len(value) > max_chars:
+        raise BadArguments(f"'{name}' is longer than {max_chars} characters")
     return value.strip()
 
 
-def _limit(args: Mapping[str, Any], bounds: tuple[int, int]) -> int:
+def _limit(args: Mapping[str, Any], bounds: tuple[int, int], name: str = "limit") -> int:
     default, cap = bounds
-    value = args.get("limit", default)
+    value = args.get(name, default)
     if value is None:
         return default
     # JSON has one number type: 5.0 is 5; True is not a number here.
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadArguments(f"'limit' must be an integer from 1 to {cap}")
+        raise BadArguments(f"'{name}' must be an integer from 1 to {cap}")
     return min(max(value, 1), cap)
 
 
@@ -150,25 +196,43 @@ def _moment(args: Mapping[str, Any], name: str, *, end: bool) -> datetime | None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _period(args: Mapping[str, Any], *, required: bool
+            ) -> tuple[datetime | None, datetime | None]:
+    start, end = _moment(args, "start", end=False), _moment(args, "end", end=True)
+    if required and start is None and end is None:
+        raise BadArguments("give 'start', 'end' or both")
+    if start is not None and end is not None and start >= end:
+        raise BadArguments("'start' must be before 'end'")
+    return start, end
+
+
 # -- results as text -------------------------------------------------------------------------
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _when(value: datetime) -> str:
-    return f"{value:%Y-%m-%d %H:%M}"
+def when(value: datetime) -> str:
+    """A time as the model reads it; the weekday helps with "last Friday"."""
+    return f"{value:%Y-%m-%d %a %H:%M}"
 
 
 def conclusion_line(r: model.Conclusion) -> str:
-    state = "; superseded" if r.invalidated_at is not None else ""
-    return (f"- [id {r.conclusion_id}; {r.level}{state}; {_when(r.created_at)}] "
+    state = ""
+    if r.invalidated_at is not None:
+        state = (f"; superseded by newer {r.superseded_by}" if r.superseded_by
+                 else "; superseded")
+    return (f"- [id {r.conclusion_id}; {r.level}; said {when(r.created_at)}{state}] "
             f"{r.content}")
 
 
 def message_line(r: model.Message) -> str:
-    return (f"- [{_when(r.created_at)}; session {r.session_id}] {r.peer_id}: "
-            f"{_clip(r.content, MAX_MESSAGE_CHARS)}")
+    return (f"- [{when(r.created_at)}; session {r.session_id}; id {r.message_id}] "
+            f"{r.peer_id}: {_clip(r.content, MAX_MESSAGE_CHARS)}")
+
+
+def _messages(rows: Sequence[model.Message], none: str) -> str:
+    return "\n".join(map(message_line, rows)) or none
 
 
 # -- the tools -------------------------------------------------------------------------------
@@ -189,8 +253,11 @@ class Toolbox:
     def tools(self) -> dict[str, Tool]:
         return {"search_conclusions": self.search_conclusions,
                 "search_messages": self.search_messages,
+                "grep_messages": self.grep_messages,
+                "message_context": self.message_context,
                 "messages_by_date": self.messages_by_date,
-                "get_premises": self.get_premises}
+                "get_premises": self.get_premises,
+                "get_dependents": self.get_dependents}
 
     async def run(self, call: ToolCall) -> str:
         tool = self.tools().get(call.name)
@@ -201,10 +268,19 @@ class Toolbox:
         except BadArguments as exc:
             return f"error: {exc}"
 
-    def _surface(self, rows: list[model.Conclusion]) -> None:
+    def _surface(self, rows: Sequence[model.Conclusion]) -> None:
         for r in rows:
             if r.invalidated_at is None and r.conclusion_id not in self.surfaced:
                 self.surfaced.append(r.conclusion_id)
+
+    async def _conclusion(self, args: Mapping[str, Any]) -> model.Conclusion:
+        conclusion_id = _text(args, "conclusion_id", MAX_ID_CHARS)
+        v = self.view
+        found = await memory.conclusions_of_pair(self.pool, v.workspace_id, v.observer_id,
+                                                 v.target_id, [conclusion_id])
+        if not found:
+            raise BadArguments(f"no conclusion {conclusion_id!r} is known about {v.target_id}")
+        return found[0]
 
     async def search_conclusions(self, args: Mapping[str, Any]) -> str:
         query, limit = _text(args, "query"), _limit(args, SEARCH_LIMIT)
@@ -217,50 +293,76 @@ class Toolbox:
 
     async def search_messages(self, args: Mapping[str, Any]) -> str:
         query, limit = _text(args, "query"), _limit(args, SEARCH_LIMIT)
+        start, end = _period(args, required=False)
         v = self.view
-        hits = await search_messages(self.pool, self.embedder,
-                                     Scope(v.workspace_id, peer_id=v.target_id), query,
-                                     v.message_filters(), limit)
-        return "\n".join(message_line(h.message) for h in hits) or "No messages match."
+        hits = await search_messages(self.pool, self.embedder, Scope(v.workspace_id), query,
+                                     v.message_filters(start, end), limit)
+        return _messages([h.message for h in hits], "No messages match.")
+
+    async def grep_messages(self, args: Mapping[str, Any]) -> str:
+        text, limit = _text(args, "text"), _limit(args, TEXT_LIMIT)
+        start, end = _period(args, required=False)
+        v = self.view
+        rows, total = await memory.messages_containing(self.pool, v.workspace_id, text,
+                                                       v.session_list(), start, end, limit)
+        if not rows:
+            return f"No messages contain {text!r}."
+        more = (f"\n({total - len(rows)} older matches not shown: narrow the period with "
+                "start/end to see them)" if total > len(rows) else "")
+        count = "1 message contains" if total == 1 else f"{total} messages contain"
+        return (f"{count} {text!r}; oldest first:\n"
+                + _messages(rows, "") + more)
+
+    async def message_context(self, args: Mapping[str, Any]) -> str:
+        message_id = _text(args, "message_id", MAX_ID_CHARS)
+        before = _limit(args, AROUND_LIMIT, "before")
+        after = _limit(args, AROUND_LIMIT, "after")
+        v = self.view
+        rows = await memory.messages_around(self.pool, v.workspace_id, message_id,
+                                            v.session_list(), before, after)
+        if not rows:
+            raise BadArguments(f"no message {message_id!r} is visible here")
+        return _messages(rows, "")
 
     async def messages_by_date(self, args: Mapping[str, Any]) -> str:
-        start = _moment(args, "start", end=False)
-        end = _moment(args, "end", end=True)
+        start, end = _period(args, required=True)
         limit = _limit(args, DATE_LIMIT)
-        if start is None and end is None:
-            raise BadArguments("give 'start', 'end' or both")
-        if start is not None and end is not None and start >= end:
-            raise BadArguments("'start' must be before 'end'")
         v = self.view
         # One more than asked, to say whether the range holds more.
-        rows = await memory.messages_of_peer_between(self.pool, v.workspace_id, v.target_id,
-                                                     v.session_list(), start, end, limit + 1)
+        rows = await memory.messages_between(self.pool, v.workspace_id, v.session_list(),
+                                             start, end, limit + 1)
         if not rows:
             return "No messages in that range."
         more = ("\n(more messages in this range: narrow it to see them)"
                 if len(rows) > limit else "")
-        return "\n".join(map(message_line, rows[:limit])) + more
+        return _messages(rows[:limit], "") + more
 
     async def get_premises(self, args: Mapping[str, Any]) -> str:
-        conclusion_id = _text(args, "conclusion_id")
+        head = await self._conclusion(args)
         v = self.view
-        found = await memory.conclusions_of_pair(self.pool, v.workspace_id, v.observer_id,
-                                                 v.target_id, [conclusion_id])
-        if not found:
-            raise BadArguments(f"no conclusion {conclusion_id!r} is known about {v.target_id}")
-        head = found[0]
-        premises = await memory.conclusions_of_pair(self.pool, v.workspace_id, v.observer_id,
-                                                    v.target_id, list(head.premise_ids))
-        sources = await memory.messages_by_ids(self.pool, v.workspace_id,
-                                               list(head.source_message_ids),
-                                               v.session_list())
+        premises, sources = await asyncio.gather(
+            memory.conclusions_of_pair(self.pool, v.workspace_id, v.observer_id,
+                                       v.target_id, list(head.premise_ids)),
+            memory.messages_by_ids(self.pool, v.workspace_id, list(head.source_message_ids),
+                                   v.session_list()))
         self._surface([head, *premises])
         parts = ["Conclusion:\n" + conclusion_line(head)]
         parts.append("Premises:\n" + ("\n".join(map(conclusion_line, premises))
                                       or "(none: it was not reasoned from other conclusions)"))
         if sources:
-            parts.append("Drawn from messages:\n" + "\n".join(map(message_line, sources)))
+            parts.append("Drawn from messages:\n" + _messages(sources, ""))
         return "\n\n".join(parts)
+
+    async def get_dependents(self, args: Mapping[str, Any]) -> str:
+        head = await self._conclusion(args)
+        v = self.view
+        dependents = await memory.conclusions_resting_on(
+            self.pool, v.workspace_id, v.observer_id, v.target_id, head.conclusion_id,
+            DEPENDENTS_LIMIT)
+        self._surface([head, *dependents])
+        return ("Conclusion:\n" + conclusion_line(head) + "\n\nReasoned from it:\n"
+                + ("\n".join(map(conclusion_line, dependents))
+                   or "(none: no conclusion rests on it)"))
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -291,12 +393,11 @@ class LoopOutcome:
         return "\n\n" if self.tail and not self.tail[-1].isspace() else ""
 
 
-async def run_calls(toolbox: Toolbox, calls: list[ToolCall]) -> list[str]:
-    """Every call gets a result (providers want one per call id); past the per-turn cap, an
+async def run_calls(toolbox: Toolbox, calls: list[ToolCall], cap: int) -> list[str]:
+    """Every call gets a result (providers want one per call id); past the per-round cap, an
     error text instead of a lookup."""
-    ran = await asyncio.gather(*(toolbox.run(c) for c in calls[:MAX_CALLS_PER_TURN]))
-    skipped = [f"error: skipped; at most {MAX_CALLS_PER_TURN} lookups per turn"] * max(
-        0, len(calls) - MAX_CALLS_PER_TURN)
+    ran = await asyncio.gather(*(toolbox.run(c) for c in calls[:cap]))
+    skipped = [f"error: skipped; at most {cap} lookups per turn"] * max(0, len(calls) - cap)
     return [*ran, *skipped]
 
 
@@ -323,36 +424,78 @@ async def stream_reply(llm: LLMProvider, messages: Sequence[Message], reply: Com
         await events.aclose()
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How far one answer's lookups may go: rounds of tool calls, calls per round, and the
+    output tokens of each call."""
+
+    rounds: int
+    calls_per_round: int
+    max_tokens: int
+
+
+async def _held_round(pieces: AsyncGenerator[str, None], reply: Completion,
+                      outcome: LoopOutcome) -> AsyncGenerator[str, None]:
+    """A tool round's text for the caller. There is no kind of delta for "the model thinking
+    aloud", and what was sent cannot be taken back, so the text is held until it is clearly
+    the answer: the round ended without a tool call, or it grew past HOLD_CHARS (a lookup's
+    preamble is a sentence). A round that ends in tool calls with less said is a preamble
+    and is not sent at all (the model still sees it in its own turn)."""
+    held: list[str] = []
+    size = 0
+    lead = outcome.separator()  # after text an earlier round sent
+    released = False
+    async for piece in pieces:
+        if not released:
+            held.append(piece)
+            size += len(piece)
+            if size <= HOLD_CHARS:
+                continue
+            released = True
+            piece = "".join(held)
+        if lead:
+            yield lead
+            lead = ""
+        outcome.tail = piece
+        yield piece
+    if released or reply.tool_calls:
+        return
+    for piece in held:
+        if lead:
+            yield lead
+            lead = ""
+        outcome.tail = piece
+        yield piece
+
+
 async def tool_loop(llm: LLMProvider, messages: list[Message], toolbox: Toolbox,
-                    iterations: int, max_tokens: int,
-                    outcome: LoopOutcome) -> AsyncGenerator[str, None]:
+                    budget: Budget, outcome: LoopOutcome) -> AsyncGenerator[str, None]:
     """Ask with tools offered, run what the model calls, feed the results back; at most
-    `iterations` rounds. Every round is streamed and its text yielded as it arrives, so a
-    round that calls no tool has streamed the answer already (`outcome.answer`), and the
-    rounds end there."""
+    `budget.rounds` rounds. Every round is streamed; its text reaches the caller as
+    `_held_round` decides, so a round that calls no tool has given the answer already
+    (`outcome.answer`), and the rounds end there."""
     specs = tool_specs(toolbox.view.target_id)
     turns = list(messages)
-    for _ in range(iterations):
+    for _ in range(budget.rounds):
         reply = Completion("")
-        pieces = stream_reply(llm, turns, reply, max_tokens=max_tokens, tools=specs,
-                              lead=outcome.separator())
+        pieces = stream_reply(llm, turns, reply, max_tokens=budget.max_tokens, tools=specs)
+        shown = _held_round(pieces, reply, outcome)
         try:
-            async for piece in pieces:
-                outcome.tail = piece
+            async for piece in shown:
                 yield piece
         except StructuredOutputError:
-            # A tool call whose arguments are not JSON: the round's calls are lost with it
-            # (its text was sent already), so no error text can go back to the call. Answer
-            # from what was found so far.
+            # A tool call whose arguments are not JSON: the round's calls are lost with it,
+            # so no error text can go back to the call. Answer from what was found so far.
             break
         finally:
+            await shown.aclose()
             await pieces.aclose()
         outcome.usage.input_tokens += reply.usage.input_tokens
         outcome.usage.output_tokens += reply.usage.output_tokens
         if not reply.tool_calls:
             outcome.answer = reply
             break
-        results = await run_calls(toolbox, reply.tool_calls)
+        results = await run_calls(toolbox, reply.tool_calls, budget.calls_per_round)
         turns.append(Message("assistant", reply.text, tool_calls=tuple(reply.tool_calls)))
         turns += [Message("tool", r, tool_call_id=c.id)
                   for c, r in zip(reply.tool_calls, results, strict=True)]

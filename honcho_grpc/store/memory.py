@@ -175,6 +175,87 @@ async def messages_by_ids(conn: Executor, workspace_id: str, message_ids: list[s
         "ORDER BY m.created_at, m.seq", workspace_id, message_ids, session_ids))
 
 
+async def messages_between(conn: Executor, workspace_id: str, session_ids: list[str] | None,
+                           start: datetime | None, end: datetime | None,
+                           limit: int) -> list[Message]:
+    """Every speaker's messages with start <= created_at < end (either bound open), oldest
+    first, in `session_ids` only unless None."""
+    return every(Message, await conn.fetch(
+        f"SELECT {M_COLUMNS} FROM messages m WHERE m.workspace_id = $1 "
+        "AND ($2::text[] IS NULL OR m.session_id = ANY($2::text[])) "
+        "AND ($3::timestamptz IS NULL OR m.created_at >= $3) "
+        "AND ($4::timestamptz IS NULL OR m.created_at < $4) "
+        "ORDER BY m.created_at, m.session_id, m.seq LIMIT $5",
+        workspace_id, session_ids, start, end, limit))
+
+
+async def messages_containing(conn: Executor, workspace_id: str, text: str,
+                              session_ids: list[str] | None, start: datetime | None,
+                              end: datetime | None, limit: int) -> tuple[list[Message], int]:
+    """Every speaker's messages holding all the words of `text` in any form (the full-text
+    index, stemmed as content is indexed), or, when `text` has no indexable word ("$", "%",
+    stop words only), holding it as a literal substring. The `limit` newest, oldest first,
+    and how many match in all. The substring branch runs only when the first cannot match
+    (a one-time filter), so a word search stays on the GIN index."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    scope = ("m.workspace_id = $1 AND ($3::text[] IS NULL OR m.session_id = ANY($3::text[])) "
+             "AND ($4::timestamptz IS NULL OR m.created_at >= $4) "
+             "AND ($5::timestamptz IS NULL OR m.created_at < $5)")
+    rows = await conn.fetch(
+        f"""
+        SELECT {COLUMNS}, count(*) OVER () AS total FROM (
+            SELECT {M_COLUMNS} FROM messages m
+            WHERE {scope} AND m.search_text @@ plainto_tsquery('english', $2)
+            UNION ALL
+            SELECT {M_COLUMNS} FROM messages m
+            WHERE {scope} AND numnode(plainto_tsquery('english', $2)) = 0
+              AND m.content ILIKE $6
+        ) found ORDER BY created_at DESC, seq DESC LIMIT $7
+        """, workspace_id, text, session_ids, start, end, pattern, limit)
+    total = rows[0]["total"] if rows else 0
+    found = every(Message, [tuple(r)[:-1] for r in rows])
+    return found[::-1], total
+
+
+async def messages_around(conn: Executor, workspace_id: str, message_id: str,
+                          session_ids: list[str] | None, before: int,
+                          after: int) -> list[Message]:
+    """The message and up to `before`/`after` messages either side of it in its session, in
+    order; nothing when it is absent or not in `session_ids` (None: any session)."""
+    return every(Message, await conn.fetch(
+        f"SELECT {M_COLUMNS} FROM messages hit JOIN messages m "
+        "ON m.workspace_id = hit.workspace_id AND m.session_id = hit.session_id "
+        "AND m.seq BETWEEN hit.seq - $4 AND hit.seq + $5 "
+        "WHERE hit.workspace_id = $1 AND hit.message_id = $2 "
+        "AND ($3::text[] IS NULL OR hit.session_id = ANY($3::text[])) ORDER BY m.seq",
+        workspace_id, message_id, session_ids, before, after))
+
+
+async def conclusions_resting_on(conn: Executor, workspace_id: str, observer_id: str,
+                                 observed_id: str, conclusion_id: str,
+                                 limit: int) -> list[Conclusion]:
+    """The pair's conclusions that cite `conclusion_id` as a premise (superseded ones
+    included; the caller marks them), oldest first. Uses the premise_ids GIN index."""
+    return every(Conclusion, await conn.fetch(
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE c.workspace_id = $1 "
+        "AND c.observer_id = $2 AND c.observed_id = $3 AND c.premise_ids @> ARRAY[$4::text] "
+        "ORDER BY c.created_at, c.conclusion_id LIMIT $5",
+        workspace_id, observer_id, observed_id, conclusion_id, limit))
+
+
+async def conclusions_replaced_by(conn: Executor, workspace_id: str, observer_id: str,
+                                  observed_id: str, conclusion_ids: list[str],
+                                  limit: int) -> list[Conclusion]:
+    """The pair's superseded conclusions whose replacement is one of `conclusion_ids`: the
+    earlier values of facts that changed, oldest first."""
+    return every(Conclusion, await conn.fetch(
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE c.workspace_id = $1 "
+        "AND c.observer_id = $2 AND c.observed_id = $3 "
+        "AND c.superseded_by = ANY($4::text[]) "
+        "ORDER BY c.created_at, c.conclusion_id LIMIT $5",
+        workspace_id, observer_id, observed_id, conclusion_ids, limit))
+
+
 # -- what the worker reads to derive -----------------------------------------------------------
 
 async def messages_in_range(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
