@@ -24,6 +24,7 @@ import pytest
 from honcho_grpc.db.pool import Database
 from honcho_grpc.providers.embeddings import build_embedder
 from honcho_grpc.server.app import Running, start
+from tests.clients.test_typescript_client import ensure_node_modules
 from tests.conftest import ROOT, make_settings
 
 READMES = ["README.md", "clients/python/README.md", "clients/typescript/README.md",
@@ -127,6 +128,7 @@ async def run_typescript(code: str) -> None:
     npm = shutil.which("npx")
     if npm is None:
         pytest.skip("node is not on PATH: the TypeScript client tests say the same")
+    await ensure_node_modules()  # the quick start imports the client's sources and tsx
     ts_dir = ROOT / "clients" / "typescript"
     script = ts_dir / "test" / "_readme_quickstart.mts"  # an ES module: top-level await
     script.write_text(code.replace('from "@honcho-grpc/client"', 'from "../src/index.ts"'))
