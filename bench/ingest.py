@@ -186,7 +186,7 @@ def print_runs(runs: list[dict[str, Any]], copy_rate: float, model: float, wait_
 
 
 async def main(total: int, faces: list[str], wait_s: float, repeat: int,
-               with_import: bool) -> dict[str, Any]:
+               with_import: bool, name: str = "ingest") -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     model = model_rate(min(total, 2000))
     with server_process("up") as server:
@@ -202,7 +202,7 @@ async def main(total: int, faces: list[str], wait_s: float, repeat: int,
               "copy_s": [round(c, 3) for c in copies], "model_per_s": round(model),
               "command": "up", "load_before": load_before, "load_after": load_after,
               "server_rss_mb": round(rss)}
-    write_json("ingest", result)
+    write_json(name, result)
     return result
 
 
@@ -215,6 +215,7 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds each run may take to be fully processed")
     p.add_argument("--repeat", type=int, default=3, help="raw COPY runs (their median)")
     p.add_argument("--no-import", action="store_true", help="skip the ImportMessages run")
+    p.add_argument("--name", default="ingest", help="results file name")
     return p
 
 
@@ -222,4 +223,5 @@ if __name__ == "__main__":
     args = parser().parse_args()
     if args.messages % BATCH:
         parser().error(f"--messages must be a multiple of {BATCH}")
-    asyncio.run(main(args.messages, args.face, args.wait, args.repeat, not args.no_import))
+    asyncio.run(main(args.messages, args.face, args.wait, args.repeat, not args.no_import,
+                     args.name))
