@@ -20,6 +20,9 @@ def run_bench(module: str, *args: str) -> dict[str, Any]:
     """`python -m bench.<module> ...` under a results name of its own; its JSON, then gone."""
     name = f"{module}_smoke_{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}  # the local provider
+    # A few messages would otherwise wait 20 s for their conversation to grow before the
+    # worker derives from them (live traffic's batching); here they are taken at once.
+    env.update(QUEUE_BATCH_WAIT_SECONDS="0", QUEUE_POLL_SECONDS="1")
     done = subprocess.run([sys.executable, "-m", f"bench.{module}", *args, "--name", name],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     path: Path = RESULTS / f"{name}.json"
