@@ -35,10 +35,16 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     port: int
     data_dir: Path
+    http_port: int = 0
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the Honcho v3 HTTP face the same process serves."""
+        return f"http://127.0.0.1:{self.http_port}"
 
     def rss_mb(self) -> float:
         """Resident memory of the server process (its embedded Postgres not included)."""
@@ -55,19 +61,20 @@ class ServerProcess:
 
 @contextmanager
 def server_process(command: str = "serve", **env: str) -> Iterator[ServerProcess]:
-    """`honcho-grpc serve` (or `up`: server and worker, as users run it) with a fresh
-    embedded database in a temp dir."""
+    """`honcho-grpc serve` (the server alone) or `up` (server with its embedder and the
+    worker, as users run it) with a fresh embedded database in a temp dir."""
     data = Path(tempfile.mkdtemp(prefix="honcho-bench-"))
-    port = free_port()
-    environ = {**os.environ, "SERVER_PORT": str(port), "DB_DATA_DIR": str(data / "pg"),
-               "APP_LOG_LEVEL": "WARNING", **env}
+    port, http_port = free_port(), free_port()
+    # A port of its own for the HTTP face too: other servers on this machine hold 8000.
+    environ = {**os.environ, "SERVER_PORT": str(port), "HTTP_PORT": str(http_port),
+               "DB_DATA_DIR": str(data / "pg"), "APP_LOG_LEVEL": "WARNING", **env}
     environ.pop("DB_CONNECTION_URI", None)
     os.chmod(data, 0o755)
     proc = subprocess.Popen([sys.executable, "-m", "honcho_grpc.cli", command], env=environ,
                             cwd=ROOT)
     try:
         wait_healthy(f"127.0.0.1:{port}", proc)
-        yield ServerProcess(proc, port, data)
+        yield ServerProcess(proc, port, data, http_port)
     finally:
         proc.terminate()
         proc.wait(30)

@@ -49,6 +49,9 @@ class HttpServer:
 
     def __init__(self, deps: Deps, host: str, port: int) -> None:
         self.sock = socket.create_server((host, port), reuse_port=False)
+        # Accepted connections inherit it: uvicorn writes a response's head and body
+        # separately, and with Nagle on the body waited for the client's delayed ACK (40 ms).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port: int = self.sock.getsockname()[1]
         config = uvicorn.Config(build_app(deps), log_level="warning", lifespan="off",
                                 access_log=False)
