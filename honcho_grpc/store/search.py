@@ -30,6 +30,7 @@ class Candidate(NamedTuple):
 
     message_id: str
     session_id: str
+    peer_id: str
     seq: int
     terms: str  # its search_text as text: 'lexeme':positions ...
     length: int  # lexemes in it
@@ -206,7 +207,7 @@ async def score_candidates(conn: Conn, scope: Scope, filters: Json | None,
         -- The found messages and their neighbours in the session (by the unique key).
         keys AS (SELECT DISTINCT f.session_id, f.seq + d.d AS seq
                  FROM found f, (VALUES (-1), (0), (1)) AS d(d))
-        SELECT m.message_id, m.session_id, m.seq, m.search_text::text AS terms,
+        SELECT m.message_id, m.session_id, m.peer_id, m.seq, m.search_text::text AS terms,
                length(m.search_text) AS length,
                1 - (e.embedding <=> {q}::halfvec) AS cosine, {in_window} AS in_window
         FROM keys k JOIN messages m ON m.workspace_id = {ws}
