@@ -20,6 +20,7 @@ from honcho_grpc.store.queue import EMBED_CHANNEL
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 600
+DRAINERS = 2  # batches in flight: one in the model, one being written
 
 
 def embedding_text(peer_id: str, content: str) -> str:
@@ -76,18 +77,24 @@ class EmbeddingBacklog:
         return await backlog.pending_count(self.pool)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Drain until `stop` is set; wake on NOTIFY, poll as a safety net."""
+        """Drain until `stop` is set; wake on NOTIFY, poll as a safety net. DRAINERS loops
+        drain at once (rows are claimed with SKIP LOCKED): while one waits for the model,
+        another writes its batch to PostgreSQL, so neither the model nor the index inserts
+        wait for the other."""
         def on_notify(*_: object) -> None:
             self.wake.set()
 
         async with backlog.listening(self.pool, EMBED_CHANNEL, on_notify):
-            while not stop.is_set():
-                try:
-                    while not stop.is_set() and await self.drain_once():
-                        pass
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                        HonchoError) as exc:  # HonchoError: SERVER_BUSY, the pool is full
-                    log.warning("embedding backlog: %s", type(exc).__name__)
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+            await asyncio.gather(*(self._drain_loop(stop) for _ in range(DRAINERS)))
+
+    async def _drain_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                while not stop.is_set() and await self.drain_once():
+                    pass
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    HonchoError) as exc:  # HonchoError: SERVER_BUSY, the pool is full
+                log.warning("embedding backlog: %s", type(exc).__name__)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.poll_seconds)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NamedTuple
 
 import asyncpg
+from pgvector import HalfVector
 
 from honcho_grpc.model import Vector
 from honcho_grpc.store import Conn, Executor, search_stats
@@ -27,7 +28,11 @@ class Pending(NamedTuple):
 
 async def claim_due(conn: Conn, limit: int) -> list[Pending]:
     """Up to `limit` due rows, locked for this transaction; rows another drainer holds are
-    skipped."""
+    skipped. The transaction then commits without waiting for its WAL to reach the disk:
+    a batch lost in a crash loses its vectors and the removal of its backlog rows together
+    (one transaction), so it is embedded again; waiting for the flush at every batch took
+    the drainer's time, not the database's CPU."""
+    await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
     rows = await conn.fetch(
         """
         SELECT b.workspace_id, b.message_id, b.attempts, m.session_id, m.peer_id, m.content
@@ -43,14 +48,23 @@ async def claim_due(conn: Conn, limit: int) -> list[Pending]:
 
 async def store_embeddings(conn: Conn, items: list[Pending], model: str,
                            vectors: Sequence[Vector]) -> None:
-    """The messages' vectors (replacing older ones), counted in the search statistics."""
-    await conn.executemany(
-        "INSERT INTO message_embeddings (workspace_id, message_id, session_id, "
-        "peer_id, model, embedding) VALUES ($1, $2, $3, $4, $5, $6) "
+    """The messages' vectors (replacing older ones), counted in the search statistics. One
+    statement for the batch, not one per row: a statement per message cost about as much as
+    the rows' own heap and key inserts (2,000 rows without the HNSW index: 0.49 s row by
+    row, 0.26 s as one statement a batch). The HNSW inserts remain the bulk of the cost
+    (~0.7 ms of PostgreSQL CPU a message at 10k vectors). Vectors are stored in half
+    precision (migration 0011)."""
+    await conn.execute(
+        "INSERT INTO message_embeddings (workspace_id, message_id, session_id, peer_id, "
+        "model, embedding) SELECT u.ws, u.id, u.s, u.p, $5, u.v "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::halfvec[]) "
+        "AS u(ws, id, s, p, v) "
         "ON CONFLICT (workspace_id, message_id) "
         "DO UPDATE SET embedding = EXCLUDED.embedding, model = EXCLUDED.model",
-        [(p.workspace_id, p.message_id, p.session_id, p.peer_id, model, v)
-         for p, v in zip(items, vectors, strict=True)],
+        [p.workspace_id for p in items], [p.message_id for p in items],
+        [p.session_id for p in items], [p.peer_id for p in items], model,
+        # Wrapped: asyncpg would take a bare array for a list of numbers, not one vector.
+        [HalfVector(v) for v in vectors],
     )
     await search_stats.add_messages(conn, [p.workspace_id for p in items],
                                     [p.message_id for p in items])

@@ -43,7 +43,11 @@ async def reset_embeddings(conn: Conn, dims: int) -> None:
         await conn.execute("UPDATE conclusions SET embedding = NULL, model = NULL "
                            "WHERE embedding IS NOT NULL")
         for table, column in EMBEDDING_COLUMNS:
-            await conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE vector({dims:d})")
+            # Each column keeps its type (messages' vectors are halfvec, conclusions' vector).
+            kind = await conn.fetchval(
+                "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = $1::regclass AND a.attname = $2", table, column)
+            await conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {kind}({dims:d})")
         await conn.execute(
             "INSERT INTO embedding_backlog (workspace_id, message_id) "
             "SELECT workspace_id, message_id FROM messages ON CONFLICT DO NOTHING"

@@ -30,6 +30,7 @@ class Candidate(NamedTuple):
 
     message_id: str
     session_id: str
+    peer_id: str
     seq: int
     terms: str  # its search_text as text: 'lexeme':positions ...
     length: int  # lexemes in it
@@ -168,7 +169,7 @@ def vector_candidates_sql(scope: Scope, filters: Json | None, vector: str,
     join = ("JOIN messages m ON m.workspace_id = e.workspace_id AND m.message_id = e.message_id"
             if filters else "")
     where = scope_sql(scope, filters, params, alias="e")
-    distance = f"e.embedding <=> {vector}::vector"
+    distance = f"e.embedding <=> {vector}::halfvec"
     if exact:
         distance = f"({distance}) + 0"  # not the index's ordering: the rows are sorted
     return (f"SELECT e.message_id FROM message_embeddings e {join} "
@@ -206,9 +207,9 @@ async def score_candidates(conn: Conn, scope: Scope, filters: Json | None,
         -- The found messages and their neighbours in the session (by the unique key).
         keys AS (SELECT DISTINCT f.session_id, f.seq + d.d AS seq
                  FROM found f, (VALUES (-1), (0), (1)) AS d(d))
-        SELECT m.message_id, m.session_id, m.seq, m.search_text::text AS terms,
+        SELECT m.message_id, m.session_id, m.peer_id, m.seq, m.search_text::text AS terms,
                length(m.search_text) AS length,
-               1 - (e.embedding <=> {q}::vector) AS cosine, {in_window} AS in_window
+               1 - (e.embedding <=> {q}::halfvec) AS cosine, {in_window} AS in_window
         FROM keys k JOIN messages m ON m.workspace_id = {ws}
           AND m.session_id = k.session_id AND m.seq = k.seq
         LEFT JOIN message_embeddings e ON e.workspace_id = {ws} AND e.message_id = m.message_id

@@ -20,6 +20,19 @@ async def columns_sized(dsn: str) -> set[int]:
         await conn.close()
 
 
+async def column_types(dsn: str) -> dict[str, str]:
+    """Each vector column's type: messages' vectors are stored in half precision (their
+    HNSW index is half the size; migration 0011), conclusions' in full."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {table: await conn.fetchval(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = $1::regclass AND attname = $2", table, column)
+            for table, column in schema.EMBEDDING_COLUMNS}
+    finally:
+        await conn.close()
+
+
 async def test_vector_size_changes_only_over_an_explicit_reset(
         own_postgres: tuple[PostgresProcess, str]) -> None:
     _, dsn = own_postgres
@@ -43,3 +56,5 @@ async def test_vector_size_changes_only_over_an_explicit_reset(
     db = await open_database(make_settings(dsn, embedding={"dimensions": 4}))
     await db.close()
     assert await columns_sized(dsn) == {4}
+    assert await column_types(dsn) == {"message_embeddings": "halfvec(4)",
+                                       "conclusions": "vector(4)"}  # kept over the reset

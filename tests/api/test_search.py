@@ -151,3 +151,20 @@ async def test_the_turn_next_to_a_match_is_lifted(stubs: Stubs, db: Database, ws
     assert [h.message.content for h in r.hits[:2]] == [turns[0][1], turns[1][1]]
     assert r.hits[1].score >= 0.8 * r.hits[0].score - 1e-9
     assert all(h.score < r.hits[1].score for h in r.hits[2:])
+
+
+async def test_a_named_speaker_s_own_words_come_first(stubs: Stubs, db: Database,
+                                                      ws: str) -> None:
+    """A question about someone is answered by their own words: James's question and Anna's
+    answer match the query's words equally (BM25 ties), and naming Anna puts hers first by
+    the speaker's bonus. In separate sessions: neither lifts the other as its neighbour."""
+    for session, (peer, text) in enumerate([("James", "Anna, do you like cooking?"),
+                                            ("Anna", "I bake bread on Sundays")]):
+        await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id=f"s{session}",
+            messages=[message_pb2.MessageInput(peer_id=peer, content=text)]))
+    await text_only(db, ws)
+    r = await stubs.search.SearchMessages(search_pb2.SearchMessagesRequest(
+        workspace_id=ws, query="What does Anna like to bake?", limit=2))
+    assert [h.message.peer_id for h in r.hits] == ["Anna", "James"]
+    assert r.hits[0].score - r.hits[1].score > 0.1
