@@ -79,10 +79,10 @@ async def synthetic_vectors(dsn: str, ws: str) -> None:
             "model, embedding) SELECT m.workspace_id, m.message_id, m.session_id, m.peer_id, "
             "'synthetic', "
             "l2_normalize((SELECT array_agg(random() - 0.5) FROM generate_series(1, 384) "
-            "WHERE m.seq > 0)::vector) FROM messages m WHERE m.workspace_id = $1 "
+            "WHERE m.seq > 0)::halfvec) FROM messages m WHERE m.workspace_id = $1 "
             "ON CONFLICT DO NOTHING", ws)
         await conn.execute("CREATE INDEX message_embeddings_hnsw ON message_embeddings "
-                           "USING hnsw (embedding vector_cosine_ops)")
+                           "USING hnsw (embedding halfvec_cosine_ops)")
         await conn.execute("DELETE FROM embedding_backlog WHERE workspace_id = $1", ws)
     finally:
         await conn.close()
