@@ -55,6 +55,24 @@ class Session(NamedTuple):
     created_at: datetime
 
 
+class Scope(NamedTuple):
+    """A named set of a workspace's sessions: reads made through it see only those sessions."""
+
+    workspace_id: str
+    scope_id: str
+    metadata: Json
+    created_at: datetime
+
+
+class ScopeMember(NamedTuple):
+    """A session's membership of a scope: when it joined, and how many explicit conclusions
+    drawn in it the scope's reads now see."""
+
+    session_id: str
+    added_at: datetime
+    conclusions: int
+
+
 class SessionPeer(NamedTuple):
     """A peer's membership of a session. None settings inherit (observe_me from the peer's
     configuration, observe_others false)."""

@@ -9,11 +9,12 @@ from them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 import asyncpg
 import grpc
 
+from honcho_grpc.domain import scopes
 from honcho_grpc.domain.idempotent import R, Retry, run_write
 from honcho_grpc.domain.message_events import announce_created
 from honcho_grpc.domain.transactions import connection, transaction
@@ -47,13 +48,16 @@ async def require(db: Executor, workspace_id: str, session_id: str) -> Session:
 
 async def get_or_create(pool: asyncpg.Pool, settings: Settings, workspace_id: str,
                         session_id: str, metadata: Json, configuration: Json,
-                        peers: PeerSettings) -> tuple[Session, bool]:
-    """Creates the workspace and the named peers too when missing; the peers join."""
+                        peers: PeerSettings, scope_ids: Sequence[str] = ()
+                        ) -> tuple[Session, bool]:
+    """Creates the workspace and the named peers too when missing; the peers join; the
+    session joins `scope_ids` (created when missing). All of it or nothing."""
     async with transaction(pool) as conn:
         found, created = await sessions.get_or_create_session(conn, workspace_id, session_id,
                                                               metadata, configuration)
         await members.add_peers(conn, workspace_id, session_id, peers)
         await check_observers(conn, settings, workspace_id, session_id)
+        await scopes.join(conn, workspace_id, session_id, scope_ids)
     return found, created
 
 

@@ -9,8 +9,11 @@ changes go through Update*, with a FieldMask); the HTTP face answers as Honcho d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
+from honcho_grpc.domain import scopes
 from honcho_grpc.domain.sessions import check_observers
 from honcho_grpc.domain.transactions import transaction
 from honcho_grpc.model import Json, Peer, PeerSettings, Session, Workspace
@@ -45,9 +48,11 @@ async def peer(pool: asyncpg.Pool, workspace_id: str, peer_id: str,
 
 
 async def session(pool: asyncpg.Pool, settings: Settings, workspace_id: str, session_id: str,
-                  changes: Json, joining: PeerSettings) -> tuple[Session, bool]:
+                  changes: Json, joining: PeerSettings,
+                  scope_ids: Sequence[str] = ()) -> tuple[Session, bool]:
     """Creates the workspace and the named peers too when missing; the peers join (the
-    observer limit holds, as for AddPeers)."""
+    observer limit holds, as for AddPeers); the session joins `scope_ids` (created when
+    missing). All of it or nothing."""
     async with transaction(pool) as conn:
         found, created = await sessions.get_or_create_session(conn, workspace_id, session_id,
                                                               *_initial(changes))
@@ -56,4 +61,5 @@ async def session(pool: asyncpg.Pool, settings: Settings, workspace_id: str, ses
                                                   changes) or found
         await members.add_peers(conn, workspace_id, session_id, joining)
         await check_observers(conn, settings, workspace_id, session_id)
+        await scopes.join(conn, workspace_id, session_id, scope_ids)
     return found, created

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -129,6 +129,23 @@ PEER_FILTERS: FilterSchema = MappingProxyType(peer_filters("p"))
 SESSION_FILTERS: FilterSchema = MappingProxyType(session_filters("s"))
 MESSAGE_FILTERS: FilterSchema = MappingProxyType(message_filters("m"))
 CONCLUSION_FILTERS: FilterSchema = MappingProxyType(conclusion_filters("c"))
+
+
+def session_boundary(column: str, placeholder: str) -> str:
+    """The visibility boundary of a scoped read (a scope's sessions, a session allowlist):
+    `column` is one of the sessions bound at `placeholder` (a text[]; an empty one admits
+    nothing). Every read that takes a boundary compiles it here, or as the `session_id`
+    `in` rule of a filter (`boundary_filter`), which compiles to the same test."""
+    return f"{column} = ANY({placeholder}::text[])"
+
+
+def boundary_filter(filters: Mapping[str, Any] | None,
+                    sessions: Sequence[str] | None) -> Mapping[str, Any] | None:
+    """`filters` narrowed to `sessions` (None: no boundary, `filters` as they are)."""
+    if sessions is None:
+        return filters
+    rule = {"session_id": {"in": list(sessions)}}
+    return {"AND": [filters, rule]} if filters else rule
 
 
 def compile_filter(filters: Mapping[str, Any] | None, schema: FilterSchema, params: Params,

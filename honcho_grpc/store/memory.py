@@ -4,6 +4,7 @@ the dialectic's tools look up."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -11,6 +12,7 @@ import numpy as np
 
 from honcho_grpc.model import Conclusion, Message, PeerCard, Summary
 from honcho_grpc.store import Conn, Executor
+from honcho_grpc.store import filters as f
 from honcho_grpc.store.conclusions import C_COLUMNS
 from honcho_grpc.store.messages import COLUMNS, M_COLUMNS
 from honcho_grpc.store.rows import columns, every, one
@@ -67,39 +69,55 @@ async def set_peer_card(conn: Conn, workspace_id: str, observer_id: str, observe
     return PeerCard(*row)
 
 
-def _pair(session_id: str | None) -> str:
+# A read's sessions: one session (its id), a boundary (a scope's sessions, an allowlist; an
+# empty one admits nothing), or None for all.
+Sessions = str | Sequence[str] | None
+
+
+def _sessions(sessions: Sessions) -> list[str] | None:
+    if isinstance(sessions, str):
+        return [sessions] if sessions else None
+    return None if sessions is None else list(sessions)
+
+
+def _pair(sessions: list[str] | None) -> str:
     base = ("c.workspace_id = $1 AND c.observer_id = $2 AND c.observed_id = $3 "
             "AND c.invalidated_at IS NULL")
     # Derived levels span sessions, so a session restriction serves explicit ones only.
-    return base + (" AND c.session_id = $4 AND c.level = 'explicit'" if session_id else "")
+    if sessions is None:
+        return base
+    return f"{base} AND {f.session_boundary('c.session_id', '$4')} AND c.level = 'explicit'"
 
 
 async def conclusions_recent(conn: Executor, workspace_id: str, observer_id: str,
-                             observed_id: str, session_id: str | None,
+                             observed_id: str, session_id: Sessions,
                              limit: int) -> list[Conclusion]:
-    args = [workspace_id, observer_id, observed_id] + ([session_id] if session_id else [])
+    ids = _sessions(session_id)
+    args = [workspace_id, observer_id, observed_id] + ([ids] if ids is not None else [])
     return every(Conclusion, await conn.fetch(
-        f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(session_id)} "
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(ids)} "
         f"ORDER BY c.created_at DESC, c.conclusion_id DESC LIMIT {int(limit)}", *args))
 
 
 async def conclusions_reinforced(conn: Executor, workspace_id: str, observer_id: str,
-                                 observed_id: str, session_id: str | None,
+                                 observed_id: str, session_id: Sessions,
                                  limit: int) -> list[Conclusion]:
-    args = [workspace_id, observer_id, observed_id] + ([session_id] if session_id else [])
+    ids = _sessions(session_id)
+    args = [workspace_id, observer_id, observed_id] + ([ids] if ids is not None else [])
     return every(Conclusion, await conn.fetch(
-        f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(session_id)} "
+        f"SELECT {C_COLUMNS} FROM conclusions c WHERE {_pair(ids)} "
         f"AND c.times_derived > 1 ORDER BY c.times_derived DESC, c.created_at DESC "
         f"LIMIT {int(limit)}", *args))
 
 
 async def conclusions_semantic(conn: Executor, workspace_id: str, observer_id: str,
-                               observed_id: str, session_id: str | None, vector: np.ndarray,
+                               observed_id: str, session_id: Sessions, vector: np.ndarray,
                                limit: int, max_distance: float) -> list[Conclusion]:
     args: list[object] = [workspace_id, observer_id, observed_id]
-    where = _pair(session_id)
-    if session_id:
-        args.append(session_id)
+    ids = _sessions(session_id)
+    where = _pair(ids)
+    if ids is not None:
+        args.append(ids)
     args.append(vector)
     q = f"${len(args)}::vector"
     if max_distance > 0:

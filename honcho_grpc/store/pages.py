@@ -163,7 +163,8 @@ async def keyset_page(
     `cls` (`select` names its columns in order: rows.columns).
 
     `order` names columns as they appear in the rows (`r[name]` must be the sort key) and as
-    SQL (`alias.name`), e.g. `("p.created_at", "p.peer_id")`.
+    SQL (`alias.name`), e.g. `("p.created_at", "p.peer_id")`. A sort key that is not a field
+    of `cls` is selected after its fields.
     """
     key_sql = ", ".join(order)
     clauses = [where]
@@ -195,4 +196,9 @@ async def keyset_page(
         rows = rows[:page_size]
         last = rows[-1]
         next_token = encode_token([last[col.split(".")[-1]] for col in order], bound_to)
+    width = len(cls._fields)
+    if rows and len(rows[0]) > width:
+        # The sort key is not one of the value's fields (a membership's age): selected after
+        # them, read for the token above, left out of the values.
+        rows = [tuple(r)[:width] for r in rows]
     return Page(every(cls, rows), next_token)
