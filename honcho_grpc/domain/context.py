@@ -39,9 +39,11 @@ def pick_summary(found: dict[str, Summary], budget: int) -> Summary | None:
 
 async def _representation(pool: asyncpg.Pool, embedder: Embedder,
                           q: RepresentationQuery) -> tuple[str, list[str]]:
+    # The card is built from every session: a scoped read leaves it out.
     conclusions, card = await all_of(
         select_conclusions(pool, embedder, q),
-        memory.peer_card(pool, q.workspace_id, q.observer_id, q.observed_id))
+        memory.peer_card(pool, q.workspace_id, q.observer_id, q.observed_id)
+        if q.sessions is None else nothing())
     return render(conclusions), card.entries if card else []
 
 

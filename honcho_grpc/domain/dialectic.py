@@ -105,6 +105,9 @@ class Question:
     session_id: str | None = None
     level: str = "low"
     response_format: dict[str, Any] | None = None
+    # A scoped question (domain/scopes.py): only these sessions' messages and the explicit
+    # conclusions drawn in them; no peer cards (they are built from every session).
+    sessions: frozenset[str] | None = None
 
 
 @dataclass
@@ -138,11 +141,12 @@ async def gather(pool: asyncpg.Pool, embedder: Embedder, q: Question) -> Gathere
     try:
         # Who may see what, first (one read, none when a peer asks about itself): message
         # search is filtered by it rather than after it, so it returns its full count.
-        view = await viewpoint(pool, ws, obs, tgt)
+        view = await viewpoint(pool, ws, obs, tgt, q.sessions)
+        cards = q.sessions is None
         target_card, observer_card, conclusions, session, hits = await all_of(
-            memory.peer_card(pool, ws, obs, tgt),
-            memory.peer_card(pool, ws, obs, obs) if obs != tgt else nothing(),
-            _conclusions(pool, q, vector, level.prefetch),
+            memory.peer_card(pool, ws, obs, tgt) if cards else nothing(),
+            memory.peer_card(pool, ws, obs, obs) if cards and obs != tgt else nothing(),
+            _conclusions(pool, q, view, vector, level.prefetch),
             _session_view(pool, ws, q.session_id) if q.session_id else nothing(),
             # Every speaker's words, from the sessions the observer was in (the global
             # view, observer == target, sees all): "what did you recommend me?" is answered
@@ -170,22 +174,26 @@ def _by_time(rows: list[Said]) -> list[Said]:
     return sorted(rows, key=lambda r: r.created_at)
 
 
-async def _conclusions(pool: asyncpg.Pool, q: Question, vector: Awaitable[Any], prefetch: int
+async def _conclusions(pool: asyncpg.Pool, q: Question, view: Viewpoint,
+                       vector: Awaitable[Any], prefetch: int
                        ) -> tuple[list[model.Conclusion], list[model.Conclusion]]:
     """The nearest to the query, and the newest too (a conclusion may not have its vector
     yet, and recency matters), valid ones only, no duplicates, nearest first; and the
-    superseded conclusions they replaced, so that a changed fact shows its history."""
+    superseded conclusions they replaced, so that a changed fact shows its history. Inside
+    the view's boundary only, when it has one."""
     ws, obs, tgt = q.workspace_id, q.observer_id, q.target_id
-    recent = asyncio.ensure_future(memory.conclusions_recent(pool, ws, obs, tgt, None, prefetch))
+    within = view.conclusion_sessions()
+    recent = asyncio.ensure_future(memory.conclusions_recent(pool, ws, obs, tgt, within,
+                                                             prefetch))
     try:
-        nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, None, await vector,
+        nearest = await memory.conclusions_semantic(pool, ws, obs, tgt, within, await vector,
                                                     prefetch * 2, 0.0)
         valid = list({r.conclusion_id: r for r in (*nearest, *await recent)}.values())
     finally:
         recent.cancel()
     earlier = await memory.conclusions_replaced_by(
         pool, ws, obs, tgt, [r.conclusion_id for r in valid], MAX_EARLIER) if valid else []
-    return valid, earlier
+    return valid, [r for r in earlier if view.admits(r)]
 
 
 async def _session_view(pool: asyncpg.Pool, ws: str,

@@ -56,15 +56,27 @@ HOLD_CHARS = 240
 @dataclass(frozen=True)
 class Viewpoint:
     """Who asks about whom, and which sessions' messages they may see (None: all of them,
-    when a peer asks about itself)."""
+    when a peer asks about itself). `boundary`: the sessions a scoped question is confined
+    to (domain/scopes.py; None: none), which `sessions` is already narrowed to; conclusions
+    are then the explicit ones drawn in them."""
 
     workspace_id: str
     observer_id: str
     target_id: str
     sessions: frozenset[str] | None
+    boundary: frozenset[str] | None = None
 
     def session_list(self) -> list[str] | None:
         return None if self.sessions is None else sorted(self.sessions)
+
+    def conclusion_sessions(self) -> list[str] | None:
+        """The sessions conclusion reads are confined to (store/memory.py's boundary)."""
+        return None if self.boundary is None else sorted(self.boundary)
+
+    def admits(self, c: model.Conclusion) -> bool:
+        """Whether a conclusion looked up by id is inside the boundary."""
+        return self.boundary is None or (c.level == "explicit"
+                                         and c.session_id in self.boundary)
 
     def message_filters(self, start: datetime | None = None,
                         end: datetime | None = None) -> dict[str, Any] | None:
@@ -84,10 +96,12 @@ class Viewpoint:
 
 
 async def viewpoint(pool: asyncpg.Pool, workspace_id: str, observer_id: str,
-                    target_id: str) -> Viewpoint:
+                    target_id: str, boundary: frozenset[str] | None = None) -> Viewpoint:
     sessions = None if observer_id == target_id else frozenset(
         await memory.sessions_of_peer(pool, workspace_id, observer_id))
-    return Viewpoint(workspace_id, observer_id, target_id, sessions)
+    if boundary is not None:
+        sessions = boundary if sessions is None else sessions & boundary
+    return Viewpoint(workspace_id, observer_id, target_id, sessions, boundary)
 
 
 class BadArguments(ValueError):
@@ -278,6 +292,7 @@ class Toolbox:
         v = self.view
         found = await memory.conclusions_of_pair(self.pool, v.workspace_id, v.observer_id,
                                                  v.target_id, [conclusion_id])
+        found = [c for c in found if v.admits(c)]
         if not found:
             raise BadArguments(f"no conclusion {conclusion_id!r} is known about {v.target_id}")
         return found[0]
@@ -287,7 +302,8 @@ class Toolbox:
         v = self.view
         vector = await self.embedder.embed_one(query)
         rows = await memory.conclusions_semantic(self.pool, v.workspace_id, v.observer_id,
-                                                 v.target_id, None, vector, limit, 0.0)
+                                                 v.target_id, v.conclusion_sessions(), vector,
+                                                 limit, 0.0)
         self._surface(rows)
         return "\n".join(map(conclusion_line, rows)) or "No conclusions match."
 
@@ -345,6 +361,7 @@ class Toolbox:
                                        v.target_id, list(head.premise_ids)),
             memory.messages_by_ids(self.pool, v.workspace_id, list(head.source_message_ids),
                                    v.session_list()))
+        premises = [c for c in premises if v.admits(c)]
         self._surface([head, *premises])
         parts = ["Conclusion:\n" + conclusion_line(head)]
         parts.append("Premises:\n" + ("\n".join(map(conclusion_line, premises))
@@ -359,6 +376,7 @@ class Toolbox:
         dependents = await memory.conclusions_resting_on(
             self.pool, v.workspace_id, v.observer_id, v.target_id, head.conclusion_id,
             DEPENDENTS_LIMIT)
+        dependents = [c for c in dependents if v.admits(c)]
         self._surface([head, *dependents])
         return ("Conclusion:\n" + conclusion_line(head) + "\n\nReasoned from it:\n"
                 + ("\n".join(map(conclusion_line, dependents))

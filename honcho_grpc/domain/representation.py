@@ -29,6 +29,12 @@ class RepresentationQuery:
     search_max_distance: float = 0.0
     include_most_frequent: bool = False
     max_conclusions: int = DEFAULT_MAX
+    # A scoped read (domain/scopes.py): explicit conclusions drawn in these sessions only.
+    sessions: frozenset[str] | None = None
+
+    def within(self) -> str | list[str] | None:
+        """What conclusion reads are confined to: the boundary, else the one session."""
+        return sorted(self.sessions) if self.sessions is not None else self.session_id
 
 
 async def select_conclusions(pool: asyncpg.Pool, embedder: Embedder,
@@ -46,7 +52,7 @@ async def select_conclusions(pool: asyncpg.Pool, embedder: Embedder,
                 picked[c.conclusion_id] = c
                 limit -= 1
 
-    pair = (q.workspace_id, q.observer_id, q.observed_id, q.session_id)
+    pair = (q.workspace_id, q.observer_id, q.observed_id, q.within())
     semantic_k = q.search_top_k or max(1, total // 3)
     frequent_k = max(1, total // 3 if q.search_query else total // 2)
 

@@ -28,6 +28,7 @@ MAX_SESSIONS_PER_ADD = 100     # sessions one AddSessions names
 MAX_SCOPES_PER_READ = 100      # scopes one read (or one session's creation) names
 MAX_ALLOWLIST = 1000           # sessions one allowlist names
 RESERVED_PREFIX = "scope."     # Honcho stores scopes as peers so named; ids never carry it
+MAX_SCOPE_ID_CHARS = 512 - len(RESERVED_PREFIX)
 
 # The sessions a read may see: None for no boundary; an empty set admits nothing.
 Boundary = frozenset[str] | None

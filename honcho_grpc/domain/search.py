@@ -30,6 +30,7 @@ from honcho_grpc.domain.transactions import transaction
 from honcho_grpc.model import Json, Message, Vector
 from honcho_grpc.providers import lexemes as lexeme_words
 from honcho_grpc.providers.embeddings import Embedder
+from honcho_grpc.store import filters as store_filters
 from honcho_grpc.store import search as store
 from honcho_grpc.store.search import Candidate, QueryLexeme, Scope
 
@@ -119,8 +120,12 @@ def favour_named_speakers(scored: list[Candidate], scores: dict[str, float],
 
 async def search_messages(pool: asyncpg.Pool, embedder: Embedder, scope: Scope, query: str,
                           filters: Json | None, limit: int, *,
-                          vector: Vector | Awaitable[Vector] | None = None) -> list[Hit]:
-    """`vector`: the query's embedding when the caller already has it (or a future of it)."""
+                          vector: Vector | Awaitable[Vector] | None = None,
+                          boundary: frozenset[str] | None = None) -> list[Hit]:
+    """`vector`: the query's embedding when the caller already has it (or a future of it).
+    `boundary`: only these sessions' messages (a scope's, domain/scopes.py; None: any)."""
+    filters = store_filters.boundary_filter(filters, None if boundary is None
+                                            else sorted(boundary))
     n = max(CANDIDATES, limit * 4)
     # The query is embedded (in a thread) while the text arm runs in the database.
     embedding = asyncio.ensure_future(embedder.embed_one(query) if vector is None

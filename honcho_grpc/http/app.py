@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from honcho_grpc.http import conclusions, errors, messages, peers, sessions, workspaces
+from honcho_grpc.http import conclusions, errors, messages, peers, scopes, sessions, workspaces
 from honcho_grpc.server.auth import Authorizer
 from honcho_grpc.server.deps import Deps
 
@@ -21,7 +21,7 @@ def build_app(deps: Deps) -> FastAPI:
     app.state.deps = deps
     auth = deps.settings.auth
     app.state.authorizer = Authorizer(auth, deps.pool) if auth.use_auth else None
-    for module in (workspaces, peers, sessions, messages, conclusions):
+    for module in (workspaces, peers, sessions, messages, conclusions, scopes):
         app.include_router(module.router)
     # Domain and store errors are answered in ExceptionMiddleware; the catch-all (anything
     # else: a bug) in ServerErrorMiddleware, which logs it and still answers {"detail"}.

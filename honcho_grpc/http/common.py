@@ -14,6 +14,7 @@ from google.protobuf.json_format import ParseError
 from google.protobuf.message import Message as ProtoMessage
 from honcho_grpc_proto.v1 import resources_pb2
 
+from honcho_grpc.domain import scopes
 from honcho_grpc.domain.idempotent import Retry
 from honcho_grpc.domain.paging import numbered_page
 from honcho_grpc.errors import HonchoError
@@ -126,6 +127,61 @@ async def or_empty(read: Awaitable[T], missing: str, empty: T) -> T:
         if exc.reason != missing:
             raise
         return empty
+
+
+def scope_ids(c: Checker, field: str, value: str | list[str] | None) -> list[str]:
+    """Honcho's `scope` option: one scope id or a list of them (1-100)."""
+    if value is None:
+        return []
+    ids = [value] if isinstance(value, str) else value
+    if not ids:
+        c.fail(field, "must name at least one scope")
+    if len(ids) > scopes.MAX_SCOPES_PER_READ:
+        c.fail(field, f"names more than {scopes.MAX_SCOPES_PER_READ} scopes")
+    for i, scope_id in enumerate(ids):
+        scope_id_of(c, field if isinstance(value, str) else f"{field}[{i}]", scope_id)
+    return ids
+
+
+def scope_id_of(c: Checker, field: str, value: str) -> None:
+    """A scope id: an id without Honcho's reserved prefix (which '.' keeps out already), at
+    most as long as Honcho allows once it is prefixed."""
+    c.id(field, value)
+    if len(value) > scopes.MAX_SCOPE_ID_CHARS:
+        c.fail(field, f"must be at most {scopes.MAX_SCOPE_ID_CHARS} characters")
+
+
+def allowlist(c: Checker, filters: Json | None) -> list[str] | None:
+    """Honcho's session allowlist on chat and representation: `filters` holds only
+    `session_id`, as an id, a list of ids or `{"in": [ids]}` (at most 1000); anything else
+    is refused rather than ignored (it would answer wider than asked)."""
+    if filters is None:
+        return None
+    extra = sorted(set(filters) - {"session_id"})
+    if extra or "session_id" not in filters:
+        c.fail("filters", "only a session_id allowlist is accepted here")
+        return None
+    value = filters["session_id"]
+    if isinstance(value, dict) and set(value) == {"in"}:
+        value = value["in"]
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        c.fail("filters.session_id", "must be a session id, a list of them or {\"in\": [...]}")
+        return None
+    if not ids:
+        c.fail("filters.session_id", "must name at least one session")
+    if len(ids) > scopes.MAX_ALLOWLIST:
+        c.fail("filters.session_id", f"names more than {scopes.MAX_ALLOWLIST} sessions")
+    for i, session_id in enumerate(ids):
+        c.id(f"filters.session_id[{i}]", session_id)
+    return ids
+
+
+def exclusive(c: Checker, **options: object) -> None:
+    """At most one of the options is set (Honcho answers 422 otherwise)."""
+    given = [name for name, value in options.items() if value]
+    if len(given) > 1:
+        c.fail(given[1], f"cannot be combined with {given[0]}")
 
 
 def not_found() -> HTTPException:

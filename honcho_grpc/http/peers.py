@@ -13,12 +13,22 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from honcho_grpc_proto.v1 import dialectic_pb2, resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import peer_pb2 as pb
 
-from honcho_grpc.domain import peers, questions, upsert
+from honcho_grpc.domain import peers, questions, scopes, upsert
 from honcho_grpc.domain.dialectic import Answer, Question, stream_answer
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery, render
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.http import shapes
-from honcho_grpc.http.common import SESSION_FIELDS, Paging, authorize, deps, paginate, renamed
+from honcho_grpc.http.common import (
+    SESSION_FIELDS,
+    Paging,
+    allowlist,
+    authorize,
+    deps,
+    exclusive,
+    paginate,
+    renamed,
+    scope_ids,
+)
 from honcho_grpc.http.search import run_search
 from honcho_grpc.http.workspaces import changes_of
 from honcho_grpc.server.deps import Deps
@@ -87,11 +97,18 @@ async def sessions_of(workspace_id: str, peer_id: str, request: Request,
 @router.post("/{peer_id}/chat", response_model=None)
 async def chat(workspace_id: str, peer_id: str, body: shapes.ChatBody, request: Request,
                d: Deps = Depends(deps)) -> Json | StreamingResponse:
+    with checking() as c:
+        scope_ids_ = scope_ids(c, "scope", body.scope)
+        session_ids = allowlist(c, body.filters)
+        exclusive(c, scope=scope_ids_, session_id=body.session_id)
+        exclusive(c, filters=session_ids, session_id=body.session_id)
+        exclusive(c, scope=scope_ids_, filters=session_ids)
     await authorize(request, "DialecticService/Chat", dialectic_pb2.ChatRequest(
         query=dialectic_pb2.ChatQuery(workspace_id=workspace_id, peer_id=peer_id,
                                       target_id=body.target or "",
-                                      session_id=body.session_id or "")))
-    q = await _question(d, workspace_id, peer_id, body)
+                                      session_id=body.session_id or "",
+                                      scope_ids=scope_ids_, session_ids=session_ids)))
+    q = await _question(d, workspace_id, peer_id, body, scope_ids_, session_ids)
     answer = Answer()
     pieces = stream_answer(d.pool, d.embedder, d.llm, q, answer)
     if body.stream:
@@ -99,8 +116,8 @@ async def chat(workspace_id: str, peer_id: str, body: shapes.ChatBody, request: 
     return {"content": "".join([p async for p in pieces])}
 
 
-async def _question(d: Deps, workspace_id: str, peer_id: str, body: shapes.ChatBody
-                    ) -> Question:
+async def _question(d: Deps, workspace_id: str, peer_id: str, body: shapes.ChatBody,
+                    scope_ids_: list[str], session_ids: list[str] | None) -> Question:
     with checking() as c:
         c.id("workspace_id", workspace_id)
         c.id("peer_id", peer_id)
@@ -114,7 +131,8 @@ async def _question(d: Deps, workspace_id: str, peer_id: str, body: shapes.ChatB
     return await questions.pose(d.pool, workspace_id, peer_id, body.query,
                                 target=body.target or "", session_id=body.session_id or "",
                                 level=body.reasoning_level,
-                                response_format=body.response_format, create_asker=True)
+                                response_format=body.response_format, create_asker=True,
+                                scope_ids=scope_ids_, session_ids=session_ids)
 
 
 async def _events(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -137,8 +155,8 @@ def _event(data: Json) -> str:
 def _representation_query(workspace_id: str, peer_id: str, target: str | None,
                           session_id: str | None, search_query: str | None,
                           search_top_k: int | None, search_max_distance: float | None,
-                          include_most_frequent: bool, max_conclusions: int | None
-                          ) -> RepresentationQuery:
+                          include_most_frequent: bool, max_conclusions: int | None,
+                          sessions: frozenset[str] | None = None) -> RepresentationQuery:
     with checking() as c:
         c.id("workspace_id", workspace_id)
         c.id("peer_id", peer_id)
@@ -150,18 +168,27 @@ def _representation_query(workspace_id: str, peer_id: str, target: str | None,
         session_id=session_id or None, search_query=search_query or "",
         search_top_k=search_top_k or 0, search_max_distance=search_max_distance or 0.0,
         include_most_frequent=include_most_frequent,
-        max_conclusions=max_conclusions or DEFAULT_MAX)
+        max_conclusions=max_conclusions or DEFAULT_MAX, sessions=sessions)
 
 
 @router.post("/{peer_id}/representation")
 async def representation(workspace_id: str, peer_id: str, body: shapes.RepresentationBody,
                          request: Request, d: Deps = Depends(deps)) -> Json:
+    with checking() as c:
+        scope_ids_ = scope_ids(c, "scope", body.scope)
+        session_ids = allowlist(c, body.filters)
+        exclusive(c, scope=scope_ids_, session_id=body.session_id)
+        exclusive(c, filters=session_ids, session_id=body.session_id)
+        exclusive(c, scope=scope_ids_, filters=session_ids)
     await authorize(request, "PeerService/GetRepresentation", pb.GetRepresentationRequest(
         workspace_id=workspace_id, peer_id=peer_id, target_id=body.target or "",
-        session_id=body.session_id or ""))
+        session_id=body.session_id or "", scope_ids=scope_ids_, session_ids=session_ids))
+    boundary = await scopes.boundary(d.pool, workspace_id, scopes=scope_ids_,
+                                     sessions=session_ids)
     q = _representation_query(workspace_id, peer_id, body.target, body.session_id,
                               body.search_query, body.search_top_k, body.search_max_distance,
-                              bool(body.include_most_frequent), body.max_conclusions)
+                              bool(body.include_most_frequent), body.max_conclusions,
+                              boundary)
     found = await peers.representation(d.pool, d.embedder, q)
     return {"representation": render(found)}
 
@@ -217,5 +244,5 @@ async def context(workspace_id: str, peer_id: str, request: Request, target: str
 async def search(workspace_id: str, peer_id: str, body: shapes.SearchBody, request: Request,
                  d: Deps = Depends(deps)) -> list[Json]:
     await authorize(request, "SearchService/SearchMessages", search_pb2.SearchMessagesRequest(
-        workspace_id=workspace_id, peer_id=peer_id))
+        workspace_id=workspace_id, peer_id=peer_id, scope_id=body.scope or ""))
     return await run_search(d, workspace_id, body, peer_id=peer_id)

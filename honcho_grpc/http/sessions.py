@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from honcho_grpc_proto.v1 import resources_pb2, search_pb2
 from honcho_grpc_proto.v1 import session_pb2 as pb
 
-from honcho_grpc.domain import peers, sessions, upsert
+from honcho_grpc.domain import peers, scopes, sessions, upsert
 from honcho_grpc.domain.context import build_context
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
 from honcho_grpc.http import shapes
@@ -19,10 +19,13 @@ from honcho_grpc.http.common import (
     Paging,
     authorize,
     deps,
+    exclusive,
     once,
     or_empty,
     paginate,
     renamed,
+    scope_id_of,
+    scope_ids,
 )
 from honcho_grpc.http.search import run_search
 from honcho_grpc.http.workspaces import changes_of
@@ -53,13 +56,14 @@ def _peer_settings(c: Checker, peers_in: dict[str, shapes.SessionPeerConfig] | N
 async def get_or_create(workspace_id: str, body: shapes.CreateSession, request: Request,
                         d: Deps = Depends(deps)) -> JSONResponse:
     await authorize(request, "SessionService/GetOrCreateSession", pb.GetOrCreateSessionRequest(
-        workspace_id=workspace_id, session_id=body.id))
+        workspace_id=workspace_id, session_id=body.id, scope_ids=body.scopes or []))
     with checking() as c:
         _ids(c, workspace_id, body.id)
         changes = changes_of(c, body)
         members = _peer_settings(c, body.peers)
+        joining = scope_ids(c, "scopes", body.scopes) if body.scopes else []
     found, created = await upsert.session(d.pool, d.settings, workspace_id, body.id, changes,
-                                          members)
+                                          members, joining)
     return JSONResponse(shapes.session(found), status_code=201 if created else 200)
 
 
@@ -215,10 +219,11 @@ async def get_context(workspace_id: str, session_id: str, request: Request,
                       search_max_distance: float | None = Query(None, ge=0.0, le=1.0),
                       include_most_frequent: bool = False,
                       max_conclusions: int | None = Query(None, ge=1, le=100),
+                      scope: str = "", sessions_: list[str] | None = Query(None, alias="sessions"),
                       d: Deps = Depends(deps)) -> Json:
     await authorize(request, "SessionService/GetContext", pb.GetContextRequest(
         workspace_id=workspace_id, session_id=session_id, peer_target=peer_target,
-        peer_perspective=peer_perspective))
+        peer_perspective=peer_perspective, scope_id=scope, session_ids=sessions_ or []))
     limit = d.settings.app.get_context_max_tokens
     with checking() as c:
         _ids(c, workspace_id, session_id)
@@ -228,11 +233,24 @@ async def get_context(workspace_id: str, session_id: str, request: Request,
         if peer_perspective and not peer_target:
             c.fail("peer_perspective", "needs peer_target")
         c.text("search_query", search_query, max_chars=10_000, min_chars=0)
-        # Query parameters are not refused when unknown, and a scope or session allowlist
-        # narrows what a caller may see: refuse them rather than answer wider than asked.
-        for narrowing in ("scope", "sessions"):
-            if narrowing in request.query_params:
-                c.fail(narrowing, "scopes and session allowlists are not served here")
+        # A scope or an allowlist confines the target's representation: there is none
+        # without a target. A scope is the view's source, so no perspective beside it.
+        if scope:
+            scope_id_of(c, "scope", scope)
+            exclusive(c, peer_perspective=peer_perspective, scope=scope)
+        if sessions_ is not None:
+            for i, allowed in enumerate(sessions_):
+                c.id(f"sessions[{i}]", allowed)
+            if len(sessions_) > scopes.MAX_ALLOWLIST:
+                c.fail("sessions", f"names more than {scopes.MAX_ALLOWLIST} sessions")
+            if session_id not in sessions_:
+                c.fail("sessions", "must include this session")
+            exclusive(c, scope=scope, sessions=True)
+            exclusive(c, limit_to_session=limit_to_session, sessions=True)
+        if (scope or sessions_ is not None) and not peer_target:
+            c.fail("peer_target", "is required with scope or sessions")
+    boundary = await scopes.boundary(d.pool, workspace_id, scopes=[scope] if scope else [],
+                                     sessions=sessions_)
     rep = None
     if peer_target:
         rep = RepresentationQuery(
@@ -241,7 +259,7 @@ async def get_context(workspace_id: str, session_id: str, request: Request,
             search_query=search_query, search_top_k=search_top_k or 0,
             search_max_distance=search_max_distance or 0.0,
             include_most_frequent=include_most_frequent,
-            max_conclusions=max_conclusions or DEFAULT_MAX)
+            max_conclusions=max_conclusions or DEFAULT_MAX, sessions=boundary)
     ctx = await build_context(d.pool, d.embedder, workspace_id=workspace_id,
                               session_id=session_id, budget=tokens or limit,
                               include_summary=summary, representation=rep)

@@ -57,6 +57,21 @@ def summary(s: model.Summary | None) -> Json | None:
             "token_count": s.token_count}
 
 
+def scope(s: model.Scope) -> Json:
+    return {"id": s.scope_id, "workspace_id": s.workspace_id, "metadata": s.metadata or {},
+            "created_at": iso(s.created_at)}
+
+
+def scope_status(members: list[model.ScopeMember]) -> Json:
+    """Honcho's `{backfill_status: {session: {state, updated_at, docs_copied}}}`. Honcho copies
+    a joining session's conclusions into the scope in the background; here the boundary is
+    applied when reading, so every member is settled from the moment it joins: `completed`
+    at its joining time, `docs_copied` the explicit conclusions the scope's reads see of it."""
+    return {"backfill_status": {
+        m.session_id: {"state": "completed", "updated_at": iso(m.added_at),
+                       "docs_copied": m.conclusions} for m in members}}
+
+
 def member_config(m: model.SessionPeer) -> Json:
     return {"observe_me": m.observe_me, "observe_others": m.observe_others}
 
@@ -68,8 +83,8 @@ def webhook(e: model.WebhookEndpoint) -> Json:
 
 # --- request bodies --------------------------------------------------------------------------
 # Field shapes as Honcho's server declares them: unknown fields are refused (422), so a
-# capability this server lacks (scopes, evidence) is refused the way Honcho refuses an unknown
-# field rather than silently ignored.
+# capability this server lacks (evidence) is refused the way Honcho refuses an unknown field
+# rather than silently ignored.
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -88,6 +103,16 @@ class SessionPeerConfig(Body):
 
 class CreateSession(CreateWithId):
     peers: dict[str, SessionPeerConfig] | None = None
+    scopes: list[str] | None = None
+
+
+class CreateScope(Body):
+    id: str = Field(min_length=1, max_length=512)
+    metadata: Json | None = None
+
+
+class ScopeSessions(Body):
+    session_ids: list[str]
 
 
 class Update(Body):
@@ -103,6 +128,7 @@ class SearchBody(Body):
     query: str
     filters: Json | None = None
     limit: int = Field(default=10, ge=1, le=100)
+    scope: str | None = None
 
 
 class MessageIn(Body):
@@ -128,6 +154,8 @@ class ChatBody(Body):
     session_id: str | None = None
     reasoning_level: Literal["minimal", "low", "medium", "high", "max"] = "low"
     response_format: Json | None = None
+    filters: Json | None = None           # a session allowlist only (common.allowlist)
+    scope: str | list[str] | None = None
 
 
 class RepresentationBody(Body):
@@ -138,6 +166,8 @@ class RepresentationBody(Body):
     search_max_distance: float | None = Field(default=None, ge=0.0, le=1.0)
     include_most_frequent: bool | None = None
     max_conclusions: int | None = Field(default=25, ge=1, le=100)
+    filters: Json | None = None           # a session allowlist only (common.allowlist)
+    scope: str | list[str] | None = None
 
 
 class CardBody(Body):

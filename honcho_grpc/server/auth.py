@@ -44,6 +44,7 @@ from honcho_grpc_proto.v1 import (
     key_pb2,
     message_pb2,
     peer_pb2,
+    scope_pb2,
     search_pb2,
     session_pb2,
     webhook_pb2,
@@ -66,7 +67,7 @@ from honcho_grpc.settings import AuthSettings
 
 PACKAGE = "honcho.v1"
 PROTO_MODULES = (workspace_pb2, peer_pb2, session_pb2, message_pb2, search_pb2, conclusion_pb2,
-                 dialectic_pb2, webhook_pb2, event_pb2, key_pb2)
+                 dialectic_pb2, webhook_pb2, event_pb2, key_pb2, scope_pb2)
 
 
 # --- tokens: domain/keys.py (shared with the HTTP face and the CLI) --------------------
@@ -114,6 +115,8 @@ class Policy:
       session).
     - `only_when`: client streams: check only messages where this oneof member is set (the
       rest carry no names, like file chunks after the header).
+    - `workspace_only`: fields only workspace and admin tokens may set (scopes reach across
+      sessions a peer or session token was not given).
     """
 
     workspace: str = "workspace_id"
@@ -124,6 +127,7 @@ class Policy:
     peer_token: frozenset[str] = frozenset()
     session_forbids: tuple[str, ...] = ()
     only_when: str = ""
+    workspace_only: tuple[str, ...] = ()
 
 
 _M = frozenset({MEMBER})
@@ -164,12 +168,14 @@ POLICIES: dict[str, Policy] = {
     _m("PeerService", "ListPeerSessions"): AS_PEER,
     _m("PeerService", "GetPeerCard"): AS_PEER,
     _m("PeerService", "SetPeerCard"): AS_PEER,
-    _m("PeerService", "GetRepresentation"): Policy(peers=("peer_id",), sessions=("session_id",),
-                                                   peer_token=_S),
+    _m("PeerService", "GetRepresentation"): Policy(
+        peers=("peer_id",), sessions=("session_id", "session_ids[]"), peer_token=_S,
+        workspace_only=("scope_ids[]",)),
     _m("PeerService", "GetPeerContext"): AS_PEER,
     # SessionService
     _m("SessionService", "GetOrCreateSession"): Policy(
-        sessions=("session_id",), peers=("peers{}",), session_token=True, peer_token=_M),
+        sessions=("session_id",), peers=("peers{}",), session_token=True, peer_token=_M,
+        workspace_only=("scope_ids[]",)),
     _m("SessionService", "GetSession"): IN_SESSION,
     _m("SessionService", "ListSessions"): WORKSPACE,
     _m("SessionService", "UpdateSession"): Policy(
@@ -190,8 +196,9 @@ POLICIES: dict[str, Policy] = {
     # A peer reads context from its own perspective (the perspective defaults to the target's
     # own); a session token may not ask for a representation (built from other sessions too).
     _m("SessionService", "GetContext"): Policy(
-        sessions=("session_id",), peers=("peer_perspective|peer_target",), session_token=True,
-        peer_token=_M, session_forbids=("peer_target",)),
+        sessions=("session_id", "session_ids[]"), peers=("peer_perspective|peer_target",),
+        session_token=True, peer_token=_M, session_forbids=("peer_target",),
+        workspace_only=("scope_id",)),
     _m("SessionService", "GetSummaries"): IN_SESSION,
     # MessageService: members write only as themselves; edits and deletes are session-level.
     _m("MessageService", "CreateMessages"): Policy(
@@ -211,7 +218,8 @@ POLICIES: dict[str, Policy] = {
     _m("MessageService", "DeleteMessage"): SESSION_ADMIN,
     # SearchService: a session (member or session token) or the peer's own messages.
     _m("SearchService", "SearchMessages"): Policy(
-        sessions=("session_id",), peers=("peer_id",), session_token=True, peer_token=_SM),
+        sessions=("session_id",), peers=("peer_id",), session_token=True, peer_token=_SM,
+        workspace_only=("scope_id",)),
     # ConclusionService: a peer token manages what it concludes as observer.
     _m("ConclusionService", "CreateConclusions"): Policy(
         sessions=("conclusions[].session_id",), peers=("conclusions[].observer_id",),
@@ -220,12 +228,13 @@ POLICIES: dict[str, Policy] = {
     _m("ConclusionService", "QueryConclusions"): Policy(peers=("observer_id",), peer_token=_S),
     _m("ConclusionService", "DeleteConclusion"): WORKSPACE,
     # DialecticService: the asking peer; a session given for context needs its membership.
+    # An allowlist needs the membership of every session it names, scopes a workspace token.
     _m("DialecticService", "Chat"): Policy(
-        workspace="query.workspace_id", sessions=("query.session_id",),
-        peers=("query.peer_id",), peer_token=_S),
+        workspace="query.workspace_id", sessions=("query.session_id", "query.session_ids[]"),
+        peers=("query.peer_id",), peer_token=_S, workspace_only=("query.scope_ids[]",)),
     _m("DialecticService", "StreamChat"): Policy(
-        workspace="query.workspace_id", sessions=("query.session_id",),
-        peers=("query.peer_id",), peer_token=_S),
+        workspace="query.workspace_id", sessions=("query.session_id", "query.session_ids[]"),
+        peers=("query.peer_id",), peer_token=_S, workspace_only=("query.scope_ids[]",)),
     # WebhookService: tenant-wide.
     _m("WebhookService", "CreateWebhookEndpoint"): WORKSPACE,
     _m("WebhookService", "ListWebhookEndpoints"): WORKSPACE,
@@ -236,6 +245,14 @@ POLICIES: dict[str, Policy] = {
         sessions=("session_id",), peers=("peer_id",), session_token=True, peer_token=_SM),
     # KeyService
     _m("KeyService", "CreateKey"): ADMIN,
+    # ScopeService: tenant-wide (a scope spans sessions).
+    _m("ScopeService", "GetOrCreateScope"): WORKSPACE,
+    _m("ScopeService", "GetScope"): WORKSPACE,
+    _m("ScopeService", "ListScopes"): WORKSPACE,
+    _m("ScopeService", "AddScopeSessions"): WORKSPACE,
+    _m("ScopeService", "RemoveScopeSession"): WORKSPACE,
+    _m("ScopeService", "ListScopeSessions"): WORKSPACE,
+    _m("ScopeService", "GetScopeStatus"): WORKSPACE,
 }
 
 
@@ -285,7 +302,8 @@ def policy_problems(policies: dict[str, Policy] | None = None) -> list[str]:
         request = methods.get(name)
         if request is None:
             continue
-        paths = (*policy.sessions, *policy.peers, *policy.session_forbids)
+        paths = (*policy.sessions, *policy.peers, *policy.session_forbids,
+                 *policy.workspace_only)
         if policy.workspace:
             paths = (policy.workspace, *paths)
         elif not policy.admin:
@@ -343,6 +361,10 @@ def decide(method: str, policy: Policy | None, claims: Claims, request: Message)
         raise _denied(method, "ADMIN_REQUIRED", "this method needs an admin token")
     if values(request, policy.workspace) != [claims.workspace]:
         raise _denied(method, "TOKEN_SCOPE_MISMATCH", "the token is not valid for this call")
+    if (claims.peer or claims.session) and any(
+            v for path in policy.workspace_only for v in values(request, path)):
+        raise _denied(method, "TOKEN_SCOPE_MISMATCH",
+                      "scopes need a workspace or admin token")
     sessions = [v for path in policy.sessions for v in values(request, path)]
     if claims.session and (
             not policy.session_token or not sessions

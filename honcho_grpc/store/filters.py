@@ -139,12 +139,12 @@ def session_boundary(column: str, placeholder: str) -> str:
     return f"{column} = ANY({placeholder}::text[])"
 
 
-def boundary_filter(filters: Mapping[str, Any] | None,
-                    sessions: Sequence[str] | None) -> Mapping[str, Any] | None:
+def boundary_filter(filters: dict[str, Any] | None,
+                    sessions: Sequence[str] | None) -> dict[str, Any] | None:
     """`filters` narrowed to `sessions` (None: no boundary, `filters` as they are)."""
     if sessions is None:
         return filters
-    rule = {"session_id": {"in": list(sessions)}}
+    rule: dict[str, Any] = {"session_id": {"in": list(sessions)}}
     return {"AND": [filters, rule]} if filters else rule
 
 

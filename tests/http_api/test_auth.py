@@ -166,3 +166,51 @@ async def test_typescript_sdk_with_a_key(auth_http: str) -> None:
         "HONCHO_URL": auth_http, "HONCHO_WORKSPACE_ID": ws,
         "HONCHO_API_KEY": key(workspace=ws), "OTHER_WORKSPACE_KEY": key(workspace=ws + "x")})
     assert "auth scenario passed" in out, out
+
+
+
+def _scope_setup(base_url: str, ws: str) -> None:
+    mine = sdk(base_url, ws, key(workspace=ws))
+    alice = mine.peer("alice")
+    inside = mine.session("inside", scopes=["team"])
+    inside.add_peers([alice])
+    mine.session("outside")
+    team = mine.scope("team")
+    team.add_sessions(["outside"])
+    assert [s.id for s in team.sessions()] == ["inside", "outside"]
+    assert alice.chat("hello?", scope="team")
+
+
+async def test_scopes_need_a_workspace_key(auth_http: str) -> None:
+    """Scopes span sessions: workspace (and admin) keys only, on the scope routes and on the
+    `scope` option; a peer key's session allowlist needs its membership of every session."""
+    ws = f"auth-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(_scope_setup, auth_http, ws)
+    base = f"/v3/workspaces/{ws}"
+    alice = {"authorization": f"Bearer {key(workspace=ws, peer='alice')}"}
+    session_key = {"authorization": f"Bearer {key(workspace=ws, session='inside')}"}
+    async with httpx.AsyncClient(base_url=auth_http) as http:
+        async def status(method: str, path: str, headers: dict[str, str], **kw: Any) -> int:
+            return (await http.request(method, f"{base}{path}", headers=headers, **kw)
+                    ).status_code
+
+        chat = "/peers/alice/chat"
+        assert await status("POST", chat, alice, json={"query": "hi"}) == 200
+        assert await status("POST", chat, alice, json={
+            "query": "hi", "filters": {"session_id": ["inside"]}}) == 200  # a member there
+        for refused in [
+            ("POST", "/scopes", alice, {"json": {"id": "team"}}),
+            ("POST", "/scopes/list", alice, {}),
+            ("GET", "/scopes/team/status", session_key, {}),
+            ("POST", "/scopes/team/sessions", session_key, {"json": {"session_ids": ["inside"]}}),
+            ("POST", chat, alice, {"json": {"query": "hi", "scope": "team"}}),
+            ("POST", chat, alice, {"json": {"query": "hi",
+                                            "filters": {"session_id": ["outside"]}}}),
+            ("POST", "/peers/alice/representation", alice, {"json": {"scope": "team"}}),
+            ("POST", "/sessions", session_key, {"json": {"id": "inside", "scopes": ["team"]}}),
+            ("POST", "/search", alice, {"json": {"query": "x", "scope": "team"}}),
+            ("GET", "/sessions/inside/context", alice,
+             {"params": {"peer_target": "alice", "scope": "team"}}),
+        ]:
+            method, path, headers, kw = refused
+            assert await status(method, path, headers, **kw) == 401, refused

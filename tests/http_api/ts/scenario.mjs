@@ -319,25 +319,63 @@ step(['ConclusionsView.delete'], async () => {
   assert.equal((await alice.conclusions.list()).total, 0);
 });
 
-// --- what this server lacks, answered as Honcho answers when it is off -------------------
+// --- scopes: session groups as a visibility boundary ------------------------------------
 step(['Honcho.scope', 'Honcho.getScope', 'Honcho.scopes', 'Scope.addSessions',
   'Scope.removeSession', 'Scope.sessions', 'Scope.status'], async () => {
-  await rejects(honcho.scope('team'), NotFoundError, 'scopes are not served');
-  await rejects(honcho.getScope('team'), NotFoundError, 'scopes are not served');
-  await rejects(honcho.scopes(), NotFoundError, 'scopes are not served');
-  const scope = new Scope('team', ws, honcho.http);
-  await rejects(scope.addSessions(['chat-1']), NotFoundError, 'scope routes');
-  await rejects(scope.removeSession('chat-1'), NotFoundError, 'scope routes');
-  await rejects(scope.sessions(), NotFoundError, 'scope routes');
-  await rejects(scope.status(), NotFoundError, 'scope routes');
-  await rejects(state.alice.chat('hi', { scope: 'team' }), UnprocessableEntityError, 'scope field');
-  await rejects(state.alice.chat('hi', { sessions: ['chat-1'] }), UnprocessableEntityError, 'allowlist');
-  await rejects(state.alice.representation({ scope: 'team' }), UnprocessableEntityError, 'scope field');
-  await rejects(honcho.search('Biscuit', { scope: 'team' }), UnprocessableEntityError, 'scope field');
-  await rejects(state.session.context({ peerTarget: 'alice', scope: 'team' }),
-    UnprocessableEntityError, 'scope parameter');
-  await rejects(state.session.context({ peerTarget: 'alice', sessions: ['chat-1'] }), UnprocessableEntityError,
-    'sessions parameter');
+  const { alice } = state;
+  const inside = await honcho.session('team-in', { scopes: ['team'] });
+  const outside = await honcho.session('team-out');
+  await honcho.session('team-extra');
+  const team = await honcho.scope('team', { metadata: { purpose: 'work' } });
+  assert.ok(team instanceof Scope);
+  assert.deepEqual(team.metadata, { purpose: 'work' });
+  assert.deepEqual((await honcho.getScope('team')).metadata, { purpose: 'work' });
+  await rejects(honcho.getScope('missing'), NotFoundError, 'a missing scope');
+  await honcho.scope('empty');
+  assert.deepEqual((await (await honcho.scopes()).toArray()).map((s) => s.id), ['team', 'empty']);
+
+  await team.addSessions(['team-extra']);
+  assert.deepEqual((await (await team.sessions()).toArray()).map((s) => s.id), ['team-in', 'team-extra']);
+  assert.deepEqual((await (await team.sessions({ reverse: true })).toArray()).map((s) => s.id),
+    ['team-extra', 'team-in']);
+  await rejects(team.addSessions(['never-made']), NotFoundError, 'a missing session');
+  await team.removeSession('team-extra');
+  const status = await team.status();
+  assert.deepEqual(Object.keys(status.backfillStatus), ['team-in']);
+  assert.equal(status.backfillStatus['team-in'].state, 'completed');
+
+  // The boundary: a fact said only outside the scope is not used through it.
+  await inside.addMessages([alice.message('I love kayaking on the lake every weekend')]);
+  await outside.addMessages([alice.message('I love skydiving from small planes')]);
+  const made = await alice.conclusions.create([
+    { content: 'alice loves kayaking', sessionId: 'team-in' },
+    { content: 'alice loves skydiving', sessionId: 'team-out' },
+  ]);
+  const wide = await alice.representation();
+  assert.ok(wide.includes('kayaking') && wide.includes('skydiving'), wide);
+  const scoped = await alice.representation({ scope: 'team' });
+  assert.ok(scoped.includes('kayaking') && !scoped.includes('skydiving'), scoped);
+  const listed = await alice.representation({ sessions: ['team-out'] });
+  assert.ok(listed.includes('skydiving') && !listed.includes('kayaking'), listed);
+  const context = await inside.context({ peerTarget: 'alice', scope: 'team' });
+  assert.ok(!(context.peerRepresentation ?? '').includes('skydiving'));
+  assert.ok((context.peerRepresentation ?? '').includes('kayaking'));
+  const allowed = await inside.context({ peerTarget: 'alice', sessions: ['team-in'] });
+  assert.ok(!(allowed.peerRepresentation ?? '').includes('skydiving'));
+  const hits = await honcho.search('love', { scope: 'team' });
+  assert.deepEqual([...new Set(hits.map((m) => m.sessionId))], ['team-in']);
+  assert.deepEqual(await honcho.search('love', { scope: 'empty' }), []);
+  const question = 'What does alice love doing?';
+  assert.ok((await alice.chat(question)).toLowerCase().includes('skydiving'));
+  const answer = await alice.chat(question, { scope: 'team' });
+  assert.ok(answer.toLowerCase().includes('kayak') && !answer.toLowerCase().includes('skydiving'), answer);
+  const streamed = (await (await alice.chatStream(question, { scope: team })).toArray()).join('');
+  assert.ok(streamed.toLowerCase().includes('kayak') && !streamed.toLowerCase().includes('skydiving'),
+    streamed);
+  const outsideOnly = await alice.chat(question, { sessions: ['team-out'] });
+  assert.ok(!outsideOnly.toLowerCase().includes('kayak'), outsideOnly);
+  await rejects(alice.chat(question, { scope: 'ghost' }), NotFoundError, 'a missing scope');
+  for (const c of made) await alice.conclusions.delete(c.id);
 });
 
 step(['Honcho.chat', 'Honcho.chatStream'], async () => {

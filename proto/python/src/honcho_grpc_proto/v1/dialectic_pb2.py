@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from honcho_grpc_proto.v1 import resources_pb2 as honcho_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19honcho/v1/dialectic.proto\x12\thoncho.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19honcho/v1/resources.proto\"\xce\x01\n\tChatQuery\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x11\n\ttarget_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x32\n\x0freasoning_level\x18\x06 \x01(\x0e\x32\x19.honcho.v1.ReasoningLevel\x12\x30\n\x0fresponse_format\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"2\n\x0b\x43hatRequest\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.honcho.v1.ChatQuery\"X\n\x0c\x43hatResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.honcho.v1.Usage\x12\x16\n\x0e\x63onclusion_ids\x18\x03 \x03(\t\"8\n\x11StreamChatRequest\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.honcho.v1.ChatQuery\"\x1c\n\tChatDelta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\"y\n\x0e\x43hatCompletion\x12.\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x17.honcho.v1.FinishReason\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.honcho.v1.Usage\x12\x16\n\x0e\x63onclusion_ids\x18\x03 \x03(\t\"u\n\x12StreamChatResponse\x12%\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x14.honcho.v1.ChatDeltaH\x00\x12/\n\ncompletion\x18\x02 \x01(\x0b\x32\x19.honcho.v1.ChatCompletionH\x00\x42\x07\n\x05\x65vent*\xb6\x01\n\x0eReasoningLevel\x12\x1f\n\x1bREASONING_LEVEL_UNSPECIFIED\x10\x00\x12\x1b\n\x17REASONING_LEVEL_MINIMAL\x10\x01\x12\x17\n\x13REASONING_LEVEL_LOW\x10\x02\x12\x1a\n\x16REASONING_LEVEL_MEDIUM\x10\x03\x12\x18\n\x14REASONING_LEVEL_HIGH\x10\x04\x12\x17\n\x13REASONING_LEVEL_MAX\x10\x05*c\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x32\x98\x01\n\x10\x44ialecticService\x12\x37\n\x04\x43hat\x12\x16.honcho.v1.ChatRequest\x1a\x17.honcho.v1.ChatResponse\x12K\n\nStreamChat\x12\x1c.honcho.v1.StreamChatRequest\x1a\x1d.honcho.v1.StreamChatResponse0\x01\x42s\n\rdev.honcho.v1B\x0e\x44ialecticProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19honcho/v1/dialectic.proto\x12\thoncho.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19honcho/v1/resources.proto\"\xf6\x01\n\tChatQuery\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x11\n\ttarget_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x32\n\x0freasoning_level\x18\x06 \x01(\x0e\x32\x19.honcho.v1.ReasoningLevel\x12\x30\n\x0fresponse_format\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tscope_ids\x18\x08 \x03(\t\x12\x13\n\x0bsession_ids\x18\t \x03(\t\"2\n\x0b\x43hatRequest\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.honcho.v1.ChatQuery\"X\n\x0c\x43hatResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.honcho.v1.Usage\x12\x16\n\x0e\x63onclusion_ids\x18\x03 \x03(\t\"8\n\x11StreamChatRequest\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.honcho.v1.ChatQuery\"\x1c\n\tChatDelta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\"y\n\x0e\x43hatCompletion\x12.\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x17.honcho.v1.FinishReason\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.honcho.v1.Usage\x12\x16\n\x0e\x63onclusion_ids\x18\x03 \x03(\t\"u\n\x12StreamChatResponse\x12%\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x14.honcho.v1.ChatDeltaH\x00\x12/\n\ncompletion\x18\x02 \x01(\x0b\x32\x19.honcho.v1.ChatCompletionH\x00\x42\x07\n\x05\x65vent*\xb6\x01\n\x0eReasoningLevel\x12\x1f\n\x1bREASONING_LEVEL_UNSPECIFIED\x10\x00\x12\x1b\n\x17REASONING_LEVEL_MINIMAL\x10\x01\x12\x17\n\x13REASONING_LEVEL_LOW\x10\x02\x12\x1a\n\x16REASONING_LEVEL_MEDIUM\x10\x03\x12\x18\n\x14REASONING_LEVEL_HIGH\x10\x04\x12\x17\n\x13REASONING_LEVEL_MAX\x10\x05*c\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x32\x98\x01\n\x10\x44ialecticService\x12\x37\n\x04\x43hat\x12\x16.honcho.v1.ChatRequest\x1a\x17.honcho.v1.ChatResponse\x12K\n\nStreamChat\x12\x1c.honcho.v1.StreamChatRequest\x1a\x1d.honcho.v1.StreamChatResponse0\x01\x42s\n\rdev.honcho.v1B\x0e\x44ialecticProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'honcho_grpc_proto.v1.dialec
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.honcho.v1B\016DialecticProtoP\001Z%honcho-grpc/gen/go/honcho/v1;honchov1\242\002\003HXX\252\002\tHoncho.V1\312\002\tHoncho\\V1\352\002\nHoncho::V1'
-  _globals['_REASONINGLEVEL']._serialized_start=779
-  _globals['_REASONINGLEVEL']._serialized_end=961
-  _globals['_FINISHREASON']._serialized_start=963
-  _globals['_FINISHREASON']._serialized_end=1062
+  _globals['_REASONINGLEVEL']._serialized_start=819
+  _globals['_REASONINGLEVEL']._serialized_end=1001
+  _globals['_FINISHREASON']._serialized_start=1003
+  _globals['_FINISHREASON']._serialized_end=1102
   _globals['_CHATQUERY']._serialized_start=98
-  _globals['_CHATQUERY']._serialized_end=304
-  _globals['_CHATREQUEST']._serialized_start=306
-  _globals['_CHATREQUEST']._serialized_end=356
-  _globals['_CHATRESPONSE']._serialized_start=358
-  _globals['_CHATRESPONSE']._serialized_end=446
-  _globals['_STREAMCHATREQUEST']._serialized_start=448
-  _globals['_STREAMCHATREQUEST']._serialized_end=504
-  _globals['_CHATDELTA']._serialized_start=506
-  _globals['_CHATDELTA']._serialized_end=534
-  _globals['_CHATCOMPLETION']._serialized_start=536
-  _globals['_CHATCOMPLETION']._serialized_end=657
-  _globals['_STREAMCHATRESPONSE']._serialized_start=659
-  _globals['_STREAMCHATRESPONSE']._serialized_end=776
-  _globals['_DIALECTICSERVICE']._serialized_start=1065
-  _globals['_DIALECTICSERVICE']._serialized_end=1217
+  _globals['_CHATQUERY']._serialized_end=344
+  _globals['_CHATREQUEST']._serialized_start=346
+  _globals['_CHATREQUEST']._serialized_end=396
+  _globals['_CHATRESPONSE']._serialized_start=398
+  _globals['_CHATRESPONSE']._serialized_end=486
+  _globals['_STREAMCHATREQUEST']._serialized_start=488
+  _globals['_STREAMCHATREQUEST']._serialized_end=544
+  _globals['_CHATDELTA']._serialized_start=546
+  _globals['_CHATDELTA']._serialized_end=574
+  _globals['_CHATCOMPLETION']._serialized_start=576
+  _globals['_CHATCOMPLETION']._serialized_end=697
+  _globals['_STREAMCHATRESPONSE']._serialized_start=699
+  _globals['_STREAMCHATRESPONSE']._serialized_end=816
+  _globals['_DIALECTICSERVICE']._serialized_start=1105
+  _globals['_DIALECTICSERVICE']._serialized_end=1257
 # @@protoc_insertion_point(module_scope)

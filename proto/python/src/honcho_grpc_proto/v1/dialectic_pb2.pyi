@@ -94,6 +94,8 @@ class ChatQuery(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     REASONING_LEVEL_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    SCOPE_IDS_FIELD_NUMBER: _builtins.int
+    SESSION_IDS_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     """Workspace id."""
     peer_id: _builtins.str
@@ -110,6 +112,16 @@ class ChatQuery(_message.Message):
     def response_format(self) -> _struct_pb2.Struct:
         """JSON Schema the answer must satisfy (the answer is then JSON)."""
 
+    @_builtins.property
+    def scope_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Answer only from these scopes' sessions (at most 100; their union). Excludes
+        session_id and session_ids. Workspace or admin tokens only.
+        """
+
+    @_builtins.property
+    def session_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Answer only from these sessions (at most 1000). Excludes session_id and scope_ids."""
+
     def __init__(
         self,
         *,
@@ -120,10 +132,12 @@ class ChatQuery(_message.Message):
         session_id: _builtins.str = ...,
         reasoning_level: Global___ReasoningLevel.ValueType = ...,
         response_format: _struct_pb2.Struct | None = ...,
+        scope_ids: _abc.Iterable[_builtins.str] | None = ...,
+        session_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["response_format", b"response_format"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["peer_id", b"peer_id", "query", b"query", "reasoning_level", b"reasoning_level", "response_format", b"response_format", "session_id", b"session_id", "target_id", b"target_id", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["peer_id", b"peer_id", "query", b"query", "reasoning_level", b"reasoning_level", "response_format", b"response_format", "scope_ids", b"scope_ids", "session_id", b"session_id", "session_ids", b"session_ids", "target_id", b"target_id", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -511,6 +511,8 @@ class GetRepresentationRequest(_message.Message):
     SEARCH_MAX_DISTANCE_FIELD_NUMBER: _builtins.int
     INCLUDE_MOST_FREQUENT_FIELD_NUMBER: _builtins.int
     MAX_CONCLUSIONS_FIELD_NUMBER: _builtins.int
+    SCOPE_IDS_FIELD_NUMBER: _builtins.int
+    SESSION_IDS_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     """Workspace id."""
     peer_id: _builtins.str
@@ -529,6 +531,18 @@ class GetRepresentationRequest(_message.Message):
     """Include the most reinforced conclusions."""
     max_conclusions: _builtins.int
     """Total conclusions (1-100, default 25)."""
+    @_builtins.property
+    def scope_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only explicit conclusions drawn in these scopes' sessions (at most 100; their union).
+        Excludes session_id and session_ids. Workspace or admin tokens only.
+        """
+
+    @_builtins.property
+    def session_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only explicit conclusions drawn in these sessions (at most 1000). Excludes session_id
+        and scope_ids.
+        """
+
     def __init__(
         self,
         *,
@@ -541,10 +555,12 @@ class GetRepresentationRequest(_message.Message):
         search_max_distance: _builtins.float = ...,
         include_most_frequent: _builtins.bool = ...,
         max_conclusions: _builtins.int = ...,
+        scope_ids: _abc.Iterable[_builtins.str] | None = ...,
+        session_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_most_frequent", b"include_most_frequent", "max_conclusions", b"max_conclusions", "peer_id", b"peer_id", "search_max_distance", b"search_max_distance", "search_query", b"search_query", "search_top_k", b"search_top_k", "session_id", b"session_id", "target_id", b"target_id", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_most_frequent", b"include_most_frequent", "max_conclusions", b"max_conclusions", "peer_id", b"peer_id", "scope_ids", b"scope_ids", "search_max_distance", b"search_max_distance", "search_query", b"search_query", "search_top_k", b"search_top_k", "session_id", b"session_id", "session_ids", b"session_ids", "target_id", b"target_id", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

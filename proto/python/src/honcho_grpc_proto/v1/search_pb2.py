@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from honcho_grpc_proto.v1 import resources_pb2 as honcho_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16honcho/v1/search.proto\x12\thoncho.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19honcho/v1/resources.proto\"\xa7\x01\n\x15SearchMessagesRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x14\n\nsession_id\x18\x03 \x01(\tH\x00\x12\x11\n\x07peer_id\x18\x04 \x01(\tH\x00\x12(\n\x07\x66ilters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05limit\x18\x06 \x01(\x05\x42\x07\n\x05scope\"?\n\tSearchHit\x12#\n\x07message\x18\x01 \x01(\x0b\x32\x12.honcho.v1.Message\x12\r\n\x05score\x18\x02 \x01(\x01\"<\n\x16SearchMessagesResponse\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.honcho.v1.SearchHit2f\n\rSearchService\x12U\n\x0eSearchMessages\x12 .honcho.v1.SearchMessagesRequest\x1a!.honcho.v1.SearchMessagesResponseBp\n\rdev.honcho.v1B\x0bSearchProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16honcho/v1/search.proto\x12\thoncho.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19honcho/v1/resources.proto\"\xb9\x01\n\x15SearchMessagesRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x14\n\nsession_id\x18\x03 \x01(\tH\x00\x12\x11\n\x07peer_id\x18\x04 \x01(\tH\x00\x12(\n\x07\x66ilters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x10\n\x08scope_id\x18\x07 \x01(\tB\x07\n\x05scope\"?\n\tSearchHit\x12#\n\x07message\x18\x01 \x01(\x0b\x32\x12.honcho.v1.Message\x12\r\n\x05score\x18\x02 \x01(\x01\"<\n\x16SearchMessagesResponse\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.honcho.v1.SearchHit2f\n\rSearchService\x12U\n\x0eSearchMessages\x12 .honcho.v1.SearchMessagesRequest\x1a!.honcho.v1.SearchMessagesResponseBp\n\rdev.honcho.v1B\x0bSearchProtoP\x01Z%honcho-grpc/gen/go/honcho/v1;honchov1\xa2\x02\x03HXX\xaa\x02\tHoncho.V1\xca\x02\tHoncho\\V1\xea\x02\nHoncho::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.honcho.v1B\013SearchProtoP\001Z%honcho-grpc/gen/go/honcho/v1;honchov1\242\002\003HXX\252\002\tHoncho.V1\312\002\tHoncho\\V1\352\002\nHoncho::V1'
   _globals['_SEARCHMESSAGESREQUEST']._serialized_start=95
-  _globals['_SEARCHMESSAGESREQUEST']._serialized_end=262
-  _globals['_SEARCHHIT']._serialized_start=264
-  _globals['_SEARCHHIT']._serialized_end=327
-  _globals['_SEARCHMESSAGESRESPONSE']._serialized_start=329
-  _globals['_SEARCHMESSAGESRESPONSE']._serialized_end=389
-  _globals['_SEARCHSERVICE']._serialized_start=391
-  _globals['_SEARCHSERVICE']._serialized_end=493
+  _globals['_SEARCHMESSAGESREQUEST']._serialized_end=280
+  _globals['_SEARCHHIT']._serialized_start=282
+  _globals['_SEARCHHIT']._serialized_end=345
+  _globals['_SEARCHMESSAGESRESPONSE']._serialized_start=347
+  _globals['_SEARCHMESSAGESRESPONSE']._serialized_end=407
+  _globals['_SEARCHSERVICE']._serialized_start=409
+  _globals['_SEARCHSERVICE']._serialized_end=511
 # @@protoc_insertion_point(module_scope)

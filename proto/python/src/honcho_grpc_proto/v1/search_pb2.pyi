@@ -32,6 +32,7 @@ class SearchMessagesRequest(_message.Message):
     PEER_ID_FIELD_NUMBER: _builtins.int
     FILTERS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    SCOPE_ID_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     """Workspace id."""
     query: _builtins.str
@@ -42,6 +43,10 @@ class SearchMessagesRequest(_message.Message):
     """Only messages authored by this peer."""
     limit: _builtins.int
     """1-100, default 10."""
+    scope_id: _builtins.str
+    """Only messages of this scope's sessions (none when it has none); excludes session_id.
+    Workspace or admin tokens only.
+    """
     @_builtins.property
     def filters(self) -> _struct_pb2.Struct:
         """Filter over messages."""
@@ -55,10 +60,11 @@ class SearchMessagesRequest(_message.Message):
         peer_id: _builtins.str = ...,
         filters: _struct_pb2.Struct | None = ...,
         limit: _builtins.int = ...,
+        scope_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "peer_id", b"peer_id", "scope", b"scope", "session_id", b"session_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "limit", b"limit", "peer_id", b"peer_id", "query", b"query", "scope", b"scope", "session_id", b"session_id", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "limit", b"limit", "peer_id", b"peer_id", "query", b"query", "scope", b"scope", "scope_id", b"scope_id", "session_id", b"session_id", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_scope: _TypeAlias = _typing.Literal["session_id", "peer_id"]  # noqa: Y015
     _WhichOneofArgType_scope: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015

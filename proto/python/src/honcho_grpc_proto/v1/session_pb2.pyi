@@ -53,6 +53,7 @@ class GetOrCreateSessionRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     CONFIGURATION_FIELD_NUMBER: _builtins.int
     PEERS_FIELD_NUMBER: _builtins.int
+    SCOPE_IDS_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     """Workspace id (created if missing)."""
     session_id: _builtins.str
@@ -69,6 +70,12 @@ class GetOrCreateSessionRequest(_message.Message):
     def peers(self) -> _containers.MessageMap[_builtins.str, _resources_pb2.SessionPeerConfiguration]:
         """Peers to add, with their settings."""
 
+    @_builtins.property
+    def scope_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Scopes the session joins (created if missing; at most 100), in the same transaction.
+        Workspace or admin tokens only.
+        """
+
     def __init__(
         self,
         *,
@@ -77,10 +84,11 @@ class GetOrCreateSessionRequest(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         configuration: _resources_pb2.Configuration | None = ...,
         peers: _abc.Mapping[_builtins.str, _resources_pb2.SessionPeerConfiguration] | None = ...,
+        scope_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration", "metadata", b"metadata", "peers", b"peers", "session_id", b"session_id", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration", "metadata", b"metadata", "peers", b"peers", "scope_ids", b"scope_ids", "session_id", b"session_id", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -803,6 +811,8 @@ class GetContextRequest(_message.Message):
     INCLUDE_MOST_FREQUENT_FIELD_NUMBER: _builtins.int
     MAX_CONCLUSIONS_FIELD_NUMBER: _builtins.int
     LIMIT_TO_SESSION_FIELD_NUMBER: _builtins.int
+    SCOPE_ID_FIELD_NUMBER: _builtins.int
+    SESSION_IDS_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     """Workspace id."""
     session_id: _builtins.str
@@ -827,6 +837,16 @@ class GetContextRequest(_message.Message):
     """Conclusions in the representation (1-100, default 25)."""
     limit_to_session: _builtins.bool
     """Only conclusions derived in this session."""
+    scope_id: _builtins.str
+    """The representation sees only this scope's sessions (explicit conclusions drawn in
+    them); needs peer_target, excludes peer_perspective. Workspace or admin tokens only.
+    """
+    @_builtins.property
+    def session_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The representation sees only these sessions (at most 1000, this session among them);
+        needs peer_target, excludes scope_id and limit_to_session. The card is left out.
+        """
+
     def __init__(
         self,
         *,
@@ -842,10 +862,12 @@ class GetContextRequest(_message.Message):
         include_most_frequent: _builtins.bool = ...,
         max_conclusions: _builtins.int = ...,
         limit_to_session: _builtins.bool = ...,
+        scope_id: _builtins.str = ...,
+        session_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_summary", b"_summary", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_summary", b"_summary", "include_most_frequent", b"include_most_frequent", "limit_to_session", b"limit_to_session", "max_conclusions", b"max_conclusions", "peer_perspective", b"peer_perspective", "peer_target", b"peer_target", "search_max_distance", b"search_max_distance", "search_query", b"search_query", "search_top_k", b"search_top_k", "session_id", b"session_id", "summary", b"summary", "tokens", b"tokens", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_summary", b"_summary", "include_most_frequent", b"include_most_frequent", "limit_to_session", b"limit_to_session", "max_conclusions", b"max_conclusions", "peer_perspective", b"peer_perspective", "peer_target", b"peer_target", "scope_id", b"scope_id", "search_max_distance", b"search_max_distance", "search_query", b"search_query", "search_top_k", b"search_top_k", "session_id", b"session_id", "session_ids", b"session_ids", "summary", b"summary", "tokens", b"tokens", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__summary: _TypeAlias = _typing.Literal["summary"]  # noqa: Y015
     _WhichOneofArgType__summary: _TypeAlias = _typing.Literal["_summary", b"_summary"]  # noqa: Y015
