@@ -28,7 +28,6 @@ MAX_SESSIONS_PER_ADD = 100     # sessions one AddSessions names
 MAX_SCOPES_PER_READ = 100      # scopes one read (or one session's creation) names
 MAX_ALLOWLIST = 1000           # sessions one allowlist names
 RESERVED_PREFIX = "scope."     # Honcho stores scopes as peers so named; ids never carry it
-MAX_SCOPE_ID_CHARS = 512 - len(RESERVED_PREFIX)
 
 # The sessions a read may see: None for no boundary; an empty set admits nothing.
 Boundary = frozenset[str] | None
@@ -46,13 +45,15 @@ async def require(db: Executor, workspace_id: str, scope_id: str) -> Scope:
 
 
 async def get_or_create(pool: asyncpg.Pool, workspace_id: str, scope_id: str,
-                        metadata: Json | None) -> tuple[Scope, bool]:
+                        metadata: Json | None, *, replace: bool = True
+                        ) -> tuple[Scope, bool]:
     """Creates the workspace too. An existing scope is returned with `metadata` applied when
-    it is given (Honcho's get-or-create), as it is otherwise."""
+    it is given and `replace` (Honcho's get-or-create), as it is otherwise (the gRPC face's
+    GetOrCreate* contract)."""
     async with transaction(pool) as conn:
         found, created = await store.get_or_create_scope(conn, workspace_id, scope_id,
                                                          metadata or {})
-        if not created and metadata is not None and metadata != found.metadata:
+        if not created and replace and metadata is not None and metadata != found.metadata:
             found = await store.set_metadata(conn, workspace_id, scope_id, metadata) or found
     return found, created
 

@@ -22,7 +22,7 @@ from honcho_grpc.model import Page
 from honcho_grpc.server import convert
 from honcho_grpc.server.auth import Authorizer
 from honcho_grpc.server.deps import Deps
-from honcho_grpc.server.validate import Checker
+from honcho_grpc.server.validate import Checker, scope_id
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -138,17 +138,15 @@ def scope_ids(c: Checker, field: str, value: str | list[str] | None) -> list[str
         c.fail(field, "must name at least one scope")
     if len(ids) > scopes.MAX_SCOPES_PER_READ:
         c.fail(field, f"names more than {scopes.MAX_SCOPES_PER_READ} scopes")
-    for i, scope_id in enumerate(ids):
-        scope_id_of(c, field if isinstance(value, str) else f"{field}[{i}]", scope_id)
+    for i, named in enumerate(ids):
+        scope_id_of(c, field if isinstance(value, str) else f"{field}[{i}]", named)
     return ids
 
 
 def scope_id_of(c: Checker, field: str, value: str) -> None:
     """A scope id: an id without Honcho's reserved prefix (which '.' keeps out already), at
     most as long as Honcho allows once it is prefixed."""
-    c.id(field, value)
-    if len(value) > scopes.MAX_SCOPE_ID_CHARS:
-        c.fail(field, f"must be at most {scopes.MAX_SCOPE_ID_CHARS} characters")
+    scope_id(c, field, value)
 
 
 def allowlist(c: Checker, filters: Json | None) -> list[str] | None:

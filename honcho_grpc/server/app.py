@@ -23,6 +23,8 @@ from honcho_grpc_proto.v1 import (
     message_pb2_grpc,
     peer_pb2,
     peer_pb2_grpc,
+    scope_pb2,
+    scope_pb2_grpc,
     search_pb2,
     search_pb2_grpc,
     session_pb2,
@@ -51,6 +53,7 @@ from honcho_grpc.server.servicers.event import EventServicer
 from honcho_grpc.server.servicers.key import KeyServicer
 from honcho_grpc.server.servicers.message import MessageServicer
 from honcho_grpc.server.servicers.peer import PeerServicer
+from honcho_grpc.server.servicers.scope import ScopeServicer
 from honcho_grpc.server.servicers.search import SearchServicer
 from honcho_grpc.server.servicers.session import SessionServicer
 from honcho_grpc.server.servicers.webhook import WebhookServicer
@@ -70,7 +73,7 @@ SERVICE_NAMES = tuple(
         (session_pb2, "SessionService"), (message_pb2, "MessageService"),
         (search_pb2, "SearchService"), (conclusion_pb2, "ConclusionService"),
         (dialectic_pb2, "DialecticService"), (webhook_pb2, "WebhookService"),
-        (event_pb2, "EventService"), (key_pb2, "KeyService"),
+        (event_pb2, "EventService"), (key_pb2, "KeyService"), (scope_pb2, "ScopeService"),
     )
 )
 
@@ -101,6 +104,7 @@ def build_server(deps: Deps, interceptors: list[grpc.aio.ServerInterceptor] | No
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(deps), server)
     event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(deps), server)
     key_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(deps), server)
+    scope_pb2_grpc.add_ScopeServiceServicer_to_server(ScopeServicer(deps), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if deps.settings.server.reflection:

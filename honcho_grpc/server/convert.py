@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message as ProtoMessage
 from honcho_grpc_proto.v1 import resources_pb2 as pb
+from honcho_grpc_proto.v1 import scope_pb2
 
 from honcho_grpc import model
 
@@ -69,6 +70,11 @@ def session(s: model.Session) -> pb.Session:
                       metadata=struct(s.metadata),
                       configuration=from_dict(s.configuration, pb.Configuration),
                       create_time=ts(s.created_at))
+
+
+def scope(s: model.Scope) -> scope_pb2.Scope:
+    return scope_pb2.Scope(id=s.scope_id, workspace_id=s.workspace_id,
+                           metadata=struct(s.metadata), create_time=ts(s.created_at))
 
 
 def session_peer_config(m: model.SessionPeer) -> pb.SessionPeerConfiguration:

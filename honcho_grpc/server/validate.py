@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from honcho_grpc.domain.scopes import MAX_ALLOWLIST, MAX_SCOPES_PER_READ
 from honcho_grpc.errors import FieldViolation, InvalidArgument
 from honcho_grpc.server.errors import MAX_FIELD_CHARS, MAX_VIOLATIONS, clip
 from honcho_grpc.server.interceptors import before, wrap_handler
@@ -154,6 +155,40 @@ def checking() -> Iterator[Checker]:
     checker = Checker()
     yield checker
     checker.done()
+
+
+# Honcho stores a scope as a peer named "scope.<id>": an id leaves room for the prefix.
+MAX_SCOPE_ID_CHARS = 512 - len("scope.")
+
+
+def scope_id(c: Checker, field: str, value: str, *, required: bool = True) -> None:
+    c.id(field, value, required=required)
+    if len(value) > MAX_SCOPE_ID_CHARS:
+        c.fail(field, f"must be at most {MAX_SCOPE_ID_CHARS} characters")
+
+
+def id_list(c: Checker, field: str, values: Sequence[str], maximum: int, *,
+            scopes: bool = False) -> None:
+    """A list of ids (scope ids when `scopes`) of at most `maximum`, each checked."""
+    if len(values) > maximum:
+        c.fail(field, f"names more than {maximum} ids")
+    for i, value in enumerate(values):
+        if scopes:
+            scope_id(c, f"{field}[{i}]", value)
+        else:
+            c.id(f"{field}[{i}]", value)
+
+
+def boundary_options(c: Checker, prefix: str, scope_ids: Sequence[str],
+                     session_ids: Sequence[str], session_id: str) -> None:
+    """`scope_ids` (1-100 scopes), `session_ids` (an allowlist of 1-1000) and `session_id`:
+    at most one of them (domain/scopes.py)."""
+    id_list(c, f"{prefix}scope_ids", scope_ids, MAX_SCOPES_PER_READ, scopes=True)
+    id_list(c, f"{prefix}session_ids", session_ids, MAX_ALLOWLIST)
+    given = [name for name, value in (("scope_ids", scope_ids), ("session_ids", session_ids),
+                                      ("session_id", session_id)) if value]
+    if len(given) > 1:
+        c.fail(f"{prefix}{given[1]}", f"cannot be combined with {given[0]}")
 
 
 def page_size(field: str, value: int, default: int, maximum: int, c: Checker) -> int:

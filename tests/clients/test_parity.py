@@ -74,10 +74,10 @@ def proto_rpcs() -> set[str]:
     return out
 
 
-def test_the_proto_has_51_rpcs() -> None:
+def test_the_proto_has_58_rpcs() -> None:
     # The count the wrappers are measured against; a new RPC changes it, and the coverage
     # tests below then fail until each wrapper calls it.
-    assert len(proto_rpcs()) == 51
+    assert len(proto_rpcs()) == 58
 
 
 def missing(called: set[str]) -> list[str]:
@@ -202,6 +202,14 @@ def every_sync_wrapper(honcho: Honcho) -> None:
     assert [w.id for w in honcho.webhooks()] == [endpoint.id]            # ListWebhookEndpoints
     honcho.test_webhook()                                                # TestWebhook
     honcho.delete_webhook(endpoint)                                      # DeleteWebhookEndpoint
+    team = honcho.scope("team", metadata={"k": "v"})                     # GetOrCreateScope
+    assert honcho.get_scope("team").metadata == {"k": "v"}               # GetScope
+    assert [s.id for s in honcho.scopes()] == ["team"]                   # ListScopes
+    assert team.add_sessions([session]) == 1                             # AddScopeSessions
+    assert [s.id for s in team.sessions()] == ["s1"]                     # ListScopeSessions
+    assert list(team.status()) == ["s1"]                                 # GetScopeStatus
+    assert "Biscuit" in alice.chat("What is the puppy called?", scope=team)
+    assert team.remove_session(session)                                  # RemoveScopeSession
     with honcho.events(session=session) as feed:                         # WatchEvents
         feed.ready()
     with pytest.raises(FailedPreconditionError) as refused:              # CreateKey
@@ -265,6 +273,14 @@ async def every_async_wrapper(honcho: AsyncHoncho) -> None:
     assert [w.id async for w in honcho.webhooks()] == [endpoint.id]
     await honcho.test_webhook()
     await honcho.delete_webhook(endpoint)
+    team = await honcho.scope("team", metadata={"k": "v"})
+    assert (await honcho.get_scope("team")).metadata == {"k": "v"}
+    assert [s.id async for s in honcho.scopes()] == ["team"]
+    assert await team.add_sessions([session]) == 1
+    assert [s.id async for s in team.sessions()] == ["s1"]
+    assert list(await team.status()) == ["s1"]
+    assert "Biscuit" in await alice.chat("What is the puppy called?", scope=team)
+    assert await team.remove_session(session)
     async with honcho.events(session=session) as feed:
         await feed.ready()
     with pytest.raises(FailedPreconditionError) as refused:

@@ -26,6 +26,7 @@ from honcho_grpc_proto.v1 import (
     message_pb2,
     peer_pb2,
     resources_pb2,
+    scope_pb2,
     search_pb2,
     session_pb2,
     webhook_pb2,
@@ -188,6 +189,37 @@ CASES: dict[str, tuple[str, Sample]] = {
     "EventService/WatchEvents": ("AWPS", lambda w: event_pb2.WatchEventsRequest(
         workspace_id=w.w1, session_id=w.s1)),
     "KeyService/CreateKey": ("A", lambda w: key_pb2.CreateKeyRequest(workspace_id=w.w1)),
+    # ScopeService: scopes span sessions, so workspace and admin tokens only.
+    "ScopeService/GetOrCreateScope": ("AW", lambda w: scope_pb2.GetOrCreateScopeRequest(
+        workspace_id=w.w1, scope_id="team")),
+    "ScopeService/GetScope": ("AW", lambda w: scope_pb2.GetScopeRequest(
+        workspace_id=w.w1, scope_id="team")),
+    "ScopeService/ListScopes": ("AW", lambda w: scope_pb2.ListScopesRequest(
+        workspace_id=w.w1)),
+    "ScopeService/AddScopeSessions": ("AW", lambda w: scope_pb2.AddScopeSessionsRequest(
+        workspace_id=w.w1, scope_id="team", session_ids=[w.s1])),
+    "ScopeService/RemoveScopeSession": ("AW", lambda w: scope_pb2.RemoveScopeSessionRequest(
+        workspace_id=w.w1, scope_id="team", session_id=w.s1)),
+    "ScopeService/ListScopeSessions": ("AW", lambda w: scope_pb2.ListScopeSessionsRequest(
+        workspace_id=w.w1, scope_id="team")),
+    "ScopeService/GetScopeStatus": ("AW", lambda w: scope_pb2.GetScopeStatusRequest(
+        workspace_id=w.w1, scope_id="team")),
+}
+
+# The scope options of other RPCs: a peer or session token may not use them, even where it
+# may make the call without them.
+SCOPED: dict[str, tuple[str, Callable[[World], Any]]] = {
+    "DialecticService/Chat": ("AW", lambda w: dialectic_pb2.ChatRequest(
+        query=dialectic_pb2.ChatQuery(workspace_id=w.w1, peer_id=w.p1, query="what is new?",
+                                      scope_ids=["team"]))),
+    "PeerService/GetRepresentation": ("AW", lambda w: peer_pb2.GetRepresentationRequest(
+        workspace_id=w.w1, peer_id=w.p1, scope_ids=["team"])),
+    "SessionService/GetContext": ("AW", lambda w: session_pb2.GetContextRequest(
+        workspace_id=w.w1, session_id=w.s1, peer_target=w.p1, scope_id="team")),
+    "SearchService/SearchMessages": ("AW", lambda w: search_pb2.SearchMessagesRequest(
+        workspace_id=w.w1, query="hello", scope_id="team")),
+    "SessionService/GetOrCreateSession": ("AW", lambda w: session_pb2.GetOrCreateSessionRequest(
+        workspace_id=w.w1, session_id=w.s1, scope_ids=["team"])),
 }
 
 
@@ -243,10 +275,12 @@ def expected(allowed: str, kind: str) -> grpc.StatusCode | None:
     return None if kind in {LETTERS[c] for c in allowed} else grpc.StatusCode.PERMISSION_DENIED
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(CASES) + [f"{n} (scoped)" for n in sorted(SCOPED)])
 async def test_auth_matrix(name: str, auth_channel: grpc.aio.Channel, stubs: Stubs,
                            db: Database) -> None:
-    allowed, sample = CASES[name]
+    scoped = name.endswith(" (scoped)")
+    name = name.removesuffix(" (scoped)")
+    allowed, sample = (SCOPED if scoped else CASES)[name]
     method = _full(name)
     world = World(w1=f"am-{uuid.uuid4().hex[:10]}", w2=f"am-{uuid.uuid4().hex[:10]}")
     await set_up(stubs, world)

@@ -15,7 +15,7 @@ from honcho_grpc.domain.dialectic import Answer, Question, stream_answer
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.limits import bearer_of
-from honcho_grpc.server.validate import checking
+from honcho_grpc.server.validate import boundary_options, checking
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 LEVEL_NAMES = {pb.REASONING_LEVEL_UNSPECIFIED: "low", pb.REASONING_LEVEL_MINIMAL: "minimal",
@@ -41,10 +41,12 @@ class DialecticServicer(rpc.DialecticServiceServicer):
             problem = schema_problem(schema) if schema else None
             if problem:
                 c.fail("query.response_format", problem)
+            boundary_options(c, "query.", query.scope_ids, query.session_ids, query.session_id)
         return await questions.pose(
             self.deps.pool, query.workspace_id, query.peer_id, query.query,
             target=query.target_id, session_id=query.session_id,
-            level=LEVEL_NAMES[query.reasoning_level], response_format=schema)
+            level=LEVEL_NAMES[query.reasoning_level], response_format=schema,
+            scope_ids=list(query.scope_ids), session_ids=list(query.session_ids) or None)
 
     async def Chat(self, request: pb.ChatRequest, context: Ctx) -> pb.ChatResponse:
         q = await self._question(request.query)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import grpc
 from honcho_grpc_proto.v1 import peer_pb2 as pb
 from honcho_grpc_proto.v1 import peer_pb2_grpc as rpc
 
-from honcho_grpc.domain import peers
+from honcho_grpc.domain import peers, scopes
 from honcho_grpc.domain.idempotent import Retry
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery, render
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
-from honcho_grpc.server.validate import checking
+from honcho_grpc.server.validate import boundary_options, checking
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -132,8 +133,13 @@ class PeerServicer(rpc.PeerServiceServicer):
 
     async def GetRepresentation(self, request: pb.GetRepresentationRequest,
                                 context: Ctx) -> pb.GetRepresentationResponse:
+        with checking() as c:
+            boundary_options(c, "", request.scope_ids, request.session_ids, request.session_id)
         q = self._representation_query(request, request.session_id,
                                        request.include_most_frequent)
+        q = replace(q, sessions=await scopes.boundary(
+            self.deps.pool, request.workspace_id, scopes=list(request.scope_ids),
+            sessions=list(request.session_ids) or None))
         found = await peers.representation(self.deps.pool, self.deps.embedder, q)
         return pb.GetRepresentationResponse(representation=render(found),
                                             conclusion_ids=[c.conclusion_id for c in found])

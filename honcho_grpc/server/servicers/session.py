@@ -10,7 +10,7 @@ from honcho_grpc_proto.v1 import resources_pb2
 from honcho_grpc_proto.v1 import session_pb2 as pb
 from honcho_grpc_proto.v1 import session_pb2_grpc as rpc
 
-from honcho_grpc.domain import sessions
+from honcho_grpc.domain import scopes, sessions
 from honcho_grpc.domain.context import build_context
 from honcho_grpc.domain.idempotent import Retry
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
@@ -18,7 +18,7 @@ from honcho_grpc.ids import new_id
 from honcho_grpc.model import PeerSettings, SessionPeer
 from honcho_grpc.server import common, convert
 from honcho_grpc.server.deps import Deps
-from honcho_grpc.server.validate import Checker, checking
+from honcho_grpc.server.validate import Checker, checking, id_list, scope_id
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -51,9 +51,10 @@ class SessionServicer(rpc.SessionServiceServicer):
             metadata = c.struct("metadata", request.metadata)
             c.configuration("configuration", request.configuration)
             peers = _peer_settings(c, "peers", request.peers)
+            id_list(c, "scope_ids", request.scope_ids, scopes.MAX_SCOPES_PER_READ, scopes=True)
         found, created = await sessions.get_or_create(
             self.deps.pool, self.deps.settings, request.workspace_id, request.session_id,
-            metadata, convert.to_dict(request.configuration), peers)
+            metadata, convert.to_dict(request.configuration), peers, list(request.scope_ids))
         return pb.GetOrCreateSessionResponse(session=convert.session(found), created=created)
 
     async def GetSession(self, request: pb.GetSessionRequest,
@@ -195,6 +196,23 @@ class SessionServicer(rpc.SessionServiceServicer):
             c.range("search_top_k", request.search_top_k, 0, 100)
             c.range("search_max_distance", request.search_max_distance, 0, 1)
             c.range("max_conclusions", request.max_conclusions, 0, 100)
+            scope_id(c, "scope_id", request.scope_id, required=False)
+            id_list(c, "session_ids", request.session_ids, scopes.MAX_ALLOWLIST)
+            allowlist = list(request.session_ids) or None
+            if request.scope_id and request.peer_perspective:
+                c.fail("scope_id", "cannot be combined with peer_perspective")
+            if allowlist is not None:
+                if request.session_id not in allowlist:
+                    c.fail("session_ids", "must include session_id")
+                if request.scope_id:
+                    c.fail("session_ids", "cannot be combined with scope_id")
+                if request.limit_to_session:
+                    c.fail("session_ids", "cannot be combined with limit_to_session")
+            if (request.scope_id or allowlist) and not request.peer_target:
+                c.fail("peer_target", "is required with scope_id or session_ids")
+        boundary = await scopes.boundary(
+            self.deps.pool, request.workspace_id,
+            scopes=[request.scope_id] if request.scope_id else [], sessions=allowlist)
         rep = None
         if request.peer_target:
             rep = RepresentationQuery(
@@ -205,7 +223,7 @@ class SessionServicer(rpc.SessionServiceServicer):
                 search_query=request.search_query, search_top_k=request.search_top_k,
                 search_max_distance=request.search_max_distance,
                 include_most_frequent=request.include_most_frequent,
-                max_conclusions=request.max_conclusions or DEFAULT_MAX)
+                max_conclusions=request.max_conclusions or DEFAULT_MAX, sessions=boundary)
         ctx = await build_context(
             self.deps.pool, self.deps.embedder, workspace_id=request.workspace_id,
             session_id=request.session_id, budget=request.tokens or limit,

@@ -27,6 +27,8 @@ from honcho_grpc_proto.v1 import (
     peer_pb2,
     peer_pb2_grpc,
     resources_pb2,
+    scope_pb2,
+    scope_pb2_grpc,
     search_pb2,
     search_pb2_grpc,
     session_pb2,
@@ -49,6 +51,7 @@ from honcho_grpc_client.types import (
     PeerContext,
     QueueCounts,
     QueueStatus,
+    ScopeMember,
     SessionContext,
     SessionMember,
     SessionPeerConfig,
@@ -58,6 +61,7 @@ from honcho_grpc_client.types import (
     message_to_dict,
     parse_into,
     struct_to_dict,
+    to_datetime,
     to_timestamp,
 )
 
@@ -79,12 +83,13 @@ STUBS: dict[str, Callable[[Any], Any]] = {
     "webhooks": webhook_pb2_grpc.WebhookServiceStub,
     "events": event_pb2_grpc.EventServiceStub,
     "keys": key_pb2_grpc.KeyServiceStub,
+    "scopes": scope_pb2_grpc.ScopeServiceStub,
 }
 
 SERVICE_NAMES = [
     service.full_name
     for module in (workspace_pb2, peer_pb2, session_pb2, message_pb2, search_pb2,
-                   conclusion_pb2, dialectic_pb2, webhook_pb2, event_pb2, key_pb2)
+                   conclusion_pb2, dialectic_pb2, webhook_pb2, event_pb2, key_pb2, scope_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
 ]
 
@@ -352,9 +357,11 @@ class HonchoOps:
             lambda r: [make(s) for s in r.sessions])
 
     def _search(self, query: str, filters: Mapping[str, Any] | None, limit: int | None,
-                session_id: str | None = None, peer_id: str | None = None) -> Unary:
+                session_id: str | None = None, peer_id: str | None = None,
+                scope: Any = None) -> Unary:
         req = search_pb2.SearchMessagesRequest(workspace_id=self.workspace_id, query=query,
-                                               filters=dict_to_struct(filters), limit=limit or 0)
+                                               filters=dict_to_struct(filters), limit=limit or 0,
+                                               scope_id=_opt_id(scope))
         if session_id:
             req.session_id = session_id
         elif peer_id:
@@ -419,6 +426,20 @@ class HonchoOps:
         return Unary("webhooks", "TestWebhook",
                      webhook_pb2.TestWebhookRequest(workspace_id=self.workspace_id),
                      lambda r: None)
+
+    def _get_or_create_scope(self, scope_id: str, metadata: Mapping[str, Any] | None) -> Unary:
+        return Unary("scopes", "GetOrCreateScope", scope_pb2.GetOrCreateScopeRequest(
+            workspace_id=self.workspace_id, scope_id=scope_id,
+            metadata=dict_to_struct(metadata)), lambda r: r.scope)
+
+    def _get_scope(self, scope_id: str) -> Unary:
+        return Unary("scopes", "GetScope", scope_pb2.GetScopeRequest(
+            workspace_id=self.workspace_id, scope_id=scope_id), lambda r: r.scope)
+
+    def _list_scopes(self, reverse: bool, make: Callable[[scope_pb2.Scope], Any]) -> Paged:
+        return Paged("scopes", "ListScopes", scope_pb2.ListScopesRequest(
+            workspace_id=self.workspace_id, page_size=PAGE_SIZE, reverse=reverse),
+            lambda r: [make(s) for s in r.scopes])
 
     def _create_key(self, peer: Any, session: Any, expires_at: Any, admin: bool) -> Unary:
         return Unary("keys", "CreateKey", key_pb2.CreateKeyRequest(
@@ -487,12 +508,14 @@ class PeerOps:
 
     def _representation(self, target: Any, session: Any, search_query: str | None,
                         search_top_k: int | None, search_max_distance: float | None,
-                        include_most_frequent: bool, max_conclusions: int | None) -> Unary:
+                        include_most_frequent: bool, max_conclusions: int | None,
+                        scope: Any = None, sessions: Any = None) -> Unary:
         return Unary("peers", "GetRepresentation", peer_pb2.GetRepresentationRequest(
             workspace_id=self.workspace_id, peer_id=self.id, target_id=_opt_id(target),
             session_id=_opt_id(session), search_query=search_query or "",
             search_top_k=search_top_k or 0, search_max_distance=search_max_distance or 0.0,
-            include_most_frequent=include_most_frequent, max_conclusions=max_conclusions or 0),
+            include_most_frequent=include_most_frequent, max_conclusions=max_conclusions or 0,
+            scope_ids=scope_ids(scope), session_ids=_ids(sessions)),
             lambda r: r.representation)
 
     def _context(self, target: Any, search_query: str | None, search_top_k: int | None,
@@ -507,12 +530,14 @@ class PeerOps:
                                   representation=r.representation, peer_card=list(r.peer_card)))
 
     def _chat_query(self, query: str, target: Any, session: Any, reasoning: str | int | None,
-                    response_format: Mapping[str, Any] | None) -> dialectic_pb2.ChatQuery:
+                    response_format: Mapping[str, Any] | None, scope: Any = None,
+                    sessions: Any = None) -> dialectic_pb2.ChatQuery:
         return dialectic_pb2.ChatQuery(
             workspace_id=self.workspace_id, peer_id=self.id, query=query,
             target_id=_opt_id(target), session_id=_opt_id(session),
             reasoning_level=reasoning_level(reasoning),  # type: ignore[arg-type]
-            response_format=dict_to_struct(response_format))
+            response_format=dict_to_struct(response_format), scope_ids=scope_ids(scope),
+            session_ids=_ids(sessions))
 
     def _chat(self, query: dialectic_pb2.ChatQuery) -> Unary:
         return Unary("dialectic", "Chat", dialectic_pb2.ChatRequest(query=query), ChatAnswer)
@@ -558,12 +583,12 @@ class SessionOps:
     workspace_id: str
 
     def _get_or_create(self, metadata: Mapping[str, Any] | None, configuration: Any,
-                       peers: Any) -> Unary:
+                       peers: Any, scopes: Any = None) -> Unary:
         return Unary("sessions", "GetOrCreateSession", session_pb2.GetOrCreateSessionRequest(
             workspace_id=self.workspace_id, session_id=self.id,
             metadata=dict_to_struct(metadata),
             configuration=parse_into(configuration, resources_pb2.Configuration),
-            peers=_members(peers or ())), lambda r: r.session)
+            peers=_members(peers or ()), scope_ids=_ids(scopes)), lambda r: r.session)
 
     def _get(self) -> Unary:
         return Unary("sessions", "GetSession", session_pb2.GetSessionRequest(
@@ -702,6 +727,50 @@ class SessionOps:
     def _summaries(self) -> Unary:
         return Unary("sessions", "GetSummaries", session_pb2.GetSummariesRequest(
             workspace_id=self.workspace_id, session_id=self.id), Summaries.from_proto)
+
+
+class ScopeOps:
+    """Operations on one scope (`self.id`): a named set of sessions that reads can be
+    confined to (`scope=` on chat, representation, context and search)."""
+
+    id: str
+    workspace_id: str
+
+    def _add_sessions(self, sessions: Any) -> Unary:
+        return Unary("scopes", "AddScopeSessions", scope_pb2.AddScopeSessionsRequest(
+            workspace_id=self.workspace_id, scope_id=self.id, session_ids=_ids(sessions)),
+            lambda r: r.added)
+
+    def _remove_session(self, session: Any) -> Unary:
+        return Unary("scopes", "RemoveScopeSession", scope_pb2.RemoveScopeSessionRequest(
+            workspace_id=self.workspace_id, scope_id=self.id, session_id=_id(session)),
+            lambda r: r.removed)
+
+    def _sessions(self, reverse: bool, make: Callable[[resources_pb2.Session], Any]) -> Paged:
+        return Paged("scopes", "ListScopeSessions", scope_pb2.ListScopeSessionsRequest(
+            workspace_id=self.workspace_id, scope_id=self.id, page_size=PAGE_SIZE,
+            reverse=reverse), lambda r: [make(s) for s in r.sessions])
+
+    def _status(self) -> Unary:
+        return Unary("scopes", "GetScopeStatus", scope_pb2.GetScopeStatusRequest(
+            workspace_id=self.workspace_id, scope_id=self.id),
+            lambda r: {m.session_id: ScopeMember(
+                m.session_id, to_datetime(m.add_time, m.HasField("add_time")), m.conclusions)
+                for m in r.sessions})
+
+
+def _ids(values: Any) -> list[str]:
+    """Sessions or scopes given as handles or ids (None: none)."""
+    if values is None:
+        return []
+    if isinstance(values, str) or hasattr(values, "id"):
+        return [_id(values)]
+    return [_id(v) for v in values]
+
+
+def scope_ids(scope: Any) -> list[str]:
+    """Honcho's `scope=` option: one scope (id or handle) or a list of them."""
+    return _ids(scope)
 
 
 def session_and_target(session: Any, target: Any) -> tuple[Any, Any]:

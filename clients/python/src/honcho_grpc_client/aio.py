@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mappi
 from typing import Any, Literal, overload
 
 import grpc
-from honcho_grpc_proto.v1 import resources_pb2
+from honcho_grpc_proto.v1 import resources_pb2, scope_pb2
 
 from honcho_grpc_client._base import (
     DEFAULT_STREAM_TIMEOUT,
@@ -34,6 +34,7 @@ from honcho_grpc_client._base import (
     Paged,
     PeerOps,
     RetryPolicy,
+    ScopeOps,
     ServerStream,
     SessionOps,
     Settings,
@@ -55,11 +56,13 @@ from honcho_grpc_client.types import (
     MessageCreate,
     PeerContext,
     QueueStatus,
+    ScopeMember,
     SessionContext,
     SessionMember,
     SessionPeerConfig,
     Summaries,
     WebhookEndpoint,
+    struct_to_dict,
     to_datetime,
 )
 
@@ -292,21 +295,25 @@ class AsyncPeer(PeerOps):
     def chat(self, query: str, *, target: AsyncPeer | str | None = ...,
              session: AsyncSession | str | None = ..., reasoning_level: str | None = ...,
              response_format: Mapping[str, Any] | None = ..., stream: Literal[False] = ...,
-             timeout: float | None = ...) -> Awaitable[ChatAnswer]: ...
+             timeout: float | None = ..., scope: Any = ...,
+             sessions: Any = ...) -> Awaitable[ChatAnswer]: ...
 
     @overload
     def chat(self, query: str, *, target: AsyncPeer | str | None = ...,
              session: AsyncSession | str | None = ..., reasoning_level: str | None = ...,
              response_format: Mapping[str, Any] | None = ..., stream: Literal[True],
-             timeout: float | None = ...) -> AsyncChatStream: ...
+             timeout: float | None = ..., scope: Any = ...,
+             sessions: Any = ...) -> AsyncChatStream: ...
 
     def chat(self, query: str, *, target: AsyncPeer | str | None = None,
              session: AsyncSession | str | None = None, reasoning_level: str | None = None,
              response_format: Mapping[str, Any] | None = None, stream: bool = False,
-             timeout: float | None = _UNSET) -> Awaitable[ChatAnswer] | AsyncChatStream:
+             timeout: float | None = _UNSET, scope: Any = None,
+             sessions: Any = None) -> Awaitable[ChatAnswer] | AsyncChatStream:
         """`await peer.chat(q)` for the answer; `async for d in peer.chat(q, stream=True)`
         for deltas. See `Peer.chat`."""
-        q = self._chat_query(query, target, session, reasoning_level, response_format)
+        q = self._chat_query(query, target, session, reasoning_level, response_format, scope,
+                             sessions)
         deadline = self._t.settings.stream_timeout if timeout is _UNSET else timeout
         if stream:
             return AsyncChatStream(self._t.server_stream(self._stream_chat(q), deadline))
@@ -317,11 +324,12 @@ class AsyncPeer(PeerOps):
                     session: AsyncSession | str | None = None,
                     reasoning_level: str | None = None,
                     response_format: Mapping[str, Any] | None = None,
-                    timeout: float | None = _UNSET) -> AsyncChatStream:
+                    timeout: float | None = _UNSET, scope: Any = None,
+                    sessions: Any = None) -> AsyncChatStream:
         """`chat(..., stream=True)` under the name Honcho's SDK uses."""
         return self.chat(query, target=target, session=session,
                          reasoning_level=reasoning_level, response_format=response_format,
-                         stream=True, timeout=timeout)
+                         stream=True, timeout=timeout, scope=scope, sessions=sessions)
 
     async def get_card(self, target: AsyncPeer | str | None = None) -> list[str]:
         entries: list[str] = await self._t.unary(self._card(target))
@@ -339,12 +347,13 @@ class AsyncPeer(PeerOps):
                              search_query: str | None = None, search_top_k: int | None = None,
                              search_max_distance: float | None = None,
                              include_most_frequent: bool | None = None,
-                             max_conclusions: int | None = None) -> str:
+                             max_conclusions: int | None = None, *, scope: Any = None,
+                             sessions: Any = None) -> str:
         """See `Peer.representation` (Honcho's argument order: session, then target)."""
         session, target = session_and_target(session, target)
         text: str = await self._t.unary(self._representation(
             target, session, search_query, search_top_k, search_max_distance,
-            bool(include_most_frequent), max_conclusions))
+            bool(include_most_frequent), max_conclusions, scope, sessions))
         return text
 
     async def context(self, target: AsyncPeer | str | None = None,
@@ -496,9 +505,9 @@ class AsyncSession(SessionOps):
 
     async def get_or_create(self, *, metadata: Mapping[str, Any] | None = None,
                             configuration: Mapping[str, Any] | None = None,
-                            peers: Any = None) -> AsyncSession:
+                            peers: Any = None, scopes: Any = None) -> AsyncSession:
         return self._load(await self._t.unary(self._get_or_create(metadata, configuration,
-                                                                  peers)))
+                                                                  peers, scopes)))
 
     async def refresh(self) -> AsyncSession:
         return self._load(await self._t.unary(self._get()))
@@ -649,6 +658,42 @@ class AsyncSession(SessionOps):
         return await self._honcho.queue_status(observer, sender, self.id)
 
 
+class AsyncScope(ScopeOps):
+    """See `Scope`."""
+
+    def __init__(self, honcho: AsyncHoncho, scope_id: str,
+                 resource: scope_pb2.Scope | None = None) -> None:
+        self._honcho = honcho
+        self._t = honcho._transport
+        self.id = scope_id
+        self.workspace_id = honcho.workspace_id
+        self.metadata: dict[str, Any] | None = None
+        self.created_at: dt.datetime | None = None
+        if resource is not None:
+            self.metadata = struct_to_dict(resource.metadata)
+            self.created_at = to_datetime(resource.create_time,
+                                          resource.HasField("create_time"))
+
+    def __repr__(self) -> str:
+        return f"AsyncScope(id={self.id!r}, workspace_id={self.workspace_id!r})"
+
+    async def add_sessions(self, sessions: Iterable[AsyncSession | str]) -> int:
+        added: int = await self._t.unary(self._add_sessions(list(sessions)))
+        return added
+
+    async def remove_session(self, session: AsyncSession | str) -> bool:
+        removed: bool = await self._t.unary(self._remove_session(session))
+        return removed
+
+    def sessions(self, *, reverse: bool = False) -> AsyncIterator[AsyncSession]:
+        return self._t.pages(self._sessions(reverse,
+                                            lambda s: AsyncSession(self._honcho, s.id, s)))
+
+    async def status(self) -> dict[str, ScopeMember]:
+        found: dict[str, ScopeMember] = await self._t.unary(self._status())
+        return found
+
+
 class AsyncHoncho(HonchoOps):
     """The asynchronous client for one workspace; arguments as for `Honcho`."""
 
@@ -693,13 +738,27 @@ class AsyncHoncho(HonchoOps):
 
     async def session(self, session_id: str, *, metadata: Mapping[str, Any] | None = None,
                       configuration: Mapping[str, Any] | None = None, peers: Any = None,
-                      create: bool = True) -> AsyncSession:
+                      create: bool = True, scopes: Any = None) -> AsyncSession:
         """The session, got or created now (see Honcho.session)."""
         session = AsyncSession(self, session_id)
-        if create or metadata is not None or configuration is not None or peers is not None:
+        if create or metadata is not None or configuration is not None or peers is not None \
+                or scopes is not None:
             await session.get_or_create(metadata=metadata, configuration=configuration,
-                                        peers=peers)
+                                        peers=peers, scopes=scopes)
         return session
+
+    async def scope(self, scope_id: str, *,
+                    metadata: Mapping[str, Any] | None = None) -> AsyncScope:
+        """The scope, got or created now (see Honcho.scope)."""
+        return AsyncScope(self, scope_id, await self._transport.unary(
+            self._get_or_create_scope(scope_id, metadata)))
+
+    async def get_scope(self, scope_id: str) -> AsyncScope:
+        return AsyncScope(self, scope_id, await self._transport.unary(self._get_scope(scope_id)))
+
+    def scopes(self, *, reverse: bool = False) -> AsyncIterator[AsyncScope]:
+        return self._transport.pages(self._list_scopes(reverse,
+                                                       lambda s: AsyncScope(self, s.id, s)))
 
     def peers(self, filters: Mapping[str, Any] | None = None, *,
               reverse: bool = False) -> AsyncIterator[AsyncPeer]:
@@ -712,8 +771,9 @@ class AsyncHoncho(HonchoOps):
             filters, reverse, lambda s: AsyncSession(self, s.id, s)))
 
     async def search(self, query: str, filters: Mapping[str, Any] | None = None,
-                     limit: int | None = None) -> list[Message]:
-        hits: list[Message] = await self._transport.unary(self._search(query, filters, limit))
+                     limit: int | None = None, *, scope: Any = None) -> list[Message]:
+        hits: list[Message] = await self._transport.unary(self._search(query, filters, limit,
+                                                                       scope=scope))
         return hits
 
     async def refresh(self) -> AsyncHoncho:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, overload
 
 import grpc
-from honcho_grpc_proto.v1 import resources_pb2
+from honcho_grpc_proto.v1 import resources_pb2, scope_pb2
 
 from honcho_grpc_client._base import (
     DEFAULT_STREAM_TIMEOUT,
@@ -31,6 +31,7 @@ from honcho_grpc_client._base import (
     Paged,
     PeerOps,
     RetryPolicy,
+    ScopeOps,
     ServerStream,
     SessionOps,
     Settings,
@@ -52,11 +53,13 @@ from honcho_grpc_client.types import (
     MessageCreate,
     PeerContext,
     QueueStatus,
+    ScopeMember,
     SessionContext,
     SessionMember,
     SessionPeerConfig,
     Summaries,
     WebhookEndpoint,
+    struct_to_dict,
     to_datetime,
 )
 
@@ -276,25 +279,31 @@ class Peer(PeerOps):
     def chat(self, query: str, *, target: Peer | str | None = ...,
              session: Session | str | None = ..., reasoning_level: str | None = ...,
              response_format: Mapping[str, Any] | None = ..., stream: Literal[False] = ...,
-             timeout: float | None = ...) -> ChatAnswer: ...
+             timeout: float | None = ..., scope: Any = ...,
+             sessions: Any = ...) -> ChatAnswer: ...
 
     @overload
     def chat(self, query: str, *, target: Peer | str | None = ...,
              session: Session | str | None = ..., reasoning_level: str | None = ...,
              response_format: Mapping[str, Any] | None = ..., stream: Literal[True],
-             timeout: float | None = ...) -> ChatStream: ...
+             timeout: float | None = ..., scope: Any = ...,
+             sessions: Any = ...) -> ChatStream: ...
 
     def chat(self, query: str, *, target: Peer | str | None = None,
              session: Session | str | None = None, reasoning_level: str | None = None,
              response_format: Mapping[str, Any] | None = None, stream: bool = False,
-             timeout: float | None = _UNSET) -> ChatAnswer | ChatStream:
+             timeout: float | None = _UNSET, scope: Any = None,
+             sessions: Any = None) -> ChatAnswer | ChatStream:
         """Ask what this peer knows about `target` (default: itself).
 
         Returns the answer (a `str` with `.conclusion_ids` and token counts), or with
         `stream=True` a `ChatStream` of text deltas. `reasoning_level` is one of minimal, low,
         medium, high, max. With `response_format` (a JSON Schema) the answer is JSON.
+        `scope` (a scope or a list of them) or `sessions` (an allowlist) confine the answer
+        to those sessions' messages and the explicit conclusions drawn in them.
         """
-        q = self._chat_query(query, target, session, reasoning_level, response_format)
+        q = self._chat_query(query, target, session, reasoning_level, response_format, scope,
+                             sessions)
         deadline = self._t.settings.stream_timeout if timeout is _UNSET else timeout
         if stream:
             return ChatStream(self._t.server_stream(self._stream_chat(q), deadline))
@@ -304,11 +313,12 @@ class Peer(PeerOps):
     def chat_stream(self, query: str, *, target: Peer | str | None = None,
                     session: Session | str | None = None, reasoning_level: str | None = None,
                     response_format: Mapping[str, Any] | None = None,
-                    timeout: float | None = _UNSET) -> ChatStream:
+                    timeout: float | None = _UNSET, scope: Any = None,
+                    sessions: Any = None) -> ChatStream:
         """`chat(..., stream=True)` under the name Honcho's SDK uses."""
         return self.chat(query, target=target, session=session,
                          reasoning_level=reasoning_level, response_format=response_format,
-                         stream=True, timeout=timeout)
+                         stream=True, timeout=timeout, scope=scope, sessions=sessions)
 
     def get_card(self, target: Peer | str | None = None) -> list[str]:
         """The card this peer keeps about `target` (default itself); [] when none exists."""
@@ -327,13 +337,15 @@ class Peer(PeerOps):
                        search_top_k: int | None = None,
                        search_max_distance: float | None = None,
                        include_most_frequent: bool | None = None,
-                       max_conclusions: int | None = None) -> str:
+                       max_conclusions: int | None = None, *, scope: Any = None,
+                       sessions: Any = None) -> str:
         """What this peer holds about `target` (default itself), within `session` if given,
-        as markdown grouped by reasoning level. The argument order is Honcho's SDK's."""
+        as markdown grouped by reasoning level. The argument order is Honcho's SDK's.
+        `scope` / `sessions`: only explicit conclusions drawn in those sessions."""
         session, target = session_and_target(session, target)
         text: str = self._t.unary(self._representation(
             target, session, search_query, search_top_k, search_max_distance,
-            bool(include_most_frequent), max_conclusions))
+            bool(include_most_frequent), max_conclusions, scope, sessions))
         return text
 
     def context(self, target: Peer | str | None = None, search_query: str | None = None,
@@ -493,9 +505,11 @@ class Session(SessionOps):
 
     def get_or_create(self, *, metadata: Mapping[str, Any] | None = None,
                       configuration: Mapping[str, Any] | None = None,
-                      peers: Any = None) -> Session:
-        """Create the session if missing (metadata/configuration apply only then)."""
-        return self._load(self._t.unary(self._get_or_create(metadata, configuration, peers)))
+                      peers: Any = None, scopes: Any = None) -> Session:
+        """Create the session if missing (metadata/configuration apply only then); it joins
+        `scopes` (created when missing) in the same call."""
+        return self._load(self._t.unary(self._get_or_create(metadata, configuration, peers,
+                                                            scopes)))
 
     def refresh(self) -> Session:
         return self._load(self._t.unary(self._get()))
@@ -658,6 +672,46 @@ class Session(SessionOps):
         return self._honcho.queue_status(observer, sender, self.id)
 
 
+class Scope(ScopeOps):
+    """A scope: a named set of sessions that chat, representation, context and search can be
+    confined to (`scope=`). Membership counts at once: nothing is copied."""
+
+    def __init__(self, honcho: Honcho, scope_id: str,
+                 resource: scope_pb2.Scope | None = None) -> None:
+        self._honcho = honcho
+        self._t = honcho._transport
+        self.id = scope_id
+        self.workspace_id = honcho.workspace_id
+        self.metadata: dict[str, Any] | None = None
+        self.created_at: dt.datetime | None = None
+        if resource is not None:
+            self.metadata = struct_to_dict(resource.metadata)
+            self.created_at = to_datetime(resource.create_time,
+                                          resource.HasField("create_time"))
+
+    def __repr__(self) -> str:
+        return f"Scope(id={self.id!r}, workspace_id={self.workspace_id!r})"
+
+    def add_sessions(self, sessions: Iterable[Session | str]) -> int:
+        """Add existing sessions (at most 100 a call); how many were not members yet."""
+        added: int = self._t.unary(self._add_sessions(list(sessions)))
+        return added
+
+    def remove_session(self, session: Session | str) -> bool:
+        """Remove a session; False when it was not a member."""
+        removed: bool = self._t.unary(self._remove_session(session))
+        return removed
+
+    def sessions(self, *, reverse: bool = False) -> Iterator[Session]:
+        """The member sessions, longest-standing first."""
+        return self._t.pages(self._sessions(reverse, lambda s: Session(self._honcho, s.id, s)))
+
+    def status(self) -> dict[str, ScopeMember]:
+        """Every member by session id: when it joined, what the scope sees of it."""
+        found: dict[str, ScopeMember] = self._t.unary(self._status())
+        return found
+
+
 class Honcho(HonchoOps):
     """A client for one workspace.
 
@@ -714,13 +768,29 @@ class Honcho(HonchoOps):
 
     def session(self, session_id: str, *, metadata: Mapping[str, Any] | None = None,
                 configuration: Mapping[str, Any] | None = None, peers: Any = None,
-                create: bool = True) -> Session:
+                create: bool = True, scopes: Any = None) -> Session:
         """The session, got or created now (one call), as Honcho's SDK does; with
-        `create=False` (and no metadata, configuration or peers) a handle without a call."""
+        `create=False` (and no metadata, configuration or peers) a handle without a call.
+        `scopes`: scopes it joins (created when missing), in the same call."""
         session = Session(self, session_id)
-        if create or metadata is not None or configuration is not None or peers is not None:
-            session.get_or_create(metadata=metadata, configuration=configuration, peers=peers)
+        if create or metadata is not None or configuration is not None or peers is not None \
+                or scopes is not None:
+            session.get_or_create(metadata=metadata, configuration=configuration, peers=peers,
+                                  scopes=scopes)
         return session
+
+    def scope(self, scope_id: str, *, metadata: Mapping[str, Any] | None = None) -> Scope:
+        """The scope, got or created now (metadata applies only on creation)."""
+        return Scope(self, scope_id, self._transport.unary(
+            self._get_or_create_scope(scope_id, metadata)))
+
+    def get_scope(self, scope_id: str) -> Scope:
+        """An existing scope (NotFoundError else); never creates one."""
+        return Scope(self, scope_id, self._transport.unary(self._get_scope(scope_id)))
+
+    def scopes(self, *, reverse: bool = False) -> Iterator[Scope]:
+        """Every scope of the workspace, oldest first, page by page as you iterate."""
+        return self._transport.pages(self._list_scopes(reverse, lambda s: Scope(self, s.id, s)))
 
     def peers(self, filters: Mapping[str, Any] | None = None, *,
               reverse: bool = False) -> Iterator[Peer]:
@@ -734,9 +804,11 @@ class Honcho(HonchoOps):
                                                          lambda s: Session(self, s.id, s)))
 
     def search(self, query: str, filters: Mapping[str, Any] | None = None,
-               limit: int | None = None) -> list[Message]:
-        """Hybrid search over every message of the workspace; best first."""
-        hits: list[Message] = self._transport.unary(self._search(query, filters, limit))
+               limit: int | None = None, *, scope: Any = None) -> list[Message]:
+        """Hybrid search over every message of the workspace (of `scope`'s sessions only,
+        when given); best first."""
+        hits: list[Message] = self._transport.unary(self._search(query, filters, limit,
+                                                                 scope=scope))
         return hits
 
     # workspace

@@ -222,6 +222,16 @@ class SessionContext:
 
 
 @dataclass(frozen=True)
+class ScopeMember:
+    """A session of a scope (`scope.status()`): when it joined (the scope's reads see it from
+    then on) and how many explicit conclusions drawn in it they see."""
+
+    session_id: str
+    added_at: dt.datetime | None
+    conclusions: int
+
+
+@dataclass(frozen=True)
 class PeerContext:
     peer_id: str
     target_id: str
