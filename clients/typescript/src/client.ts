@@ -52,6 +52,7 @@ import {
   type Summary as SummaryPb,
   type WebhookEndpoint as WebhookEndpointPb,
 } from "./gen/honcho/v1/resources_pb.js";
+import { ScopeService, type Scope as ScopePb } from "./gen/honcho/v1/scope_pb.js";
 import { SearchService, type SearchMessagesRequestSchema } from "./gen/honcho/v1/search_pb.js";
 import { SessionService } from "./gen/honcho/v1/session_pb.js";
 import { WebhookService } from "./gen/honcho/v1/webhook_pb.js";
@@ -200,6 +201,10 @@ export interface ChatOptions {
   reasoningLevel?: ReasoningLevelName;
   /** JSON Schema: the answer is then JSON that validates. */
   responseFormat?: JsonObject;
+  /** Answer only from these scopes' sessions (one scope or a list; their union). */
+  scope?: Scope | string | (Scope | string)[];
+  /** Answer only from these sessions (an allowlist). */
+  sessions?: (Session | string)[];
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -207,6 +212,17 @@ export interface ChatOptions {
 export interface SearchOptions {
   filters?: Filters;
   limit?: number;
+  /** Only messages of this scope's sessions (workspace search). */
+  scope?: Scope | string;
+}
+
+/** A session of a scope (`scope.status()`). */
+export interface ScopeMember {
+  sessionId: string;
+  /** When it joined: the scope's reads see it from then on. */
+  addedAt: Date | undefined;
+  /** Explicit conclusions drawn in it that the scope's reads see. */
+  conclusions: number;
 }
 
 export interface ListOptions {
@@ -300,6 +316,8 @@ export interface HonchoEvent {
 
 const idOf = (v: { id: string } | string | undefined): string =>
   v === undefined ? "" : typeof v === "string" ? v : v.id;
+const idsOf = (v: { id: string } | string | ({ id: string } | string)[] | undefined): string[] =>
+  v === undefined ? [] : Array.isArray(v) ? v.map(idOf) : [idOf(v)];
 const date = (ts: Timestamp | undefined): Date | undefined => (ts ? timestampDate(ts) : undefined);
 
 function toMessage(m: MessagePb, score?: number): Message {
@@ -447,6 +465,7 @@ export interface Clients {
   events: Client<typeof EventService>;
   webhooks: Client<typeof WebhookService>;
   keys: Client<typeof KeyService>;
+  scopes: Client<typeof ScopeService>;
 }
 
 class Caller {
@@ -470,6 +489,7 @@ class Caller {
       events: createClient(EventService, transport),
       webhooks: createClient(WebhookService, transport),
       keys: createClient(KeyService, transport),
+      scopes: createClient(ScopeService, transport),
     };
     this.retry =
       retry === false
@@ -708,6 +728,8 @@ export class Peer {
       sessionId: idOf(options.session),
       reasoningLevel: options.reasoningLevel ? REASONING[options.reasoningLevel] : ReasoningLevel.UNSPECIFIED,
       responseFormat: options.responseFormat,
+      scopeIds: idsOf(options.scope),
+      sessionIds: idsOf(options.sessions),
     };
   }
 
@@ -951,11 +973,19 @@ export class Session {
       metadata?: JsonObject;
       configuration?: MessageInitShape<typeof ConfigurationSchema>;
       peers?: SessionPeers;
+      /** Scopes the session joins (created when missing), in the same call. */
+      scopes?: (Scope | string)[];
     } = {},
   ): Promise<this> {
     const r = await this.c.unary((o) =>
       this.c.rpc.sessions.getOrCreateSession(
-        { ...this.ids, metadata: options.metadata, configuration: options.configuration, peers: members(options.peers ?? []) },
+        {
+          ...this.ids,
+          metadata: options.metadata,
+          configuration: options.configuration,
+          peers: members(options.peers ?? []),
+          scopeIds: idsOf(options.scopes),
+        },
         o,
       ),
     );
@@ -1209,6 +1239,65 @@ function secureSessionOptions(tls: TlsOptions): http2.SecureClientSessionOptions
 }
 
 /** A client for one workspace. */
+/**
+ * A scope: a named set of sessions that chat, representation, context and search can be
+ * confined to (`scope`). Membership counts at once: nothing is copied.
+ */
+export class Scope {
+  readonly workspaceId: string;
+  metadata: JsonObject | undefined;
+  createdAt: Date | undefined;
+
+  constructor(
+    private readonly honcho: Honcho,
+    readonly id: string,
+    resource?: ScopePb,
+  ) {
+    this.workspaceId = honcho.workspaceId;
+    if (resource) {
+      this.metadata = resource.metadata ?? {};
+      this.createdAt = date(resource.createTime);
+    }
+  }
+
+  private get c(): Caller {
+    return this.honcho.caller;
+  }
+
+  private get ids() {
+    return { workspaceId: this.workspaceId, scopeId: this.id };
+  }
+
+  /** Add existing sessions (at most 100 a call); how many were not members yet. */
+  async addSessions(sessions: (Session | string)[]): Promise<number> {
+    const r = await this.c.unary((o) => this.c.rpc.scopes.addScopeSessions({ ...this.ids, sessionIds: idsOf(sessions) }, o));
+    return r.added;
+  }
+
+  /** Remove a session; false when it was not a member. */
+  async removeSession(session: Session | string): Promise<boolean> {
+    const r = await this.c.unary((o) => this.c.rpc.scopes.removeScopeSession({ ...this.ids, sessionId: idOf(session) }, o));
+    return r.removed;
+  }
+
+  /** The member sessions, longest-standing first. */
+  sessions(options: { reverse?: boolean; pageSize?: number } = {}): AsyncGenerator<Session> {
+    return this.c.pages(
+      (pageToken, o) =>
+        this.c.rpc.scopes.listScopeSessions({ ...this.ids, pageToken, pageSize: options.pageSize ?? PAGE_SIZE, reverse: options.reverse }, o),
+      (r) => r.sessions.map((s) => new Session(this.honcho, s.id, s)),
+    );
+  }
+
+  /** Every member by session id: when it joined, what the scope sees of it. */
+  async status(): Promise<Record<string, ScopeMember>> {
+    const r = await this.c.unary((o) => this.c.rpc.scopes.getScopeStatus(this.ids, o));
+    return Object.fromEntries(
+      r.sessions.map((m) => [m.sessionId, { sessionId: m.sessionId, addedAt: date(m.addTime), conclusions: m.conclusions }]),
+    );
+  }
+}
+
 export class Honcho {
   readonly workspaceId: string;
   readonly address: string;
@@ -1271,14 +1360,41 @@ export class Honcho {
       metadata?: JsonObject;
       configuration?: MessageInitShape<typeof ConfigurationSchema>;
       peers?: SessionPeers;
+      scopes?: (Scope | string)[];
       create?: boolean;
     } = {},
   ): Promise<Session> {
     const session = new Session(this, id);
     // Got or created now, as Honcho's SDK does; `create: false` for a handle without a call.
     const { create: eager = true, ...rest } = options;
-    if (eager || rest.metadata || rest.configuration || rest.peers) await session.getOrCreate(rest);
+    if (eager || rest.metadata || rest.configuration || rest.peers || rest.scopes) await session.getOrCreate(rest);
     return session;
+  }
+
+  /** The scope, got or created now (metadata applies only on creation). */
+  async scope(id: string, options: { metadata?: JsonObject } = {}): Promise<Scope> {
+    const r = await this.caller.unary((o) =>
+      this.caller.rpc.scopes.getOrCreateScope({ workspaceId: this.workspaceId, scopeId: id, metadata: options.metadata }, o),
+    );
+    return new Scope(this, id, r.scope);
+  }
+
+  /** An existing scope (NotFoundError else); never creates one. */
+  async getScope(id: string): Promise<Scope> {
+    const r = await this.caller.unary((o) => this.caller.rpc.scopes.getScope({ workspaceId: this.workspaceId, scopeId: id }, o));
+    return new Scope(this, id, r.scope);
+  }
+
+  /** Every scope of the workspace, oldest first. */
+  scopes(options: { reverse?: boolean; pageSize?: number } = {}): AsyncGenerator<Scope> {
+    return this.caller.pages(
+      (pageToken, o) =>
+        this.caller.rpc.scopes.listScopes(
+          { workspaceId: this.workspaceId, pageToken, pageSize: options.pageSize ?? PAGE_SIZE, reverse: options.reverse },
+          o,
+        ),
+      (r) => r.scopes.map((s) => new Scope(this, s.id, s)),
+    );
   }
 
   peers(options: ListOptions = {}): AsyncGenerator<Peer> {
@@ -1315,7 +1431,10 @@ export class Honcho {
     scope: MessageInitShape<typeof SearchMessagesRequestSchema>["scope"],
   ): Promise<Message[]> {
     const r = await this.caller.unary((o) =>
-      this.caller.rpc.search.searchMessages({ workspaceId: this.workspaceId, query, scope, filters: options.filters, limit: options.limit }, o),
+      this.caller.rpc.search.searchMessages(
+        { workspaceId: this.workspaceId, query, scope, filters: options.filters, limit: options.limit, scopeId: idOf(options.scope) },
+        o,
+      ),
     );
     return r.hits.map((h) => toMessage(h.message!, h.score));
   }

@@ -4,6 +4,7 @@ export {
   Honcho,
   MAX_BATCH,
   Peer,
+  Scope,
   Session,
   SessionContext,
   type ChatAnswer,
@@ -28,6 +29,7 @@ export {
   type ReasoningLevelName,
   type RepresentationOptions,
   type RetryOptions,
+  type ScopeMember,
   type TlsOptions,
   type SearchOptions,
   type SessionMember,
@@ -45,6 +47,7 @@ export { EventService } from "./gen/honcho/v1/event_pb.js";
 export { KeyService } from "./gen/honcho/v1/key_pb.js";
 export { MessageService } from "./gen/honcho/v1/message_pb.js";
 export { PeerService } from "./gen/honcho/v1/peer_pb.js";
+export { ScopeService } from "./gen/honcho/v1/scope_pb.js";
 export { SearchService } from "./gen/honcho/v1/search_pb.js";
 export { SessionService } from "./gen/honcho/v1/session_pb.js";
 export { WebhookService } from "./gen/honcho/v1/webhook_pb.js";

@@ -8,6 +8,7 @@ export * from "./gen/honcho/v1/key_pb.js";
 export * from "./gen/honcho/v1/message_pb.js";
 export * from "./gen/honcho/v1/peer_pb.js";
 export * from "./gen/honcho/v1/resources_pb.js";
+export * from "./gen/honcho/v1/scope_pb.js";
 export * from "./gen/honcho/v1/search_pb.js";
 export * from "./gen/honcho/v1/session_pb.js";
 export * from "./gen/honcho/v1/webhook_pb.js";

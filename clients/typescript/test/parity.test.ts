@@ -109,6 +109,19 @@ test("the wrapper calls every RPC", { skip }, async () => {
     await honcho.testWebhook(); // TestWebhook
     await honcho.deleteWebhook(endpoint); // DeleteWebhookEndpoint
 
+    const team = await honcho.scope("team", { metadata: { k: "v" } }); // GetOrCreateScope
+    assert.deepEqual((await honcho.getScope("team")).metadata, { k: "v" }); // GetScope
+    const scopes: string[] = [];
+    for await (const s of honcho.scopes()) scopes.push(s.id); // ListScopes
+    assert.deepEqual(scopes, ["team"]);
+    assert.equal(await team.addSessions([session]), 1); // AddScopeSessions
+    const members: string[] = [];
+    for await (const s of team.sessions()) members.push(s.id); // ListScopeSessions
+    assert.deepEqual(members, [session.id]);
+    assert.deepEqual(Object.keys(await team.status()), [session.id]); // GetScopeStatus
+    assert.match(await alice.chat("What is the puppy called?", { scope: team }), /Biscuit/);
+    assert.equal(await team.removeSession(session), true); // RemoveScopeSession
+
     let ready!: () => void;
     const listening = new Promise<void>((resolve) => (ready = resolve));
     const feed = honcho.events({ session, onReady: ready }); // WatchEvents

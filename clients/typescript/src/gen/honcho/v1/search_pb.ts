@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file honcho/v1/search.proto.
  */
 export const file_honcho_v1_search: GenFile = /*@__PURE__*/
-  fileDesc("ChZob25jaG8vdjEvc2VhcmNoLnByb3RvEglob25jaG8udjEipwEKFVNlYXJjaE1lc3NhZ2VzUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSDQoFcXVlcnkYAiABKAkSFAoKc2Vzc2lvbl9pZBgDIAEoCUgAEhEKB3BlZXJfaWQYBCABKAlIABIoCgdmaWx0ZXJzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVsaW1pdBgGIAEoBUIHCgVzY29wZSI/CglTZWFyY2hIaXQSIwoHbWVzc2FnZRgBIAEoCzISLmhvbmNoby52MS5NZXNzYWdlEg0KBXNjb3JlGAIgASgBIjwKFlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2USIgoEaGl0cxgBIAMoCzIULmhvbmNoby52MS5TZWFyY2hIaXQyZgoNU2VhcmNoU2VydmljZRJVCg5TZWFyY2hNZXNzYWdlcxIgLmhvbmNoby52MS5TZWFyY2hNZXNzYWdlc1JlcXVlc3QaIS5ob25jaG8udjEuU2VhcmNoTWVzc2FnZXNSZXNwb25zZUJwCg1kZXYuaG9uY2hvLnYxQgtTZWFyY2hQcm90b1ABWiVob25jaG8tZ3JwYy9nZW4vZ28vaG9uY2hvL3YxO2hvbmNob3YxogIDSFhYqgIJSG9uY2hvLlYxygIJSG9uY2hvXFYx6gIKSG9uY2hvOjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_honcho_v1_resources]);
+  fileDesc("ChZob25jaG8vdjEvc2VhcmNoLnByb3RvEglob25jaG8udjEiuQEKFVNlYXJjaE1lc3NhZ2VzUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSDQoFcXVlcnkYAiABKAkSFAoKc2Vzc2lvbl9pZBgDIAEoCUgAEhEKB3BlZXJfaWQYBCABKAlIABIoCgdmaWx0ZXJzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVsaW1pdBgGIAEoBRIQCghzY29wZV9pZBgHIAEoCUIHCgVzY29wZSI/CglTZWFyY2hIaXQSIwoHbWVzc2FnZRgBIAEoCzISLmhvbmNoby52MS5NZXNzYWdlEg0KBXNjb3JlGAIgASgBIjwKFlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2USIgoEaGl0cxgBIAMoCzIULmhvbmNoby52MS5TZWFyY2hIaXQyZgoNU2VhcmNoU2VydmljZRJVCg5TZWFyY2hNZXNzYWdlcxIgLmhvbmNoby52MS5TZWFyY2hNZXNzYWdlc1JlcXVlc3QaIS5ob25jaG8udjEuU2VhcmNoTWVzc2FnZXNSZXNwb25zZUJwCg1kZXYuaG9uY2hvLnYxQgtTZWFyY2hQcm90b1ABWiVob25jaG8tZ3JwYy9nZW4vZ28vaG9uY2hvL3YxO2hvbmNob3YxogIDSFhYqgIJSG9uY2hvLlYxygIJSG9uY2hvXFYx6gIKSG9uY2hvOjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_honcho_v1_resources]);
 
 /**
  * SearchMessages request.
@@ -71,6 +71,14 @@ export type SearchMessagesRequest = Message<"honcho.v1.SearchMessagesRequest"> &
    * @generated from field: int32 limit = 6;
    */
   limit: number;
+
+  /**
+   * Only messages of this scope's sessions (none when it has none); excludes session_id.
+   * Workspace or admin tokens only.
+   *
+   * @generated from field: string scope_id = 7;
+   */
+  scopeId: string;
 };
 
 /**
