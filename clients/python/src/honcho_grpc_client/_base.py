@@ -715,14 +715,16 @@ class SessionOps:
     def _context(self, tokens: int | None, summary: bool, peer_target: Any,
                  peer_perspective: Any, search_query: str | None, search_top_k: int | None,
                  search_max_distance: float | None, include_most_frequent: bool,
-                 max_conclusions: int | None, limit_to_session: bool) -> Unary:
+                 max_conclusions: int | None, limit_to_session: bool, scope: Any = None,
+                 sessions: Any = None) -> Unary:
         return Unary("sessions", "GetContext", session_pb2.GetContextRequest(
             workspace_id=self.workspace_id, session_id=self.id, tokens=tokens or 0,
             summary=summary, peer_target=_opt_id(peer_target),
             peer_perspective=_opt_id(peer_perspective), search_query=search_query or "",
             search_top_k=search_top_k or 0, search_max_distance=search_max_distance or 0.0,
             include_most_frequent=include_most_frequent, max_conclusions=max_conclusions or 0,
-            limit_to_session=limit_to_session), SessionContext.from_proto)
+            limit_to_session=limit_to_session, scope_id=_opt_id(scope),
+            session_ids=_ids(sessions)), SessionContext.from_proto)
 
     def _summaries(self) -> Unary:
         return Unary("sessions", "GetSummaries", session_pb2.GetSummariesRequest(

@@ -632,10 +632,12 @@ class AsyncSession(SessionOps):
                       search_query: str | None = None, search_top_k: int | None = None,
                       search_max_distance: float | None = None,
                       include_most_frequent: bool = False, max_conclusions: int | None = None,
-                      limit_to_session: bool = False) -> SessionContext:
+                      limit_to_session: bool = False, scope: AsyncScope | str | None = None,
+                      sessions: Iterable[AsyncSession | str] | None = None) -> SessionContext:
         ctx: SessionContext = await self._t.unary(self._context(
             tokens, summary, peer_target, peer_perspective, search_query, search_top_k,
-            search_max_distance, include_most_frequent, max_conclusions, limit_to_session))
+            search_max_distance, include_most_frequent, max_conclusions, limit_to_session,
+            scope, sessions))
         return ctx
 
     async def summaries(self) -> Summaries:

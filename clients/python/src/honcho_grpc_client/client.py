@@ -645,12 +645,16 @@ class Session(SessionOps):
                 peer_perspective: Peer | str | None = None, search_query: str | None = None,
                 search_top_k: int | None = None, search_max_distance: float | None = None,
                 include_most_frequent: bool = False, max_conclusions: int | None = None,
-                limit_to_session: bool = False) -> SessionContext:
+                limit_to_session: bool = False, scope: Scope | str | None = None,
+                sessions: Iterable[Session | str] | None = None) -> SessionContext:
         """Prompt-ready context within `tokens`: a summary, the newest messages after it and,
-        with `peer_target`, that peer's representation and card. See `to_openai()`."""
+        with `peer_target`, that peer's representation and card. See `to_openai()`. With
+        `scope` or `sessions` (which must include this one) the representation is confined
+        to those sessions and the card left out."""
         ctx: SessionContext = self._t.unary(self._context(
             tokens, summary, peer_target, peer_perspective, search_query, search_top_k,
-            search_max_distance, include_most_frequent, max_conclusions, limit_to_session))
+            search_max_distance, include_most_frequent, max_conclusions, limit_to_session,
+            scope, sessions))
         return ctx
 
     def summaries(self) -> Summaries:
