@@ -129,6 +129,22 @@ async def or_empty(read: Awaitable[T], missing: str, empty: T) -> T:
         return empty
 
 
+def named(value: str | list[str] | None) -> list[str]:
+    """The ids a `scope` option names, unchecked: for the token check, which comes first."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def named_sessions(filters: Json | None) -> list[str]:
+    """The sessions an allowlist names, unchecked (the token check comes first)."""
+    value = (filters or {}).get("session_id")
+    if isinstance(value, dict):
+        value = value.get("in")
+    ids = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [i for i in ids if isinstance(i, str)]
+
+
 def scope_ids(c: Checker, field: str, value: str | list[str] | None) -> list[str]:
     """Honcho's `scope` option: one scope id or a list of them (1-100)."""
     if value is None:

@@ -25,6 +25,8 @@ from honcho_grpc.http.common import (
     authorize,
     deps,
     exclusive,
+    named,
+    named_sessions,
     paginate,
     renamed,
     scope_ids,
@@ -97,23 +99,32 @@ async def sessions_of(workspace_id: str, peer_id: str, request: Request,
 @router.post("/{peer_id}/chat", response_model=None)
 async def chat(workspace_id: str, peer_id: str, body: shapes.ChatBody, request: Request,
                d: Deps = Depends(deps)) -> Json | StreamingResponse:
-    with checking() as c:
-        scope_ids_ = scope_ids(c, "scope", body.scope)
-        session_ids = allowlist(c, body.filters)
-        exclusive(c, scope=scope_ids_, session_id=body.session_id)
-        exclusive(c, filters=session_ids, session_id=body.session_id)
-        exclusive(c, scope=scope_ids_, filters=session_ids)
     await authorize(request, "DialecticService/Chat", dialectic_pb2.ChatRequest(
         query=dialectic_pb2.ChatQuery(workspace_id=workspace_id, peer_id=peer_id,
                                       target_id=body.target or "",
                                       session_id=body.session_id or "",
-                                      scope_ids=scope_ids_, session_ids=session_ids)))
+                                      scope_ids=named(body.scope),
+                                      session_ids=named_sessions(body.filters))))
+    scope_ids_, session_ids = _boundary_options(body.scope, body.filters, body.session_id)
     q = await _question(d, workspace_id, peer_id, body, scope_ids_, session_ids)
     answer = Answer()
     pieces = stream_answer(d.pool, d.embedder, d.llm, q, answer)
     if body.stream:
         return StreamingResponse(_events(pieces), media_type="text/event-stream")
     return {"content": "".join([p async for p in pieces])}
+
+
+def _boundary_options(scope: str | list[str] | None, filters: Json | None,
+                      session_id: str | None) -> tuple[list[str], list[str] | None]:
+    """The scopes and the session allowlist a chat or representation names; at most one of
+    them and `session_id`."""
+    with checking() as c:
+        scope_ids_ = scope_ids(c, "scope", scope)
+        session_ids = allowlist(c, filters)
+        exclusive(c, scope=scope_ids_, session_id=session_id)
+        exclusive(c, filters=session_ids, session_id=session_id)
+        exclusive(c, scope=scope_ids_, filters=session_ids)
+    return scope_ids_, session_ids
 
 
 async def _question(d: Deps, workspace_id: str, peer_id: str, body: shapes.ChatBody,
@@ -174,15 +185,11 @@ def _representation_query(workspace_id: str, peer_id: str, target: str | None,
 @router.post("/{peer_id}/representation")
 async def representation(workspace_id: str, peer_id: str, body: shapes.RepresentationBody,
                          request: Request, d: Deps = Depends(deps)) -> Json:
-    with checking() as c:
-        scope_ids_ = scope_ids(c, "scope", body.scope)
-        session_ids = allowlist(c, body.filters)
-        exclusive(c, scope=scope_ids_, session_id=body.session_id)
-        exclusive(c, filters=session_ids, session_id=body.session_id)
-        exclusive(c, scope=scope_ids_, filters=session_ids)
     await authorize(request, "PeerService/GetRepresentation", pb.GetRepresentationRequest(
         workspace_id=workspace_id, peer_id=peer_id, target_id=body.target or "",
-        session_id=body.session_id or "", scope_ids=scope_ids_, session_ids=session_ids))
+        session_id=body.session_id or "", scope_ids=named(body.scope),
+        session_ids=named_sessions(body.filters)))
+    scope_ids_, session_ids = _boundary_options(body.scope, body.filters, body.session_id)
     boundary = await scopes.boundary(d.pool, workspace_id, scopes=scope_ids_,
                                      sessions=session_ids)
     q = _representation_query(workspace_id, peer_id, body.target, body.session_id,

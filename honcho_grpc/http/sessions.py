@@ -286,5 +286,5 @@ async def summaries(workspace_id: str, session_id: str, request: Request,
 async def search(workspace_id: str, session_id: str, body: shapes.SearchBody, request: Request,
                  d: Deps = Depends(deps)) -> list[Json]:
     await authorize(request, "SearchService/SearchMessages", search_pb2.SearchMessagesRequest(
-        workspace_id=workspace_id, session_id=session_id))
+        workspace_id=workspace_id, session_id=session_id, scope_id=body.scope or ""))
     return await run_search(d, workspace_id, body, session_id=session_id)

@@ -82,7 +82,8 @@ async def delete(workspace_id: str, request: Request, d: Deps = Depends(deps)) -
 async def search(workspace_id: str, body: shapes.SearchBody, request: Request,
                  d: Deps = Depends(deps)) -> list[Json]:
     await authorize(request, "SearchService/SearchMessages",
-                    search_pb2.SearchMessagesRequest(workspace_id=workspace_id))
+                    search_pb2.SearchMessagesRequest(workspace_id=workspace_id,
+                                                     scope_id=body.scope or ""))
     return await run_search(d, workspace_id, body)
 
 

@@ -141,11 +141,17 @@ def session_boundary(column: str, placeholder: str) -> str:
 
 def boundary_filter(filters: dict[str, Any] | None,
                     sessions: Sequence[str] | None) -> dict[str, Any] | None:
-    """`filters` narrowed to `sessions` (None: no boundary, `filters` as they are)."""
+    """`filters` narrowed to `sessions` (None: no boundary, `filters` as they are): a sibling
+    rule (siblings are ANDed), so the caller's filter keeps its depth; wrapped in an AND only
+    when the caller's filter has a `session_id` rule of its own."""
     if sessions is None:
         return filters
     rule: dict[str, Any] = {"session_id": {"in": list(sessions)}}
-    return {"AND": [filters, rule]} if filters else rule
+    if not filters:
+        return rule
+    if "session_id" not in filters:
+        return {**filters, **rule}
+    return {"AND": [filters, rule]}
 
 
 def compile_filter(filters: Mapping[str, Any] | None, schema: FilterSchema, params: Params,

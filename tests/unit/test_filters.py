@@ -530,3 +530,14 @@ def test_random_filters_compile_or_fail_cleanly(filters: Any) -> None:
         return
     event("compiled" if params.values else "compiled without parameters")
     check_output(compiled, params.values)
+
+
+def test_boundary_filter_keeps_the_callers_depth() -> None:
+    from honcho_grpc.store.filters import boundary_filter
+
+    assert boundary_filter(None, None) is None
+    assert boundary_filter({"peer_id": "a"}, None) == {"peer_id": "a"}
+    assert boundary_filter(None, ["s1"]) == {"session_id": {"in": ["s1"]}}
+    assert boundary_filter({"peer_id": "a"}, []) == {"peer_id": "a", "session_id": {"in": []}}
+    assert boundary_filter({"session_id": "s2"}, ["s1"]) == {
+        "AND": [{"session_id": "s2"}, {"session_id": {"in": ["s1"]}}]}
