@@ -86,7 +86,8 @@ def _pair(sessions: list[str] | None) -> str:
     # Derived levels span sessions, so a session restriction serves explicit ones only.
     if sessions is None:
         return base
-    return f"{base} AND {f.session_boundary('c.session_id', '$4')} AND c.level = 'explicit'"
+    within = f.session_boundary("c.session_id", "$4", sessions)
+    return f"{base} AND {within} AND c.level = 'explicit'"
 
 
 async def conclusions_recent(conn: Executor, workspace_id: str, observer_id: str,
