@@ -240,6 +240,10 @@ export interface RepresentationOptions {
   searchMaxDistance?: number;
   includeMostFrequent?: boolean;
   maxConclusions?: number;
+  /** Only explicit conclusions drawn in these scopes' sessions (representation only). */
+  scope?: Scope | string | (Scope | string)[];
+  /** Only explicit conclusions drawn in these sessions (representation only). */
+  sessions?: (Session | string)[];
 }
 
 export interface ContextOptions {
@@ -253,6 +257,10 @@ export interface ContextOptions {
   includeMostFrequent?: boolean;
   maxConclusions?: number;
   limitToSession?: boolean;
+  /** The representation sees only this scope's sessions (needs peerTarget). */
+  scope?: Scope | string;
+  /** The representation sees only these sessions, this one among them (needs peerTarget). */
+  sessions?: (Session | string)[];
 }
 
 /** Representation and peer card together (`peer.context()`). */
@@ -798,10 +806,18 @@ export class Peer {
   async representation(target: Peer | string, options?: Omit<RepresentationOptions, "target">): Promise<string>;
   async representation(first: Peer | string | RepresentationOptions = {}, more: RepresentationOptions = {}): Promise<string> {
     const options = typeof first === "string" || first instanceof Peer ? { ...more, target: first } : first;
-    const { session, target, ...rest } = options;
+    const { session, target, scope, sessions, ...rest } = options;
     const r = await this.c.unary((o) =>
       this.c.rpc.peers.getRepresentation(
-        { workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), sessionId: idOf(session), ...rest },
+        {
+          workspaceId: this.workspaceId,
+          peerId: this.id,
+          targetId: idOf(target),
+          sessionId: idOf(session),
+          scopeIds: idsOf(scope),
+          sessionIds: idsOf(sessions),
+          ...rest,
+        },
         o,
       ),
     );
@@ -809,7 +825,7 @@ export class Peer {
   }
 
   /** Representation and peer card of `target` (default itself) together. */
-  async context(options: Omit<RepresentationOptions, "session"> = {}): Promise<PeerContext> {
+  async context(options: Omit<RepresentationOptions, "session" | "scope" | "sessions"> = {}): Promise<PeerContext> {
     const { target, ...rest } = options;
     const r = await this.c.unary((o) =>
       this.c.rpc.peers.getPeerContext({ workspaceId: this.workspaceId, peerId: this.id, targetId: idOf(target), ...rest }, o),
@@ -1168,9 +1184,19 @@ export class Session {
 
   /** Prompt-ready context within a token budget. */
   async context(options: ContextOptions = {}): Promise<SessionContext> {
-    const { peerTarget, peerPerspective, ...rest } = options;
+    const { peerTarget, peerPerspective, scope, sessions, ...rest } = options;
     const r = await this.c.unary((o) =>
-      this.c.rpc.sessions.getContext({ ...this.ids, ...rest, peerTarget: idOf(peerTarget), peerPerspective: idOf(peerPerspective) }, o),
+      this.c.rpc.sessions.getContext(
+        {
+          ...this.ids,
+          ...rest,
+          peerTarget: idOf(peerTarget),
+          peerPerspective: idOf(peerPerspective),
+          scopeId: idOf(scope),
+          sessionIds: idsOf(sessions),
+        },
+        o,
+      ),
     );
     return new SessionContext(
       r.sessionId,

@@ -120,6 +120,9 @@ test("the wrapper calls every RPC", { skip }, async () => {
     assert.deepEqual(members, [session.id]);
     assert.deepEqual(Object.keys(await team.status()), [session.id]); // GetScopeStatus
     assert.match(await alice.chat("What is the puppy called?", { scope: team }), /Biscuit/);
+    assert.equal(typeof (await alice.representation({ scope: team })), "string");
+    assert.equal((await session.context({ peerTarget: alice, scope: team })).peerCard.length, 0);
+    assert.ok((await honcho.search("puppy", { scope: team })).length > 0);
     assert.equal(await team.removeSession(session), true); // RemoveScopeSession
 
     let ready!: () => void;
