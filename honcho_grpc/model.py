@@ -239,7 +239,9 @@ class MessageRef(NamedTuple):
 @dataclass
 class Fact:
     """An explicit fact the model extracted, with the timestamp of the line it came from as
-    the model copied it ("" or anything else: unknown, the batch's time is used)."""
+    the model copied it ("" or anything else: unknown, the batch's time is used), and whom
+    it is about (one of the participants the extraction was asked about)."""
 
     content: str
     said_at: str = ""
+    about: str = ""

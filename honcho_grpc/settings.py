@@ -51,6 +51,7 @@ Seconds = Annotated[float, Field(ge=0)]
 Interval = Annotated[float, Field(gt=0)]  # a wait between polls: 0 would spin
 Secret = Annotated[SecretStr, Field(default=SecretStr(""))]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Effort = Literal["", "minimal", "low", "medium", "high"]
 
 # The `[section]` table of config.toml that the section being built reads (set by `Settings`).
 _TABLE: ContextVar[dict[str, Any] | None] = ContextVar("honcho_toml_table", default=None)
@@ -233,6 +234,48 @@ class LLMSettings(_Section):
     max_retries: Size = 3
     structured_output_mode: Literal["json_schema", "json_object"] = "json_schema"
     max_output_tokens: Count = 2048
+    # Reasoning effort of every call (OpenAI `reasoning_effort`; Anthropic: a thinking budget,
+    # see providers/llm/tasks.py); empty: none is sent (the model's default).
+    reasoning_effort: Effort = ""
+    # Per task (the worker's extraction, card, summary and dream; the dialectic's levels):
+    # model, fallback model, output budget and effort. Empty or 0: the values above (the
+    # output budget: the task's own default).
+    extraction_model: str = ""
+    extraction_fallback_model: str = ""
+    extraction_max_output_tokens: Size = 0
+    extraction_reasoning_effort: Effort = ""
+    card_model: str = ""
+    card_fallback_model: str = ""
+    card_max_output_tokens: Size = 0
+    card_reasoning_effort: Effort = ""
+    summary_model: str = ""
+    summary_fallback_model: str = ""
+    summary_max_output_tokens: Size = 0
+    summary_reasoning_effort: Effort = ""
+    dream_model: str = ""
+    dream_fallback_model: str = ""
+    dream_max_output_tokens: Size = 0
+    dream_reasoning_effort: Effort = ""
+    dialectic_minimal_model: str = ""
+    dialectic_minimal_fallback_model: str = ""
+    dialectic_minimal_max_output_tokens: Size = 0
+    dialectic_minimal_reasoning_effort: Effort = ""
+    dialectic_low_model: str = ""
+    dialectic_low_fallback_model: str = ""
+    dialectic_low_max_output_tokens: Size = 0
+    dialectic_low_reasoning_effort: Effort = ""
+    dialectic_medium_model: str = ""
+    dialectic_medium_fallback_model: str = ""
+    dialectic_medium_max_output_tokens: Size = 0
+    dialectic_medium_reasoning_effort: Effort = ""
+    dialectic_high_model: str = ""
+    dialectic_high_fallback_model: str = ""
+    dialectic_high_max_output_tokens: Size = 0
+    dialectic_high_reasoning_effort: Effort = ""
+    dialectic_max_model: str = ""
+    dialectic_max_fallback_model: str = ""
+    dialectic_max_max_output_tokens: Size = 0
+    dialectic_max_reasoning_effort: Effort = ""
 
     @model_validator(mode="after")
     def _remote_needs_model_and_key(self) -> Self:
@@ -285,11 +328,14 @@ class QueueSettings(_Section):
     batch_max_tokens: Count = 4096
     batch_max_messages: Count = 50
     # Live traffic is batched: a sender's messages wait until the conversation the extraction
-    # will read (other speakers' messages included) reaches batch_min_tokens, or the oldest
-    # has waited batch_wait_seconds -- one model call per batch instead of per message, at a
-    # lag of seconds. Either at 0: no wait (every message is taken as soon as it is pending).
+    # will read (other speakers' messages included) reaches batch_min_tokens, or the sender
+    # has been quiet batch_idle_seconds, or the oldest has waited batch_wait_seconds (the
+    # bound: nothing waits longer) -- one model call per stretch of conversation instead of
+    # per message, at a lag of seconds. batch_min_tokens or batch_wait_seconds at 0: no wait
+    # (every message is taken as soon as it is pending); batch_idle_seconds at 0: no idle rule.
     batch_min_tokens: Size = 1024
-    batch_wait_seconds: Seconds = 20.0
+    batch_wait_seconds: Seconds = 60.0
+    batch_idle_seconds: Seconds = 20.0
     completed_retention_seconds: Seconds = 24 * 3600
     housekeeping_seconds: Interval = 60.0
     # On SIGTERM, running units may finish their current batch this long; then they are
@@ -340,6 +386,9 @@ class DreamSettings(_Section):
 class PeerCardSettings(_Section):
     section: ClassVar[str] = "peer_card"
     create: bool = True
+    # A card is its own task (not part of every extraction): refreshed at most this often per
+    # observer and peer, from the newest explicit conclusions; the first one at once.
+    refresh_seconds: Seconds = 300.0
 
 
 class WebhookSettings(_Section):

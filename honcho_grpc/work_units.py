@@ -1,11 +1,11 @@
 """The protocol between the server and the worker: what a queue row means.
 
 A *work unit* is the stream of queue rows one worker handles in order: one session's messages
-about one sender (representation), one summary tier of a session, one dream pair, one webhook
-endpoint. Its key is built and parsed here only; payloads are typed models that refuse
-unknown fields; statuses are an enum passed to SQL as parameters. Ids are
-`[A-Za-z0-9_-]` (see honcho_grpc/ids.py and the validators), so `:` separates the parts
-unambiguously.
+about one sender (representation), one summary tier of a session, one dream pair, one peer
+card (an observer's card about a peer), one webhook endpoint. Its key is built and parsed
+here only; payloads are typed models that refuse unknown fields; statuses are an enum passed
+to SQL as parameters. Ids are `[A-Za-z0-9_-]` (see honcho_grpc/ids.py and the validators),
+so `:` separates the parts unambiguously.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class TaskType(StrEnum):
     REPRESENTATION = "representation"
     SUMMARY = "summary"
     DREAM = "dream"
+    CARD = "card"  # refresh one observer's peer card about one peer
     WEBHOOK = "webhook"
     NOOP = "noop"  # measures the queue's own cost (bench/queue.py)
 
@@ -33,7 +34,7 @@ class Status(StrEnum):
 
 
 # Derivation work, as GetQueueStatus counts it.
-DERIVATION = (TaskType.REPRESENTATION, TaskType.SUMMARY, TaskType.DREAM)
+DERIVATION = (TaskType.REPRESENTATION, TaskType.SUMMARY, TaskType.DREAM, TaskType.CARD)
 # Units whose consecutive pending rows are handled as one batch.
 BATCHED = frozenset({TaskType.REPRESENTATION})
 # Units whose draining is worth telling webhooks and watchers about.
@@ -63,7 +64,7 @@ class WorkUnitKey:
                 parts = (self.session_id, self.observed_id)
             case TaskType.SUMMARY:
                 parts = (self.session_id, self.summary_type)
-            case TaskType.DREAM:
+            case TaskType.DREAM | TaskType.CARD:
                 parts = (self.observer_id, self.observed_id)
             case TaskType.WEBHOOK:
                 parts = (self.endpoint_id,)
@@ -87,6 +88,23 @@ def dream_key(workspace_id: str, observer_id: str, observed_id: str) -> str:
                            observed_id=observed_id))
 
 
+def card_key(workspace_id: str, observer_id: str, observed_id: str) -> str:
+    return str(WorkUnitKey(TaskType.CARD, workspace_id, observer_id=observer_id,
+                           observed_id=observed_id))
+
+
+def session_of(key: str) -> tuple[str, str] | None:
+    """(workspace, session) of a representation unit's key, else None: the units of one
+    session are extracted together (worker/queue.py join_stretch)."""
+    try:
+        parsed = parse_key(key)
+    except MalformedWorkUnit:
+        return None
+    if parsed.task_type is not TaskType.REPRESENTATION:
+        return None
+    return parsed.workspace_id, parsed.session_id
+
+
 def webhook_key(workspace_id: str, endpoint_id: str) -> str:
     return str(WorkUnitKey(TaskType.WEBHOOK, workspace_id, endpoint_id=endpoint_id))
 
@@ -100,7 +118,7 @@ def parse_key(key: str) -> WorkUnitKey:
         raise MalformedWorkUnit(f"unknown work unit kind in {key!r}") from None
     parts = rest.split(":")
     expected = {TaskType.REPRESENTATION: 3, TaskType.SUMMARY: 3, TaskType.DREAM: 3,
-                TaskType.WEBHOOK: 2}.get(task_type)
+                TaskType.CARD: 3, TaskType.WEBHOOK: 2}.get(task_type)
     if (expected is not None and len(parts) != expected) or not parts[0]:
         raise MalformedWorkUnit(f"malformed work unit key {key!r}")
     ws = parts[0]
@@ -109,7 +127,7 @@ def parse_key(key: str) -> WorkUnitKey:
             return WorkUnitKey(task_type, ws, session_id=parts[1], observed_id=parts[2])
         case TaskType.SUMMARY:
             return WorkUnitKey(task_type, ws, session_id=parts[1], summary_type=parts[2])
-        case TaskType.DREAM:
+        case TaskType.DREAM | TaskType.CARD:
             return WorkUnitKey(task_type, ws, observer_id=parts[1], observed_id=parts[2])
         case TaskType.WEBHOOK:
             return WorkUnitKey(task_type, ws, endpoint_id=parts[1])
@@ -154,6 +172,13 @@ class DreamPayload(Payload):
     session_id: str | None = None
 
 
+class CardPayload(Payload):
+    """Refresh `observer`'s card about `observed` from its newest explicit conclusions."""
+
+    observer: str
+    observed: str
+
+
 class WebhookPayload(Payload):
     """One event for one endpoint (the endpoint is added by the fan-out statement)."""
 
@@ -171,6 +196,7 @@ PAYLOADS: dict[TaskType, type[Payload]] = {
     TaskType.REPRESENTATION: RepresentationPayload,
     TaskType.SUMMARY: SummaryPayload,
     TaskType.DREAM: DreamPayload,
+    TaskType.CARD: CardPayload,
     TaskType.WEBHOOK: WebhookPayload,
     TaskType.NOOP: NoopPayload,
 }

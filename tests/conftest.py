@@ -81,6 +81,8 @@ def make_settings(dsn: str, **overrides: dict[str, Any]) -> Settings:
         "embedding": {"provider": "fake", "backlog_poll_seconds": 0.5},
         # Live batching holds a sender's messages this long (default 20 s): short in tests.
         "queue": {"batch_wait_seconds": 0.3},
+        # A card is refreshed at most every 300 s per pair: short in tests.
+        "peer_card": {"refresh_seconds": 0.3},
     }
     for section, values in overrides.items():
         sections.setdefault(section, {}).update(values)

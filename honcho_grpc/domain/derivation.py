@@ -1,7 +1,8 @@
-"""Derivation (the representation task): what a batch of new messages shows the model about
-its sender, and writing what was derived -- explicit conclusions for every observer named in
-the batch, their peer cards and, past a threshold, a dream. Writes run inside the worker's
-fenced completion, so they commit with the queue rows they complete or not at all."""
+"""Derivation (the representation task): what a stretch of new messages shows the model about
+its speakers, and writing what was derived -- explicit conclusions for every observer of
+each speaker, a card refresh where one is due and, past a threshold, a dream. Writes run
+inside the worker's fenced completion, so they commit with the queue rows they complete or
+not at all."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from datetime import datetime, timedelta
 import asyncpg
 import numpy as np
 
-from honcho_grpc.domain import conclusions, dreams, peer_cards
+from honcho_grpc.domain import conclusions, dreams
 from honcho_grpc.domain.conclusions import Candidate, Pair
 from honcho_grpc.domain.transactions import connection
 from honcho_grpc.model import Fact
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import memory, peers
+from honcho_grpc.store import memory, peers, queue
 from honcho_grpc.store import messages as store_messages
 
 # Messages shown around a batch: the one before it (what the sender answers) and the others'
@@ -62,26 +63,59 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.lower()))
 
 
-async def read_batch(pool: asyncpg.Pool, workspace_id: str, session_id: str, observed: str,
-                     message_ids: list[str]) -> Batch | None:
-    """None when every message of the batch was deleted meanwhile."""
+@dataclass
+class Speaker:
+    """One speaker's rows in a stretch: whom their facts are for, and their messages."""
+
+    observed: str
+    observers: list[str]
+    message_ids: list[str] = field(default_factory=list)
+    queue_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Stretch:
+    """A stretch of a session read once for every speaker whose rows it covers: the new
+    lines (every message from the first pending one to the last, all speakers), the line
+    before them as context, and per speaker the messages that still exist."""
+
+    speakers: list[Speaker]
+    lines: list[str]
+    earlier: list[str]
+    latest: str
+    times: dict[str, list[tuple[datetime, str]]]
+    own: dict[str, list[str]]  # observed -> its message ids that still exist
+
+    def batch_of(self, speaker: Speaker) -> Batch:
+        return Batch(self.own.get(speaker.observed, []), self.lines, self.latest, self.times)
+
+
+async def read_stretch(pool: asyncpg.Pool, workspace_id: str, session_id: str,
+                       speakers: list[Speaker]) -> Stretch | None:
+    """None when every message of the stretch was deleted meanwhile; speakers whose
+    messages are all gone are left out."""
+    wanted = [m for s in speakers for m in s.message_ids]
     async with connection(pool) as conn:
-        own = sorted(await memory.messages_by_ids(conn, workspace_id, message_ids, None),
-                     key=lambda m: m.seq)
-        if not own:
+        found = sorted(await memory.messages_by_ids(conn, workspace_id, wanted, None),
+                       key=lambda m: m.seq)
+        if not found:
             return None
         rows = await memory.messages_in_range(conn, workspace_id, session_id,
-                                              own[0].seq - CONTEXT_BEFORE, own[-1].seq,
+                                              found[0].seq - CONTEXT_BEFORE, found[-1].seq,
                                               MAX_CONTEXT_MESSAGES)
-    first = own[0].seq
-    # The sender's own earlier message was derived from already: context only from others.
-    shown = [r for r in rows if r.seq >= first or r.peer_id != observed]
-    lines = [transcript_line(r.created_at, r.peer_id, r.content) for r in shown]
+    first = found[0].seq
+    alive = {m.message_id for m in found}
+    own = {s.observed: [m for m in s.message_ids if m in alive] for s in speakers}
+    present = [s for s in speakers if own[s.observed]]
+    new = [r for r in rows if r.seq >= first]
+    before = [r for r in rows if r.seq < first]
     times: dict[str, list[tuple[datetime, str]]] = {}
-    for r in shown:
+    for r in new:
         times.setdefault(f"{r.created_at:%Y-%m-%d %H:%M:%S}", []).append(
             (r.created_at, r.content))
-    return Batch([m.message_id for m in own], lines, own[-1].created_at.isoformat(), times)
+    return Stretch(present, [transcript_line(r.created_at, r.peer_id, r.content) for r in new],
+                   [transcript_line(r.created_at, r.peer_id, r.content) for r in before],
+                   found[-1].created_at.isoformat(), times, own)
 
 
 @dataclass
@@ -96,31 +130,45 @@ class Observation:
     batch: Batch
     facts: list[Fact]
     vectors: list[np.ndarray]
-    cards_before: dict[str, list[str] | None] = field(default_factory=dict)
-    cards: dict[str, list[str]] = field(default_factory=dict)  # per observer, if updated
 
 
 async def save(conn: asyncpg.Connection, settings: Settings, o: Observation, *,
-               model: str | None, dream_enabled: bool) -> None:
-    """For each observer still there: the facts as explicit conclusions (unless this batch
-    wrote them already), the updated card, and a dream if one is due. Nothing when the
-    sender or every source message is gone. Peers and messages are share-locked, so a
+               model: str | None, dream_enabled: bool) -> list[tuple[str, str]]:
+    """For each observer still there: the facts as explicit conclusions (unless these rows
+    wrote them already) and a dream if one is due. Returns the (observer, observed) pairs
+    that got new facts, whose cards may be due for a refresh (`queue_cards`). Nothing when
+    the sender or every source message is gone. Peers and messages are share-locked, so a
     concurrent delete cascades over what is written here rather than racing it."""
-    alive = await peers.lock_peers(conn, o.workspace_id, [*o.observers, o.observed])
+    if not o.batch.message_ids:
+        return []
+    alive = await peers.lock_peers(conn, o.workspace_id, sorted({*o.observers, o.observed}))
     if o.observed not in alive:
-        return
+        return []
     sources = await store_messages.lock_messages(conn, o.workspace_id, o.batch.message_ids)
     if not sources:
-        return
+        return []
+    wrote: list[tuple[str, str]] = []
     for observer in (p for p in o.observers if p in alive):
         pair = Pair(o.workspace_id, observer, o.observed)
         if o.facts and not await conclusions.already_derived(conn, pair, o.queue_ids):
             await _write_facts(conn, o, pair, sources, model)
-        if observer in o.cards:
-            await peer_cards.save_derived(conn, o.workspace_id, observer, o.observed,
-                                          o.cards[observer], o.cards_before.get(observer))
+            wrote.append((observer, o.observed))
         if dream_enabled:
             await dreams.schedule_if_due(conn, settings, pair, o.session_id)
+    return wrote
+
+
+async def save_all(conn: asyncpg.Connection, settings: Settings,
+                   observations: list[Observation], *, model: str | None,
+                   dream_enabled: bool, cards: bool) -> None:
+    """`save` for every speaker of a stretch (in peer order, so that two transactions take
+    their locks in the same order), then one card refresh queued per pair that is due."""
+    wrote: list[tuple[str, str]] = []
+    for o in sorted(observations, key=lambda o: o.observed):
+        wrote += await save(conn, settings, o, model=model, dream_enabled=dream_enabled)
+    if cards and wrote:
+        await queue.enqueue_cards(conn, observations[0].workspace_id, wrote,
+                                  settings.peer_card.refresh_seconds)
 
 
 def _in_order(o: Observation) -> list[datetime]:

@@ -203,7 +203,8 @@ async def _follow_up(conn: Conn, settings: Settings, workspace_id: str, session_
         conn, workspace_id,
         [j.work_unit_key for j in jobs if j.task_type == TaskType.REPRESENTATION],
         wait_seconds=settings.queue.batch_wait_seconds,
-        min_tokens=settings.queue.batch_min_tokens)
+        min_tokens=settings.queue.batch_min_tokens,
+        idle_seconds=settings.queue.batch_idle_seconds)
     await announce_created(conn, workspace_id, session_id,
                            [MessageRef(first_seq + i, m.peer_id, m.message_id)
                             for i, m in enumerate(batch)])

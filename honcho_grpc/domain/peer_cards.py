@@ -21,6 +21,8 @@ async def save_derived(conn: asyncpg.Connection, workspace_id: str, observer_id:
     """Store a card the worker derived and tell watchers, unless it is empty or unchanged
     from `old` (the card the derivation started from). True if stored."""
     if not entries or entries == (old or []):
+        if old:  # refreshed, and still right: the next refresh counts from now
+            await memory.touch_peer_card(conn, workspace_id, observer_id, observed_id)
         return False
     await memory.set_peer_card(conn, workspace_id, observer_id, observed_id, entries)
     await events.emit(conn, PEER_CARD_UPDATED, workspace_id, peer_id=observed_id,

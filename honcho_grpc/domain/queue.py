@@ -23,14 +23,18 @@ class LeaseLost(Exception):
     """This worker no longer owns the work unit (its lease lapsed and was taken over)."""
 
 
-async def complete(pool: asyncpg.Pool, workspace_id: str, work_unit_key: str, worker_id: str,
-                   ids: list[int], usage: dict[str, int], apply: Apply | None) -> None:
+async def complete(pool: asyncpg.Pool, workspace_id: str, work_unit_keys: str | list[str],
+                   worker_id: str, ids: list[int], usage: dict[str, int],
+                   apply: Apply | None) -> None:
     """Run `apply` and mark the rows completed in one transaction, fenced: it first locks the
-    unit's lease and raises LeaseLost (writing nothing) unless `worker_id` holds it, so a
-    worker that was paused or cut off cannot complete work someone else is redoing."""
+    units' leases (in key order) and raises LeaseLost (writing nothing) unless `worker_id`
+    holds every one, so a worker that was paused or cut off cannot complete work someone
+    else is redoing. Several units: rows of other speakers joined to one extraction."""
+    keys = [work_unit_keys] if isinstance(work_unit_keys, str) else list(work_unit_keys)
     async with transaction(pool) as conn:
-        if not await queue.hold_lease(conn, workspace_id, work_unit_key, worker_id):
-            raise LeaseLost(work_unit_key)
+        for key in sorted(set(keys)):
+            if not await queue.hold_lease(conn, workspace_id, key, worker_id):
+                raise LeaseLost(key)
         if apply is not None:
             await apply(conn)
         await queue.mark_completed(conn, workspace_id, ids, usage)

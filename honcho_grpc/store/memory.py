@@ -69,6 +69,14 @@ async def set_peer_card(conn: Conn, workspace_id: str, observer_id: str, observe
     return PeerCard(*row)
 
 
+async def touch_peer_card(conn: Conn, workspace_id: str, observer_id: str,
+                          observed_id: str) -> None:
+    """Mark a card refreshed though unchanged (card refreshes are scheduled from it)."""
+    await conn.execute(
+        "UPDATE peer_cards SET updated_at = now() WHERE workspace_id = $1 AND observer_id = $2 "
+        "AND observed_id = $3", workspace_id, observer_id, observed_id)
+
+
 # A read's sessions: one session (its id), a boundary (a scope's sessions, an allowlist; an
 # empty one admits nothing), or None for all.
 Sessions = str | Sequence[str] | None

@@ -31,6 +31,8 @@ from honcho_grpc.work_units import (
     Status,
     parse_key,
     parse_payload,
+    representation_key,
+    session_of,
 )
 
 __all__ = ["Head", "Job", "LeaseLost", "Queue", "Unit", "retry_failed"]
@@ -103,6 +105,48 @@ class Queue:
                 break
             head.batch.append(job)
         return head
+
+    async def join_stretch(self, unit: Unit, batch: list[Job]) -> list[tuple[Unit, list[Job]]]:
+        """The other speakers' pending rows of the same stretch of the session, so that one
+        extraction call covers them all: their units are leased (when free and ready), and
+        their head rows taken in order while the stretch stays within the batch budget
+        (every message the call reads counts). Units leased but not joined are released.
+        Empty for other kinds of work."""
+        where = session_of(unit.work_unit_key)
+        if where is None or not batch or self.settings.batch_max_messages < 2:
+            return []
+        ws, session = where
+        head = _settings(batch[0])
+        async with self.pool.connection() as conn:
+            speakers = await transport.session_speakers(conn, ws, session)
+            keys = [k for k in (representation_key(ws, session, p) for p in speakers)
+                    if k != unit.work_unit_key]
+            leased = await transport.lease_units(conn, ws, keys, self.worker_id,
+                                                 self.settings.lease_seconds)
+            joined: list[tuple[Unit, list[Job]]] = []
+            count = len(batch)
+            tokens = sum(j.token_count for j in batch)
+            for key in leased:
+                other = Unit(ws, key)
+                jobs: list[Job] = []
+                for row in await transport.unit_head(conn, ws, key,
+                                                     self.settings.batch_max_messages):
+                    job = _job(row)
+                    if row["status"] != Status.PENDING or (job.attempts > 0 and not row["due"]):
+                        break
+                    settings = _settings(job)
+                    if settings is None or head is None or settings[1] != head[1] or \
+                            count + 1 > self.settings.batch_max_messages or \
+                            tokens + job.token_count > self.settings.batch_max_tokens:
+                        break
+                    jobs.append(job)
+                    count += 1
+                    tokens += job.token_count
+                if jobs:
+                    joined.append((other, jobs))
+                else:
+                    await transport.release(conn, ws, key, self.worker_id)
+        return joined
 
     async def start(self, unit: Unit, jobs: list[Job]) -> None:
         """Mark rows in progress (an attempt counts from here: a crash spends it)."""

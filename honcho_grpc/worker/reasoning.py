@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from opentelemetry.trace import SpanKind
@@ -26,6 +27,7 @@ from honcho_grpc.providers.llm import (
     build_llm,
 )
 from honcho_grpc.providers.llm.structured import parse_structured
+from honcho_grpc.providers.llm.tasks import task_profile
 from honcho_grpc.settings import Settings
 from honcho_grpc.telemetry import llm_span
 from honcho_grpc.worker.values import (
@@ -66,7 +68,8 @@ FACTS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"explicit": {"type": "array", "items": {
         "type": "object",
-        "properties": {"content": {"type": "string"}, "said_at": {"type": "string"}},
+        "properties": {"about": {"type": "string"}, "content": {"type": "string"},
+                       "said_at": {"type": "string"}},
         "required": ["content", "said_at"], "additionalProperties": False}}},
     "required": ["explicit"], "additionalProperties": False,
 }
@@ -97,42 +100,49 @@ DREAM_SCHEMA: dict[str, Any] = {
 }
 
 # Why this prompt: the facts are the only memory of the conversation most reads will see, so
-# each must stand alone months later (who, what, when), cover what the target was told as
+# each must stand alone months later (who, what, when), cover what each target was told as
 # well as what it said (so "what did you recommend me?" has an answer), and keep changes as
-# changes. The worked examples fix the style; they use a made-up peer, unquoted, so the
-# target stays the first quoted id of the prompt.
-FACTS_PROMPT = """You record what a conversation reveals about one participant, so that an \
-assistant can remember it later. Target participant: "{observed}".
+# changes. One call covers every speaker of a stretch of conversation (the worker joins their
+# pending work, worker/queue.py join_stretch): the model reads the lines once and files each
+# fact under its target. The worked examples fix the style; they use made-up peers, unquoted,
+# so the targets stay the quoted ids of the prompt.
+FACTS_PROMPT = """You record what a conversation reveals about its participants, so that an \
+assistant can remember it later. Targets: {targets}.
 
-Read every line. Facts about {observed} come from what {observed} says, and from what the
-others tell, ask, recommend, promise or report to {observed} or about {observed}.
+Read every new line. Facts about a target come from what the target says, and from what
+the others tell, ask, recommend, promise or report to the target or about the target.
+Lines under "Earlier" were recorded already: use them only to understand the new lines.
 
 Rules:
-- One fact per item, atomic and self-contained: name the target by the exact id {observed}
-  (never "I", "you", "he", "she", "the user") and keep the context that makes it useful
-  later (who else, what, where, when, why).
+- One fact per item, atomic and self-contained: name the target by its exact id (never
+  "I", "you", "he", "she", "the user") and keep the context that makes it useful later
+  (who else, what, where, when, why). "about" is the id of the target the fact is about.
 - Turn relative dates ("yesterday", "next Friday", "last year") into absolute ones using the
   timestamp of the line; keep names, numbers and quantities exactly.
-- A change is recorded as a change ("{observed} moved from Paris to Berlin in May 2024"),
-  not only as the new value.
-- What others said to {observed} is attributed ("bob recommended the novel Dune to
-  {observed}"); it is not presented as {observed}'s own view.
+- A change is recorded as a change ("X moved from Paris to Berlin in May 2024"), not only
+  as the new value.
+- What others said to a target is attributed ("bob recommended the novel Dune to X"); it
+  is not presented as the target's own view.
 - No guesses about feelings or motives that were not stated; no greetings, thanks or
-  filler.
+  filler. Only the targets: nothing about other speakers.
 - said_at: the timestamp of the line the fact comes from (YYYY-MM-DD HH:MM:SS), copied.
 - Nothing worth remembering: {{"explicit": []}}.
 {custom}
-Example, for a target called ana:
+Example, for the targets ana and tom:
 2024-03-04 18:02:11 ana: we finally adopted the puppy yesterday, her name is Miso
 2024-03-04 18:02:40 tom: congrats! try the vet on Rue Pasteur, she is great with puppies
 2024-03-04 18:03:05 ana: will do. I can't walk her in the mornings though, I start at 7 now
 gives
-- ana adopted a puppy named Miso on 2024-03-03 (said_at 2024-03-04 18:02:11)
-- tom recommended to ana the vet on Rue Pasteur for her puppy (said_at 2024-03-04 18:02:40)
-- ana starts work at 7 in the morning as of March 2024, so cannot walk Miso in the mornings
-  (said_at 2024-03-04 18:03:05)
+- about ana: ana adopted a puppy named Miso on 2024-03-03 (said_at 2024-03-04 18:02:11)
+- about ana: tom recommended to ana the vet on Rue Pasteur for her puppy (said_at
+  2024-03-04 18:02:40)
+- about tom: tom knows a vet on Rue Pasteur who is good with puppies (said_at
+  2024-03-04 18:02:40)
+- about ana: ana starts work at 7 in the morning as of March 2024, so cannot walk Miso in
+  the mornings (said_at 2024-03-04 18:03:05)
 
-Answer with JSON only: {{"explicit": [{{"content": "...", "said_at": "..."}}]}}"""
+Answer with JSON only: {{"explicit": [{{"about": "...", "content": "...", \
+"said_at": "..."}}]}}"""
 
 SUMMARY_PROMPT = """Write the {kind} summary of a conversation.
 
@@ -219,42 +229,73 @@ def _traced(step: str) -> Callable[[Step[P, T]], Step[P, T]]:
     return wrap
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where one worker task's calls go: its provider (model, fallback and effort are the
+    provider's, see providers/llm/tasks.py) and its output budget."""
+
+    llm: LLMProvider
+    max_output_tokens: int
+    model: str = ""
+
+
+WORKER_TASKS = ("extraction", "card", "summary", "dream")
+
+
 class Reasoner:
     """The model calls of the worker: every step sends its prompt through
     `LLMProvider.complete` (with a JSON schema when structured), whichever provider is
     configured, the offline `local` one included. Usage is the provider's token count, one
-    call per request."""
+    call per request. Each task has its own route (LLM_<TASK>_* settings)."""
 
     def __init__(self, llm: LLMProvider, *, max_output_tokens: int = 2048, system: str = "",
-                 model: str = "") -> None:
+                 model: str = "", routes: dict[str, Route] | None = None) -> None:
         self.llm = llm
         self.max_output_tokens = max_output_tokens
         # For the spans: which provider and model answer (gen_ai.system, request model).
         self.system = system or "unknown"
         self.model = model
+        self.routes = {t: Route(llm, max_output_tokens, model) for t in WORKER_TASKS}
+        self.routes.update(routes or {})
+        # Tasks whose budget was set for them (a summary otherwise sizes its own).
+        self._budgeted = {t for t, r in (routes or {}).items()
+                          if r.max_output_tokens != max_output_tokens}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Reasoner:
         local = settings.llm.provider == "local"
-        return cls(build_llm(settings.llm), max_output_tokens=settings.llm.max_output_tokens,
+        routes = {}
+        for task in WORKER_TASKS:
+            profile = task_profile(settings.llm, task)
+            routes[task] = Route(build_llm(settings.llm, task=task),
+                                 profile.max_output_tokens or settings.llm.max_output_tokens,
+                                 "" if local else profile.model)
+        return cls(routes["extraction"].llm, max_output_tokens=settings.llm.max_output_tokens,
                    system="honcho.local" if local else settings.llm.provider,
-                   model="" if local else settings.llm.model)
+                   model="" if local else settings.llm.model, routes=routes)
 
     @_traced("derive_facts")
-    async def derive_facts(self, observed: str, lines: list[str],
-                           custom_instructions: str = "") -> tuple[list[Fact], Usage]:
-        """Explicit facts about `observed` from transcript lines ("time speaker: text"). A
-        truncated answer is asked again with more room, then for each half of the lines."""
+    async def derive_facts(self, targets: list[str], lines: list[str],
+                           custom_instructions: str = "", *,
+                           earlier: list[str] | None = None) -> tuple[list[Fact], Usage]:
+        """Explicit facts about each of `targets` from transcript lines ("time speaker:
+        text"), in one call; `earlier` lines are context already recorded. A truncated
+        answer is asked again with more room, then for each half of the lines."""
         custom = f"\nAdditional instructions:\n{custom_instructions}\n" \
             if custom_instructions else ""
-        return await self._facts(FACTS_PROMPT.format(observed=observed, custom=custom), lines,
-                                 self.max_output_tokens)
+        system = FACTS_PROMPT.format(targets=", ".join(f'"{t}"' for t in targets),
+                                     custom=custom)
+        head = "Earlier:\n" + "\n".join(f"(earlier) {line}" for line in earlier) + \
+            "\n\nNew messages:\n" if earlier else ""
+        return await self._facts(system, head, targets, lines,
+                                 self.routes["extraction"].max_output_tokens)
 
-    async def _facts(self, system: str, lines: list[str],
+    async def _facts(self, system: str, head: str, targets: list[str], lines: list[str],
                      room: int) -> tuple[list[Fact], Usage]:
         usage = Usage()
         try:
-            data, u = await self._json(system, "\n".join(lines), FACTS_SCHEMA, room=room)
+            data, u = await self._json("extraction", system, head + "\n".join(lines),
+                                       FACTS_SCHEMA, room=room)
         except Truncated as exc:
             usage.add(exc.args[1])
             if len(lines) < 2:
@@ -263,12 +304,12 @@ class Reasoner:
             half = len(lines) // 2
             facts: list[Fact] = []
             for part in (lines[:half], lines[half:]):
-                found, u = await self._facts(system, part, room * ROOM_GROWTH)
+                found, u = await self._facts(system, head, targets, part, room * ROOM_GROWTH)
                 facts += found
                 usage.add(u)
             return facts, usage
         usage.add(u)
-        return facts_from(data), usage
+        return facts_from(data, targets), usage
 
     @_traced("summarize")
     async def summarize(self, kind: str, previous: str, lines: list[str],
@@ -277,7 +318,9 @@ class Reasoner:
                                        extra=LONG_EXTRA if kind == "long" else "")
         user = f"Previous summary:\n{previous or '(none)'}\n\nNew messages:\n" \
             + "\n".join(lines)
-        text, usage = await self._roomy_text(system, user, room=max(256, max_words * 2))
+        route = self.routes["summary"]
+        room = route.max_output_tokens if "summary" in self._budgeted else max(256, max_words * 2)
+        text, usage = await self._roomy_text("summary", system, user, room=room)
         return text.strip(), usage
 
     @_traced("update_card")
@@ -286,7 +329,7 @@ class Reasoner:
         prompt = CARD_PROMPT.format(observed=observed, limit=MAX_CARD_ENTRIES,
                                     card="\n".join(card) or "(empty)",
                                     facts="\n".join(f"- {f}" for f in facts))
-        data, usage = await self._json(prompt, "Update the card.", CARD_SCHEMA)
+        data, usage = await self._json("card", prompt, "Update the card.", CARD_SCHEMA)
         return clean_card([str(e) for e in data.get("card") or []]), usage
 
     @_traced("dream")
@@ -295,20 +338,22 @@ class Reasoner:
         listing = "\n".join(f"[{i}] ({c.level}, {c.created_at[:16].replace('T', ' ')}) "
                              f"{c.content}"
                             for i, c in enumerate(conclusions, 1))
-        data, usage = await self._json(DREAM_PROMPT.format(observed=observed, listing=listing),
+        data, usage = await self._json("dream",
+                                       DREAM_PROMPT.format(observed=observed, listing=listing),
                                        "Consolidate.", DREAM_SCHEMA)
         return plan_from(data, conclusions), usage
 
     # -- provider calls ------------------------------------------------------------------
 
-    async def _text(self, system: str, user: str, *, max_tokens: int | None = None,
+    async def _text(self, task: str, system: str, user: str, *, max_tokens: int | None = None,
                     schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
         """The model's answer; Truncated (carrying the bill) when it hit its limit."""
+        route = self.routes[task]
+        room = max_tokens or route.max_output_tokens
         messages = [Message("system", system), Message("user", user)]
         try:
-            completion = await self.llm.complete(
-                messages, max_tokens=max_tokens or self.max_output_tokens,
-                response_schema=schema)
+            completion = await route.llm.complete(messages, max_tokens=room,
+                                                  response_schema=schema)
         except StructuredOutputError:
             raise  # a model may well answer better next time: the queue retries
         except LLMError as exc:
@@ -320,43 +365,45 @@ class Reasoner:
         u = completion.usage
         usage = Usage(u.input_tokens, u.output_tokens, 1)
         if completion.finish_reason == "length":
-            raise Truncated(f"answer cut at {max_tokens or self.max_output_tokens} tokens",
-                            usage)
+            raise Truncated(f"answer cut at {room} tokens", usage)
         return completion.text or "", usage
 
-    async def _roomy_text(self, system: str, user: str, *, room: int,
+    async def _roomy_text(self, task: str, system: str, user: str, *, room: int,
                           schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
         """`_text`, asked once more with more room when the answer is cut; a second cut
         raises Truncated carrying the bill of both attempts."""
         try:
-            return await self._text(system, user, max_tokens=room, schema=schema)
+            return await self._text(task, system, user, max_tokens=room, schema=schema)
         except Truncated as exc:
             first: Usage = exc.args[1]
         room = min(room * ROOM_GROWTH, max(MAX_OUTPUT_CEILING, room))
         try:
-            text, usage = await self._text(system, user, max_tokens=room, schema=schema)
+            text, usage = await self._text(task, system, user, max_tokens=room, schema=schema)
         except Truncated as exc:
             first.add(exc.args[1])
             raise Truncated(str(exc), first) from exc
         usage.add(first)
         return text, usage
 
-    async def _json(self, system: str, user: str, schema: dict[str, Any], *,
+    async def _json(self, task: str, system: str, user: str, schema: dict[str, Any], *,
                     room: int | None = None) -> tuple[dict[str, Any], Usage]:
-        text, usage = await self._roomy_text(system, user, schema=schema,
-                                             room=room or self.max_output_tokens)
+        text, usage = await self._roomy_text(task, system, user, schema=schema,
+                                             room=room or self.routes[task].max_output_tokens)
         try:
             return parse_structured(text, schema), usage
         except StructuredOutputError as exc:
             raise ReasoningError(str(exc)) from exc
 
 
-def facts_from(data: dict[str, Any]) -> list[Fact]:
+def facts_from(data: dict[str, Any], targets: list[str]) -> list[Fact]:
+    """The answer's facts about the targets (one target: every fact is about it); a fact
+    filed under anyone else is dropped -- its speaker's own extraction covers it."""
     items = data.get("explicit") or []
     facts = [Fact(str(i.get("content", "")).strip()[:MAX_FACT_CHARS],
-                  str(i.get("said_at", "")).strip()[:40])
+                  str(i.get("said_at", "")).strip()[:40],
+                  targets[0] if len(targets) == 1 else str(i.get("about", "")).strip())
              for i in items if isinstance(i, dict)]
-    return [f for f in facts if f.content]
+    return [f for f in facts if f.content and f.about in targets]
 
 
 def plan_from(data: dict[str, Any], shown: list[Conclusion]) -> DreamPlan:

@@ -261,7 +261,15 @@ class Worker:
                         continue
                     break
                 ran.add(head.batch[0].task_type)
-                if not await self._run_batch(unit, head.batch):
+                joined = await self.queue.join_stretch(unit, head.batch)
+                try:
+                    ok = await self._run_batch(unit, head.batch, joined)
+                finally:
+                    for other, _ in joined:
+                        with contextlib.suppress(*DB_ERRORS, psycopg.Error,
+                                                 asyncpg.PostgresError):
+                            await asyncio.shield(self._release(other, {"joined"}))
+                if not ok:
                     break
         except LeaseLost:
             log.warning("worker %s: lease of %s taken over", self.worker_id, unit.work_unit_key)
@@ -273,14 +281,20 @@ class Worker:
                                      asyncio.CancelledError):
                 await asyncio.shield(self._release(unit, ran))
 
-    async def _run_batch(self, unit: Unit, jobs: list[Job]) -> bool:
-        """Run one batch; True when the unit may go on to its next rows."""
+    async def _run_batch(self, unit: Unit, jobs: list[Job],
+                         joined: list[tuple[Unit, list[Job]]] | None = None) -> bool:
+        """Run one batch (with the rows of other units joined to it: one task over all of
+        them, completed together); True when the unit may go on to its next rows."""
+        parts = [(unit, jobs), *(joined or [])]
         await self.queue.start(unit, jobs)
+        for other, rows in parts[1:]:
+            await self.queue.start(other, rows)
+        everything = [j for _, rows in parts for j in rows]
         handler = self.handlers.get(jobs[0].task_type)
         try:
             if handler is None:
                 raise PermanentError(f"no handler for task type {jobs[0].task_type!r}")
-            await self._execute(unit, jobs, handler)
+            await self._execute(parts, everything, handler)
         except LeaseLost:
             raise
         except DB_ERRORS:
@@ -288,23 +302,30 @@ class Worker:
         except asyncio.CancelledError:
             if self.stopping.is_set():
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.queue.requeue(unit, jobs))
+                    for u, rows in parts:
+                        await asyncio.shield(self.queue.requeue(u, rows))
             raise
         except Exception as exc:  # any handler failure is retried, never dropped
+            for other, rows in parts[1:]:
+                with contextlib.suppress(LeaseLost):
+                    await self._failed(other, rows, exc)
             return await self._failed(unit, jobs, exc)
         self.stats.batches += 1
-        self.stats.jobs += len(jobs)
+        self.stats.jobs += len(everything)
         return True
 
-    async def _execute(self, unit: Unit, jobs: list[Job], handler: Handler) -> None:
+    async def _execute(self, parts: list[tuple[Unit, list[Job]]], jobs: list[Job],
+                       handler: Handler) -> None:
         assert self.ctx is not None
+        unit = parts[0][0]
         task_type = jobs[0].task_type
         with telemetry.task_span(task_type, unit.workspace_id, unit.work_unit_key,
                                  [j.trace_context for j in jobs], [j.created_at for j in jobs]):
             result = await handler(self.ctx, jobs)
-            await domain_queue.complete(self.ctx.db, unit.workspace_id, unit.work_unit_key,
-                                        self.worker_id, [j.id for j in jobs],
-                                        result.usage.as_json(), result.apply)
+            await domain_queue.complete(self.ctx.db, unit.workspace_id,
+                                        [u.work_unit_key for u, _ in parts], self.worker_id,
+                                        [j.id for j in jobs], result.usage.as_json(),
+                                        result.apply)
             telemetry.record_tokens(task_type, result.usage.input_tokens,
                                     result.usage.output_tokens)
 

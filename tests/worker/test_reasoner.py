@@ -21,13 +21,20 @@ def test_settings_build_the_local_provider() -> None:
 
 async def test_facts_about_the_observed_peer_only() -> None:
     facts, usage = await Reasoner(LocalProvider()).derive_facts(
-        "alice", LINES, custom_instructions="Ignore what bob says about music.")
+        ["alice"], LINES, custom_instructions="Ignore what bob says about music.")
     # Every line is read, the last one too; bob is only named by the custom instructions.
     assert [(f.content, f.said_at) for f in facts] == [
         ("alice is a nurse in Lyon", "2024-05-01 10:00:00"),
         ("alice really likes hiking", "2024-05-01 10:00:20"),
         ("alice's sister is called Emma", "2024-05-01 10:00:20")]
     assert usage.calls == 1 and usage.input_tokens > 100 and usage.output_tokens > 10
+
+
+async def test_one_call_files_facts_under_each_speaker() -> None:
+    facts, usage = await Reasoner(LocalProvider()).derive_facts(["alice", "bob"], LINES)
+    assert usage.calls == 1
+    assert {f.about for f in facts} == {"alice", "bob"}
+    assert all(f.content.startswith(f.about) for f in facts), facts
 
 
 async def test_summary_within_its_budget_from_what_it_was_given() -> None:

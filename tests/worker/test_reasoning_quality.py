@@ -177,8 +177,9 @@ async def test_a_dream_proposing_invalid_items_has_them_refused(
                 "deductive": [{"content": "alice lives in Germany", "premises": [2]}]})
         if "peer card" in system:
             return answer("openai", body, {"card": []})
-        said = next(t for t in facts if f"{t:%Y-%m-%d %H:%M:%S}" in
-                    body["messages"][1]["content"])
+        # Lines under "Earlier" are context already recorded: only the new ones count.
+        new = body["messages"][1]["content"].rpartition("New messages:")[2]
+        said = next(t for t in facts if f"{t:%Y-%m-%d %H:%M:%S}" in new)
         return answer("openai", body, {"explicit": [
             {"content": facts[said], "said_at": f"{said:%Y-%m-%d %H:%M:%S}"}]})
 

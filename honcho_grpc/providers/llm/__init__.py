@@ -46,10 +46,15 @@ __all__ = [
 ]
 
 
-def build_llm(settings: LLMSettings, *, backoff: Backoff | None = None) -> LLMProvider:
-    """The configured provider. `backoff` tunes retry waits (tests make them short)."""
+def build_llm(settings: LLMSettings, *, backoff: Backoff | None = None,
+              task: str | None = None) -> LLMProvider:
+    """The configured provider, for one task when `task` names one (its model, fallback
+    and effort: providers/llm/tasks.py). `backoff` tunes retry waits (tests make them
+    short)."""
+    from honcho_grpc.providers.llm.tasks import for_task
     from honcho_grpc.providers.llm.traced import TracedProvider
 
+    settings = for_task(settings, task)
     if settings.provider == "openai":
         from honcho_grpc.providers.llm.openai_chat import OpenAIProvider
 

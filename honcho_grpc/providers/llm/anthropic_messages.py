@@ -49,6 +49,7 @@ from honcho_grpc.providers.llm.structured import (
     schema_name,
     with_instruction,
 )
+from honcho_grpc.providers.llm.tasks import thinking_budget
 from honcho_grpc.settings import LLMSettings
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
@@ -77,7 +78,14 @@ class AnthropicProvider:
         body: dict[str, Any] = {"max_tokens": max_tokens}
         specs = wire_tools(tools)
         answer_tool = ""
-        if response_schema is not None and self.settings.structured_output_mode == "json_object":
+        thinking = 0 if tools else thinking_budget(self.settings.reasoning_effort)
+        if thinking:
+            # Thinking counts against max_tokens; a forced tool is refused with it, so a
+            # structured answer is asked for in the prompt (and repaired, validated).
+            body = {"max_tokens": max_tokens + thinking,
+                    "thinking": {"type": "enabled", "budget_tokens": thinking}}
+        if response_schema is not None and (
+                thinking or self.settings.structured_output_mode == "json_object"):
             msgs = with_instruction(msgs, schema_instruction(response_schema))
         elif response_schema is not None:
             answer_tool = schema_name(response_schema)
@@ -102,6 +110,10 @@ class AnthropicProvider:
         """Retries cover opening the stream only: deltas already yielded cannot be taken back,
         so a failure mid-stream raises LLMError."""
         body = {"max_tokens": max_tokens, **wire_conversation(as_messages(messages))}
+        thinking = 0 if tools else thinking_budget(self.settings.reasoning_effort)
+        if thinking:
+            body["max_tokens"] = max_tokens + thinking
+            body["thinking"] = {"type": "enabled", "budget_tokens": thinking}
         if tools:
             body["tools"] = wire_tools(tools)
         response: anthropic.AsyncStream[Any] = await self.retrier.run(

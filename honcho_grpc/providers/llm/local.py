@@ -63,6 +63,7 @@ _QUOTED_ID = re.compile(r"""(?:'|"|\u2018|\u201c)([A-Za-z0-9_-]{1,512})(?:'|"|\u
 _BUDGET = re.compile(r"\b(\d{1,5})\s+words\b", re.IGNORECASE)
 _ASKER = re.compile(r"\basker\b", re.IGNORECASE)
 _TIME_FIELD = re.compile(r"(?:^|_)(?:at|time|timestamp|date|when)$", re.IGNORECASE)
+_ABOUT_FIELD = "about"  # an item property naming whom a fact is about (the line's speaker)
 MAX_SCHEMA_DEPTH = 8  # nesting a structured answer is built to; deeper (recursion) is null
 
 
@@ -159,8 +160,21 @@ def _value(prompt: Prompt, schema: dict[str, Any], max_tokens: int) -> Any:
         return local_dream.dream(prompt.subject, local_dream.listed(prompt.instructions))
     if local_card.is_card_request(prompt.instructions):
         return fill_schema(schema, "", local_card.card_from_request(prompt.instructions))
-    facts = facts_from_transcript(prompt.context, _speakers(prompt))
+    about = _ABOUT_FIELD in _item_properties(schema)
+    # A schema filing facts under whom they are about asks for every quoted target at once.
+    targets = set(_QUOTED_ID.findall(prompt.instructions)) if about else None
+    facts = facts_from_transcript(prompt.context, targets or _speakers(prompt))
     return fill_schema(schema, _text(prompt, max_tokens), facts)
+
+
+def _item_properties(schema: dict[str, Any]) -> dict[str, Any]:
+    """The properties of the items of the first array property of an object schema."""
+    for sub in (schema.get("properties") or {}).values():
+        if isinstance(sub, dict) and sub.get("type") == "array":
+            items = sub.get("items")
+            props = items.get("properties") if isinstance(items, dict) else None
+            return props if isinstance(props, dict) else {}
+    return {}
 
 
 def _lookups(prompt: Prompt, tools: Sequence[ToolSpec] | None) -> list[ToolCall]:
@@ -232,9 +246,13 @@ def _item(schema: Any, text: str, root: Any, depth: int) -> Any:
         return text
     properties = node.get("properties")
     properties = properties if isinstance(properties, dict) else {}
-    text_field = next((n for n, s in properties.items()
-                       if (r := _resolved(s, root)) and _kind(r) == "string"), None)
+    # The text goes to the first string property (not the one naming whom it is about).
+    text_field = next((n for n, s in properties.items() if n != _ABOUT_FIELD
+                       and (r := _resolved(s, root)) and _kind(r) == "string"), None)
     item = {n: fill_schema(s, text, [], root, depth + 1) for n, s in properties.items()}
+    speaker = str(getattr(text, "speaker", ""))
+    if _ABOUT_FIELD in item and speaker:
+        item[_ABOUT_FIELD] = speaker
     if text_field:
         item[text_field] = str(text)
     said_at = getattr(text, "said_at", "")

@@ -28,11 +28,13 @@ class Sourced(str):
     schema asking when a fact was said can be answered."""
 
     said_at: str = ""
+    speaker: str = ""  # whose line it came from: whom the fact is about
 
     @classmethod
-    def of(cls, text: str, said_at: str) -> Sourced:
+    def of(cls, text: str, said_at: str, speaker: str = "") -> Sourced:
         fact = cls(text)
         fact.said_at = said_at
+        fact.speaker = speaker
         return fact
 
 _ADVERBS_WORDS = """
@@ -130,5 +132,5 @@ def facts_from_transcript(lines: Iterable[str],
         parsed = parse_transcript_line(line)
         if parsed and (about is None or parsed[0] in about):
             at = transcript_time(line)
-            facts.extend(Sourced.of(f, at) for f in extract_facts(*parsed))
+            facts.extend(Sourced.of(f, at, parsed[0]) for f in extract_facts(*parsed))
     return list(dict.fromkeys(facts))

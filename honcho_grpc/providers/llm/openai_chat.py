@@ -118,6 +118,8 @@ class OpenAIProvider:
     def _body(self, messages: list[Message], max_tokens: int,
               schema: dict[str, Any] | None, tools: Sequence[ToolSpec] | None) -> dict[str, Any]:
         body: dict[str, Any] = {self._max_tokens_key(): max_tokens}
+        if self.settings.reasoning_effort:
+            body["reasoning_effort"] = self.settings.reasoning_effort
         if schema is not None and self.settings.structured_output_mode == "json_object":
             messages = with_instruction(messages, schema_instruction(schema))
             body["response_format"] = {"type": "json_object"}

@@ -20,10 +20,12 @@ import asyncpg
 from honcho_grpc.telemetry import current_context
 from honcho_grpc.work_units import (
     DERIVATION,
+    CardPayload,
     DreamPayload,
     Payload,
     Status,
     TaskType,
+    card_key,
     dream_key,
     payload_json,
     webhook_key,
@@ -57,8 +59,11 @@ async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) 
 
 # Batching in live traffic: a representation unit's open rows are held (run_after in the
 # future) until the messages its extraction will read -- every message of the session from the
-# one before its oldest pending row on, other speakers' included -- reach `min_tokens`, or its
-# oldest row is `wait_seconds` old. Rows already tried (attempts > 0) keep their backoff.
+# one before its oldest pending row on, other speakers' included -- reach `min_tokens`, or the
+# unit has had no new message for `idle_seconds` (0: no idle rule), or its oldest row is
+# `wait_seconds` old (the bound: a row never waits longer). Rows already tried (attempts > 0)
+# keep their backoff. The rows are locked in id order first, so two writers (a message write
+# and a worker starting the unit's rows) never take them in crossed orders.
 HOLD_SQL = """
 WITH heads AS (
     SELECT u.key, h.created_at, h.session_id, h.first_seq
@@ -69,26 +74,34 @@ WITH heads AS (
           AND q.attempts = 0
         ORDER BY q.id LIMIT 1) h),
 ready AS (
-    SELECT hd.key, hd.created_at + $3 * interval '1 second' AS held_until,
+    SELECT hd.key,
+           CASE WHEN $5 > 0 THEN least(hd.created_at + $3 * interval '1 second',
+                                       now() + $5 * interval '1 second')
+                ELSE hd.created_at + $3 * interval '1 second' END AS held_until,
            (SELECT coalesce(sum(m.token_count), 0) FROM messages m
             WHERE m.workspace_id = $1 AND m.session_id = hd.session_id
               AND m.seq >= hd.first_seq - 1) AS tokens
-    FROM heads hd)
+    FROM heads hd),
+rows AS (
+    SELECT q.id, r.key, r.tokens, r.held_until FROM queue q JOIN ready r
+      ON q.workspace_id = $1 AND q.work_unit_key = r.key
+    WHERE q.status = 'pending' AND q.attempts = 0
+    ORDER BY q.id FOR UPDATE OF q)
 UPDATE queue q
 SET run_after = CASE WHEN r.tokens >= $4 THEN now() ELSE r.held_until END
-FROM ready r
-WHERE q.workspace_id = $1 AND q.work_unit_key = r.key AND q.status = 'pending'
-  AND q.attempts = 0
+FROM rows r
+WHERE q.workspace_id = $1 AND q.id = r.id AND q.status = 'pending' AND q.attempts = 0
 """
 
 
 async def hold_for_batch(conn: asyncpg.Connection, workspace_id: str, unit_keys: list[str],
-                         *, wait_seconds: float, min_tokens: int) -> None:
-    """Hold the units' fresh rows until enough is pending or the oldest is old enough (see
-    HOLD_SQL); inside the transaction that enqueued them."""
+                         *, wait_seconds: float, min_tokens: int,
+                         idle_seconds: float = 0.0) -> None:
+    """Hold the units' fresh rows until enough is pending, the unit is quiet, or the oldest
+    is old enough (see HOLD_SQL); inside the transaction that enqueued them."""
     if unit_keys and (wait_seconds > 0 and min_tokens > 0):
         await conn.execute(HOLD_SQL, workspace_id, sorted(set(unit_keys)), wait_seconds,
-                           min_tokens)
+                           min_tokens, idle_seconds)
 
 
 async def notify_worker(conn: asyncpg.Connection, workspace_id: str) -> None:
@@ -116,6 +129,31 @@ async def enqueue_dream(conn: asyncpg.Connection, workspace_id: str,
     if queued:
         await notify_worker(conn, workspace_id)
     return bool(queued)
+
+
+async def enqueue_cards(conn: asyncpg.Connection, workspace_id: str,
+                        pairs: list[tuple[str, str]], refresh_seconds: float) -> int:
+    """Queue a card refresh for each (observer, observed) pair that has none pending, due
+    `refresh_seconds` after the card was last refreshed (at once for a pair without a card);
+    how many were queued. Inside the transaction of the extraction that calls for them."""
+    queued = 0
+    for observer, observed in sorted(set(pairs)):  # advisory locks in one order
+        key = card_key(workspace_id, observer, observed)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
+        queued += int(bool(await conn.fetchval(
+            "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload, "
+            "trace_context, run_after) "
+            "SELECT $1, $5, $2, $3, $4, greatest(now(), (SELECT c.updated_at + $8 * "
+            " interval '1 second' FROM peer_cards c WHERE c.workspace_id = $1 "
+            " AND c.observer_id = $6 AND c.observed_id = $7)) "
+            "WHERE NOT EXISTS (SELECT 1 FROM queue WHERE workspace_id = $1 "
+            " AND work_unit_key = $2 AND status = $9) RETURNING true",
+            workspace_id, key, payload_json(CardPayload(observer=observer, observed=observed)),
+            current_context(), TaskType.CARD.value, observer, observed, refresh_seconds,
+            Status.PENDING.value)))
+    if queued:
+        await notify_worker(conn, workspace_id)
+    return queued
 
 
 async def enqueue_webhook_deliveries(conn: asyncpg.Connection, workspace_id: str,

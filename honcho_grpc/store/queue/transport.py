@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from psycopg import AsyncConnection
+from psycopg.errors import LockNotAvailable
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -70,6 +71,50 @@ async def unit_head(conn: Conn, workspace_id: str, work_unit_key: str,
         ORDER BY q.id LIMIT %s
         """, (workspace_id, work_unit_key, limit))
     return await cur.fetchall()
+
+
+async def session_speakers(conn: Conn, workspace_id: str, session_id: str) -> list[str]:
+    """The session's members (every author joins it): whose units may hold its messages."""
+    cur = await conn.execute(
+        "SELECT peer_id FROM session_peers WHERE workspace_id = %s AND session_id = %s "
+        "ORDER BY peer_id", (workspace_id, session_id))
+    return [r["peer_id"] for r in await cur.fetchall()]
+
+
+# Leases the given units for the caller when their head row is pending and not backing off,
+# and nobody else holds them (an expired lease is taken over), in key order. Lock waits are
+# cut short: a unit being claimed this very moment is simply left to its claimer.
+JOIN_SQL = f"""
+WITH heads AS (
+    SELECT u.key FROM unnest(%(keys)s::text[]) AS u(key) CROSS JOIN LATERAL (
+        SELECT q.status, q.attempts, q.run_after FROM queue q
+        WHERE q.workspace_id = %(ws)s AND q.work_unit_key = u.key AND q.status IN {_OPEN}
+        ORDER BY q.id LIMIT 1) h
+    WHERE h.status = %(pending)s AND (h.attempts = 0 OR h.run_after <= now())
+    ORDER BY u.key)
+INSERT INTO work_unit_leases AS l (workspace_id, work_unit_key, worker_id, expires_at)
+SELECT %(ws)s, key, %(worker)s, now() + %(lease)s * interval '1 second' FROM heads
+ON CONFLICT (workspace_id, work_unit_key) DO UPDATE
+    SET worker_id = EXCLUDED.worker_id, expires_at = EXCLUDED.expires_at, acquired_at = now()
+    WHERE l.expires_at <= now()
+RETURNING l.work_unit_key
+"""
+
+
+async def lease_units(conn: Conn, workspace_id: str, keys: list[str], worker_id: str,
+                      lease_seconds: float) -> list[str]:
+    """Lease those of `keys` that are free and ready (JOIN_SQL); the keys leased."""
+    if not keys:
+        return []
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL lock_timeout = '200ms'")
+            cur = await conn.execute(JOIN_SQL, {
+                "keys": sorted(keys), "ws": workspace_id, "worker": worker_id,
+                "lease": lease_seconds, "pending": Status.PENDING.value})
+            return [r["work_unit_key"] for r in await cur.fetchall()]
+    except LockNotAvailable:
+        return []
 
 
 async def start(conn: Conn, workspace_id: str, work_unit_key: str, worker_id: str,

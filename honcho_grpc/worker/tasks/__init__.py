@@ -25,8 +25,10 @@ class Reasoning(Protocol):
     """What the tasks ask of the language model (honcho_grpc/worker/reasoning.py Reasoner);
     each answer comes with its token bill."""
 
-    def derive_facts(self, observed: str, lines: list[str],
-                     custom_instructions: str = "") -> Awaitable[tuple[list[Fact], Usage]]: ...
+    def derive_facts(self, targets: list[str], lines: list[str],
+                     custom_instructions: str = "", *,
+                     earlier: list[str] | None = None) -> Awaitable[tuple[list[Fact], Usage]]:
+        ...
 
     def summarize(self, kind: str, previous: str, lines: list[str],
                   max_words: int) -> Awaitable[tuple[str, Usage]]: ...
@@ -73,12 +75,13 @@ async def noop(ctx: TaskContext, jobs: list[Job]) -> Result:
 
 
 def default_handlers() -> dict[str, Handler]:
-    from honcho_grpc.worker.tasks import dream, representation, summary, webhook
+    from honcho_grpc.worker.tasks import card, dream, representation, summary, webhook
 
     return {
         TaskType.REPRESENTATION: representation.run,
         TaskType.SUMMARY: summary.run,
         TaskType.DREAM: dream.run,
+        TaskType.CARD: card.run,
         TaskType.WEBHOOK: webhook.run,
         TaskType.NOOP: noop,
     }
