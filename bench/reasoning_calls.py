@@ -1,8 +1,9 @@
 """Model calls and tokens per 100 messages: a server and a worker process with the OpenAI
 provider pointed at a scripted wire fake (tests/fakes) that answers every task validly, for a
 live chat (messages one at a time, paced) and a bulk import. Time is compressed: the live
-batching wait and the pace between messages are both scaled by --scale (default 0.1: a 20 s
-wait and a message every 3 s become 2 s and 0.3 s).
+batching bound and idle wait, the card refresh interval and the pace between messages are
+all scaled by --scale (default 0.1: a 60 s bound, a 20 s idle wait, a card every 300 s and a
+message every 3 s become 6 s, 2 s, 30 s and 0.3 s).
 
     .venv/bin/python -m bench.reasoning_calls [--messages 100] [--scale 0.1] [--dream]
 """
@@ -39,6 +40,9 @@ LINES = [
 ]
 
 
+OUTPUT_TOKENS: list[int] = []  # per answer, in the order the requests came
+
+
 def kind_of(body: dict[str, Any]) -> str:
     system = str(body["messages"][0]["content"])
     for word, kind in (("consolidate", "dream"), ("peer card", "card"),
@@ -52,8 +56,10 @@ def respond(body: dict[str, Any]) -> Reply:
     kind = kind_of(body)
     value: dict[str, Any] | str
     if kind == "extraction":
-        lines = str(body["messages"][1]["content"]).splitlines()
-        value = {"explicit": [{"content": f"fact {uuid.uuid4().hex[:8]} from {line[20:60]}",
+        text = str(body["messages"][1]["content"]).rpartition("New messages:")[2]
+        lines = [line for line in text.splitlines() if line.strip()]
+        value = {"explicit": [{"about": line[20:].partition(":")[0],
+                               "content": f"fact {uuid.uuid4().hex[:8]} from {line[20:60]}",
                                "said_at": line[:19]} for line in lines[-3:]]}
     elif kind == "card":
         value = {"card": ["ATTRIBUTE: Lives in Lisbon"]}
@@ -62,6 +68,7 @@ def respond(body: dict[str, Any]) -> Reply:
     else:
         value = "The conversation so far, summarised."
     text = value if isinstance(value, str) else json.dumps(value)
+    OUTPUT_TOKENS.append(len(text) // 4)
     return Reply(text=text, input_tokens=len(json.dumps(body)) // 4,
                  output_tokens=len(text) // 4)
 
@@ -90,12 +97,15 @@ def settle(dsn: str, ws: str, timeout: float = 300) -> None:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     fake = FakeOpenAI()
     fake.respond = respond
-    wait = 20.0 * args.scale
     rows = []
     with fake.in_thread():
         env = {"LLM_PROVIDER": "openai", "LLM_MODEL": "bench-model",
                "LLM_OPENAI_BASE_URL": fake.url, "LLM_OPENAI_API_KEY": "bench",
-               "QUEUE_BATCH_WAIT_SECONDS": str(wait), "EMBEDDING_PROVIDER": "fake",
+               # The defaults (60 s bound, 20 s idle, a card at most every 300 s), scaled.
+               "QUEUE_BATCH_WAIT_SECONDS": str(60.0 * args.scale),
+               "QUEUE_BATCH_IDLE_SECONDS": str(20.0 * args.scale),
+               "PEER_CARD_REFRESH_SECONDS": str(300.0 * args.scale),
+               "EMBEDDING_PROVIDER": "fake",
                "DREAM_ENABLED": "true" if args.dream else "false",
                "DREAM_CONCLUSION_THRESHOLD": "50", "DREAM_MIN_INTERVAL_SECONDS": "0"}
         with server_process(**env) as server:
@@ -118,20 +128,22 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             stub.ImportMessages(iter([message_pb2.ImportMessagesRequest(
                                 workspace_id=ws, session_id="s", messages=items)]))
                         settle(server.dsn(), ws)
-                        rows.append(_row(scenario, fake.requests[before:], args.messages))
+                        rows.append(_row(scenario, fake.requests[before:],
+                                         OUTPUT_TOKENS[before:], args.messages))
             finally:
                 worker.terminate()
                 worker.wait(30)
     return rows
 
 
-def _row(scenario: str, requests: list[Any], n: int) -> dict[str, Any]:
+def _row(scenario: str, requests: list[Any], outputs: list[int], n: int) -> dict[str, Any]:
     kinds = Counter(kind_of(r.body) for r in requests)
     per = 100 / n
     return {"scenario": scenario, "calls/100": round(len(requests) * per, 1),
             **{k: round(kinds.get(k, 0) * per, 1)
                for k in ("extraction", "card", "summary", "dream")},
-            "input tok/100": round(sum(len(json.dumps(r.body)) // 4 for r in requests) * per)}
+            "input tok/100": round(sum(len(json.dumps(r.body)) // 4 for r in requests) * per),
+            "output tok/100": round(sum(outputs) * per)}
 
 
 def main() -> None:

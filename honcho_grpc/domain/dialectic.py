@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -49,6 +49,7 @@ from honcho_grpc.domain.dialectic_tools import (
 )
 from honcho_grpc.domain.search import Scope, search_messages
 from honcho_grpc.providers.embeddings import Embedder
+from honcho_grpc.providers.llm import TaskRouter
 from honcho_grpc.providers.llm.base import (
     Completion,
     LLMProvider,
@@ -94,6 +95,16 @@ MAX_EARLIER = 20  # replaced values shown beside the conclusions that replaced t
 def level_of(q: Question) -> Level:
     """The level's budget for this question: the one place a level is chosen."""
     return LEVELS[q.level]
+
+
+def routed(llm: LLMProvider, q: Question) -> tuple[LLMProvider, Level]:
+    """The provider and budget of the question's level: with a TaskRouter (the server's),
+    the level's own model, effort and output budget (LLM_DIALECTIC_<LEVEL>_*)."""
+    level = level_of(q)
+    if isinstance(llm, TaskRouter):
+        task = f"dialectic_{q.level}"
+        return llm.for_task(task), replace(level, max_tokens=llm.budget(task, level.max_tokens))
+    return llm, level
 
 
 @dataclass
@@ -355,8 +366,8 @@ async def llm_answer(llm: LLMProvider, q: Question, g: Gathered, answer: Answer,
     round calls no tool its text was the answer. Usage adds up every call. With a
     response_format the answer always comes from a last structured call (a reply in the tool
     rounds is free text), and it is checked to be a JSON object."""
-    # The level decides the budget (and the provider the caller passed in, the model).
-    level = level_of(q)
+    # The level decides the budget, and through the router its model and effort.
+    llm, level = routed(llm, q)
     outcome = LoopOutcome()
     if level.tool_iterations:
         asked = [Message("system", system_prompt(q, tools=True)),
@@ -380,7 +391,7 @@ async def llm_answer(llm: LLMProvider, q: Question, g: Gathered, answer: Answer,
     messages = [Message("system", system_prompt(q)),
                 Message("user", user_prompt(q, g, outcome.findings))]
     if q.response_format:
-        yield await _json_answer(llm, messages, q, answer)
+        yield await _json_answer(llm, messages, level.max_tokens, q, answer)
         return
     reply = Completion("")
     pieces = stream_reply(llm, messages, reply, max_tokens=level.max_tokens,
@@ -394,9 +405,9 @@ async def llm_answer(llm: LLMProvider, q: Question, g: Gathered, answer: Answer,
     answer.finish_reason = reply.finish_reason
 
 
-async def _json_answer(llm: LLMProvider, messages: list[Message], q: Question,
-                       answer: Answer) -> str:
-    done = await llm.complete(messages, max_tokens=level_of(q).max_tokens,
+async def _json_answer(llm: LLMProvider, messages: list[Message], max_tokens: int,
+                       q: Question, answer: Answer) -> str:
+    done = await llm.complete(messages, max_tokens=max_tokens,
                               response_schema=q.response_format)
     _add_usage(answer, done.usage.input_tokens, done.usage.output_tokens)
     try:

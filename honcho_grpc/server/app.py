@@ -41,7 +41,7 @@ from honcho_grpc.domain.embedding import EmbeddingBacklog
 from honcho_grpc.http.app import HttpServer
 from honcho_grpc.processes import check_port_free
 from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
-from honcho_grpc.providers.llm import build_llm
+from honcho_grpc.providers.llm import TaskRouter
 from honcho_grpc.server import listeners, reflection
 from honcho_grpc.server.auth import AuthInterceptor
 from honcho_grpc.server.deps import Deps
@@ -195,7 +195,7 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
     embedder = embedder or build_embedder(settings.embedding)
     await check_dimensions(embedder, settings.embedding.dimensions)
     await pages.load_token_key(db.pool)  # tokens from any server of the deployment work here
-    deps = Deps(settings=settings, db=db, embedder=embedder, llm=build_llm(settings.llm))
+    deps = Deps(settings=settings, db=db, embedder=embedder, llm=TaskRouter(settings.llm))
     server, health_servicer = build_server(deps)
     port = listeners.bind(server, settings.server)
     await server.start()

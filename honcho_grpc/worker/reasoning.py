@@ -24,10 +24,9 @@ from honcho_grpc.providers.llm import (
     LLMProvider,
     Message,
     StructuredOutputError,
-    build_llm,
+    TaskRouter,
 )
 from honcho_grpc.providers.llm.structured import parse_structured
-from honcho_grpc.providers.llm.tasks import task_profile
 from honcho_grpc.settings import Settings
 from honcho_grpc.telemetry import llm_span
 from honcho_grpc.worker.values import (
@@ -264,13 +263,12 @@ class Reasoner:
     @classmethod
     def from_settings(cls, settings: Settings) -> Reasoner:
         local = settings.llm.provider == "local"
-        routes = {}
-        for task in WORKER_TASKS:
-            profile = task_profile(settings.llm, task)
-            routes[task] = Route(build_llm(settings.llm, task=task),
-                                 profile.max_output_tokens or settings.llm.max_output_tokens,
-                                 "" if local else profile.model)
-        return cls(routes["extraction"].llm, max_output_tokens=settings.llm.max_output_tokens,
+        router = TaskRouter(settings.llm)
+        default = settings.llm.max_output_tokens
+        routes = {task: Route(router.for_task(task), router.budget(task, default),
+                              "" if local else router.model(task))
+                  for task in WORKER_TASKS}
+        return cls(router.default, max_output_tokens=default,
                    system="honcho.local" if local else settings.llm.provider,
                    model="" if local else settings.llm.model, routes=routes)
 

@@ -28,6 +28,7 @@ from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import idempotency
 from honcho_grpc.store.queue import transport
+from honcho_grpc.work_units import session_of
 from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
 from honcho_grpc.worker.health import WorkerHealth
 from honcho_grpc.worker.queue import Job, LeaseLost, Queue, Unit, retry_failed
@@ -167,9 +168,16 @@ class Worker:
             unit = await self.queue.claim()
             if unit is None:
                 return
-            task = asyncio.create_task(self._run_unit(unit))
+            joined = asyncio.Event()
+            task = asyncio.create_task(self._run_unit(unit, joined))
             self.units[unit] = task
             task.add_done_callback(functools.partial(self._unit_done, unit))
+            if session_of(unit.work_unit_key) is not None:
+                # Let it lease the other speakers' units of its stretch before claiming on:
+                # claimed here, they would be extracted in calls of their own.
+                waiter = asyncio.create_task(joined.wait())
+                await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
 
     def _unit_done(self, unit: Unit, task: asyncio.Task[None]) -> None:
         # The unit may have been claimed anew once its lease was given back.
@@ -248,7 +256,7 @@ class Worker:
 
     # -- one unit ------------------------------------------------------------------------
 
-    async def _run_unit(self, unit: Unit) -> None:
+    async def _run_unit(self, unit: Unit, joined: asyncio.Event | None = None) -> None:
         ran: set[str] = set()
         try:
             while not self.stopping.is_set():
@@ -261,11 +269,13 @@ class Worker:
                         continue
                     break
                 ran.add(head.batch[0].task_type)
-                joined = await self.queue.join_stretch(unit, head.batch)
+                others = await self.queue.join_stretch(unit, head.batch)
+                if joined is not None:
+                    joined.set()
                 try:
-                    ok = await self._run_batch(unit, head.batch, joined)
+                    ok = await self._run_batch(unit, head.batch, others)
                 finally:
-                    for other, _ in joined:
+                    for other, _ in others:
                         with contextlib.suppress(*DB_ERRORS, psycopg.Error,
                                                  asyncpg.PostgresError):
                             await asyncio.shield(self._release(other, {"joined"}))
@@ -277,6 +287,8 @@ class Worker:
             log.warning("worker %s: database error in %s (%s)", self.worker_id,
                         unit.work_unit_key, type(exc).__name__)
         finally:
+            if joined is not None:
+                joined.set()
             with contextlib.suppress(*DB_ERRORS, psycopg.Error, asyncpg.PostgresError,
                                      asyncio.CancelledError):
                 await asyncio.shield(self._release(unit, ran))

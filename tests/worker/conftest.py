@@ -107,7 +107,9 @@ def process_env(dsn: str, workspaces: list[str], **extra: str) -> dict[str, str]
     env = {"DB_CONNECTION_URI": dsn, "EMBEDDING_PROVIDER": "fake",
            "QUEUE_WORKSPACES": json.dumps(workspaces), "QUEUE_POLL_SECONDS": "0.5",
            "QUEUE_LEASE_SECONDS": "5", "QUEUE_HEARTBEAT_SECONDS": "0.5",
-           "QUEUE_RETRY_BASE_SECONDS": "0.1", "QUEUE_RETRY_MAX_SECONDS": "1"}
+           "QUEUE_RETRY_BASE_SECONDS": "0.1", "QUEUE_RETRY_MAX_SECONDS": "1",
+           # Cards refreshed with every extraction that is not already queueing one.
+           "PEER_CARD_REFRESH_SECONDS": "0"}
     return {**env, **extra}
 
 

@@ -32,21 +32,23 @@ from tests.worker.conftest import (
     queue_rows,
 )
 
-_TARGET = re.compile(r'Target participant: "?([A-Za-z0-9_-]+)')
+_TARGETS = re.compile(r"Targets: (.*)")
 _LINE = re.compile(r"^(?P<stamp>\S+ \S+) (?P<speaker>[^:]+): (?P<text>.*)$")
 
 
 def derive(body: dict[str, Any]) -> Reply:
     """The fake provider's answer to the worker's prompts: one explicit conclusion per line
-    the target participant said (so derived conclusions are predictable), nothing else."""
+    a target participant said (so derived conclusions are predictable), nothing else."""
     messages = body.get("messages", [])
     system = next((str(m["content"]) for m in messages if m["role"] == "system"), "")
     user = "\n".join(str(m["content"]) for m in messages if m["role"] == "user")
     if '"explicit"' in system:
-        target = _TARGET.search(system)
-        facts = [{"content": f"{target[1]} said: {m['text']}", "said_at": m["stamp"]}
+        listed = _TARGETS.search(system)
+        targets = set(re.findall(r'"([A-Za-z0-9_-]+)"', listed[1])) if listed else set()
+        facts = [{"about": m["speaker"], "content": f"{m['speaker']} said: {m['text']}",
+                  "said_at": m["stamp"]}
                  for m in map(_LINE.match, user.splitlines())
-                 if m and target and m["speaker"] == target[1]]
+                 if m and m["speaker"] in targets]
         return Reply(json.dumps({"explicit": facts}))
     if '"card"' in system:
         return Reply(json.dumps({"card": []}))
@@ -75,10 +77,11 @@ def start_workers(procs: list[WorkerProcess], env: dict[str, str],
 
 
 async def settled(pool: asyncpg.Pool, ws: str, expected: int) -> bool:
-    """All `expected` rows of the workspace are completed."""
+    """All `expected` rows of the workspace are completed (card refreshes aside: extraction
+    queues them as it goes, see worker/tasks/card.py)."""
     row = await pool.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'completed') AS done, count(*) AS n "
-        "FROM queue WHERE workspace_id = $1", ws)
+        "FROM queue WHERE workspace_id = $1 AND task_type <> 'card'", ws)
     return bool(row["done"] == row["n"] == expected)
 
 
@@ -117,7 +120,7 @@ async def test_killed_worker_is_taken_over_without_duplicates(
         victim.kill()
         fake.hold.set()
         await eventually(lambda: settled(db.pool, ws, 2), within=30)
-    rows = await queue_rows(db.pool, ws)
+    rows = [r for r in await queue_rows(db.pool, ws) if r["task_type"] == "representation"]
     assert [r["attempts"] for r in rows] == [2, 2]  # one batch; the killed attempt counts
     assert not (await db.pool.fetchval(
         "SELECT claimed_by FROM queue WHERE id = $1", rows[0]["id"])).endswith(

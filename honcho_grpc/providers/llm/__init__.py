@@ -13,6 +13,9 @@ import, which a `local` deployment should not pay.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
 from honcho_grpc.providers.llm.base import (
     Completion,
     LLMError,
@@ -39,6 +42,7 @@ __all__ = [
     "MessageLike",
     "StreamEvent",
     "StructuredOutputError",
+    "TaskRouter",
     "ToolCall",
     "ToolSpec",
     "Usage",
@@ -66,3 +70,64 @@ def build_llm(settings: LLMSettings, *, backoff: Backoff | None = None,
         return TracedProvider(AnthropicProvider(settings, backoff=backoff), "anthropic",
                               settings.model)
     return LocalProvider()
+
+
+class TaskRouter:
+    """The configured provider for each task (providers/llm/tasks.py): `for_task` gives the
+    provider of a task (built once; the default one when the task changes nothing), and
+    `budget` its output budget. As an LLMProvider itself it is the default provider, so
+    callers that know no task use it as before."""
+
+    def __init__(self, settings: LLMSettings, *, backoff: Backoff | None = None) -> None:
+        self.settings = settings
+        self.backoff = backoff
+        self.default = build_llm(settings, backoff=backoff)
+        self._by_task: dict[str, LLMProvider] = {}
+
+    def for_task(self, task: str) -> LLMProvider:
+        from honcho_grpc.providers.llm.tasks import for_task
+
+        if task not in self._by_task:
+            own = for_task(self.settings, task)
+            same = (own.model, own.fallback_model, own.reasoning_effort) == (
+                self.settings.model, self.settings.fallback_model,
+                self.settings.reasoning_effort)
+            self._by_task[task] = self.default if same or self.settings.provider == "local" \
+                else build_llm(self.settings, backoff=self.backoff, task=task)
+        return self._by_task[task]
+
+    def budget(self, task: str, default: int) -> int:
+        """The task's output budget: its own setting, else `default`."""
+        from honcho_grpc.providers.llm.tasks import task_profile
+
+        return task_profile(self.settings, task).max_output_tokens or default
+
+    def model(self, task: str) -> str:
+        from honcho_grpc.providers.llm.tasks import task_profile
+
+        return task_profile(self.settings, task).model
+
+    async def complete(self, messages: Sequence[MessageLike], *, max_tokens: int,
+                       response_schema: dict[str, Any] | None = None,
+                       tools: Sequence[ToolSpec] | None = None,
+                       timeout: float | None = None) -> Completion:  # noqa: ASYNC109
+        return await self.default.complete(messages, max_tokens=max_tokens,
+                                           response_schema=response_schema, tools=tools,
+                                           timeout=timeout)
+
+    def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
+               tools: Sequence[ToolSpec] | None = None,
+               timeout: float | None = None) -> AsyncGenerator[StreamEvent, None]:
+        return self.default.stream(messages, max_tokens=max_tokens, tools=tools,
+                                   timeout=timeout)
+
+    async def structured(self, messages: Sequence[MessageLike], schema: dict[str, Any], *,
+                         max_tokens: int,
+                         timeout: float | None = None,  # noqa: ASYNC109
+                         ) -> dict[str, Any]:
+        return await self.default.structured(messages, schema, max_tokens=max_tokens,
+                                             timeout=timeout)
+
+    async def aclose(self) -> None:
+        for provider in {id(p): p for p in (self.default, *self._by_task.values())}.values():
+            await provider.aclose()
