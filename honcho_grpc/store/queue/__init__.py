@@ -135,10 +135,12 @@ async def enqueue_cards(conn: asyncpg.Connection, workspace_id: str,
                         pairs: list[tuple[str, str]], refresh_seconds: float) -> int:
     """Queue a card refresh for each (observer, observed) pair that has none pending, due
     `refresh_seconds` after the card was last refreshed (at once for a pair without a card);
-    how many were queued. Inside the transaction of the extraction that calls for them."""
+    how many were queued. None for a pair whose dream is pending: the dream refreshes the
+    card. Inside the transaction of the extraction that calls for them."""
     queued = 0
     for observer, observed in sorted(set(pairs)):  # advisory locks in one order
         key = card_key(workspace_id, observer, observed)
+        dream = dream_key(workspace_id, observer, observed)
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
         queued += int(bool(await conn.fetchval(
             "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload, "
@@ -147,13 +149,21 @@ async def enqueue_cards(conn: asyncpg.Connection, workspace_id: str,
             " interval '1 second' FROM peer_cards c WHERE c.workspace_id = $1 "
             " AND c.observer_id = $6 AND c.observed_id = $7)) "
             "WHERE NOT EXISTS (SELECT 1 FROM queue WHERE workspace_id = $1 "
-            " AND work_unit_key = $2 AND status = $9) RETURNING true",
+            " AND work_unit_key = ANY($10::text[]) AND status = $9) RETURNING true",
             workspace_id, key, payload_json(CardPayload(observer=observer, observed=observed)),
             current_context(), TaskType.CARD.value, observer, observed, refresh_seconds,
-            Status.PENDING.value)))
+            Status.PENDING.value, [key, dream])))
     if queued:
         await notify_worker(conn, workspace_id)
     return queued
+
+
+async def is_pending(conn: asyncpg.Connection | asyncpg.Pool, workspace_id: str,
+                     work_unit_key: str) -> bool:
+    """Whether the unit has a row waiting to run."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM queue WHERE workspace_id = $1 AND work_unit_key = $2 "
+        "AND status = $3)", workspace_id, work_unit_key, Status.PENDING.value))
 
 
 async def enqueue_webhook_deliveries(conn: asyncpg.Connection, workspace_id: str,

@@ -12,8 +12,8 @@ import asyncpg
 from honcho_grpc.domain import dreams, peer_cards
 from honcho_grpc.domain.conclusions import Pair
 from honcho_grpc.domain.config import read_features
-from honcho_grpc.store import peers
-from honcho_grpc.work_units import CardPayload
+from honcho_grpc.store import peers, queue
+from honcho_grpc.work_units import CardPayload, dream_key
 from honcho_grpc.worker.queue import Job
 from honcho_grpc.worker.tasks import Result, TaskContext, payloads
 
@@ -24,8 +24,10 @@ async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
     payload = payloads(jobs, CardPayload)[-1]  # rows of one pair: the newest decides
     pair = Pair(jobs[0].workspace_id, payload.observer, payload.observed)
     feats = await read_features(ctx.db, ctx.settings, pair.workspace_id, None)
-    if not feats.peer_card_create:
-        return Result()
+    if not feats.peer_card_create or await queue.is_pending(
+            ctx.db, pair.workspace_id,
+            dream_key(pair.workspace_id, pair.observer_id, pair.observed_id)):
+        return Result()  # no cards, or a dream queued meanwhile refreshes this one
     shown = await dreams.live_conclusions(ctx.db, pair, ctx.settings.dream.max_conclusions)
     facts = [c.content for c in shown if c.level == "explicit"][-CARD_FACTS:]
     if not facts:
