@@ -57,6 +57,7 @@ class Job:
     attempts: int
     created_at: datetime
     token_count: int = 0
+    seq: int | None = None  # of the message a representation row is about
     trace_context: dict[str, str] | None = None  # W3C context of the request that caused it
 
 
@@ -86,11 +87,13 @@ class Queue:
     async def next_batch(self, unit: Unit) -> Head:
         """The unit's next rows to run: the head, plus followers of a batched type with the
         same settings, up to the token budget. Empty when drained or the head waits."""
-        limit = self.settings.batch_max_messages if _batched(unit) else 1
+        batched = _batched(unit)
+        limit = self.settings.batch_max_messages if batched else 1
         async with self.pool.connection() as conn:
             rows = await transport.unit_head(conn, unit.workspace_id, unit.work_unit_key,
-                                             max(limit, 1))
+                                             max(limit, 1), span=batched)
         head = Head()
+        first_seq = rows[0]["seq"] if rows else None
         for row in rows:
             job = _job(row)
             if row["status"] == Status.PENDING and not row["due"] and (
@@ -101,32 +104,45 @@ class Queue:
             if row["status"] == Status.IN_PROGRESS and job.attempts >= self.settings.max_attempts:
                 head.abandoned.append(job)  # it took a worker down every time it ran
                 continue
-            if head.batch and not _fits(head.batch, job, self.settings.batch_max_tokens):
+            if head.batch and not (_fits(head.batch, job) and _within(
+                    row, first_seq, self.settings.batch_max_tokens,
+                    self.settings.batch_max_messages)):
                 break
+            job.seq = row["seq"]
             head.batch.append(job)
         return head
 
-    async def join_stretch(self, unit: Unit, batch: list[Job]) -> list[tuple[Unit, list[Job]]]:
+    async def join_stretch(self, unit: Unit, batch: list[Job],
+                           kept: set[Unit]) -> list[tuple[Unit, list[Job]]]:
         """The other speakers' pending rows of the same stretch of the session, so that one
-        extraction call covers them all: their units are leased (when free and ready), and
-        their head rows taken in order while the stretch stays within the batch budget
-        (every message the call reads counts). Units leased but not joined are released.
-        Empty for other kinds of work."""
+        extraction call covers them all: their units are leased (when free and ready) and
+        added to `kept` -- the caller holds them until it is done with its own unit and
+        then releases them -- and their head rows taken in order while they fall in the
+        stretch. Empty for other kinds of work."""
         where = session_of(unit.work_unit_key)
         if where is None or not batch or self.settings.batch_max_messages < 2:
             return []
         ws, session = where
         head = _settings(batch[0])
+        # The stretch the call reads runs from the batch's first message to its last, and
+        # on over the others' rows after it while the budget allows (every message read
+        # counts); others' rows inside it cost nothing more to extract.
+        seqs = [j.seq for j in batch if j.seq is not None]
+        if not seqs or head is None:
+            return []
         async with self.pool.connection() as conn:
+            end = max(max(seqs), await transport.stretch_end(
+                conn, ws, session, min(seqs), self.settings.batch_max_messages,
+                self.settings.batch_max_tokens))
             speakers = await transport.session_speakers(conn, ws, session)
+            held = {u.work_unit_key for u in kept}
             keys = [k for k in (representation_key(ws, session, p) for p in speakers)
-                    if k != unit.work_unit_key]
+                    if k != unit.work_unit_key and k not in held]
             leased = await transport.lease_units(conn, ws, keys, self.worker_id,
                                                  self.settings.lease_seconds)
+            kept.update(Unit(ws, k) for k in leased)
             joined: list[tuple[Unit, list[Job]]] = []
-            count = len(batch)
-            tokens = sum(j.token_count for j in batch)
-            for key in leased:
+            for key in sorted({*held, *leased}):
                 other = Unit(ws, key)
                 jobs: list[Job] = []
                 for row in await transport.unit_head(conn, ws, key,
@@ -135,17 +151,13 @@ class Queue:
                     if row["status"] != Status.PENDING or (job.attempts > 0 and not row["due"]):
                         break
                     settings = _settings(job)
-                    if settings is None or head is None or settings[1] != head[1] or \
-                            count + 1 > self.settings.batch_max_messages or \
-                            tokens + job.token_count > self.settings.batch_max_tokens:
+                    if settings is None or settings[1] != head[1] or row["seq"] is None \
+                            or row["seq"] > end:
                         break
+                    job.seq = row["seq"]
                     jobs.append(job)
-                    count += 1
-                    tokens += job.token_count
                 if jobs:
                     joined.append((other, jobs))
-                else:
-                    await transport.release(conn, ws, key, self.worker_id)
         return joined
 
     async def start(self, unit: Unit, jobs: list[Job]) -> None:
@@ -218,16 +230,23 @@ def _batched(unit: Unit) -> bool:
         return False  # not a kind of this protocol: its rows run one at a time
 
 
-def _fits(batch: list[Job], job: Job, max_tokens: int) -> bool:
-    """Same task and settings as the head, and within the token budget (the head always
-    runs). A payload that does not parse never joins a batch: it fails on its own."""
+def _fits(batch: list[Job], job: Job) -> bool:
+    """Same task and settings as the head. A payload that does not parse never joins a
+    batch: it fails on its own."""
     head = batch[0]
     if job.task_type != head.task_type:
         return False
     settings = _settings(job)
-    if settings is None or settings != _settings(head):
-        return False
-    return sum(j.token_count for j in batch) + job.token_count <= max_tokens
+    return settings is not None and settings == _settings(head)
+
+
+def _within(row: DictRow, first_seq: int | None, max_tokens: int, max_messages: int) -> bool:
+    """Whether the stretch from the head's message to this row's -- every message of the
+    session in between, all speakers: what the extraction reads -- is within the batch
+    budget (the head always runs)."""
+    if row["seq"] is None or first_seq is None:
+        return bool(row["span_tokens"] <= max_tokens)
+    return bool(row["span_tokens"] <= max_tokens and row["seq"] - first_seq < max_messages)
 
 
 def _settings(job: Job) -> tuple[tuple[str, ...], str] | None:

@@ -258,6 +258,8 @@ class Worker:
 
     async def _run_unit(self, unit: Unit, joined: asyncio.Event | None = None) -> None:
         ran: set[str] = set()
+        kept: set[Unit] = set()  # other speakers' units leased to join this one's stretches
+        worked: set[Unit] = set()  # those of them whose rows were run
         try:
             while not self.stopping.is_set():
                 head = await self.queue.next_batch(unit)
@@ -269,17 +271,11 @@ class Worker:
                         continue
                     break
                 ran.add(head.batch[0].task_type)
-                others = await self.queue.join_stretch(unit, head.batch)
+                others = await self.queue.join_stretch(unit, head.batch, kept)
+                worked.update(u for u, _ in others)
                 if joined is not None:
                     joined.set()
-                try:
-                    ok = await self._run_batch(unit, head.batch, others)
-                finally:
-                    for other, _ in others:
-                        with contextlib.suppress(*DB_ERRORS, psycopg.Error,
-                                                 asyncpg.PostgresError):
-                            await asyncio.shield(self._release(other, {"joined"}))
-                if not ok:
+                if not await self._run_batch(unit, head.batch, others):
                     break
         except LeaseLost:
             log.warning("worker %s: lease of %s taken over", self.worker_id, unit.work_unit_key)
@@ -289,6 +285,11 @@ class Worker:
         finally:
             if joined is not None:
                 joined.set()
+            for other in sorted(kept, key=lambda u: u.work_unit_key):
+                with contextlib.suppress(*DB_ERRORS, psycopg.Error, asyncpg.PostgresError,
+                                         asyncio.CancelledError):
+                    await asyncio.shield(self._release(
+                        other, ran if other in worked else set(), joined=True))
             with contextlib.suppress(*DB_ERRORS, psycopg.Error, asyncpg.PostgresError,
                                      asyncio.CancelledError):
                 await asyncio.shield(self._release(unit, ran))
@@ -351,9 +352,11 @@ class Worker:
         # Parked rows no longer hold the unit up; rows backing off do (order is kept).
         return all(s == "failed" for s in statuses.values())
 
-    async def _release(self, unit: Unit, ran: set[str]) -> None:
-        """Drop the lease; a unit this worker drained (it ran something) is announced."""
-        self.releasing.add(unit)  # until the unit's task is done (_unit_done)
+    async def _release(self, unit: Unit, ran: set[str], *, joined: bool = False) -> None:
+        """Drop the lease; a unit this worker drained (it ran something) is announced. A
+        unit `joined` to another's stretch has no task of its own."""
+        if not joined:
+            self.releasing.add(unit)  # until the unit's task is done (_unit_done)
         if await self.queue.release(unit) and ran and self.ctx is not None:
             await domain_queue.announce_drained(self.ctx.db, unit.workspace_id,
                                                 unit.work_unit_key)

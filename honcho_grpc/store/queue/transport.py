@@ -58,19 +58,43 @@ async def claim(conn: Conn, worker_id: str, lease_seconds: float,
 
 
 async def unit_head(conn: Conn, workspace_id: str, work_unit_key: str,
-                    limit: int) -> list[DictRow]:
-    """The unit's first `limit` open rows in order, with whether each is due and the token
-    count of the message it is about (0 for other work)."""
+                    limit: int, *, span: bool = False) -> list[DictRow]:
+    """The unit's first `limit` open rows in order, with whether each is due, the token
+    count of the message it is about (0 for other work) and its `seq`. With `span`, also
+    `span_tokens`: the tokens of every message of the session from the head's message to
+    this row's, all speakers -- what an extraction up to this row reads."""
     cur = await conn.execute(f"""
-        SELECT q.id, q.workspace_id, q.task_type, q.work_unit_key, q.session_id, q.payload,
-               q.status, q.attempts, q.created_at, q.trace_context,
-               q.run_after <= now() AS due, coalesce(m.token_count, 0) AS token_count
-        FROM queue q LEFT JOIN messages m
-          ON m.workspace_id = q.workspace_id AND m.message_id = q.payload->>'message_id'
-        WHERE q.workspace_id = %s AND q.work_unit_key = %s AND q.status IN {_OPEN}
-        ORDER BY q.id LIMIT %s
-        """, (workspace_id, work_unit_key, limit))
+        WITH head AS (
+            SELECT q.id, q.workspace_id, q.task_type, q.work_unit_key, q.session_id,
+                   q.payload, q.status, q.attempts, q.created_at, q.trace_context,
+                   q.run_after <= now() AS due, coalesce(m.token_count, 0) AS token_count,
+                   m.seq
+            FROM queue q LEFT JOIN messages m
+              ON m.workspace_id = q.workspace_id AND m.message_id = q.payload->>'message_id'
+            WHERE q.workspace_id = %(ws)s AND q.work_unit_key = %(key)s
+              AND q.status IN {_OPEN}
+            ORDER BY q.id LIMIT %(limit)s)
+        SELECT h.*, CASE WHEN %(span)s AND h.seq IS NOT NULL THEN (
+                   SELECT coalesce(sum(s.token_count), 0) FROM messages s
+                   WHERE s.workspace_id = h.workspace_id AND s.session_id = h.session_id
+                     AND s.seq BETWEEN (SELECT min(f.seq) FROM head f) AND h.seq)
+               ELSE h.token_count END AS span_tokens
+        FROM head h ORDER BY h.id
+        """, {"ws": workspace_id, "key": work_unit_key, "limit": limit, "span": span})
     return await cur.fetchall()
+
+
+async def stretch_end(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
+                      max_messages: int, max_tokens: int) -> int:
+    """The last message of the session an extraction starting at `first_seq` may read
+    within the budget (every speaker's messages count); at least `first_seq`."""
+    row = await (await conn.execute(
+        "SELECT max(seq) AS last FROM (SELECT seq, sum(token_count) OVER (ORDER BY seq) "
+        " AS running FROM messages WHERE workspace_id = %s AND session_id = %s "
+        " AND seq BETWEEN %s AND %s) t WHERE running <= %s",
+        (workspace_id, session_id, first_seq, first_seq + max_messages - 1,
+         max_tokens))).fetchone()
+    return max(first_seq, int(row["last"])) if row and row["last"] is not None else first_seq
 
 
 async def session_speakers(conn: Conn, workspace_id: str, session_id: str) -> list[str]:
