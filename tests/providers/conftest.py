@@ -103,13 +103,14 @@ class ChatRig:
 
 
 @asynccontextmanager
-async def chat_rig(kind: str, pg_dsn: str, db: Database,
-                   chunk_delay: float = 0.0) -> AsyncIterator[ChatRig]:
+async def chat_rig(kind: str, pg_dsn: str, db: Database, chunk_delay: float = 0.0,
+                   **llm: Any) -> AsyncIterator[ChatRig]:
     fake = FakeOpenAI(chunk_delay) if kind == "openai" else FakeAnthropic(chunk_delay)
     async with fake:
         settings = make_settings(pg_dsn, llm={"provider": kind, "model": "test-model",
                                               f"{kind}_base_url": fake.url,
-                                              "max_retries": 0, "timeout_seconds": 10.0})
+                                              "max_retries": 0, "timeout_seconds": 10.0,
+                                              **llm})
         running: Running = await start(settings, db, embedder=FakeEmbedder(384),
                                        background=False)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")

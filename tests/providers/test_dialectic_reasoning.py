@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from google.protobuf import timestamp_pb2
 from honcho_grpc_proto.v1 import dialectic_pb2 as pb
 from honcho_grpc_proto.v1 import message_pb2
@@ -16,7 +17,7 @@ from honcho_grpc_proto.v1 import message_pb2
 from honcho_grpc.db.pool import Database
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from tests.fakes.script import Reply
-from tests.providers.conftest import ChatRig
+from tests.providers.conftest import ChatRig, chat_rig
 
 Said = tuple[str, str, datetime]  # speaker, text, when
 
@@ -262,3 +263,27 @@ async def test_a_changed_fact_shows_both_values_dated_the_newer_marked(
     assert "Changed values" in text and "most recently said one holds" in text
     # The superseded one is history: shown, but not reported as a conclusion used.
     assert "c-berlin" in r.conclusion_ids and "c-paris" not in r.conclusion_ids
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_each_level_calls_its_own_model_with_its_effort_and_budget(
+        kind: str, pg_dsn: str, db: Database, ws: str) -> None:
+    async with chat_rig(kind, pg_dsn, db, dialectic_minimal_model="small-model",
+                        dialectic_minimal_reasoning_effort="low",
+                        dialectic_minimal_max_output_tokens=700,
+                        dialectic_low_model="tool-model") as rig:
+        await say(rig, ws, "s", ("alice", "I play the cello.", at(3, 2)))
+        rig.fake.push(Reply("alice plays the cello."), Reply("alice plays the cello."))
+        await rig.stubs.dialectic.Chat(asks(ws, "alice", "alice", "What does alice play?",
+                                            pb.REASONING_LEVEL_MINIMAL))
+        await rig.stubs.dialectic.Chat(asks(ws, "alice", "alice", "What does alice play?"))
+        minimal, low = rig.fake.bodies
+    assert minimal["model"] == "small-model" and low["model"] == "tool-model"
+    if kind == "openai":
+        assert minimal["reasoning_effort"] == "low" and minimal["max_tokens"] == 700
+        assert "reasoning_effort" not in low and low["max_tokens"] == 2000  # the level's own
+    else:
+        # The streamed minimal answer thinks (its budget on top); the tool rounds do not.
+        assert minimal["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+        assert minimal["max_tokens"] == 700 + 2048
+        assert "thinking" not in low and low["max_tokens"] == 2000
