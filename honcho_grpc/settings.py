@@ -277,6 +277,35 @@ class LLMSettings(_Section):
     dialectic_max_max_output_tokens: Size = 0
     dialectic_max_reasoning_effort: Effort = ""
 
+    def task_settings(self, task: str) -> tuple[str, str, int, str]:
+        """(model, fallback model, output budget, effort) set for one task, as given (empty
+        or 0 when unset; providers/llm/tasks.py applies the fallbacks)."""
+        own = {
+            "extraction": (self.extraction_model, self.extraction_fallback_model,
+                   self.extraction_max_output_tokens, self.extraction_reasoning_effort),
+            "card": (self.card_model, self.card_fallback_model,
+                   self.card_max_output_tokens, self.card_reasoning_effort),
+            "summary": (self.summary_model, self.summary_fallback_model,
+                   self.summary_max_output_tokens, self.summary_reasoning_effort),
+            "dream": (self.dream_model, self.dream_fallback_model,
+                   self.dream_max_output_tokens, self.dream_reasoning_effort),
+            "dialectic_minimal": (self.dialectic_minimal_model,
+                   self.dialectic_minimal_fallback_model,
+                   self.dialectic_minimal_max_output_tokens,
+                   self.dialectic_minimal_reasoning_effort),
+            "dialectic_low": (self.dialectic_low_model, self.dialectic_low_fallback_model,
+                   self.dialectic_low_max_output_tokens, self.dialectic_low_reasoning_effort),
+            "dialectic_medium": (self.dialectic_medium_model, self.dialectic_medium_fallback_model,
+                   self.dialectic_medium_max_output_tokens, self.dialectic_medium_reasoning_effort),
+            "dialectic_high": (self.dialectic_high_model, self.dialectic_high_fallback_model,
+                   self.dialectic_high_max_output_tokens, self.dialectic_high_reasoning_effort),
+            "dialectic_max": (self.dialectic_max_model, self.dialectic_max_fallback_model,
+                   self.dialectic_max_max_output_tokens, self.dialectic_max_reasoning_effort),
+        }
+        if task not in own:
+            raise ValueError(f"unknown model task {task!r}")
+        return own[task]
+
     @model_validator(mode="after")
     def _remote_needs_model_and_key(self) -> Self:
         if self.provider == "local":

@@ -34,19 +34,11 @@ class TaskProfile:
 
 def task_profile(settings: LLMSettings, task: str) -> TaskProfile:
     """The task's settings, each falling back to the global one."""
-    if task not in TASKS:
-        raise ValueError(f"unknown model task {task!r}")
-
-    def own(name: str) -> str | int:
-        value: str | int = getattr(settings, f"{task}_{name}")
-        return value
-
-    return TaskProfile(
-        task=task,
-        model=str(own("model") or settings.model),
-        fallback_model=str(own("fallback_model") or settings.fallback_model),
-        max_output_tokens=int(own("max_output_tokens")),
-        reasoning_effort=str(own("reasoning_effort") or settings.reasoning_effort))
+    model, fallback, budget, effort = settings.task_settings(task)
+    return TaskProfile(task=task, model=model or settings.model,
+                       fallback_model=fallback or settings.fallback_model,
+                       max_output_tokens=budget,
+                       reasoning_effort=effort or settings.reasoning_effort)
 
 
 def for_task(settings: LLMSettings, task: str | None) -> LLMSettings:
