@@ -154,9 +154,10 @@ async def timed(load: Load, address: str, kind: str, call: Any) -> Any:
 async def drain(pool: asyncpg.Pool, ws: str, limit: float) -> float:
     started = time.monotonic()
     while True:
+        # Card refreshes aside: one may be scheduled minutes ahead (PEER_CARD_REFRESH_SECONDS).
         open_rows = await pool.fetchval(
             "SELECT count(*) FROM queue WHERE workspace_id = $1 "
-            "AND status IN ('pending', 'in_progress')", ws)
+            "AND status IN ('pending', 'in_progress') AND task_type <> 'card'", ws)
         backlog = await pool.fetchval(
             "SELECT count(*) FROM embedding_backlog WHERE workspace_id = $1", ws)
         if open_rows == 0 and backlog == 0:

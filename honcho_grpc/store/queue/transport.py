@@ -146,13 +146,17 @@ async def start(conn: Conn, workspace_id: str, work_unit_key: str, worker_id: st
     """Mark rows in progress and count the attempt; their new attempt counts by id, empty
     when the worker no longer holds the unit. One statement: a lease lost in the meantime
     only costs a row marked for nothing."""
+    # The rows are locked in id order first, as the batch hold of a concurrent message write
+    # locks them (store/queue HOLD_SQL): in crossed orders the two deadlocked under load.
     cur = await conn.execute(
-        "UPDATE queue SET status = %(status)s, attempts = attempts + 1, "
-        "claimed_by = %(worker)s, updated_at = now() "
-        "WHERE workspace_id = %(ws)s AND id = ANY(%(ids)s) AND EXISTS ("
-        " SELECT 1 FROM work_unit_leases WHERE workspace_id = %(ws)s"
-        " AND work_unit_key = %(key)s AND worker_id = %(worker)s) "
-        "RETURNING id, attempts",
+        "WITH held AS (SELECT 1 FROM work_unit_leases WHERE workspace_id = %(ws)s"
+        " AND work_unit_key = %(key)s AND worker_id = %(worker)s), "
+        "locked AS (SELECT id FROM queue WHERE workspace_id = %(ws)s AND id = ANY(%(ids)s)"
+        " AND EXISTS (SELECT 1 FROM held) ORDER BY id FOR UPDATE) "
+        "UPDATE queue q SET status = %(status)s, attempts = q.attempts + 1, "
+        "claimed_by = %(worker)s, updated_at = now() FROM locked "
+        "WHERE q.workspace_id = %(ws)s AND q.id = locked.id "
+        "RETURNING q.id, q.attempts",
         {"status": Status.IN_PROGRESS.value, "worker": worker_id, "ws": workspace_id,
          "key": work_unit_key, "ids": ids})
     return {r["id"]: r["attempts"] for r in await cur.fetchall()}
