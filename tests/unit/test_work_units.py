@@ -9,10 +9,12 @@ from honcho_grpc.work_units import (
     RepresentationPayload,
     TaskType,
     WorkUnitKey,
+    card_key,
     dream_key,
     parse_key,
     parse_payload,
     representation_key,
+    session_of,
     summary_key,
     webhook_key,
 )
@@ -26,9 +28,15 @@ def test_keys_round_trip() -> None:
     assert (dream.observer_id, dream.observed_id) == ("bob", "ana")
     assert parse_key(webhook_key("ws", "ep_1")).endpoint_id == "ep_1"
     assert representation_key("ws", "s", "p") == "representation:ws:s:p"
+    card = parse_key(card_key("ws", "bob", "ana"))
+    assert (card.task_type, card.observer_id, card.observed_id) == (TaskType.CARD, "bob", "ana")
+    # The units extracted together are a session's representation units.
+    assert session_of(representation_key("ws", "s-1", "ana")) == ("ws", "s-1")
+    assert session_of(card_key("ws", "bob", "ana")) is None
+    assert session_of("nope") is None
 
 
-@pytest.mark.parametrize("key", ["", "nope:ws:x", "dream:ws:only-one", "webhook::e",
+@pytest.mark.parametrize("key", ["", "nope:ws:x", "dream:ws:only-one", "card:ws:a", "webhook::e",
                                  "representation:ws:s:p:extra"])
 def test_malformed_keys_are_refused(key: str) -> None:
     with pytest.raises(MalformedWorkUnit):
