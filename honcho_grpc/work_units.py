@@ -33,8 +33,9 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-# Derivation work, as GetQueueStatus counts it. Not card refreshes: one may wait minutes for
-# its interval (PEER_CARD_REFRESH_SECONDS), and "derived" must not wait for it.
+# Derivation work, as GetQueueStatus counts it; card refreshes count only once due
+# (store/queue derivation_status): one may wait minutes for its interval
+# (PEER_CARD_REFRESH_SECONDS), and "derived" must not wait for that.
 DERIVATION = (TaskType.REPRESENTATION, TaskType.SUMMARY, TaskType.DREAM)
 # Units whose consecutive pending rows are handled as one batch.
 BATCHED = frozenset({TaskType.REPRESENTATION})

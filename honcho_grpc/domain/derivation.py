@@ -168,7 +168,8 @@ async def save_all(conn: asyncpg.Connection, settings: Settings,
         wrote += await save(conn, settings, o, model=model, dream_enabled=dream_enabled)
     if cards and wrote:
         await queue.enqueue_cards(conn, observations[0].workspace_id, wrote,
-                                  settings.peer_card.refresh_seconds)
+                                  settings.peer_card.refresh_seconds,
+                                  observations[0].session_id)
 
 
 def _in_order(o: Observation) -> list[datetime]:

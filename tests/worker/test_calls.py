@@ -1,7 +1,7 @@
 """Model calls of the worker through the OpenAI and Anthropic wire fakes (tests/fakes): one
 extraction call covers every speaker of a stretch of conversation, a peer card is its own
-task whose failure leaves the extraction done, and the per-task settings (model, reasoning
-effort, output budget) reach the wire."""
+task (refreshed at most every PEER_CARD_REFRESH_SECONDS) whose failure leaves the extraction
+done, and the per-task settings (model, reasoning effort, output budget) reach the wire."""
 
 from __future__ import annotations
 
@@ -203,3 +203,40 @@ async def test_per_task_settings_reach_the_wire(
         assert extract["max_tokens"] == 1500 + 2048 and "tool_choice" not in extract
         assert {c["thinking"]["budget_tokens"] for c in cards} == {1024}
     assert len(await listed(stubs, ws)) == 2
+
+
+async def test_a_card_refresh_waits_its_interval_and_is_not_pending_meanwhile(
+        stubs: Stubs, db: Database, pg_dsn: str, ws: str) -> None:
+    from honcho_grpc_proto.v1 import workspace_pb2
+
+    server = FakeOpenAI()
+    server.respond = scripted("openai")  # type: ignore[assignment]
+    async with server:
+        settings = worker_settings(pg_dsn, [ws], llm=remote("openai", server),
+                                   dream={"enabled": False},
+                                   peer_card={"refresh_seconds": 300.0})
+        async with running_worker(settings):
+            await import_lines(stubs, ws, [("alice", CHAT[0][1], DAY1)])
+            await eventually(lambda: done(db, ws, "representation", "card"))
+            await import_lines(stubs, ws, [("alice", CHAT[2][1], DAY1 + timedelta(hours=1))])
+            await eventually(lambda: _held_card(db, ws))
+            status = await stubs.workspaces.GetQueueStatus(
+                workspace_pb2.GetQueueStatusRequest(workspace_id=ws))
+    # The first card at once; the next one scheduled 300 s after it, one call for both
+    # extractions so far, and not reported as pending derivation work.
+    assert len(calls(server, "openai", "card")) == 1
+    assert len(calls(server, "openai", "extraction")) == 2
+    assert status.totals.pending == 0 and status.totals.in_progress == 0
+    held = await db.pool.fetchval(
+        "SELECT extract(epoch FROM run_after - (SELECT updated_at FROM peer_cards "
+        "WHERE workspace_id = $1)) FROM queue WHERE workspace_id = $1 AND task_type = 'card' "
+        "AND status = 'pending'", ws)
+    assert abs(float(held) - 300.0) < 1.0
+
+
+async def _held_card(db: Database, ws: str) -> bool:
+    rows = await queue_rows(db.pool, ws)
+    reps = [r for r in rows if r["task_type"] == "representation"]
+    cards = [r for r in rows if r["task_type"] == "card"]
+    return len(reps) == 2 and all(r["status"] == "completed" for r in reps) and \
+        [r["status"] for r in cards] == ["completed", "pending"]

@@ -132,11 +132,13 @@ async def enqueue_dream(conn: asyncpg.Connection, workspace_id: str,
 
 
 async def enqueue_cards(conn: asyncpg.Connection, workspace_id: str,
-                        pairs: list[tuple[str, str]], refresh_seconds: float) -> int:
+                        pairs: list[tuple[str, str]], refresh_seconds: float,
+                        session_id: str | None = None) -> int:
     """Queue a card refresh for each (observer, observed) pair that has none pending, due
     `refresh_seconds` after the card was last refreshed (at once for a pair without a card);
     how many were queued. None for a pair whose dream is pending: the dream refreshes the
-    card. Inside the transaction of the extraction that calls for them."""
+    card. Inside the transaction of the extraction that calls for them (its session is the
+    row's, so that the session's queue status counts the refresh once it is due)."""
     queued = 0
     for observer, observed in sorted(set(pairs)):  # advisory locks in one order
         key = card_key(workspace_id, observer, observed)
@@ -144,15 +146,15 @@ async def enqueue_cards(conn: asyncpg.Connection, workspace_id: str,
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
         queued += int(bool(await conn.fetchval(
             "INSERT INTO queue (workspace_id, task_type, work_unit_key, payload, "
-            "trace_context, run_after) "
-            "SELECT $1, $5, $2, $3, $4, greatest(now(), (SELECT c.updated_at + $8 * "
+            "trace_context, session_id, run_after) "
+            "SELECT $1, $5, $2, $3, $4, $11, greatest(now(), (SELECT c.updated_at + $8 * "
             " interval '1 second' FROM peer_cards c WHERE c.workspace_id = $1 "
             " AND c.observer_id = $6 AND c.observed_id = $7)) "
             "WHERE NOT EXISTS (SELECT 1 FROM queue WHERE workspace_id = $1 "
             " AND work_unit_key = ANY($10::text[]) AND status = $9) RETURNING true",
             workspace_id, key, payload_json(CardPayload(observer=observer, observed=observed)),
             current_context(), TaskType.CARD.value, observer, observed, refresh_seconds,
-            Status.PENDING.value, [key, dream])))
+            Status.PENDING.value, [key, dream], session_id)))
     if queued:
         await notify_worker(conn, workspace_id)
     return queued
@@ -195,9 +197,9 @@ async def drop_undelivered(conn: asyncpg.Connection, workspace_id: str,
 async def derivation_status(conn: asyncpg.Connection | asyncpg.Pool, workspace_id: str,
                             session_id: str, observer_id: str,
                             sender_id: str) -> list[tuple[str, str, int]]:
-    """(session id, status, count) of derivation work (representation, summary, dream). A row
-    is in progress only while a live lease covers its unit; rows a crashed worker left behind
-    count as pending (they are claimable again)."""
+    """(session id, status, count) of derivation work (representation, summary, dream, and
+    card refreshes once due). A row is in progress only while a live lease covers its unit;
+    rows a crashed worker left behind count as pending (they are claimable again)."""
     rows = await conn.fetch(
         """
         SELECT q.session_id,
@@ -208,14 +210,16 @@ async def derivation_status(conn: asyncpg.Connection | asyncpg.Pool, workspace_i
                     THEN $7 ELSE q.status END AS status,
                count(*) AS n
         FROM queue q
-        WHERE q.workspace_id = $1 AND q.task_type = ANY($5::text[])
+        WHERE q.workspace_id = $1 AND (q.task_type = ANY($5::text[]) OR (
+                  -- a card refresh counts once due, not while it waits for its interval
+                  q.task_type = $8 AND NOT (q.status = $7 AND q.run_after > now())))
           AND ($2 = '' OR q.session_id = $2)
           AND ($3 = '' OR q.payload->'observers' ? $3 OR q.payload->>'observer' = $3)
           AND ($4 = '' OR q.payload->>'observed' = $4)
         GROUP BY 1, 2
         """,
         workspace_id, session_id, observer_id, sender_id, [t.value for t in DERIVATION],
-        Status.IN_PROGRESS.value, Status.PENDING.value)
+        Status.IN_PROGRESS.value, Status.PENDING.value, TaskType.CARD.value)
     return [(r["session_id"] or "", r["status"], int(r["n"])) for r in rows]
 
 
