@@ -126,24 +126,35 @@ class Queue:
         head = _settings(batch[0])
         # The stretch the call reads runs from the batch's first message to its last, and
         # on over the others' rows after it while the budget allows (every message read
-        # counts); others' rows inside it cost nothing more to extract.
+        # counts); others' rows inside it cost nothing more to extract. A speaker joins only
+        # with every one of its messages in the stretch: facts are asked for each target
+        # from all the new lines, so a line of a target derived before (or held by another
+        # worker) would be derived twice.
         seqs = [j.seq for j in batch if j.seq is not None]
         if not seqs or head is None:
             return []
+        start = min(seqs)
         async with self.pool.connection() as conn:
             end = max(max(seqs), await transport.stretch_end(
-                conn, ws, session, min(seqs), self.settings.batch_max_messages,
+                conn, ws, session, start, self.settings.batch_max_messages,
                 self.settings.batch_max_tokens))
-            speakers = await transport.session_speakers(conn, ws, session)
+            said = await transport.speakers_in(conn, ws, session, start, end)
+            # Nor may it run past a message of this unit's own that its batch left out.
+            own = parse_key(unit.work_unit_key).observed_id
+            left_out = [q for q in said.get(own, set()) if q not in seqs]
+            if left_out:
+                end = min(left_out) - 1
+                said = {p: {q for q in qs if q <= end} for p, qs in said.items()}
+                said = {p: qs for p, qs in said.items() if qs}
             held = {u.work_unit_key for u in kept}
-            keys = [k for k in (representation_key(ws, session, p) for p in speakers)
-                    if k != unit.work_unit_key and k not in held]
-            leased = await transport.lease_units(conn, ws, keys, self.worker_id,
+            keys = [representation_key(ws, session, p) for p in said]
+            fresh = [k for k in keys if k != unit.work_unit_key and k not in held]
+            leased = await transport.lease_units(conn, ws, fresh, self.worker_id,
                                                  self.settings.lease_seconds)
             kept.update(Unit(ws, k) for k in leased)
             joined: list[tuple[Unit, list[Job]]] = []
-            for key in sorted({*held, *leased}):
-                other = Unit(ws, key)
+            for key in sorted((held | set(leased)) & set(keys)):
+                speaker = parse_key(key).observed_id
                 jobs: list[Job] = []
                 for row in await transport.unit_head(conn, ws, key,
                                                      self.settings.batch_max_messages):
@@ -152,12 +163,12 @@ class Queue:
                         break
                     settings = _settings(job)
                     if settings is None or settings[1] != head[1] or row["seq"] is None \
-                            or row["seq"] > end:
+                            or not start <= row["seq"] <= end:
                         break
                     job.seq = row["seq"]
                     jobs.append(job)
-                if jobs:
-                    joined.append((other, jobs))
+                if jobs and {j.seq for j in jobs} == said.get(speaker, set()):
+                    joined.append((Unit(ws, key), jobs))
         return joined
 
     async def start(self, unit: Unit, jobs: list[Job]) -> None:

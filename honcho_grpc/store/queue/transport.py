@@ -97,6 +97,18 @@ async def stretch_end(conn: Conn, workspace_id: str, session_id: str, first_seq:
     return max(first_seq, int(row["last"])) if row and row["last"] is not None else first_seq
 
 
+async def speakers_in(conn: Conn, workspace_id: str, session_id: str, first_seq: int,
+                      last_seq: int) -> dict[str, set[int]]:
+    """Who said which of the session's messages from `first_seq` to `last_seq`."""
+    cur = await conn.execute(
+        "SELECT peer_id, seq FROM messages WHERE workspace_id = %s AND session_id = %s "
+        "AND seq BETWEEN %s AND %s", (workspace_id, session_id, first_seq, last_seq))
+    out: dict[str, set[int]] = {}
+    for r in await cur.fetchall():
+        out.setdefault(r["peer_id"], set()).add(r["seq"])
+    return out
+
+
 async def session_speakers(conn: Conn, workspace_id: str, session_id: str) -> list[str]:
     """The session's members (every author joins it): whose units may hold its messages."""
     cur = await conn.execute(
