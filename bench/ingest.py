@@ -33,6 +33,7 @@ import asyncpg
 import grpc
 from honcho_grpc_proto.v1 import message_pb2, message_pb2_grpc
 
+from bench import cpu
 from bench.common import ServerProcess, print_table, server_process, write_json
 from bench.faces import FACES, Done, Draft, open_face, wait_done
 
@@ -139,14 +140,18 @@ def rate(n: int, seconds: float | None) -> int | None:
     return round(n / seconds) if seconds else None
 
 
-def measured(name: str, total: int, acked_s: float, done: Done) -> dict[str, Any]:
+def measured(name: str, total: int, acked_s: float, done: Done,
+             cpu_marks: tuple[dict[str, float], ...]) -> dict[str, Any]:
+    """cpu_marks: CPU snapshots at the start, at acknowledgement and when done."""
     return {"run": name, "messages": total, "ack_s": round(acked_s, 2),
             "ack_per_s": rate(total, acked_s),
             "searchable_s": done.searchable_s and round(done.searchable_s, 1),
             "searchable_per_s": rate(total, done.searchable_s),
             "processed_s": done.processed_s and round(done.processed_s, 1),
             "processed_per_s": rate(total, done.processed_s),
-            "left_embedding": done.embedding_pending, "left_jobs": done.open_jobs}
+            "left_embedding": done.embedding_pending, "left_jobs": done.open_jobs,
+            "cpu_s_per_1k_ack": cpu.per_thousand(cpu_marks[0], cpu_marks[1], total),
+            "cpu_s_per_1k": cpu.per_thousand(cpu_marks[0], cpu_marks[2], total)}
 
 
 async def run_all(server: ServerProcess, faces: list[str], total: int, wait_s: float,
@@ -155,16 +160,21 @@ async def run_all(server: ServerProcess, faces: list[str], total: int, wait_s: f
     for face in faces:
         for clients in CLIENTS:
             ws = f"bench-{face}-{clients}c"
+            before = cpu.snapshot(server.proc.pid)
             start = time.perf_counter()
             acked = await create_messages(server, face, ws, total, clients)
+            at_ack = cpu.snapshot(server.proc.pid)
             done = await wait_done(server.address, ws, start, wait_s)
             runs.append(measured(f"{face}, {clients} client{'s' * (clients > 1)}", total,
-                                 acked, done))
+                                 acked, done, (before, at_ack, cpu.snapshot(server.proc.pid))))
     if with_import:
+        before = cpu.snapshot(server.proc.pid)
         start = time.perf_counter()
         acked = await import_messages(server.address, "bench-import", total)
+        at_ack = cpu.snapshot(server.proc.pid)
         done = await wait_done(server.address, "bench-import", start, wait_s)
-        runs.append(measured("grpc, ImportMessages stream", total, acked, done))
+        runs.append(measured("grpc, ImportMessages stream", total, acked, done,
+                             (before, at_ack, cpu.snapshot(server.proc.pid))))
     return runs
 
 
@@ -177,11 +187,15 @@ def print_runs(runs: list[dict[str, Any]], copy_rate: float, model: float, wait_
     rows = [{"run": r["run"], "ack msg/s": cell(r["ack_per_s"], wait_s),
              "searchable msg/s": cell(r["searchable_per_s"], wait_s),
              "processed msg/s": cell(r["processed_per_s"], wait_s),
-             "left (embedding, jobs)": f"{r['left_embedding']}, {r['left_jobs']}"}
+             "left (embedding, jobs)": f"{r['left_embedding']}, {r['left_jobs']}",
+             "CPU-s/1k msgs (server, worker, pg) ack; all": "; ".join(
+                 ", ".join(f"{r[key][role]:.1f}" for role in cpu.ROLES)
+                 for key in ("cpu_s_per_1k_ack", "cpu_s_per_1k"))}
             for r in runs]
     rows.append({"run": "ceiling (same run)", "ack msg/s": f"{copy_rate:,.0f} raw COPY",
                  "searchable msg/s": f"{model:,.0f} model alone", "processed msg/s": "",
-                 "left (embedding, jobs)": ""})
+                 "left (embedding, jobs)": "",
+                 "CPU-s/1k msgs (server, worker, pg) ack; all": ""})
     print_table(title, rows)
 
 
