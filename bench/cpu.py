@@ -32,8 +32,8 @@ def snapshot(server_pid: int) -> dict[str, float]:
             times = proc.cpu_times()
             if name.startswith("postgres"):
                 # The postmaster counts the backends it reaped; live ones count themselves.
-                is_postmaster = proc.parent() is not None and not (
-                    proc.parent().name().startswith("postgres"))  # type: ignore[union-attr]
+                parent = proc.parent()
+                is_postmaster = parent is not None and not parent.name().startswith("postgres")
                 out["postgres"] += _seconds(times, children=is_postmaster)
             elif "worker" in " ".join(proc.cmdline()):
                 out["worker"] += _seconds(times)
