@@ -10,6 +10,7 @@ import logging
 
 import asyncpg
 
+from honcho_grpc.domain import activity
 from honcho_grpc.domain.events import EMBEDDINGS_DRAINED
 from honcho_grpc.domain.transactions import transaction
 from honcho_grpc.errors import HonchoError
@@ -21,6 +22,11 @@ from honcho_grpc.store.queue import EMBED_CHANNEL
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 600
 DRAINERS = 2  # batches in flight: one in the model, one being written
+# Before each batch a drain loop lets message writes of this process go first: it waits for a
+# pause of YIELD_GAP_SECONDS between them, at most YIELD_AT_MOST_SECONDS (so a steady stream
+# of writes still leaves the backlog a share, and it never stalls).
+YIELD_GAP_SECONDS = 0.02
+YIELD_AT_MOST_SECONDS = 0.25
 
 
 def embedding_text(peer_id: str, content: str) -> str:
@@ -90,8 +96,10 @@ class EmbeddingBacklog:
     async def _drain_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                while not stop.is_set() and await self.drain_once():
-                    pass
+                while not stop.is_set():
+                    await activity.step_aside(YIELD_GAP_SECONDS, YIELD_AT_MOST_SECONDS)
+                    if not await self.drain_once():
+                        break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     HonchoError) as exc:  # HonchoError: SERVER_BUSY, the pool is full
                 log.warning("embedding backlog: %s", type(exc).__name__)

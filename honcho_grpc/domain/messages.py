@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from honcho_grpc.domain import sessions
+from honcho_grpc.domain import activity, sessions
 from honcho_grpc.domain.config import effective
 from honcho_grpc.domain.files import Upload
 from honcho_grpc.domain.idempotent import R, Retry, run_write
@@ -57,12 +57,14 @@ async def create(pool: asyncpg.Pool, settings: Settings, workspace_id: str, sess
                  drafts: Sequence[MessageDraft], retry: Retry[R],
                  respond: Callable[[list[Message]], R]) -> R:
     """Store a batch (creating the workspace, session and authors when missing)."""
-    batch = prepare(drafts)
+    with activity.writing():
+        batch = prepare(drafts)
 
-    async def write(conn: Conn) -> R:
-        return respond(await write_messages(conn, settings, workspace_id, session_id, batch))
+        async def write(conn: Conn) -> R:
+            return respond(await write_messages(conn, settings, workspace_id, session_id,
+                                                batch))
 
-    return await run_write(pool, workspace_id, retry, write)
+        return await run_write(pool, workspace_id, retry, write)
 
 
 async def import_batches(pool: asyncpg.Pool, settings: Settings,
@@ -82,10 +84,11 @@ async def import_batches(pool: asyncpg.Pool, settings: Settings,
                 "streams", "IMPORT_TOO_LARGE", limit=str(limit))
         buffered.append((b.workspace_id, b.session_id, prepare(b.messages)))
     seen: set[tuple[str, str]] = set()
-    async with transaction(pool) as conn:
-        for workspace_id, session_id, batch in buffered:
-            await _import(conn, settings, workspace_id, session_id, batch)
-            seen.add((workspace_id, session_id))
+    with activity.writing():
+        async with transaction(pool) as conn:
+            for workspace_id, session_id, batch in buffered:
+                await _import(conn, settings, workspace_id, session_id, batch)
+                seen.add((workspace_id, session_id))
     return total, len(seen)
 
 
