@@ -18,8 +18,11 @@ WAIT = 600.0
 
 
 def held_settings(settings: Settings, min_tokens: int) -> Settings:
+    # No idle rule here: it moves the hold at every write by design (tests/worker covers it);
+    # these tests pin the token threshold and the wait bound.
     return make_settings(settings.db.connection_uri or "",
-                         queue={"batch_wait_seconds": WAIT, "batch_min_tokens": min_tokens})
+                         queue={"batch_wait_seconds": WAIT, "batch_min_tokens": min_tokens,
+                                "batch_idle_seconds": 0})
 
 
 async def write(db: Database, settings: Settings, ws: str, session: str, peer: str,
@@ -89,3 +92,23 @@ async def test_a_write_rewrites_no_job_whose_state_does_not_change(
     await write(db, held, ws, "t", "bob", 1)
     again = {r["id"]: r["version"] for r in await jobs(db, ws)}
     assert len(first) == 1 and again[first[0]["id"]] == first[0]["version"]
+
+
+async def test_idle_rule_holds_until_the_unit_is_quiet(
+        db: Database, settings: Settings, ws: str) -> None:
+    """With QUEUE_BATCH_IDLE_SECONDS a held unit becomes due once no message came for that
+    long: each write moves the whole unit's hold to its own time plus the idle period."""
+    await write(db, settings, ws, "s", "ann", 1)
+    per_message = await session_tokens(db, ws)
+    idle = make_settings(settings.db.connection_uri or "",
+                         queue={"batch_wait_seconds": WAIT, "batch_idle_seconds": 30,
+                                "batch_min_tokens": per_message * 100})
+    await db.pool.execute("DELETE FROM queue WHERE workspace_id = $1", ws)
+    await write(db, idle, ws, "s", "ann", 2)
+    first = await jobs(db, ws)
+    assert all(r["held"] for r in first)
+    assert abs((first[0]["run_after"] - first[0]["created_at"]).total_seconds() - 30) < 5
+    await write(db, idle, ws, "s", "ann", 1)
+    rows = await jobs(db, ws)
+    assert len(rows) == 3 and {r["run_after"] for r in rows} == {rows[-1]["run_after"]}
+    assert rows[0]["run_after"] > first[0]["run_after"]
