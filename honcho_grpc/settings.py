@@ -410,6 +410,12 @@ class DreamSettings(_Section):
     conclusion_threshold: Count = 50
     min_interval_seconds: Seconds = 3600.0
     max_conclusions: Count = 200
+    # The messages the shown conclusions were drawn from, newest first, up to this many
+    # tokens: the dream reads what was said, not only what was concluded (0: none).
+    message_tokens: Size = 2000
+    # Rounds of lookups (the dialectic's tools, from the observer's viewpoint) the dream may
+    # make before it must answer; 0: one call, no tools.
+    max_tool_rounds: Size = 3
 
 
 class PeerCardSettings(_Section):

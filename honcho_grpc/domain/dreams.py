@@ -14,8 +14,10 @@ from datetime import datetime
 
 import asyncpg
 
+from honcho_grpc import model
 from honcho_grpc.domain import conclusions, peer_cards
 from honcho_grpc.domain.conclusions import Candidate, Pair
+from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import dreams as store
 from honcho_grpc.store import memory, peers, queue
@@ -44,14 +46,41 @@ class Shown:
     content: str
     level: str
     created_at: str  # ISO 8601
+    source_message_ids: tuple[str, ...] = ()
 
 
 async def live_conclusions(pool: asyncpg.Pool, pair: Pair, limit: int) -> list[Shown]:
     """The pair's newest live conclusions (at most `limit`), oldest first."""
     rows = await memory.conclusions_recent(pool, pair.workspace_id, pair.observer_id,
                                            pair.observed_id, None, limit)
-    return [Shown(c.conclusion_id, c.content, c.level, c.created_at.isoformat())
+    return [Shown(c.conclusion_id, c.content, c.level, c.created_at.isoformat(),
+                  tuple(c.source_message_ids))
             for c in reversed(rows)]
+
+
+async def source_messages(pool: asyncpg.Pool, pair: Pair, shown: list[Shown],
+                          sessions: list[str] | None, max_tokens: int) -> list[model.Message]:
+    """The messages the shown conclusions were drawn from, those of the newest conclusions
+    first, within `max_tokens` (the dream reads what was said, in its words, beside what
+    was concluded); only in `sessions` (None: all), oldest first."""
+    wanted: list[str] = []
+    for c in reversed(shown):
+        wanted += [i for i in c.source_message_ids if i not in wanted]
+    if not wanted or max_tokens <= 0:
+        return []
+    rows = {m.message_id: m for m in await memory.messages_by_ids(
+        pool, pair.workspace_id, wanted, sessions)}
+    kept: list[model.Message] = []
+    room = max_tokens
+    for message_id in wanted:
+        m = rows.get(message_id)
+        if m is None:
+            continue
+        room -= m.token_count or count_tokens(m.content)
+        if room < 0:
+            break
+        kept.append(m)
+    return sorted(kept, key=lambda m: (m.created_at, m.session_id, m.seq))
 
 
 @dataclass

@@ -18,13 +18,16 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from opentelemetry.trace import SpanKind
 
+from honcho_grpc.domain.dialectic_tools import Finding, Toolbox, run_calls, tool_specs
 from honcho_grpc.model import ConclusionLevel
 from honcho_grpc.providers.llm import (
+    Completion,
     LLMError,
     LLMProvider,
     Message,
     StructuredOutputError,
     TaskRouter,
+    ToolSpec,
 )
 from honcho_grpc.providers.llm.structured import parse_structured
 from honcho_grpc.settings import Settings
@@ -198,11 +201,24 @@ was told it.
    preference, a number that changed): {{"old": n, "new": m}} where m was said strictly
    later than n. Never supersede a newer statement with an older one.
 Only cite numbers from the list. Do not restate conclusions that already exist.
+The user turn shows {observed}'s peer card and the messages the newest conclusions were drawn
+from: use them to read a conclusion in context (who said it, when, what it answered).{lookups}
 
 Conclusions:
 {listing}
 
 Answer with JSON only, matching the schema."""
+
+# Why offer lookups: a supersession or a contradiction often turns on what was said around a
+# statement, which the listing does not show; bounded rounds keep the cost known.
+DREAM_LOOKUPS = """
+When deciding an item needs more than is shown (was a plan carried out, is an older
+statement really replaced, what else was said about it), look it up with the tools first:
+at most {rounds} rounds, only what you need. Then answer."""
+
+# The final call after lookups: what they found, bounded, in the user turn.
+MAX_FINDINGS_CHARS = 16_000
+DREAM_CALLS_PER_ROUND = 4
 
 
 # -- the adapter ----------------------------------------------------------------------------
@@ -331,27 +347,72 @@ class Reasoner:
         return clean_card([str(e) for e in data.get("card") or []]), usage
 
     @_traced("dream")
-    async def dream(self, observed: str,
-                    conclusions: list[Conclusion]) -> tuple[DreamPlan, Usage]:
+    async def dream(self, observed: str, conclusions: list[Conclusion], *,
+                    card: list[str] | None = None, messages: list[str] | None = None,
+                    toolbox: Toolbox | None = None,
+                    rounds: int = 0) -> tuple[DreamPlan, Usage]:
+        """Consolidate `conclusions` (oldest first) with the card and the source `messages`
+        (transcript lines) in view. With a toolbox and rounds, the model may look things up
+        before it answers (`_dream_with_lookups`); otherwise it is one call."""
         listing = "\n".join(f"[{i}] ({c.level}, {c.created_at[:16].replace('T', ' ')}) "
                              f"{c.content}"
                             for i, c in enumerate(conclusions, 1))
-        data, usage = await self._json("dream",
-                                       DREAM_PROMPT.format(observed=observed, listing=listing),
-                                       "Consolidate.", DREAM_SCHEMA)
+        lookups = DREAM_LOOKUPS.format(rounds=rounds) if toolbox and rounds else ""
+        system = DREAM_PROMPT.format(observed=observed, listing=listing, lookups=lookups)
+        user = (f"Peer card of {observed}:\n" + ("\n".join(card or []) or "(empty)")
+                + "\n\nMessages the newest conclusions come from:\n"
+                + ("\n".join(messages or []) or "(none)") + "\n\nConsolidate.")
+        if toolbox is None or rounds <= 0:
+            data, usage = await self._json("dream", system, user, DREAM_SCHEMA)
+        else:
+            data, usage = await self._dream_with_lookups(system, user, toolbox, rounds)
         return plan_from(data, conclusions), usage
+
+    async def _dream_with_lookups(self, system: str, user: str, toolbox: Toolbox,
+                                  rounds: int) -> tuple[dict[str, Any], Usage]:
+        """Up to `rounds` calls, each offering the lookups and the answer: an answer ends it
+        (one call when nothing needs looking up). When the rounds run out, or an answer is
+        cut or not JSON, one last call without tools answers from what the lookups found."""
+        usage = Usage()
+        specs = tool_specs(toolbox.view.target_id)
+        turns = [Message("system", system), Message("user", user)]
+        findings: list[Finding] = []
+        for _ in range(rounds):
+            try:
+                reply, u = await self._complete("dream", turns, DREAM_SCHEMA, tools=specs)
+            except StructuredOutputError:
+                break  # a lookup whose arguments are not JSON: answer from what was found
+            usage.add(u)
+            if not reply.tool_calls:
+                if reply.finish_reason != "length":
+                    try:
+                        return parse_structured(reply.text, DREAM_SCHEMA), usage
+                    except StructuredOutputError:
+                        log.info("dream answer among lookups is not valid JSON: asking again")
+                break
+            results = await run_calls(toolbox, reply.tool_calls, DREAM_CALLS_PER_ROUND)
+            turns.append(Message("assistant", reply.text, tool_calls=tuple(reply.tool_calls)))
+            turns += [Message("tool", r, tool_call_id=c.id)
+                      for c, r in zip(reply.tool_calls, results, strict=True)]
+            findings += [Finding(c, r) for c, r in zip(reply.tool_calls, results, strict=True)]
+        found = "\n\n".join(f.as_text() for f in findings)[:MAX_FINDINGS_CHARS]
+        if found:
+            user += "\n\nWhat your lookups found:\n" + found
+        data, u = await self._json("dream", system, user, DREAM_SCHEMA)
+        usage.add(u)
+        return data, usage
 
     # -- provider calls ------------------------------------------------------------------
 
-    async def _text(self, task: str, system: str, user: str, *, max_tokens: int | None = None,
-                    schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
-        """The model's answer; Truncated (carrying the bill) when it hit its limit."""
+    async def _complete(self, task: str, messages: list[Message],
+                        schema: dict[str, Any] | None, *, max_tokens: int | None = None,
+                        tools: list[ToolSpec] | None = None) -> tuple[Completion, Usage]:
+        """One call on the task's route, with its bill."""
         route = self.routes[task]
-        room = max_tokens or route.max_output_tokens
-        messages = [Message("system", system), Message("user", user)]
         try:
-            completion = await route.llm.complete(messages, max_tokens=room,
-                                                  response_schema=schema)
+            completion = await route.llm.complete(
+                messages, max_tokens=max_tokens or route.max_output_tokens,
+                response_schema=schema, tools=tools)
         except StructuredOutputError:
             raise  # a model may well answer better next time: the queue retries
         except LLMError as exc:
@@ -361,7 +422,14 @@ class Reasoner:
                 raise PermanentError(str(exc)) from exc
             raise
         u = completion.usage
-        usage = Usage(u.input_tokens, u.output_tokens, 1)
+        return completion, Usage(u.input_tokens, u.output_tokens, 1)
+
+    async def _text(self, task: str, system: str, user: str, *, max_tokens: int | None = None,
+                    schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
+        """The model's answer; Truncated (carrying the bill) when it hit its limit."""
+        room = max_tokens or self.routes[task].max_output_tokens
+        completion, usage = await self._complete(
+            task, [Message("system", system), Message("user", user)], schema, max_tokens=room)
         if completion.finish_reason == "length":
             raise Truncated(f"answer cut at {room} tokens", usage)
         return completion.text or "", usage

@@ -88,10 +88,13 @@ class AnthropicProvider:
                 thinking or self.settings.structured_output_mode == "json_object"):
             msgs = with_instruction(msgs, schema_instruction(response_schema))
         elif response_schema is not None:
+            # The answer is a tool of its own. Alone it is forced; beside lookup tools the
+            # model must call one of them: a lookup, or the answer when it has enough.
             answer_tool = schema_name(response_schema)
             specs.append({"name": answer_tool, "input_schema": response_schema,
                           "description": "Give the answer as this tool's input."})
-            body["tool_choice"] = {"type": "tool", "name": answer_tool}
+            body["tool_choice"] = {"type": "any"} if tools else \
+                {"type": "tool", "name": answer_tool}
         if specs:
             body["tools"] = specs
         body.update(wire_conversation(msgs))
@@ -206,10 +209,11 @@ def _completion(reply: AnthropicMessage, answer_tool: str) -> Completion:
     finish = FINISH.get(reply.stop_reason or "end_turn", reply.stop_reason or "stop")
     answer = next((c for c in calls if c.name == answer_tool), None) if answer_tool else None
     if answer is not None:
-        # The forced tool call is the structured answer, not a call for the caller to run;
+        # The answer tool's call is the structured answer, not a call for the caller to run;
         # cut at max_tokens it is incomplete, whatever the SDK made of the partial input.
+        # Lookups asked beside it are moot: the model has answered.
         text, finish = json.dumps(answer.arguments), "length" if finish == "length" else "stop"
-        calls = [c for c in calls if c is not answer]
+        calls = []
     return Completion(text, calls, Usage(_input_tokens(reply.usage), reply.usage.output_tokens),
                       finish)
 

@@ -10,8 +10,9 @@ transcript line), and context: every other line of the other turns, tool results
 card too, which is not about the subject). The subject is the first quoted id in the
 instructions ('maya', "alice"). From these it recognises the task:
 
-- tools offered (a search taking a `query`), nothing relevant in the context and no lookup
-  made yet: it calls them (local_answer);
+- tools offered (a search taking a `query`) without a response schema, nothing relevant in
+  the context and no lookup made yet: it calls them (local_answer). With a schema it answers
+  at once: what it would look up is what the prompt already shows it;
 - a response schema with `deductive`/`inductive`/`contradictions`/`superseded` arrays: a
   dream over the numbered conclusions of the prompt (local_dream);
 - instructions naming the peer-card prefixes: an updated card (local_card);
@@ -285,7 +286,7 @@ class LocalProvider:
                        timeout: float | None = None) -> Completion:  # noqa: ASYNC109
         """`timeout` is accepted and unused: nothing to wait on."""
         prompt = read_prompt(as_messages(messages))
-        calls = _lookups(prompt, tools)
+        calls = _lookups(prompt, tools) if response_schema is None else []
         if calls:
             spoken = json.dumps([{"name": c.name, "arguments": c.arguments} for c in calls])
             return Completion("", calls, Usage(count_tokens(prompt.text), count_tokens(spoken)),

@@ -12,6 +12,7 @@ from typing import Protocol, TypeAlias, TypeVar
 
 import asyncpg
 
+from honcho_grpc.domain.dialectic_tools import Toolbox
 from honcho_grpc.domain.queue import Apply
 from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.settings import Settings
@@ -36,8 +37,10 @@ class Reasoning(Protocol):
     def update_card(self, observed: str, card: list[str],
                     facts: list[str]) -> Awaitable[tuple[list[str], Usage]]: ...
 
-    def dream(self, observed: str,
-              conclusions: list[Conclusion]) -> Awaitable[tuple[DreamPlan, Usage]]: ...
+    def dream(self, observed: str, conclusions: list[Conclusion], *,
+              card: list[str] | None = None, messages: list[str] | None = None,
+              toolbox: Toolbox | None = None,
+              rounds: int = 0) -> Awaitable[tuple[DreamPlan, Usage]]: ...
 
 
 @dataclass

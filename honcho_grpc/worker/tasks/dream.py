@@ -1,5 +1,7 @@
 """Dreams (honcho_grpc/domain/dreams.py): the model consolidates what an observer knows about
-a peer; the card is refreshed from the newest explicit conclusions."""
+a peer -- the conclusions, the card and the messages behind the newest ones in view, with a
+few rounds of lookups when one call is not enough (DREAM_MAX_TOOL_ROUNDS); the card is
+refreshed from the newest explicit conclusions."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncpg
 from honcho_grpc.domain import dreams, peer_cards
 from honcho_grpc.domain.conclusions import Candidate, Pair
 from honcho_grpc.domain.config import read_features
+from honcho_grpc.domain.dialectic_tools import Toolbox, message_line, viewpoint
 from honcho_grpc.work_units import DreamPayload
 from honcho_grpc.worker.queue import Job
 from honcho_grpc.worker.tasks import Result, TaskContext, payloads
@@ -20,16 +23,15 @@ async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
     payload = payloads(jobs, DreamPayload)[0]
     pair = Pair(jobs[0].workspace_id, payload.observer, payload.observed)
     omni = payload.dream_type != "card_refresh"
-    shown = [Conclusion(c.conclusion_id, c.content, c.level, c.created_at)
-             for c in await dreams.live_conclusions(ctx.db, pair,
-                                                    ctx.settings.dream.max_conclusions)]
+    listed = await dreams.live_conclusions(ctx.db, pair, ctx.settings.dream.max_conclusions)
+    shown = [Conclusion(c.conclusion_id, c.content, c.level, c.created_at) for c in listed]
     feats = await read_features(ctx.db, ctx.settings, pair.workspace_id, None)
     card = (await peer_cards.cards(ctx.db, pair.workspace_id, [pair.observer_id],
                                    pair.observed_id))[pair.observer_id]
     usage = Usage()
     plan = DreamPlan()
     if omni and shown:
-        plan, u = await ctx.reasoner.dream(pair.observed_id, shown)
+        plan, u = await _consolidate(ctx, pair, listed, shown, card)
         usage.add(u)
     vectors = list(await ctx.embedder.embed([d.content for d in plan.derived])) \
         if plan.derived else []
@@ -52,3 +54,18 @@ async def run(ctx: TaskContext, jobs: list[Job]) -> Result:
         await dreams.save(conn, outcome, model=model)
 
     return Result(usage=usage, apply=apply)
+
+
+async def _consolidate(ctx: TaskContext, pair: Pair, listed: list[dreams.Shown],
+                       shown: list[Conclusion], card: list[str] | None,
+                       ) -> tuple[DreamPlan, Usage]:
+    """The model's consolidation, with what the observer may see: the card, the messages
+    behind the newest conclusions, and lookups from the observer's viewpoint."""
+    settings = ctx.settings.dream
+    view = await viewpoint(ctx.db, pair.workspace_id, pair.observer_id, pair.observed_id)
+    messages = await dreams.source_messages(ctx.db, pair, listed, view.session_list(),
+                                            settings.message_tokens)
+    toolbox = Toolbox(ctx.db, ctx.embedder, view)
+    return await ctx.reasoner.dream(pair.observed_id, shown, card=card,
+                                    messages=[message_line(m) for m in messages],
+                                    toolbox=toolbox, rounds=settings.max_tool_rounds)
