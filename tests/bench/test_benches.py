@@ -46,6 +46,17 @@ def test_ingest_reports_ack_searchable_and_processed_for_both_faces() -> None:
     assert result["command"] == "up"
 
 
+def test_sustained_ingest_samples_the_backlogs_and_says_when_they_cleared() -> None:
+    result = run_bench("sustained", "--rate", "200", "--seconds", "2", "--every", "0.5",
+                       "--wait", "120")
+    assert result["messages"] == 400 and result["achieved_per_s"] > 0
+    assert result["samples"] and result["samples"][-1]["acked"] > 0
+    assert result["searchable_after_last_write_s"] is not None
+    assert result["processed_after_last_write_s"] is not None
+    assert result["left_embedding"] == 0 and result["left_jobs"] == 0
+    assert result["command"] == "up"
+
+
 def test_search_times_every_scope_through_both_faces() -> None:
     result = run_bench("search", "--sizes", "100", "--queries", "5", "--wait", "120")
     rows = {r["call"]: r for r in result["rows"]}
