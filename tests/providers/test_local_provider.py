@@ -248,3 +248,74 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
 @given(JSON)
 def test_any_json_as_a_schema_gives_json(schema: Any) -> None:
     json.dumps(fill_schema(schema, "x", ["fact"]))
+
+
+# -- cutting an answer to max_tokens ----------------------------------------------------------
+
+def _truncate_one_word_at_a_time(text: str, max_tokens: int) -> tuple[str, str]:
+    """The former algorithm, the reference: drop the last word until the rest fits."""
+    import re
+
+    from honcho_grpc.providers.tokens import count_tokens
+
+    if count_tokens(text) <= max_tokens:
+        return text, "stop"
+    words = re.findall(r"\S+\s*", text)
+    while words and count_tokens("".join(words)) > max_tokens:
+        words.pop()
+    return "".join(words).rstrip(), "length"
+
+
+TRUNCATED_TEXTS = [
+    "",
+    "ok",
+    "Alice is a nurse in Lyon. She likes hiking, and her dog is called Rex!",
+    "  leading blanks,\ttabs and\n\nblank lines\r\n  then more words   ",
+    "Zoë's café: 2024-05-01 10:00:00 — naïve déjà-vu 🙂🙂 中文字符 supercalifragilistic!!!",
+    " ".join(f"word{i}," for i in range(300)),
+    "https://example.com/a/very/long/path?with=query&and=more " * 12,
+]
+
+
+@pytest.mark.parametrize("text", TRUNCATED_TEXTS)
+def test_truncate_is_the_longest_word_prefix_within_the_budget(text: str) -> None:
+    from honcho_grpc.providers.llm.local import _truncate
+    from honcho_grpc.providers.tokens import count_tokens
+
+    whole = count_tokens(text)
+    for limit in sorted({0, 1, 2, 3, 5, 8, 13, 40, 100, whole - 1, whole, whole + 1}):
+        cut, finish = _truncate(text, limit)
+        assert (cut, finish) == _truncate_one_word_at_a_time(text, limit), limit
+        assert finish == ("stop" if whole <= limit else "length")
+        if finish == "length":
+            assert count_tokens(cut) <= max(limit, 0)
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab1 ,.'\n\t-é🙂")), max_size=80),
+       st.integers(min_value=0, max_value=40))
+@settings(max_examples=200, deadline=None)
+def test_truncate_agrees_with_dropping_one_word_at_a_time(text: str, limit: int) -> None:
+    from honcho_grpc.providers.llm.local import _truncate
+
+    assert _truncate(text, limit) == _truncate_one_word_at_a_time(text, limit)
+
+
+def test_truncate_counts_a_long_answer_a_logarithmic_number_of_times(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from honcho_grpc.providers.llm import local
+    from honcho_grpc.providers.tokens import count_tokens
+
+    counted: list[str] = []
+
+    def counting(text: str) -> int:
+        counted.append(text)
+        return count_tokens(text)
+
+    monkeypatch.setattr(local, "count_tokens", counting)
+    words = [f"w{i}" for i in range(2000)]  # 5,000 tokens
+    cut, finish = local._truncate(" ".join(words), 100)
+    kept = len(cut.split())
+    assert finish == "length" and cut == " ".join(words[:kept])
+    # A prefix is counted with the blank after its last word.
+    assert count_tokens(cut + " ") <= 100 < count_tokens(" ".join(words[:kept + 1]) + " ")
+    assert len(counted) <= 2 + 12  # the whole text, then log2(2,001) halvings

@@ -265,13 +265,23 @@ def _item(schema: Any, text: str, root: Any, depth: int) -> Any:
 
 
 def _truncate(text: str, max_tokens: int) -> tuple[str, str]:
-    """`text` cut to `max_tokens` at a word boundary, and the finish reason."""
+    """`text` cut to `max_tokens` at a word boundary, and the finish reason: the longest
+    prefix of its words (each with the blanks after it) within `max_tokens`, right-stripped.
+
+    A binary search over the number of words: a prefix's token count grows with its words,
+    so O(log n) counts of the text, where dropping one word at a time counted it up to n
+    times (quadratic in the words of a long answer)."""
     if count_tokens(text) <= max_tokens:
         return text, "stop"
     words = re.findall(r"\S+\s*", text)
-    while words and count_tokens("".join(words)) > max_tokens:
-        words.pop()
-    return "".join(words).rstrip(), "length"
+    fits, over = 0, len(words) + 1  # the prefix of `fits` words fits, of `over` does not
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if count_tokens("".join(words[:middle])) <= max_tokens:
+            fits = middle
+        else:
+            over = middle
+    return "".join(words[:fits]).rstrip(), "length"
 
 
 # -- the provider -----------------------------------------------------------------------------
