@@ -319,3 +319,74 @@ def test_truncate_counts_a_long_answer_a_logarithmic_number_of_times(
     # A prefix is counted with the blank after its last word.
     assert count_tokens(cut + " ") <= 100 < count_tokens(" ".join(words[:kept + 1]) + " ")
     assert len(counted) <= 2 + 12  # the whole text, then log2(2,001) halvings
+
+
+# -- an answer cut short and asked again --------------------------------------------------------
+
+SUMMARY_CHAT = [Message("system", "Summarise the conversation. Use at most 40 words."),
+                Message("user", "New messages:\n" + "\n".join(TRANSCRIPT))]
+
+
+@pytest.fixture
+def composed(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The word budget of each free-text answer the local provider composes (None: not a
+    summary)."""
+    from honcho_grpc.providers.llm import local
+
+    budgets: list[int | None] = []
+    real = local._text_within
+
+    def counting(prompt: Any, summary_words: int | None) -> str:
+        budgets.append(summary_words)
+        return real(prompt, summary_words)
+
+    monkeypatch.setattr(local, "_text_within", counting)
+    return budgets
+
+
+async def test_an_answer_asked_again_with_more_room_is_reused(
+        composed: list[int | None]) -> None:
+    llm = LocalProvider()
+    cut = await llm.complete(SUMMARY_CHAT, max_tokens=8)
+    whole = await llm.complete(SUMMARY_CHAT, max_tokens=500)
+    assert composed == [40]  # composed once, cut twice
+    assert cut.finish_reason == "length" and whole.finish_reason == "stop"
+    assert whole.text.startswith(cut.text) and len(cut.text) < len(whole.text)
+    # As a provider that never saw the first request answers.
+    assert whole == await LocalProvider().complete(SUMMARY_CHAT, max_tokens=500)
+    assert cut == await LocalProvider().complete(SUMMARY_CHAT, max_tokens=8)
+
+
+async def test_a_reused_answer_is_only_ever_the_same_request(
+        composed: list[int | None]) -> None:
+    unbudgeted = [Message("system", "Summarise the conversation."), SUMMARY_CHAT[1]]
+    question = Message("user", "Question: what is the dog called?")
+    asked = [Message("user", "\n".join(TRANSCRIPT)), question]
+    # The same words, the transcript now as instructions: nothing to answer from.
+    as_instructions = [Message("system", "\n".join(TRANSCRIPT)), question]
+    requests = [(SUMMARY_CHAT, 8, 40), (unbudgeted, 8, 6), (unbudgeted, 60, 45),
+                (asked, 8, None), (as_instructions, 8, None), (SUMMARY_CHAT, 60, ()),
+                (unbudgeted, 8, ()), (asked, 500, ()), (as_instructions, 500, ())]
+    llm = LocalProvider()
+    for chat, room, composes in requests:
+        fresh = await LocalProvider().complete(chat, max_tokens=room)
+        composed.clear()
+        assert await llm.complete(chat, max_tokens=room) == fresh, (chat, room)
+        # Without a stated budget, a summary's follows max_tokens: 8 and 60 are two answers.
+        assert composed == ([] if composes == () else [composes]), (chat, room)
+    assert "Rex" in (await llm.complete(asked, max_tokens=500)).text
+    assert "Rex" not in (await llm.complete(as_instructions, max_tokens=500)).text
+
+
+async def test_answers_kept_are_bounded(composed: list[int | None]) -> None:
+    from honcho_grpc.providers.llm.local import ANSWERS_KEPT
+
+    llm = LocalProvider()
+    chats = [[SUMMARY_CHAT[0], Message("user", f"{SUMMARY_CHAT[1].content}\n{i}")]
+             for i in range(ANSWERS_KEPT + 1)]
+    for chat in chats:
+        await llm.complete(chat, max_tokens=500)
+    await llm.complete(chats[-1], max_tokens=500)
+    assert len(composed) == ANSWERS_KEPT + 1  # the newest is kept
+    await llm.complete(chats[0], max_tokens=500)
+    assert len(composed) == ANSWERS_KEPT + 2  # the oldest was let go
