@@ -53,7 +53,7 @@ from honcho_grpc.providers.llm.local_facts import facts_from_transcript
 from honcho_grpc.providers.llm.local_summary import summarize
 from honcho_grpc.providers.llm.local_text import parse_transcript_line
 from honcho_grpc.providers.llm.schema import resolve, validate
-from honcho_grpc.providers.tokens import count_tokens
+from honcho_grpc.providers.tokens import count_tokens, encoding
 
 # The question runs to the next blank line: a question of several lines is not context.
 _QUESTION = re.compile(r"^[ \t]*(?:question|query|q)[ \t]*:[ \t]*"
@@ -281,20 +281,59 @@ def _truncate(text: str, max_tokens: int, tokens: int | None = None) -> tuple[st
     prefix of its words (each with the blanks after it) within `max_tokens`, right-stripped.
     `tokens`: the count of `text`, when known.
 
-    A binary search over the number of words: a prefix's token count grows with its words,
-    so O(log n) counts of the text, where dropping one word at a time counted it up to n
-    times (quadratic in the words of a long answer)."""
+    A prefix's token count grows with its words, so the cut is searched for rather than
+    found by dropping one word at a time (one count of the text per word dropped: quadratic
+    in the words of a long answer). The search starts from the words that end within the
+    text's first `max_tokens` tokens, which is the cut or next to it: typically two counts
+    of a prefix, and never more than a binary search's O(log n) and a few."""
     if (count_tokens(text) if tokens is None else tokens) <= max_tokens:
         return text, "stop"
     words = re.findall(r"\S+\s*", text)
-    fits, over = 0, len(words) + 1  # the prefix of `fits` words fits, of `over` does not
-    while over - fits > 1:
-        middle = (fits + over) // 2
-        if count_tokens("".join(words[:middle])) <= max_tokens:
-            fits = middle
+
+    def fits(n: int) -> bool:
+        return count_tokens("".join(words[:n])) <= max_tokens
+
+    fits_n, over = 0, len(words) + 1  # the prefix of `fits_n` words fits, of `over` does not
+    guess = min(_words_in_tokens(text, words, max_tokens), len(words))
+    step = 1
+    if guess == 0 or fits(guess):  # gallop up from the guess
+        fits_n = guess
+        while fits_n + step < over:
+            if not fits(fits_n + step):
+                over = fits_n + step
+                break
+            fits_n, step = fits_n + step, step * 2
+    else:  # gallop down
+        over = guess
+        while over - step > fits_n:
+            if fits(over - step):
+                fits_n = over - step
+                break
+            over, step = over - step, step * 2
+    while over - fits_n > 1:  # then halve what is left
+        middle = (fits_n + over) // 2
+        if fits(middle):
+            fits_n = middle
         else:
             over = middle
-    return "".join(words[:fits]).rstrip(), "length"
+    return "".join(words[:fits_n]).rstrip(), "length"
+
+
+def _words_in_tokens(text: str, words: list[str], max_tokens: int) -> int:
+    """How many of `words` (the words of `text`, with their blanks) end within its first
+    `max_tokens` tokens: one encoding of the text, where a count of each prefix tried is
+    one encoding each."""
+    if max_tokens <= 0:
+        return 0
+    enc = encoding()
+    pieces = enc.decode_tokens_bytes(enc.encode_ordinary(text)[:max_tokens])
+    limit = sum(len(p) for p in pieces)  # bytes of text those tokens cover
+    end = len(text[:len(text) - len(text.lstrip())].encode())  # blanks before the words
+    for n, word in enumerate(words):
+        end += len(word.encode())
+        if end > limit:
+            return n
+    return len(words)
 
 
 # -- the provider -----------------------------------------------------------------------------
