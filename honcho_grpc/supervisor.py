@@ -32,9 +32,10 @@ RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 20.0
 POLL_SECONDS = 0.2
 # The worker's derivation is background work: on a small machine it took the cores from the
-# requests and the embedder (14 CPU-seconds per 1,000 messages with the local provider,
-# against ~1 for acknowledging them and ~6 for embedding them). At niceness 10 it gets what
-# they leave (the scheduler weighs it ~10x lower when they compete), and all of it when idle.
+# requests and the embedder (14 CPU-seconds per 1,000 messages with the local provider then,
+# 2.4-2.9 since its fixes of 2026-12-06, against ~1 for acknowledging them and ~6 for
+# embedding them). At niceness 10 it gets what they leave (the scheduler weighs it ~10x
+# lower when they compete), and all of it when idle.
 WORKER_NICENESS = 10
 
 

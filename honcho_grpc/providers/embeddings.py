@@ -111,6 +111,15 @@ def _give_back_free_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+def _distinct(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+    """The distinct texts of `texts` in order of first appearance, and where each text of
+    `texts` is among them. Chat repeats itself ("ok", "thanks", "lol"): a batch embeds each
+    text once and fans its vector out."""
+    first: dict[str, int] = {}
+    where = [first.setdefault(text, len(first)) for text in texts]
+    return list(first), where
+
+
 @dataclass(frozen=True)
 class _Loaded:
     tokenizer: Any  # tokenizers.Tokenizer
@@ -202,12 +211,19 @@ class LocalEmbedder:
         return _normalise(pooled)
 
     def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
-        """The blocking call behind `embed` (for scripts and benches)."""
+        """The blocking call behind `embed` (for scripts and benches). Identical texts of
+        one call are embedded once and share their vector."""
         if not texts:
             return []
+        distinct, where = _distinct(texts)
+        # A query is a call of few texts, however many of them are alike.
+        vectors = self._embed_distinct(distinct, urgent=len(texts) <= URGENT_TEXTS)
+        return [vectors[i] for i in where]
+
+    def _embed_distinct(self, texts: list[str], *, urgent: bool) -> list[Vector]:
         model = self._model()
-        ids = [e.ids for e in model.tokenizer.encode_batch_fast(list(texts))]
-        if len(ids) <= URGENT_TEXTS:  # a search query: ahead of any bulk work
+        ids = [e.ids for e in model.tokenizer.encode_batch_fast(texts)]
+        if urgent:  # a search query: ahead of any bulk work
             with self._priority:
                 self._urgent += 1
             try:
@@ -297,10 +313,12 @@ class OpenAIEmbedder:
         return list(_normalise(np.array([d.embedding for d in ordered], dtype=np.float32)))
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """Identical texts of one call are sent once and share their vector."""
+        distinct, where = _distinct(texts)
         out: list[Vector] = []
-        for start in range(0, len(texts), self.batch_size):
-            out.extend(await self._request(list(texts[start:start + self.batch_size])))
-        return out
+        for start in range(0, len(distinct), self.batch_size):
+            out.extend(await self._request(distinct[start:start + self.batch_size]))
+        return [out[i] for i in where]
 
     async def embed_one(self, text: str) -> Vector:
         return (await self.embed([text]))[0]

@@ -120,6 +120,34 @@ async def test_local_concurrent_calls_agree(model: LocalEmbedder) -> None:
         assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(alone, result, strict=True))
 
 
+async def test_local_embeds_identical_texts_once(model: LocalEmbedder,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    forwarded: list[int] = []  # rows of each forward batch
+    urgent: list[int] = []  # queries in the model at each batch
+    forward = model._forward
+
+    def counting(loaded: Any, ids: list[list[int]]) -> Vector:
+        forwarded.append(len(ids))
+        urgent.append(model._urgent)
+        return forward(loaded, ids)
+
+    monkeypatch.setattr(model, "_forward", counting)
+    texts = ["ok", "thanks", "ok", "see you at the lake on Sunday", "thanks", "ok", "ok"]
+    vectors = await model.embed(texts)
+    assert sum(forwarded) == 3 and urgent == [0] * len(forwarded)  # 7 texts: bulk work
+    assert len(vectors) == len(texts)
+    for text, vec in zip(texts, vectors, strict=True):
+        assert cosine(vec, await model.embed_one(text)) > 0.999, text
+    assert all(np.array_equal(vectors[0], vectors[i]) for i in (2, 5, 6))
+    assert np.array_equal(vectors[1], vectors[4])
+    assert cosine(vectors[0], vectors[1]) < 0.99
+
+    forwarded.clear()
+    urgent.clear()
+    pair = await model.embed(["hello", "hello"])  # a query however alike its texts
+    assert forwarded == [1] and urgent == [1] and np.array_equal(pair[0], pair[1])
+
+
 def test_local_loads_once_from_many_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     embedder = LocalEmbedder(threads=1)
     original = embedder._load
@@ -253,6 +281,19 @@ async def test_openai_batches_in_order(server: FakeOpenAI) -> None:
         assert vec.shape == (384,) and vec.dtype == np.float32
         assert abs(float(np.linalg.norm(vec)) - 1) < 1e-5
         assert np.allclose(vec, expected(text, 384), atol=1e-6)
+
+
+async def test_openai_sends_identical_texts_once(server: FakeOpenAI) -> None:
+    embedder = remote(server, model="text-embedding-3-small", dimensions=384, batch_size=2)
+    texts = ["ok", "thanks", "ok", "lunch?", "ok", "thanks"]
+    try:
+        vectors = await embedder.embed(texts)
+    finally:
+        await embedder.close()
+    assert [r["input"] for r in server.bodies] == [["ok", "thanks"], ["lunch?"]]
+    assert len(vectors) == len(texts)
+    for text, vec in zip(texts, vectors, strict=True):
+        assert np.allclose(vec, expected(text, 384), atol=1e-6), text
 
 
 async def test_openai_float_answers_and_empty_text(server: FakeOpenAI) -> None:

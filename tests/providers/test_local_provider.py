@@ -248,3 +248,151 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
 @given(JSON)
 def test_any_json_as_a_schema_gives_json(schema: Any) -> None:
     json.dumps(fill_schema(schema, "x", ["fact"]))
+
+
+# -- cutting an answer to max_tokens ----------------------------------------------------------
+
+def _truncate_one_word_at_a_time(text: str, max_tokens: int) -> tuple[str, str]:
+    """The former algorithm, the reference: drop the last word until the rest fits."""
+    import re
+
+    from honcho_grpc.providers.tokens import count_tokens
+
+    if count_tokens(text) <= max_tokens:
+        return text, "stop"
+    words = re.findall(r"\S+\s*", text)
+    while words and count_tokens("".join(words)) > max_tokens:
+        words.pop()
+    return "".join(words).rstrip(), "length"
+
+
+TRUNCATED_TEXTS = [
+    "",
+    "ok",
+    "Alice is a nurse in Lyon. She likes hiking, and her dog is called Rex!",
+    "  leading blanks,\ttabs and\n\nblank lines\r\n  then more words   ",
+    "Zoë's café: 2024-05-01 10:00:00 — naïve déjà-vu 🙂🙂 中文字符 supercalifragilistic!!!",
+    " ".join(f"word{i}," for i in range(300)),
+    "https://example.com/a/very/long/path?with=query&and=more " * 12,
+]
+
+
+@pytest.mark.parametrize("text", TRUNCATED_TEXTS)
+def test_truncate_is_the_longest_word_prefix_within_the_budget(text: str) -> None:
+    from honcho_grpc.providers.llm.local import _truncate
+    from honcho_grpc.providers.tokens import count_tokens
+
+    whole = count_tokens(text)
+    for limit in sorted({0, 1, 2, 3, 5, 8, 13, 40, 100, whole - 1, whole, whole + 1}):
+        cut, finish = _truncate(text, limit)
+        assert (cut, finish) == _truncate_one_word_at_a_time(text, limit), limit
+        assert finish == ("stop" if whole <= limit else "length")
+        if finish == "length":
+            assert count_tokens(cut) <= max(limit, 0)
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab1 ,.'\n\t-é🙂")), max_size=80),
+       st.integers(min_value=0, max_value=40))
+@settings(max_examples=200, deadline=None)
+def test_truncate_agrees_with_dropping_one_word_at_a_time(text: str, limit: int) -> None:
+    from honcho_grpc.providers.llm.local import _truncate
+
+    assert _truncate(text, limit) == _truncate_one_word_at_a_time(text, limit)
+
+
+def test_truncate_counts_a_long_answer_a_few_times(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from honcho_grpc.providers.llm import local
+    from honcho_grpc.providers.tokens import count_tokens
+
+    counted: list[str] = []
+
+    def counting(text: str) -> int:
+        counted.append(text)
+        return count_tokens(text)
+
+    monkeypatch.setattr(local, "count_tokens", counting)
+    words = [f"w{i}" for i in range(2000)]  # 5,000 tokens
+    cut, finish = local._truncate(" ".join(words), 100)
+    kept = len(cut.split())
+    assert finish == "length" and cut == " ".join(words[:kept])
+    # A prefix is counted with the blank after its last word.
+    assert count_tokens(cut + " ") <= 100 < count_tokens(" ".join(words[:kept + 1]) + " ")
+    # The whole text, then the prefix guessed and the one a word longer (one word at a
+    # time counted it 1,950 times; a plain binary search, 12).
+    assert len(counted) <= 3
+    for limit in (1, 37, 999, 4999):
+        counted.clear()
+        local._truncate(" ".join(words), limit)
+        assert len(counted) <= 4, limit
+
+
+# -- an answer cut short and asked again --------------------------------------------------------
+
+SUMMARY_CHAT = [Message("system", "Summarise the conversation. Use at most 40 words."),
+                Message("user", "New messages:\n" + "\n".join(TRANSCRIPT))]
+
+
+@pytest.fixture
+def composed(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The word budget of each free-text answer the local provider composes (None: not a
+    summary)."""
+    from honcho_grpc.providers.llm import local
+
+    budgets: list[int | None] = []
+    real = local._text_within
+
+    def counting(prompt: Any, summary_words: int | None) -> str:
+        budgets.append(summary_words)
+        return real(prompt, summary_words)
+
+    monkeypatch.setattr(local, "_text_within", counting)
+    return budgets
+
+
+async def test_an_answer_asked_again_with_more_room_is_reused(
+        composed: list[int | None]) -> None:
+    llm = LocalProvider()
+    cut = await llm.complete(SUMMARY_CHAT, max_tokens=8)
+    whole = await llm.complete(SUMMARY_CHAT, max_tokens=500)
+    assert composed == [40]  # composed once, cut twice
+    assert cut.finish_reason == "length" and whole.finish_reason == "stop"
+    assert whole.text.startswith(cut.text) and len(cut.text) < len(whole.text)
+    # As a provider that never saw the first request answers.
+    assert whole == await LocalProvider().complete(SUMMARY_CHAT, max_tokens=500)
+    assert cut == await LocalProvider().complete(SUMMARY_CHAT, max_tokens=8)
+
+
+async def test_a_reused_answer_is_only_ever_the_same_request(
+        composed: list[int | None]) -> None:
+    unbudgeted = [Message("system", "Summarise the conversation."), SUMMARY_CHAT[1]]
+    question = Message("user", "Question: what is the dog called?")
+    asked = [Message("user", "\n".join(TRANSCRIPT)), question]
+    # The same words, the transcript now as instructions: nothing to answer from.
+    as_instructions = [Message("system", "\n".join(TRANSCRIPT)), question]
+    requests = [(SUMMARY_CHAT, 8, 40), (unbudgeted, 8, 6), (unbudgeted, 60, 45),
+                (asked, 8, None), (as_instructions, 8, None), (SUMMARY_CHAT, 60, ()),
+                (unbudgeted, 8, ()), (asked, 500, ()), (as_instructions, 500, ())]
+    llm = LocalProvider()
+    for chat, room, composes in requests:
+        fresh = await LocalProvider().complete(chat, max_tokens=room)
+        composed.clear()
+        assert await llm.complete(chat, max_tokens=room) == fresh, (chat, room)
+        # Without a stated budget, a summary's follows max_tokens: 8 and 60 are two answers.
+        assert composed == ([] if composes == () else [composes]), (chat, room)
+    assert "Rex" in (await llm.complete(asked, max_tokens=500)).text
+    assert "Rex" not in (await llm.complete(as_instructions, max_tokens=500)).text
+
+
+async def test_answers_kept_are_bounded(composed: list[int | None]) -> None:
+    from honcho_grpc.providers.llm.local import ANSWERS_KEPT
+
+    llm = LocalProvider()
+    chats = [[SUMMARY_CHAT[0], Message("user", f"{SUMMARY_CHAT[1].content}\n{i}")]
+             for i in range(ANSWERS_KEPT + 1)]
+    for chat in chats:
+        await llm.complete(chat, max_tokens=500)
+    await llm.complete(chats[-1], max_tokens=500)
+    assert len(composed) == ANSWERS_KEPT + 1  # the newest is kept
+    await llm.complete(chats[0], max_tokens=500)
+    assert len(composed) == ANSWERS_KEPT + 2  # the oldest was let go

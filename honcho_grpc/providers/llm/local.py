@@ -33,6 +33,7 @@ import asyncio
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,7 @@ from honcho_grpc.providers.llm.local_facts import facts_from_transcript
 from honcho_grpc.providers.llm.local_summary import summarize
 from honcho_grpc.providers.llm.local_text import parse_transcript_line
 from honcho_grpc.providers.llm.schema import resolve, validate
-from honcho_grpc.providers.tokens import count_tokens
+from honcho_grpc.providers.tokens import count_tokens, encoding
 
 # The question runs to the next blank line: a question of several lines is not context.
 _QUESTION = re.compile(r"^[ \t]*(?:question|query|q)[ \t]*:[ \t]*"
@@ -148,9 +149,20 @@ def _budget_words(prompt: Prompt, max_tokens: int) -> int:
     return int(stated.group(1)) if stated else max(1, max_tokens * 3 // 4)
 
 
-def _text(prompt: Prompt, max_tokens: int) -> str:
+def _summary_words(prompt: Prompt, max_tokens: int) -> int | None:
+    """The word budget when the instructions ask for a summary, else None (an answer)."""
     if re.search(r"\bsummar", prompt.instructions, re.IGNORECASE):
-        return summarize(prompt.context, _budget_words(prompt, max_tokens))
+        return _budget_words(prompt, max_tokens)
+    return None
+
+
+def _text(prompt: Prompt, max_tokens: int) -> str:
+    return _text_within(prompt, _summary_words(prompt, max_tokens))
+
+
+def _text_within(prompt: Prompt, summary_words: int | None) -> str:
+    if summary_words is not None:
+        return summarize(prompt.context, summary_words)
     return local_answer.compose_answer(prompt.question, local_answer.evidence(prompt.context),
                                        subject=prompt.subject)
 
@@ -265,27 +277,113 @@ def _item(schema: Any, text: str, root: Any, depth: int) -> Any:
     return item
 
 
-def _truncate(text: str, max_tokens: int) -> tuple[str, str]:
-    """`text` cut to `max_tokens` at a word boundary, and the finish reason."""
-    if count_tokens(text) <= max_tokens:
+def _truncate(text: str, max_tokens: int, tokens: int | None = None) -> tuple[str, str]:
+    """`text` cut to `max_tokens` at a word boundary, and the finish reason: the longest
+    prefix of its words (each with the blanks after it) within `max_tokens`, right-stripped.
+    `tokens`: the count of `text`, when known.
+
+    A prefix's token count grows with its words, so the cut is searched for rather than
+    found by dropping one word at a time (one count of the text per word dropped: quadratic
+    in the words of a long answer). The search starts from the words that end within the
+    text's first `max_tokens` tokens, which is the cut or next to it: typically two counts
+    of a prefix, and never more than a binary search's O(log n) and a few."""
+    if (count_tokens(text) if tokens is None else tokens) <= max_tokens:
         return text, "stop"
     words = re.findall(r"\S+\s*", text)
-    while words and count_tokens("".join(words)) > max_tokens:
-        words.pop()
-    return "".join(words).rstrip(), "length"
+
+    def fits(n: int) -> bool:
+        return count_tokens("".join(words[:n])) <= max_tokens
+
+    fits_n, over = 0, len(words) + 1  # the prefix of `fits_n` words fits, of `over` does not
+    guess = min(_words_in_tokens(text, words, max_tokens), len(words))
+    step = 1
+    if guess == 0 or fits(guess):  # gallop up from the guess
+        fits_n = guess
+        while fits_n + step < over:
+            if not fits(fits_n + step):
+                over = fits_n + step
+                break
+            fits_n, step = fits_n + step, step * 2
+    else:  # gallop down
+        over = guess
+        while over - step > fits_n:
+            if fits(over - step):
+                fits_n = over - step
+                break
+            over, step = over - step, step * 2
+    while over - fits_n > 1:  # then halve what is left
+        middle = (fits_n + over) // 2
+        if fits(middle):
+            fits_n = middle
+        else:
+            over = middle
+    return "".join(words[:fits_n]).rstrip(), "length"
+
+
+def _words_in_tokens(text: str, words: list[str], max_tokens: int) -> int:
+    """How many of `words` (the words of `text`, with their blanks) end within its first
+    `max_tokens` tokens: one encoding of the text, where a count of each prefix tried is
+    one encoding each."""
+    if max_tokens <= 0:
+        return 0
+    enc = encoding()
+    pieces = enc.decode_tokens_bytes(enc.encode_ordinary(text)[:max_tokens])
+    limit = sum(len(p) for p in pieces)  # bytes of text those tokens cover
+    end = len(text[:len(text) - len(text.lstrip())].encode())  # blanks before the words
+    for n, word in enumerate(words):
+        end += len(word.encode())
+        if end > limit:
+            return n
+    return len(words)
 
 
 # -- the provider -----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Answer:
+    """A free-text answer before it is cut to a request's max_tokens, with its counts."""
+
+    text: str
+    tokens: int
+    prompt_tokens: int
+
+
+ANSWERS_KEPT = 16  # recent free-text answers a re-asked request reuses
+_AnswerKey = tuple[tuple[tuple[str, str], ...], int | None]  # (role, content)s, summary words
+
+
 class LocalProvider:
     """The offline provider described in the module docstring."""
+
+    def __init__(self) -> None:
+        # A caller whose answer was cut asks again with more room: the worker's summaries do
+        # (53 of 66 in an import of 1,000 ingest-bench messages, whose lines run 2.5 tokens
+        # a word). The same request has the same answer, so it is cut again from what was
+        # kept rather than composed and counted anew. Keyed by the chat and the word budget
+        # of a summary (which may follow max_tokens); the least recent goes first.
+        self._answers: OrderedDict[_AnswerKey, _Answer] = OrderedDict()
+
+    def _answer(self, chat: list[Message], prompt: Prompt, max_tokens: int) -> _Answer:
+        words = _summary_words(prompt, max_tokens)
+        key = (tuple((m.role, m.content) for m in chat), words)
+        answer = self._answers.get(key)
+        if answer is None:
+            text = _text_within(prompt, words)
+            answer = _Answer(text, count_tokens(text), count_tokens(prompt.text))
+            self._answers[key] = answer
+            if len(self._answers) > ANSWERS_KEPT:
+                self._answers.popitem(last=False)
+        else:
+            self._answers.move_to_end(key)
+        return answer
 
     async def complete(self, messages: Sequence[MessageLike], *, max_tokens: int,
                        response_schema: dict[str, Any] | None = None,
                        tools: Sequence[ToolSpec] | None = None,
                        timeout: float | None = None) -> Completion:  # noqa: ASYNC109
         """`timeout` is accepted and unused: nothing to wait on."""
-        prompt = read_prompt(as_messages(messages))
+        chat = as_messages(messages)
+        prompt = read_prompt(chat)
         calls = _lookups(prompt, tools) if response_schema is None else []
         if calls:
             spoken = json.dumps([{"name": c.name, "arguments": c.arguments} for c in calls])
@@ -295,7 +393,10 @@ class LocalProvider:
             text = json.dumps(_value(prompt, response_schema, max_tokens))
             finish = "stop"
         else:
-            text, finish = _truncate(_text(prompt, max_tokens), max_tokens)
+            answer = self._answer(chat, prompt, max_tokens)
+            text, finish = _truncate(answer.text, max_tokens, answer.tokens)
+            written = answer.tokens if finish == "stop" else count_tokens(text)
+            return Completion(text, [], Usage(answer.prompt_tokens, written), finish)
         return Completion(text, [], Usage(count_tokens(prompt.text), count_tokens(text)), finish)
 
     async def stream(self, messages: Sequence[MessageLike], *, max_tokens: int,
