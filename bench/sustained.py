@@ -7,7 +7,7 @@ One gRPC client writes CreateMessages batches of 100 at `--rate` messages a seco
 batches go back to back and the achieved rate says so), spread over 10 sessions of 4
 speakers. Every `--every` seconds, GetQueueStatus of the workspace, as a caller would see it:
 the embedding backlog (messages not yet vector-searchable) and the open derivation jobs.
-After the writes stop, it waits until the workspace is searchable and fully processed.
+After the writes stop, it notes when the embedding backlog and the derivation jobs emptied.
 
 Reported: per interval, the messages acknowledged, the achieved rate and both backlogs; at
 the end of the writes, how far behind each stage is (messages still waiting for their
@@ -62,18 +62,52 @@ async def write_paced(face: GrpcFace, ws: str, rate: float, seconds: float,
     return time.perf_counter() - start
 
 
+async def status(stub: workspace_pb2_grpc.WorkspaceServiceStub, ws: str, start: float,
+                 acked: int) -> Sample:
+    got = await stub.GetQueueStatus(workspace_pb2.GetQueueStatusRequest(workspace_id=ws),
+                                    timeout=30)
+    return Sample(round(time.perf_counter() - start, 1), acked, got.embedding.pending,
+                  got.totals.pending + got.totals.in_progress)
+
+
 async def sample(address: str, ws: str, start: float, every: float, acked: list[int],
                  samples: list[Sample], stop: asyncio.Event) -> None:
+    """A sample every `every` seconds while writing, and one when the writes stop."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = workspace_pb2_grpc.WorkspaceServiceStub(channel)
         while not stop.is_set():
-            status = await stub.GetQueueStatus(
-                workspace_pb2.GetQueueStatusRequest(workspace_id=ws), timeout=30)
-            samples.append(Sample(round(time.perf_counter() - start, 1), acked[0],
-                                  status.embedding.pending,
-                                  status.totals.pending + status.totals.in_progress))
+            samples.append(await status(stub, ws, start, acked[0]))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
+        samples.append(await status(stub, ws, start, acked[0]))
+
+
+@dataclass
+class Drained:
+    """Seconds from the start of the writes until each backlog was first empty (None: not
+    within the limit)."""
+
+    searchable_s: float | None = None
+    derived_s: float | None = None
+
+
+async def drain(address: str, ws: str, start: float, limit_s: float,
+                poll_s: float = 0.5) -> tuple[Drained, Sample]:
+    """Poll until the embedding backlog and the derivation jobs are both empty, noting when
+    each emptied (derivation may finish before the embeddings, or after)."""
+    done = Drained()
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = workspace_pb2_grpc.WorkspaceServiceStub(channel)
+        while True:
+            last = await status(stub, ws, start, 0)
+            if done.searchable_s is None and last.embedding_pending == 0:
+                done.searchable_s = last.at_s
+            if done.derived_s is None and last.open_jobs == 0:
+                done.derived_s = last.at_s
+            if (done.searchable_s is not None and done.derived_s is not None) \
+                    or last.at_s > limit_s:
+                return done, last
+            await asyncio.sleep(poll_s)
 
 
 def interval_rows(samples: list[Sample]) -> list[dict[str, Any]]:
@@ -109,10 +143,8 @@ async def run(rate: float, seconds: float, every: float, wait_s: float,
         cpu_writes = cpu.snapshot(server.proc.pid)
         stop.set()
         await sampler
-        last = samples[-1] if samples else Sample(0, 0, 0, 0)
-        end_of_writes = Sample(round(writing_s, 1), acked[0], last.embedding_pending,
-                               last.open_jobs)
-        done = await wait_done(server.address, ws, start, wait_s)
+        end_of_writes = samples[-1]
+        done, left = await drain(server.address, ws, start, writing_s + wait_s)
         cpu_done = cpu.snapshot(server.proc.pid)
     load_after = os.getloadavg()[0]
 
@@ -126,8 +158,11 @@ async def run(rate: float, seconds: float, every: float, wait_s: float,
         "achieved_per_s": round(acked[0] / max(writing_s, acked[0] / rate)),
         "at_end_of_writes": asdict(end_of_writes),
         "searchable_after_last_write_s": after_writes(done.searchable_s),
-        "processed_after_last_write_s": after_writes(done.processed_s),
-        "left_embedding": done.embedding_pending, "left_jobs": done.open_jobs,
+        "derived_after_last_write_s": after_writes(done.derived_s),
+        "processed_after_last_write_s": after_writes(
+            None if done.searchable_s is None or done.derived_s is None
+            else max(done.searchable_s, done.derived_s)),
+        "left_embedding": left.embedding_pending, "left_jobs": left.open_jobs,
         "cpu_s_per_1k_writes": cpu.per_thousand(cpu_start, cpu_writes, acked[0]),
         "cpu_s_per_1k": cpu.per_thousand(cpu_start, cpu_done, acked[0]),
         "load_before": load_before, "load_after": load_after,
@@ -140,7 +175,7 @@ async def run(rate: float, seconds: float, every: float, wait_s: float,
         "embedding backlog then": f"{end_of_writes.embedding_pending:,}",
         "open jobs then": f"{end_of_writes.open_jobs:,}",
         "searchable after (s)": result["searchable_after_last_write_s"],
-        "fully processed after (s)": result["processed_after_last_write_s"],
+        "derived after (s)": result["derived_after_last_write_s"],
         "CPU-s/1k msgs (server, worker, pg)": ", ".join(
             f"{result['cpu_s_per_1k'][role]:.1f}" for role in cpu.ROLES)}])
     write_json(name, result)

@@ -52,6 +52,7 @@ def test_sustained_ingest_samples_the_backlogs_and_says_when_they_cleared() -> N
     assert result["messages"] == 400 and result["achieved_per_s"] > 0
     assert result["samples"] and result["samples"][-1]["acked"] > 0
     assert result["searchable_after_last_write_s"] is not None
+    assert result["derived_after_last_write_s"] is not None
     assert result["processed_after_last_write_s"] is not None
     assert result["left_embedding"] == 0 and result["left_jobs"] == 0
     assert result["command"] == "up"
