@@ -62,7 +62,7 @@ async def write_paced(face: GrpcFace, ws: str, rate: float, seconds: float,
     return time.perf_counter() - start
 
 
-async def status(stub: workspace_pb2_grpc.WorkspaceServiceStub, ws: str, start: float,
+async def status(stub: workspace_pb2_grpc.WorkspaceServiceAsyncStub, ws: str, start: float,
                  acked: int) -> Sample:
     got = await stub.GetQueueStatus(workspace_pb2.GetQueueStatusRequest(workspace_id=ws),
                                     timeout=30)
@@ -74,7 +74,8 @@ async def sample(address: str, ws: str, start: float, every: float, acked: list[
                  samples: list[Sample], stop: asyncio.Event) -> None:
     """A sample every `every` seconds while writing, and one when the writes stop."""
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = workspace_pb2_grpc.WorkspaceServiceStub(channel)
+        stub: workspace_pb2_grpc.WorkspaceServiceAsyncStub = \
+            workspace_pb2_grpc.WorkspaceServiceStub(channel)
         while not stop.is_set():
             samples.append(await status(stub, ws, start, acked[0]))
             with contextlib.suppress(TimeoutError):
@@ -97,7 +98,8 @@ async def drain(address: str, ws: str, start: float, limit_s: float,
     each emptied (derivation may finish before the embeddings, or after)."""
     done = Drained()
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = workspace_pb2_grpc.WorkspaceServiceStub(channel)
+        stub: workspace_pb2_grpc.WorkspaceServiceAsyncStub = \
+            workspace_pb2_grpc.WorkspaceServiceStub(channel)
         while True:
             last = await status(stub, ws, start, 0)
             if done.searchable_s is None and last.embedding_pending == 0:
@@ -131,7 +133,8 @@ async def run(rate: float, seconds: float, every: float, wait_s: float,
         face = GrpcFace(server.address)
         await face.create(ws, "warm-up", drafts(10**7))  # connections and first-use costs
         await wait_done(server.address, ws, time.perf_counter(), wait_s)
-        acked, samples, stop = [0], [], asyncio.Event()
+        acked, stop = [0], asyncio.Event()
+        samples: list[Sample] = []
         cpu_start = cpu.snapshot(server.proc.pid)
         start = time.perf_counter()
         sampler = asyncio.create_task(
@@ -151,7 +154,7 @@ async def run(rate: float, seconds: float, every: float, wait_s: float,
     def after_writes(at: float | None) -> float | None:
         return None if at is None else round(max(0.0, at - writing_s), 1)
 
-    result = {
+    result: dict[str, Any] = {
         "command": "up", "target_per_s": rate, "seconds": seconds,
         "messages": acked[0], "writing_s": round(writing_s, 1),
         # On schedule, the last batch is sent at (n - 100) / rate: the writes span n / rate.
