@@ -29,6 +29,22 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
 )
+# The SQLSTATE classes of the server's state rather than the statement's: connection
+# exceptions (08), insufficient resources (53), operator intervention (57: shutdown, crash,
+# recovery) and system errors (58: I/O). asyncpg has a class for only some of their codes;
+# a crash mid-statement can surface as any of them. A cancelled statement (57014) is the
+# statement's own timeout.
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+QUERY_CANCELED = "57014"
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is down, restarting or out of resources."""
+    if isinstance(exc, UNAVAILABLE):
+        return True
+    state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    return isinstance(state, str) and state != QUERY_CANCELED \
+        and state[:2] in UNAVAILABLE_SQLSTATE_CLASSES
 
 
 class DatabaseConfigError(RuntimeError):

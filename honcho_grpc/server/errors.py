@@ -20,6 +20,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from honcho_grpc.db.pool import database_unavailable
 from honcho_grpc.errors import FieldViolation, HonchoError, InvalidArgument
 from honcho_grpc.providers.llm.base import LLMError, StructuredOutputError
 from honcho_grpc.server.interceptors import Arity, Behavior, wrap_handler
@@ -28,13 +29,6 @@ from honcho_grpc.store.filters import FilterError
 log = logging.getLogger(__name__)
 
 DOMAIN = "honcho.dev"
-
-_UNAVAILABLE = (
-    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
-)
-
 
 def _pack(message: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
@@ -121,7 +115,7 @@ def status_for(exc: BaseException) -> status_pb2.Status:
     if isinstance(exc, asyncpg.QueryCanceledError | asyncio.TimeoutError):
         return build_status(grpc.StatusCode.DEADLINE_EXCEEDED, "the operation timed out",
                             "DEADLINE_EXCEEDED")
-    if isinstance(exc, _UNAVAILABLE):
+    if database_unavailable(exc):
         log.warning("database unavailable: %s", type(exc).__name__)
         return build_status(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry",
                             "DATABASE_UNAVAILABLE", retry_after=1.0)

@@ -119,7 +119,7 @@ def test_postgres_and_worker_killed_under_up_come_back(scratch: Path, ups: list[
     write(up.address, ws, ["before"])
 
     os.kill(kids["postgres"], signal.SIGKILL)
-    _written_within(up.address, ws, "after the postgres crash", within=60)
+    _written_within(up, ws, "after the postgres crash", within=60)
     restarted = wait_ready(up)
     assert restarted["postgres"] != kids["postgres"]
     [line] = recovery_lines(up)
@@ -172,14 +172,15 @@ def _record_pid(pidfile: Path, pid: int) -> None:
     pidfile.write_text("\n".join([str(pid), *lines[1:]]))
 
 
-def _written_within(address: str, ws: str, text: str, within: float) -> None:
-    """Retried while the database comes back: only UNAVAILABLE is acceptable meanwhile."""
+def _written_within(up: Up, ws: str, text: str, within: float) -> None:
+    """Retried while the database comes back: only UNAVAILABLE is acceptable meanwhile (on
+    anything else, the server's log says what it could not map)."""
     deadline = time.monotonic() + within
     while True:
         try:
-            write(address, ws, [text])
+            write(up.address, ws, [text])
             return
         except grpc.RpcError as err:
-            assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+            assert err.code() == grpc.StatusCode.UNAVAILABLE, (err, up.output()[-6000:])
             assert time.monotonic() < deadline, f"still {err.code()} after {within}s"
             time.sleep(0.3)
