@@ -42,6 +42,7 @@ from honcho_grpc.domain.dialectic_tools import (
     LoopOutcome,
     Toolbox,
     Viewpoint,
+    findings_text,
     stream_reply,
     tool_loop,
     viewpoint,
@@ -326,7 +327,7 @@ def user_prompt(q: Question, g: Gathered, findings: list[Finding] | None = None)
     looked_up = ""
     if findings:
         looked_up = ("\n\nLookups made for this question, and what they returned:\n\n"
-                     + "\n\n".join(f.as_text() for f in findings))
+                     + findings_text(findings))
     return f"Context:\n{context_block(g)}{looked_up}\n\nQuestion: {q.query}{fmt}"
 
 

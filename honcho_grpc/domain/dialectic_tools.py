@@ -419,6 +419,21 @@ async def run_calls(toolbox: Toolbox, calls: list[ToolCall], cap: int) -> list[s
     return [*ran, *skipped]
 
 
+async def run_round(toolbox: Toolbox, reply: Completion, cap: int,
+                    turns: list[Message]) -> list[Finding]:
+    """Run the lookups a reply asked for; `turns` gets the model's turn and a result for
+    each of its calls, and the findings are returned (for a final call without tools)."""
+    results = await run_calls(toolbox, reply.tool_calls, cap)
+    turns.append(Message("assistant", reply.text, tool_calls=tuple(reply.tool_calls)))
+    turns += [Message("tool", r, tool_call_id=c.id)
+              for c, r in zip(reply.tool_calls, results, strict=True)]
+    return [Finding(c, r) for c, r in zip(reply.tool_calls, results, strict=True)]
+
+
+def findings_text(findings: Sequence[Finding]) -> str:
+    return "\n\n".join(f.as_text() for f in findings)
+
+
 async def stream_reply(llm: LLMProvider, messages: Sequence[Message], reply: Completion, *,
                        max_tokens: int, tools: Sequence[ToolSpec] | None = None,
                        lead: str = "") -> AsyncGenerator[str, None]:
@@ -513,9 +528,4 @@ async def tool_loop(llm: LLMProvider, messages: list[Message], toolbox: Toolbox,
         if not reply.tool_calls:
             outcome.answer = reply
             break
-        results = await run_calls(toolbox, reply.tool_calls, budget.calls_per_round)
-        turns.append(Message("assistant", reply.text, tool_calls=tuple(reply.tool_calls)))
-        turns += [Message("tool", r, tool_call_id=c.id)
-                  for c, r in zip(reply.tool_calls, results, strict=True)]
-        outcome.findings += [Finding(c, r) for c, r in zip(reply.tool_calls, results,
-                                                             strict=True)]
+        outcome.findings += await run_round(toolbox, reply, budget.calls_per_round, turns)

@@ -63,9 +63,7 @@ async def source_messages(pool: asyncpg.Pool, pair: Pair, shown: list[Shown],
     """The messages the shown conclusions were drawn from, those of the newest conclusions
     first, within `max_tokens` (the dream reads what was said, in its words, beside what
     was concluded); only in `sessions` (None: all), oldest first."""
-    wanted: list[str] = []
-    for c in reversed(shown):
-        wanted += [i for i in c.source_message_ids if i not in wanted]
+    wanted = list(dict.fromkeys(i for c in reversed(shown) for i in c.source_message_ids))
     if not wanted or max_tokens <= 0:
         return []
     rows = {m.message_id: m for m in await memory.messages_by_ids(

@@ -18,7 +18,13 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from opentelemetry.trace import SpanKind
 
-from honcho_grpc.domain.dialectic_tools import Finding, Toolbox, run_calls, tool_specs
+from honcho_grpc.domain.dialectic_tools import (
+    Finding,
+    Toolbox,
+    findings_text,
+    run_round,
+    tool_specs,
+)
 from honcho_grpc.model import ConclusionLevel
 from honcho_grpc.providers.llm import (
     Completion,
@@ -390,12 +396,8 @@ class Reasoner:
                     except StructuredOutputError:
                         log.info("dream answer among lookups is not valid JSON: asking again")
                 break
-            results = await run_calls(toolbox, reply.tool_calls, DREAM_CALLS_PER_ROUND)
-            turns.append(Message("assistant", reply.text, tool_calls=tuple(reply.tool_calls)))
-            turns += [Message("tool", r, tool_call_id=c.id)
-                      for c, r in zip(reply.tool_calls, results, strict=True)]
-            findings += [Finding(c, r) for c, r in zip(reply.tool_calls, results, strict=True)]
-        found = "\n\n".join(f.as_text() for f in findings)[:MAX_FINDINGS_CHARS]
+            findings += await run_round(toolbox, reply, DREAM_CALLS_PER_ROUND, turns)
+        found = findings_text(findings)[:MAX_FINDINGS_CHARS]
         if found:
             user += "\n\nWhat your lookups found:\n" + found
         data, u = await self._json("dream", system, user, DREAM_SCHEMA)
