@@ -181,6 +181,11 @@ def _written_within(up: Up, ws: str, text: str, within: float) -> None:
             write(up.address, ws, [text])
             return
         except grpc.RpcError as err:
-            assert err.code() == grpc.StatusCode.UNAVAILABLE, (err, up.output()[-6000:])
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                # pytest.fail prints its message whole (an assert's is cut short).
+                pytest.fail(f"{err.code()} {err.details()}; the server's log:\n"
+                            + "\n".join(line for line in up.output().splitlines()
+                                         if "ERROR" in line or "Traceback" in line
+                                         or "unhandled" in line)[-8000:])
             assert time.monotonic() < deadline, f"still {err.code()} after {within}s"
             time.sleep(0.3)
