@@ -4,6 +4,7 @@ read through it, and crash it the ways a machine can."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -110,10 +111,12 @@ def power_loss(pid: int) -> list[int]:
     Returns the pids."""
     root = psutil.Process(pid)
     tree = [root, *root.children(recursive=True)]
-    for proc in tree:
-        proc.send_signal(signal.SIGSTOP)
-    for proc in tree:
-        proc.send_signal(signal.SIGKILL)
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for proc in tree:
+            # A short-lived child (initdb's helpers) may end between the listing and the
+            # signal: it is off already.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(sig)
     psutil.wait_procs(tree, timeout=10)
     return [p.pid for p in tree]
 
