@@ -6,9 +6,11 @@ import json
 import logging
 from dataclasses import dataclass
 from importlib import resources
+from types import TracebackType
 from typing import Any
 
 import asyncpg
+import asyncpg.pool
 from pgvector.asyncpg import register_vector
 
 from honcho_grpc.db.embedded import EmbeddedPostgres
@@ -40,11 +42,21 @@ QUERY_CANCELED = "57014"
 
 def database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the database is down, restarting or out of resources."""
-    if isinstance(exc, UNAVAILABLE):
+    if isinstance(exc, UNAVAILABLE) or _stuck_connection(exc):
         return True
     state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
     return isinstance(state, str) and state != QUERY_CANCELED \
         and state[:2] in UNAVAILABLE_SQLSTATE_CLASSES
+
+
+def _stuck_connection(exc: BaseException) -> bool:
+    """A connection whose last statement died with the server mid-answer can go back to the
+    pool before asyncpg has seen its socket close, its protocol still waiting for the rest
+    of that answer; the next statement on it fails with this client-side error (seen on
+    BEGIN while PostgreSQL restarted under `up`). asyncpg has no class for it, only the
+    message."""
+    return isinstance(exc, asyncpg.InternalClientError) \
+        and "cannot switch to state" in str(exc)
 
 
 class DatabaseConfigError(RuntimeError):
@@ -67,12 +79,30 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
+class _AcquireContext(asyncpg.pool.PoolAcquireContext):  # type: ignore[misc]
+    """Closes, rather than returns to the pool, a connection whose block ended on a lost or
+    restarting database: it may not know yet that it is dead, and the next caller to get it
+    would fail on it again."""
+
+    __slots__ = ()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is not None and self.connection is not None and database_unavailable(exc):
+            self.connection.terminate()
+        await super().__aexit__(exc_type, exc, tb)
+
+
 class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
     """A pool whose every acquire (explicit, or inside pool.fetch/execute) waits at most
     `acquire_timeout` seconds: when every connection is busy a call is refused at once with a
-    retry hint, rather than queueing until its own deadline while health says SERVING."""
+    retry hint, rather than queueing until its own deadline while health says SERVING. A
+    connection that saw the database go away is closed, not pooled again."""
 
     acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> _AcquireContext:
+        return _AcquireContext(self, timeout)
 
     async def _acquire(self, timeout: float | None) -> asyncpg.Connection:  # noqa: ASYNC109
         # asyncpg's one acquire path (PoolAcquireContext and the pool's query shortcuts).

@@ -9,8 +9,9 @@ import asyncpg
 import grpc
 import pytest
 
-from honcho_grpc.db.pool import database_unavailable
+from honcho_grpc.db.pool import Database, create_pool, database_unavailable
 from honcho_grpc.server.errors import status_for
+from honcho_grpc.settings import Settings
 
 
 def postgres_error(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
@@ -60,3 +61,39 @@ def test_connection_losses_outside_postgres_are_unavailable() -> None:
     assert database_unavailable(ConnectionRefusedError())
     assert database_unavailable(asyncpg.ConnectionDoesNotExistError("closed mid-operation"))
     assert not database_unavailable(ValueError("a bug"))
+
+
+def test_a_connection_stuck_after_a_crash_is_unavailable() -> None:
+    # What BEGIN raised on a pooled connection whose last answer PostgreSQL never finished.
+    stuck = asyncpg.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress")
+    assert database_unavailable(stuck)
+    assert status_for(stuck).code == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert not database_unavailable(asyncpg.InternalClientError("some other client bug"))
+
+
+async def test_a_connection_that_saw_the_database_go_is_not_pooled_again(
+        settings: Settings, db: Database) -> None:
+    """The block's error says the database went away while asyncpg still thinks the
+    connection open (as when PostgreSQL dies mid-answer): the pool closes that connection
+    and the next caller gets a fresh one, instead of the same dead one again."""
+    pool = await create_pool(db.dsn, settings, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            first = await conn.fetchval("SELECT pg_backend_pid()")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == first  # pooled
+        with pytest.raises(asyncpg.ConnectionFailureError):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+                raise asyncpg.ConnectionFailureError("the server went away mid-answer")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != first
+        with pytest.raises(ValueError):
+            async with pool.acquire() as conn:
+                second = await conn.fetchval("SELECT pg_backend_pid()")
+                raise ValueError("the caller's own error")
+        async with pool.acquire() as conn:  # kept: nothing was wrong with the connection
+            assert await conn.fetchval("SELECT pg_backend_pid()") == second
+    finally:
+        await pool.close()
