@@ -171,6 +171,7 @@ def _preflight(settings: Settings, command: str) -> list[str]:
             problems.append(str(exc))
     if command in ("serve", "up", "worker", "migrate") and settings.embedding.provider == "local":
         from honcho_grpc.providers.embeddings import (
+            FLOAT_COMPUTE_MODEL_ID,
             LOCAL_DIMENSIONS,
             LOCAL_MODEL_ID,
             LOCAL_MODEL_NAMES,
@@ -178,7 +179,8 @@ def _preflight(settings: Settings, command: str) -> list[str]:
 
         if settings.embedding.model not in LOCAL_MODEL_NAMES:
             problems.append(f"EMBEDDING_MODEL={settings.embedding.model}: the offline model "
-                            f"is {LOCAL_MODEL_ID}; other models need EMBEDDING_PROVIDER=openai")
+                            f"is {LOCAL_MODEL_ID} (or {FLOAT_COMPUTE_MODEL_ID}, computing in "
+                            "float32); other models need EMBEDDING_PROVIDER=openai")
         elif settings.embedding.dimensions != LOCAL_DIMENSIONS:
             problems.append(f"EMBEDDING_DIMENSIONS={settings.embedding.dimensions}: the "
                             f"offline model {LOCAL_MODEL_ID} gives {LOCAL_DIMENSIONS}")

