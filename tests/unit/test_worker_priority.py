@@ -4,6 +4,9 @@ work and gets the cores the requests and the embedder leave."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
 
 from honcho_grpc import supervisor
 
@@ -14,6 +17,23 @@ def test_the_worker_child_runs_at_a_lower_priority() -> None:
     try:
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) >= supervisor.WORKER_NICENESS
         assert os.getpriority(os.PRIO_PROCESS, 0) < supervisor.WORKER_NICENESS
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                    reason="no autogroup scheduling on this kernel: niceness alone counts")
+def test_the_worker_s_session_runs_at_a_lower_priority_too() -> None:
+    """The worker leads its own session; with autogroup scheduling the session's niceness,
+    not the process's, decides its share of the CPU against the server's session."""
+    proc = supervisor.spawn_worker("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        group = Path(f"/proc/{proc.pid}/autogroup").read_text().split()
+        assert group[-2] == "nice" and int(group[-1]) >= supervisor.WORKER_NICENESS, group
+        ours = Path("/proc/self/autogroup").read_text().split()
+        assert ours[0] != group[0]  # another session: ours keeps its own niceness
+        assert int(ours[-1]) < supervisor.WORKER_NICENESS
     finally:
         proc.kill()
         proc.wait(10)
