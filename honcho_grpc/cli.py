@@ -31,6 +31,21 @@ if TYPE_CHECKING:
 CONFIG_ERROR = 2  # the exit status of a configuration or usage mistake, as argparse's
 
 
+async def _embed_conclusions(settings: Settings, dsn: str) -> None:
+    """Conclusions have no backlog: the reset re-embeds them here, with the configured model."""
+    from honcho_grpc.db.pool import create_pool
+    from honcho_grpc.domain.conclusions import embed_missing
+    from honcho_grpc.providers.embeddings import build_embedder
+
+    embedder = build_embedder(settings.embedding)
+    pool = await create_pool(dsn, settings, min_size=1, max_size=2)
+    try:
+        count = await embed_missing(pool, embedder)
+    finally:
+        await pool.close()
+    print(f"{count} conclusions re-embedded with {embedder.model_id}")
+
+
 async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
     from honcho_grpc.db.pool import open_database
     from honcho_grpc.store.schema import reset_embeddings as reset
@@ -44,15 +59,19 @@ async def _migrate(settings: Settings, reset_embeddings: bool) -> None:
 
         embedded = None if settings.db.uri() else start_embedded(settings)
         dsn = settings.db.uri() or (embedded.dsn if embedded else "")
-        conn = await asyncpg.connect(dsn)
         try:
-            await apply_migrations(conn)
-            await reset(conn, settings.embedding.dimensions)
+            conn = await asyncpg.connect(dsn)
+            try:
+                await apply_migrations(conn)
+                await reset(conn, settings.embedding.dimensions)
+            finally:
+                await conn.close()
+            print(f"embeddings reset to {settings.embedding.dimensions} dimensions; "
+                  "messages are re-embedded by the server's backlog")
+            await _embed_conclusions(settings, dsn)
         finally:
-            await conn.close()
             if embedded:
                 embedded.stop()
-        print(f"embeddings reset to {settings.embedding.dimensions} dimensions")
         return
     await db.close()
     print("migrations applied")

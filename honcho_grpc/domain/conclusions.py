@@ -240,3 +240,22 @@ async def delete(pool: asyncpg.Pool, workspace_id: str, conclusion_id: str) -> N
         found = await store.delete_conclusion(conn, workspace_id, conclusion_id)
     if not found:
         raise not_found("conclusion", workspaceId=workspace_id, conclusionId=conclusion_id)
+
+
+REEMBED_PAGE = 256
+
+
+async def embed_missing(pool: asyncpg.Pool, embedder: Embedder,
+                        progress: Callable[[int], None] | None = None) -> int:
+    """Give every conclusion without a vector one (after `migrate --reset-embeddings`,
+    which clears them: without a vector a conclusion drops out of semantic queries and of
+    the dialectic's search). A page at a time, each committed; returns how many."""
+    done, after = 0, ("", "")
+    while page := await store.without_embedding(pool, after, REEMBED_PAGE):
+        vectors = await embedder.embed([content for _, _, content in page])
+        keys = [(ws, cid) for ws, cid, _ in page]
+        await store.set_embeddings(pool, keys, embedder.model_id, vectors)
+        done, after = done + len(page), keys[-1]
+        if progress is not None:
+            progress(done)
+    return done

@@ -224,3 +224,23 @@ async def delete_conclusions_derived_from(conn: Conn, workspace_id: str, *,
         workspace_id, arg,
     )
     return int(status.split()[-1])
+
+
+async def without_embedding(conn: Executor, after: tuple[str, str],
+                            limit: int) -> list[tuple[str, str, str]]:
+    """(workspace, conclusion, content) of conclusions without a vector, in key order after
+    `after`: the pages of a re-embedding."""
+    rows = await conn.fetch(
+        "SELECT workspace_id, conclusion_id, content FROM conclusions "
+        "WHERE embedding IS NULL AND (workspace_id, conclusion_id) > ($1, $2) "
+        "ORDER BY workspace_id, conclusion_id LIMIT $3", after[0], after[1], limit)
+    return [(r["workspace_id"], r["conclusion_id"], r["content"]) for r in rows]
+
+
+async def set_embeddings(conn: Executor, keys: list[tuple[str, str]], model: str,
+                         vectors: list[np.ndarray]) -> None:
+    await conn.execute(
+        "UPDATE conclusions c SET embedding = u.v, model = $3 "
+        "FROM unnest($1::text[], $2::text[], $4::vector[]) AS u(ws, id, v) "
+        "WHERE c.workspace_id = u.ws AND c.conclusion_id = u.id",
+        [k[0] for k in keys], [k[1] for k in keys], model, [Vector(v) for v in vectors])
