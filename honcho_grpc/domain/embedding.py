@@ -15,7 +15,7 @@ from honcho_grpc.domain.events import EMBEDDINGS_DRAINED
 from honcho_grpc.domain.transactions import transaction
 from honcho_grpc.errors import HonchoError
 from honcho_grpc.providers.embeddings import Embedder
-from honcho_grpc.store import Conn, backlog, events
+from honcho_grpc.store import Conn, backlog, events, schema
 from honcho_grpc.store.backlog import Pending
 from honcho_grpc.store.queue import EMBED_CHANNEL
 
@@ -32,6 +32,19 @@ YIELD_AT_MOST_SECONDS = 0.25
 def embedding_text(peer_id: str, content: str) -> str:
     """What gets embedded: the speaker matters to questions about who said what."""
     return f"{peer_id}: {content}"
+
+
+async def warn_of_other_models(pool: asyncpg.Pool, model_id: str) -> list[str]:
+    """Say at start-up when stored vectors were made by another model than the one running
+    (a model or computation changed, e.g. the offline model's int8 compute of 2026-12-06):
+    search still ranks them beside the new ones, but they are not quite comparable."""
+    others = await schema.other_models(pool, model_id)
+    if others:
+        log.warning("stored vectors were made by %s, not by the running model %s; set "
+                    "EMBEDDING_MODEL to that model, or run `honcho-grpc migrate "
+                    "--reset-embeddings` to embed everything again",
+                    ", ".join(others), model_id)
+    return others
 
 
 class EmbeddingBacklog:

@@ -37,7 +37,7 @@ from honcho_grpc_proto.v1 import (
 
 from honcho_grpc.db.embedded import location
 from honcho_grpc.db.pool import Database, open_database
-from honcho_grpc.domain.embedding import EmbeddingBacklog
+from honcho_grpc.domain.embedding import EmbeddingBacklog, warn_of_other_models
 from honcho_grpc.http.app import HttpServer
 from honcho_grpc.processes import check_port_free
 from honcho_grpc.providers.embeddings import Embedder, build_embedder, check_dimensions
@@ -194,6 +194,7 @@ async def start(settings: Settings, db: Database, *, embedder: Embedder | None =
     otherwise fail on the first write or search."""
     embedder = embedder or build_embedder(settings.embedding)
     await check_dimensions(embedder, settings.embedding.dimensions)
+    await warn_of_other_models(db.pool, embedder.model_id)
     await pages.load_token_key(db.pool)  # tokens from any server of the deployment work here
     deps = Deps(settings=settings, db=db, embedder=embedder, llm=TaskRouter(settings.llm))
     server, health_servicer = build_server(deps)

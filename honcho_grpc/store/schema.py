@@ -4,7 +4,7 @@ are db/migrations/*.sql, applied by db/pool.apply_migrations.)"""
 
 from __future__ import annotations
 
-from honcho_grpc.store import Conn
+from honcho_grpc.store import Conn, Executor
 
 # Every vector column: all sized to the embedding model's output.
 EMBEDDING_COLUMNS = (("message_embeddings", "embedding"), ("conclusions", "embedding"))
@@ -31,6 +31,20 @@ async def stored_vectors(conn: Conn) -> int:
         "SELECT (SELECT count(*) FROM message_embeddings) + "
         "(SELECT count(*) FROM conclusions WHERE embedding IS NOT NULL)"
     ))
+
+
+VECTOR_SAMPLE = 1000  # rows of each table looked at (the oldest, usually) at start-up
+
+
+async def other_models(conn: Executor, model: str) -> list[str]:
+    """Models other than `model` among a bounded sample of stored vectors (the first rows of
+    each table): cheap at any size, and what an upgrade leaves behind is the oldest rows."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT model FROM ("
+        f" (SELECT model FROM message_embeddings LIMIT {VECTOR_SAMPLE})"
+        f" UNION ALL (SELECT model FROM conclusions WHERE embedding IS NOT NULL"
+        f" LIMIT {VECTOR_SAMPLE})) s WHERE model IS DISTINCT FROM $1 ORDER BY 1", model)
+    return [r["model"] or "(unrecorded)" for r in rows]
 
 
 async def reset_embeddings(conn: Conn, dims: int) -> None:

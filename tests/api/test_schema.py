@@ -4,6 +4,7 @@ an empty one is adapted, one holding vectors is refused until they are reset."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import asyncpg
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from honcho_grpc.db.pool import DatabaseConfigError, open_database
+from honcho_grpc.domain.embedding import warn_of_other_models
 from honcho_grpc.providers.embeddings import FakeEmbedder
 from honcho_grpc.store import schema
 from tests.cli.cli_process import honcho
@@ -103,3 +105,24 @@ async def test_a_reset_re_embeds_conclusions(own_postgres: tuple[PostgresProcess
         assert np.allclose(json.loads(row["embedding"]),
                            await expected.embed_one(row["content"]),
                            atol=1e-6)
+
+
+async def test_start_up_says_when_stored_vectors_are_another_model_s(
+        own_postgres: tuple[PostgresProcess, str], caplog: pytest.LogCaptureFixture) -> None:
+    _, dsn = own_postgres
+    db = await open_database(make_settings(dsn, embedding={"dimensions": 8}))
+    try:
+        assert await warn_of_other_models(db.pool, "new-model") == []  # nothing stored yet
+        await db.pool.execute("INSERT INTO workspaces (workspace_id) VALUES ('w')")
+        await db.pool.execute("INSERT INTO peers (workspace_id, peer_id) VALUES ('w', 'p')")
+        await db.pool.execute(
+            "INSERT INTO conclusions (workspace_id, conclusion_id, observer_id, observed_id, "
+            "content, embedding, model) VALUES ('w', 'c', 'p', 'p', 'x', "
+            "'[1,0,0,0,0,0,0,0]', 'old-model')")
+        with caplog.at_level(logging.WARNING, logger="honcho_grpc.domain.embedding"):
+            assert await warn_of_other_models(db.pool, "new-model") == ["old-model"]
+        assert "made by old-model, not by the running model new-model" in caplog.text
+        assert "--reset-embeddings" in caplog.text
+        assert await warn_of_other_models(db.pool, "old-model") == []
+    finally:
+        await db.close()
