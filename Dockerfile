@@ -42,8 +42,9 @@ USER honcho
 # API listens on HTTP_PORT (8000).
 ENV SERVER_HOST=0.0.0.0 SERVER_PORT=50051 QUEUE_HEALTH_PORT=50052 \
     DB_DATA_DIR=/app/.data/pg XDG_CACHE_HOME=/app/.cache APP_LOG_FORMAT=json
-# The embedding model's compact copy (providers/minilm/compact.py) is made here, once,
-# rather than by every container's first start.
+# The embedding model's int8 copy (providers/minilm/compact.py) is made here, once,
+# rather than by every container's first start. It is made for the build machine's CPU: a
+# host that differs in VNNI (7-bit weights or not) makes its own copy at its first start.
 RUN case ",${EXTRAS}," in *,local-model,*) python -c \
       "from honcho_grpc.providers.embeddings import LocalEmbedder; LocalEmbedder().warm()";; \
     esac
