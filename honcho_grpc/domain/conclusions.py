@@ -245,8 +245,7 @@ async def delete(pool: asyncpg.Pool, workspace_id: str, conclusion_id: str) -> N
 REEMBED_PAGE = 256
 
 
-async def embed_missing(pool: asyncpg.Pool, embedder: Embedder,
-                        progress: Callable[[int], None] | None = None) -> int:
+async def embed_missing(pool: asyncpg.Pool, embedder: Embedder) -> int:
     """Give every conclusion without a vector one (after `migrate --reset-embeddings`,
     which clears them: without a vector a conclusion drops out of semantic queries and of
     the dialectic's search). A page at a time, each committed; returns how many."""
@@ -256,6 +255,4 @@ async def embed_missing(pool: asyncpg.Pool, embedder: Embedder,
         keys = [(ws, cid) for ws, cid, _ in page]
         await store.set_embeddings(pool, keys, embedder.model_id, vectors)
         done, after = done + len(page), keys[-1]
-        if progress is not None:
-            progress(done)
     return done

@@ -12,11 +12,12 @@ With `quantized` (the default model), the matrix products also run in int8: the 
 shipped stores int8 weights but computes in float32 once they are dequantised. Here its
 weights are folded to float32 (onnxruntime's basic, hardware-independent optimisation) and
 quantised again by onnxruntime's own `quantize_dynamic`, per output channel, with each
-activation quantised to uint8 as it comes. Measured on this 2-core Xeon: 1.7x the texts a
-second (bench texts 447 -> 776/s, LoCoMo turns 225 -> 383/s); vectors agree with float
-compute to cosine 0.992 on average (0.94 at worst, LoCoMo turns), and LoCoMo recall@10 held
-(0.773 / 0.786 -> 0.789 / 0.798). On x86 without VNNI, onnxruntime's uint8 x int8 kernel can
-saturate; there the weights keep 7 bits (`reduce_range`), as onnxruntime advises.
+activation quantised to uint8 as it comes. Measured on this 2-core Xeon (VNNI), one text a
+call as LocalEmbedder runs it: bench texts 460 -> 964/s, LoCoMo turns 221 -> 678/s; vectors
+agree with float compute to cosine 0.992 on average (0.94 at worst, LoCoMo turns), and LoCoMo
+recall@10 held (0.773 / 0.786 -> 0.771 / 0.786). On x86 without VNNI, onnxruntime's uint8 x
+int8 kernel can saturate; there the weights keep 7 bits (`reduce_range`), as onnxruntime
+advises.
 
 The rewrite needs the `onnx` package, whose import holds ~35 MB; it runs in a child process
 (`python -m honcho_grpc.providers.minilm.compact SRC DST [--quantize] [--reduce-range]`),
