@@ -61,12 +61,8 @@ def _nice_autogroup(pid: int, niceness: int) -> None:
     without it). The session's own niceness is what counts there (sched(7), "The autogroup
     feature"). Elsewhere the file does not exist and the process niceness is all there is."""
     path = Path(f"/proc/{pid}/autogroup")
-    try:
+    if path.exists():
         path.write_text(str(niceness))
-    except FileNotFoundError:
-        pass  # no autogroup scheduling on this kernel
-    except OSError as exc:  # a locked-down /proc: the process niceness still applies
-        log.warning("could not lower the worker session's priority: %s", exc)
 
 
 async def stop_child(proc: subprocess.Popen[bytes]) -> None:
