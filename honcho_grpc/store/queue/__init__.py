@@ -73,7 +73,9 @@ async def enqueue(conn: asyncpg.Connection, workspace_id: str, jobs: list[Job]) 
 # row of the unit at every write made a 10k-message write O(n^2) whenever the worker lagged:
 # 113 ms of PostgreSQL per batch of 100 at 10k under `serve` (11.5 of 13.8 s).
 # The rows to write are locked in id order first, so two writers (a message write and a
-# worker starting the unit's rows, which also goes in id order) never cross.
+# worker starting the unit's rows, which also goes in id order) never cross. Every step reads
+# by unit (queue_unit's order) or by id (= ANY of an array), never a join the planner may turn
+# into a scan of the queue: a fresh, fast-growing queue has no statistics yet.
 HOLD_SQL = """
 WITH heads AS MATERIALIZED (
     SELECT u.key, h.created_at, h.session_id, h.first_seq, h.run_after
@@ -83,7 +85,7 @@ WITH heads AS MATERIALIZED (
         FROM queue q
         WHERE q.workspace_id = $1 AND q.work_unit_key = u.key AND q.status = 'pending'
           AND q.attempts = 0
-        ORDER BY q.id LIMIT 1) h
+        ORDER BY q.workspace_id, q.work_unit_key, q.id LIMIT 1) h
     WHERE h.run_after > now() OR h.created_at + $3 * interval '1 second' > now()),
 ready AS MATERIALIZED (
     SELECT hd.key, hd.run_after AS head_after,
@@ -107,13 +109,15 @@ changing AS MATERIALIZED (
         WHERE q.workspace_id = $1 AND q.work_unit_key = r.key AND q.status = 'pending'
           AND q.attempts = 0
           AND CASE WHEN r.enough THEN q.run_after > now() ELSE q.run_after <> r.held_until END
-        OFFSET 0) c
+        ORDER BY q.workspace_id, q.work_unit_key, q.id OFFSET 0) c
     WHERE r.head_after > now() OR NOT r.enough),
 locked AS (
-    SELECT q.id, c.due FROM queue q JOIN changing c ON q.workspace_id = $1 AND q.id = c.id
-    WHERE q.status = 'pending' AND q.attempts = 0
+    SELECT q.id FROM queue q
+    WHERE q.workspace_id = $1 AND q.id = ANY (ARRAY(SELECT id FROM changing))
+      AND q.status = 'pending' AND q.attempts = 0
     ORDER BY q.id FOR UPDATE OF q)
-UPDATE queue q SET run_after = l.due FROM locked l WHERE q.workspace_id = $1 AND q.id = l.id
+UPDATE queue q SET run_after = c.due FROM changing c
+WHERE q.workspace_id = $1 AND q.id = ANY (ARRAY(SELECT id FROM locked)) AND q.id = c.id
 """
 
 
