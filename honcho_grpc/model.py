@@ -119,6 +119,18 @@ class Message(NamedTuple):
     created_at: datetime
 
 
+class OpenBatch(NamedTuple):
+    """A batch of new messages about to be stored: its first sequence number, what decides
+    its background work (both configurations, every member's observation settings) and the
+    transaction's time (what a message without a time of its own is stamped with)."""
+
+    first_seq: int
+    session_configuration: Json
+    workspace_configuration: Json | None
+    members: list[Member]
+    written_at: datetime
+
+
 class MessageDraft(NamedTuple):
     """A message as a caller gives it; the domain gives it an id and counts its tokens."""
 

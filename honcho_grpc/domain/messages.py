@@ -18,12 +18,19 @@ from honcho_grpc.domain.message_events import announce_created
 from honcho_grpc.domain.transactions import transaction
 from honcho_grpc.errors import not_found, resource_exhausted
 from honcho_grpc.ids import new_id
-from honcho_grpc.model import Json, Message, MessageDraft, MessageRef, NewMessage, Page
+from honcho_grpc.model import (
+    Json,
+    Message,
+    MessageDraft,
+    MessageRef,
+    NewMessage,
+    OpenBatch,
+    Page,
+)
 from honcho_grpc.providers.tokens import count_tokens_batch
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import Conn, conclusions, members, peers, queue, workspaces
+from honcho_grpc.store import Conn, conclusions, queue
 from honcho_grpc.store import messages as store
-from honcho_grpc.store import sessions as session_store
 from honcho_grpc.store.queue import Job
 from honcho_grpc.work_units import (
     RepresentationPayload,
@@ -165,9 +172,9 @@ def _not_found(workspace_id: str, session_id: str, message_id: str) -> Exception
 async def write_messages(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
                          batch: Sequence[NewMessage]) -> list[Message]:
     """Store a batch atomically (the caller owns the transaction); returns the messages."""
-    first_seq, session_config = await _open_batch(conn, workspace_id, session_id, batch)
-    stored = await store.insert_messages(conn, workspace_id, session_id, first_seq, list(batch))
-    await _follow_up(conn, settings, workspace_id, session_id, first_seq, batch, session_config)
+    opened = await _open_batch(conn, workspace_id, session_id, batch)
+    stored = await store.insert_messages(conn, workspace_id, session_id, opened, list(batch))
+    await _follow_up(conn, settings, workspace_id, session_id, opened, batch)
     return stored
 
 
@@ -175,32 +182,25 @@ async def _import(conn: Conn, settings: Settings, workspace_id: str, session_id:
                   batch: Sequence[NewMessage]) -> None:
     """write_messages for bulk loads, which answer with counts: the messages are copied in
     (binary COPY), and nothing is read back."""
-    first_seq, session_config = await _open_batch(conn, workspace_id, session_id, batch)
-    await store.copy_messages(conn, workspace_id, session_id, first_seq, list(batch))
-    await _follow_up(conn, settings, workspace_id, session_id, first_seq, batch, session_config)
+    opened = await _open_batch(conn, workspace_id, session_id, batch)
+    await store.copy_messages(conn, workspace_id, session_id, opened, list(batch))
+    await _follow_up(conn, settings, workspace_id, session_id, opened, batch)
 
 
 async def _open_batch(conn: Conn, workspace_id: str, session_id: str,
-                      batch: Sequence[NewMessage]) -> tuple[int, Json]:
+                      batch: Sequence[NewMessage]) -> OpenBatch:
     """Workspace, session, authors and membership exist; the batch's sequence numbers are
-    taken. Returns the first one and the session's configuration."""
-    await workspaces.ensure_workspace(conn, workspace_id)
-    await session_store.ensure_session(conn, workspace_id, session_id)
-    authors = [m.peer_id for m in batch]
-    await peers.ensure_peers(conn, workspace_id, authors)
-    await members.join_authors(conn, workspace_id, session_id, authors)
-    return await store.reserve_sequence(conn, workspace_id, session_id, len(batch))
+    taken."""
+    return await store.open_batch(conn, workspace_id, session_id, [m.peer_id for m in batch],
+                                  len(batch))
 
 
 async def _follow_up(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
-                     first_seq: int, batch: Sequence[NewMessage], session_config: Json) -> None:
-    """The embedding backlog and the background jobs of stored messages (the batch's i-th
-    message has sequence number first_seq + i)."""
-    await store.add_to_embedding_backlog(conn, workspace_id, [m.message_id for m in batch])
+                     opened: OpenBatch, batch: Sequence[NewMessage]) -> None:
+    """What stored messages cause (they are in the embedding backlog already): the
+    embedder's wake-up, the background jobs and the watchers' event."""
     await queue.notify_embedder(conn)
-    workspace_config = await workspaces.workspace_configuration(conn, workspace_id)
-    jobs = await _jobs_for(conn, settings, workspace_id, session_id, first_seq, batch,
-                           workspace_config, session_config)
+    jobs = _jobs_for(settings, workspace_id, session_id, opened, batch)
     await queue.enqueue(conn, workspace_id, jobs)
     await queue.hold_for_batch(
         conn, workspace_id,
@@ -209,21 +209,21 @@ async def _follow_up(conn: Conn, settings: Settings, workspace_id: str, session_
         min_tokens=settings.queue.batch_min_tokens,
         idle_seconds=settings.queue.batch_idle_seconds)
     await announce_created(conn, workspace_id, session_id,
-                           [MessageRef(first_seq + i, m.peer_id, m.message_id)
+                           [MessageRef(opened.first_seq + i, m.peer_id, m.message_id)
                             for i, m in enumerate(batch)])
 
 
-async def _jobs_for(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
-                    first_seq: int, batch: Sequence[NewMessage], workspace_config: Json | None,
-                    session_config: Json) -> list[Job]:
+def _jobs_for(settings: Settings, workspace_id: str, session_id: str, opened: OpenBatch,
+              batch: Sequence[NewMessage]) -> list[Job]:
     """Representation jobs (who observes each sender) and summary jobs (every N messages)."""
-    members_ = await members.observation_settings(conn, workspace_id, session_id)
-    watchers = [m.peer_id for m in members_ if m.active and m.observe_others]
-    observed_ok = {m.peer_id: m.observe_me for m in members_}
+    watchers = [m.peer_id for m in opened.members if m.active and m.observe_others]
+    observed_ok = {m.peer_id: m.observe_me for m in opened.members}
+    workspace_config, session_config = (opened.workspace_configuration,
+                                        opened.session_configuration)
     jobs: list[Job] = []
     # Most messages carry no configuration of their own: resolve the session's once.
     inherited = effective(settings, workspace_config, session_config, None)
-    for seq, message in enumerate(batch, start=first_seq):
+    for seq, message in enumerate(batch, start=opened.first_seq):
         config = (effective(settings, workspace_config, session_config, message.configuration)
                   if message.configuration else inherited)
         sender = message.peer_id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from honcho_grpc.model import Member, Page, PeerSettings, SessionPeer
+from honcho_grpc.model import Page, PeerSettings, SessionPeer
 from honcho_grpc.store import Conn, Executor
 from honcho_grpc.store.filters import Params
 from honcho_grpc.store.pages import binding, keyset_page
@@ -32,21 +32,6 @@ async def add_peers(conn: Conn, workspace_id: str, session_id: str,
             left_at = NULL
         """,
         workspace_id, session_id, ids, [peers[p][0] for p in ids], [peers[p][1] for p in ids],
-    )
-
-
-async def join_authors(conn: Conn, workspace_id: str, session_id: str,
-                       peer_ids: list[str]) -> None:
-    """Authors of new messages become members (peers must exist)."""
-    await conn.execute(
-        """
-        INSERT INTO session_peers (workspace_id, session_id, peer_id)
-        SELECT $1, $2, unnest($3::text[])
-        ON CONFLICT (workspace_id, session_id, peer_id) DO UPDATE
-            SET left_at = NULL, joined_at = now()
-            WHERE session_peers.left_at IS NOT NULL
-        """,
-        workspace_id, session_id, sorted(set(peer_ids)),
     )
 
 
@@ -114,22 +99,6 @@ async def count_observers(conn: Conn, workspace_id: str, session_id: str) -> int
     return int(await conn.fetchval(
         "SELECT count(*) FROM session_peers WHERE workspace_id = $1 AND session_id = $2 "
         "AND left_at IS NULL AND observe_others", workspace_id, session_id,
-    ))
-
-
-async def observation_settings(conn: Conn, workspace_id: str,
-                               session_id: str) -> list[Member]:
-    """Every member (active or not) with the settings that decide who observes whom."""
-    return every(Member, await conn.fetch(
-        """
-        SELECT sp.peer_id, sp.left_at IS NULL AS active,
-               coalesce(sp.observe_me, (p.configuration->>'observe_me')::boolean, true)
-                   AS observe_me,
-               coalesce(sp.observe_others, false) AS observe_others
-        FROM session_peers sp JOIN peers p USING (workspace_id, peer_id)
-        WHERE sp.workspace_id = $1 AND sp.session_id = $2
-        """,
-        workspace_id, session_id,
     ))
 
 

@@ -14,13 +14,6 @@ from honcho_grpc.store.workspaces import ensure_workspace
 SESSION = columns(Session)
 
 
-async def ensure_session(conn: Conn, workspace_id: str, session_id: str) -> None:
-    await conn.execute(
-        "INSERT INTO sessions (workspace_id, session_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        workspace_id, session_id,
-    )
-
-
 async def get_or_create_session(conn: Conn, workspace_id: str, session_id: str, metadata: Json,
                                 configuration: Json) -> tuple[Session, bool]:
     await ensure_workspace(conn, workspace_id)

@@ -37,12 +37,6 @@ async def get_workspace(conn: Executor, workspace_id: str) -> Workspace | None:
         f"SELECT {WORKSPACE} FROM workspaces WHERE workspace_id = $1", workspace_id))
 
 
-async def workspace_configuration(conn: Executor, workspace_id: str) -> Json | None:
-    configuration: Json | None = await conn.fetchval(
-        "SELECT configuration FROM workspaces WHERE workspace_id = $1", workspace_id)
-    return configuration
-
-
 async def list_workspaces(conn: Executor, filters: Json | None, reverse: bool, page_size: int,
                           token: str) -> Page[Workspace]:
     params = f.Params()
