@@ -17,7 +17,6 @@ from honcho_grpc.errors import HonchoError
 from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.store import Conn, backlog, events, schema
 from honcho_grpc.store.backlog import Pending
-from honcho_grpc.store.queue import EMBED_CHANNEL
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 600
@@ -103,7 +102,7 @@ class EmbeddingBacklog:
         def on_notify(*_: object) -> None:
             self.wake.set()
 
-        async with backlog.listening(self.pool, EMBED_CHANNEL, on_notify):
+        async with backlog.listening(self.pool, backlog.EMBED_CHANNEL, on_notify):
             await asyncio.gather(*(self._drain_loop(stop) for _ in range(DRAINERS)))
 
     async def _drain_loop(self, stop: asyncio.Event) -> None:

@@ -197,9 +197,8 @@ async def _open_batch(conn: Conn, workspace_id: str, session_id: str,
 
 async def _follow_up(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
                      opened: OpenBatch, batch: Sequence[NewMessage]) -> None:
-    """What stored messages cause (they are in the embedding backlog already): the
-    embedder's wake-up, the background jobs and the watchers' event."""
-    await queue.notify_embedder(conn)
+    """What stored messages cause besides their place in the embedding backlog: the
+    background jobs and the watchers' event."""
     jobs = _jobs_for(settings, workspace_id, session_id, opened, batch)
     await queue.enqueue(conn, workspace_id, jobs)
     await queue.hold_for_batch(

@@ -22,7 +22,7 @@ from honcho_grpc.errors import HonchoError, already_exists, not_found
 from honcho_grpc.ids import new_id
 from honcho_grpc.model import Json, Page, PeerSettings, Session, SessionPeer, Summary
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import Conn, Executor, members, memory, sessions
+from honcho_grpc.store import Conn, Executor, backlog, members, memory, sessions
 from honcho_grpc.store import messages as message_store
 
 
@@ -117,8 +117,7 @@ async def _clone(conn: Conn, workspace_id: str, source_id: str, target_id: str,
                                                        target_id, new_id()[:10], cutoff)
     clone_ = await sessions.set_last_seq(conn, workspace_id, target_id,
                                          max((c.seq for c in copied), default=0))
-    await message_store.add_to_embedding_backlog(conn, workspace_id,
-                                                 [c.message_id for c in copied])
+    await backlog.add(conn, workspace_id, [c.message_id for c in copied])
     await announce_created(conn, workspace_id, target_id, copied)
     return clone_
 

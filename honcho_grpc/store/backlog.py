@@ -14,6 +14,18 @@ from honcho_grpc.model import Vector
 from honcho_grpc.store import Conn, Executor, search_stats
 from honcho_grpc.store.rows import every
 
+# NOTIFY'd when messages enter the backlog: the server's drain loops wake (they also poll).
+EMBED_CHANNEL = "honcho_embed"
+
+
+async def add(conn: Conn, workspace_id: str, message_ids: list[str]) -> None:
+    """Enter stored messages in the backlog and wake the embedder (at commit)."""
+    if not message_ids:
+        return
+    await conn.copy_records_to_table("embedding_backlog", columns=["workspace_id", "message_id"],
+                                     records=[(workspace_id, m) for m in message_ids])
+    await conn.execute("SELECT pg_notify($1, '')", EMBED_CHANNEL)
+
 
 class Pending(NamedTuple):
     """A claimed backlog row and its message (`content` None: the message is gone)."""

@@ -37,10 +37,11 @@ COPY_COLUMNS = ["workspace_id", "message_id", "session_id", "peer_id", "seq", "c
 
 async def insert_messages(conn: Conn, workspace_id: str, session_id: str, batch: OpenBatch,
                           messages: list[NewMessage]) -> list[Message]:
-    """Store the messages (the i-th gets sequence number first_seq + i) and enter them in the
-    embedding backlog, in one statement. Nothing is read back: the stored rows are what was
-    sent, stamped with the transaction's time when they have none of their own (decoding
-    the rows again cost a tenth of a CreateMessages call)."""
+    """Store the messages (the i-th gets sequence number first_seq + i), enter them in the
+    embedding backlog and wake the embedder (as backlog.add does), in one statement. Nothing
+    is read back: the stored rows are what was sent, stamped with the transaction's time
+    when they have none of their own (decoding the rows again cost a tenth of a
+    CreateMessages call)."""
     seqs = list(range(batch.first_seq, batch.first_seq + len(messages)))
     times = [m.created_at or batch.written_at for m in messages]
     await conn.execute(
@@ -54,15 +55,17 @@ async def insert_messages(conn: Conn, workspace_id: str, session_id: str, batch:
             FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::jsonb[],
                         $8::jsonb[], $9::jsonb[], $10::int[], $11::timestamptz[])
                  AS m(id, peer, seq, content, meta, conf, internal, tokens, created)
-            RETURNING message_id)
-        INSERT INTO embedding_backlog (workspace_id, message_id)
-        SELECT $1, message_id FROM stored
+            RETURNING message_id),
+        entered AS (
+            INSERT INTO embedding_backlog (workspace_id, message_id)
+            SELECT $1, message_id FROM stored RETURNING 1)
+        SELECT pg_notify($12, '') WHERE EXISTS (SELECT FROM entered)
         """,
         workspace_id, session_id,
         [m.message_id for m in messages], [m.peer_id for m in messages], seqs,
         [m.content for m in messages], [m.metadata for m in messages],
         [m.configuration for m in messages], [m.internal_metadata or {} for m in messages],
-        [m.token_count for m in messages], times,
+        [m.token_count for m in messages], times, backlog.EMBED_CHANNEL,
     )
     return [Message(workspace_id, m.message_id, session_id, m.peer_id, seq, m.content,
                     m.metadata, m.token_count, at)
@@ -79,14 +82,7 @@ async def copy_messages(conn: Conn, workspace_id: str, session_id: str, batch: O
              m.metadata, m.configuration, m.internal_metadata or {}, m.token_count,
              m.created_at or batch.written_at)
             for i, m in enumerate(messages)])
-    await add_to_embedding_backlog(conn, workspace_id, [m.message_id for m in messages])
-
-
-async def add_to_embedding_backlog(conn: Conn, workspace_id: str, message_ids: list[str]) -> None:
-    if not message_ids:
-        return
-    await conn.copy_records_to_table("embedding_backlog", columns=["workspace_id", "message_id"],
-                                     records=[(workspace_id, m) for m in message_ids])
+    await backlog.add(conn, workspace_id, [m.message_id for m in messages])
 
 
 async def get_message(conn: Executor, workspace_id: str, session_id: str,

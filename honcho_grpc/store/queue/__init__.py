@@ -32,7 +32,6 @@ from honcho_grpc.work_units import (
 )
 
 QUEUE_CHANNEL = "honcho_queue"
-EMBED_CHANNEL = "honcho_embed"
 
 
 @dataclass
@@ -133,10 +132,6 @@ async def hold_for_batch(conn: asyncpg.Connection, workspace_id: str, unit_keys:
 
 async def notify_worker(conn: asyncpg.Connection, workspace_id: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, workspace_id)
-
-
-async def notify_embedder(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_notify($1, '')", EMBED_CHANNEL)
 
 
 async def enqueue_dream(conn: asyncpg.Connection, workspace_id: str,
