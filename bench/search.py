@@ -31,6 +31,7 @@ from honcho_grpc_proto.v1 import (
 from bench.common import ServerProcess, percentiles, print_table, server_process, write_json
 from bench.faces import FACES, Face, open_face, wait_done
 from bench.ingest import text
+from honcho_grpc.store import search_stats
 
 QUERIES = ["where did they move last spring", "what instrument is she learning",
            "who works as a veterinarian", "when is the hiking trip", "how is the new job",
@@ -68,9 +69,9 @@ async def load(address: str, size: int, reasoning: bool) -> None:
 
 async def synthetic_vectors(dsn: str, ws: str) -> None:
     """Fill the vector arm of one workspace without the model: random unit vectors written in
-    bulk, the HNSW index rebuilt once, its backlog emptied (the server's own bookkeeping of
-    what is embedded is then off for this workspace: only for --synthetic-vectors). The query
-    is still embedded by the real model inside the server."""
+    bulk, the HNSW index rebuilt once, its backlog emptied and counted in the search
+    statistics as the embedder would have. The query is still embedded by the real model
+    inside the server."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("DROP INDEX message_embeddings_hnsw")
@@ -83,7 +84,14 @@ async def synthetic_vectors(dsn: str, ws: str) -> None:
             "ON CONFLICT DO NOTHING", ws)
         await conn.execute("CREATE INDEX message_embeddings_hnsw ON message_embeddings "
                            "USING hnsw (embedding halfvec_cosine_ops)")
-        await conn.execute("DELETE FROM embedding_backlog WHERE workspace_id = $1", ws)
+        # Out of the backlog and into the search statistics, as the embedder takes them:
+        # the vector arm chooses its plan from these counts (a scope counted empty is
+        # ranked exactly, whatever its real size).
+        async with conn.transaction():
+            ids = [r["message_id"] for r in await conn.fetch(
+                "DELETE FROM embedding_backlog WHERE workspace_id = $1 RETURNING message_id",
+                ws)]
+            await search_stats.add_messages(conn, [ws] * len(ids), ids)
     finally:
         await conn.close()
 
