@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import field_mask_pb2, struct_pb2
-from honcho_grpc_proto.v1 import peer_pb2, resources_pb2, session_pb2, workspace_pb2
+from honcho_grpc_proto.v1 import message_pb2, peer_pb2, resources_pb2, session_pb2, workspace_pb2
 
 from tests.conftest import Stubs
 from tests.helpers import fails
@@ -132,6 +132,30 @@ async def test_peer_update_get_delete(stubs: Stubs, ws: str) -> None:
                 NOT_FOUND, reason="PEER_NOT_FOUND")
     await fails(stubs.peers.DeletePeer(peer_pb2.DeletePeerRequest(workspace_id=ws,
                                                                   peer_id="alice")), NOT_FOUND)
+
+
+async def test_writing_makes_authors_members_again_with_their_settings(stubs: Stubs,
+                                                                       ws: str) -> None:
+    """A message's author becomes a member (a new peer is created), one who had left
+    rejoins, and membership settings survive; an author twice in one batch counts once."""
+    obs = resources_pb2.SessionPeerConfiguration
+    await stubs.sessions.GetOrCreateSession(session_pb2.GetOrCreateSessionRequest(
+        workspace_id=ws, session_id="s1", peers={"alice": obs(observe_me=False),
+                                                 "bob": obs(observe_others=True)}))
+    await stubs.sessions.RemovePeers(session_pb2.RemovePeersRequest(
+        workspace_id=ws, session_id="s1", peer_ids=["alice"]))
+    written = await stubs.messages.CreateMessages(message_pb2.CreateMessagesRequest(
+        workspace_id=ws, session_id="s1", messages=[
+            message_pb2.MessageInput(peer_id=p, content=f"hello {i}")
+            for i, p in enumerate(["alice", "dave", "alice"])]))
+    assert [m.sequence for m in written.messages] == [1, 2, 3]
+    members = await stubs.sessions.ListSessionPeers(session_pb2.ListSessionPeersRequest(
+        workspace_id=ws, session_id="s1"))
+    assert [m.peer_id for m in members.peers] == ["alice", "bob", "dave"]
+    cfg = await stubs.sessions.GetSessionPeerConfig(session_pb2.GetSessionPeerConfigRequest(
+        workspace_id=ws, session_id="s1", peer_id="alice"))
+    assert cfg.configuration.HasField("observe_me") and not cfg.configuration.observe_me
+    await stubs.peers.GetPeer(peer_pb2.GetPeerRequest(workspace_id=ws, peer_id="dave"))
 
 
 async def test_session_membership(stubs: Stubs, ws: str) -> None:

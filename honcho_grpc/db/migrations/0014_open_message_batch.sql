@@ -2,7 +2,7 @@
 -- (CreateMessages, an import chunk, a file upload) first makes sure the workspace, session
 -- and authors exist, makes the authors members, takes the batch's sequence numbers and reads
 -- what decides its background work (both configurations, who observes whom). As separate
--- statements these were seven of the write's thirteen round trips.
+-- statements these were seven of the write's thirteen statements.
 --
 -- The order is that of the statements it replaces: parents first, memberships, then the
 -- session row's lock (UPDATE ... last_seq), held until commit so that concurrent writers to
