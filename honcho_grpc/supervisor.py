@@ -38,10 +38,15 @@ POLL_SECONDS = 0.2
 # embedding them). At niceness 10 it gets what they leave (the scheduler weighs it ~10x
 # lower when they compete), and all of it when idle.
 WORKER_NICENESS = 10
+# ... and before each batch it gives way to the server's embedding backlog for up to this
+# long (queue.yield_to_embedding_seconds, unless configured): the two share these cores.
+UP_YIELD_TO_EMBEDDING_SECONDS = 5.0
 
 
-def spawn_worker(dsn: str) -> subprocess.Popen[bytes]:
+def spawn_worker(dsn: str, settings: Settings | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DB_CONNECTION_URI": dsn}
+    if settings is None or "yield_to_embedding_seconds" not in settings.queue.model_fields_set:
+        env["QUEUE_YIELD_TO_EMBEDDING_SECONDS"] = str(UP_YIELD_TO_EMBEDDING_SECONDS)
     proc = subprocess.Popen(
         die_with_parent([sys.executable, "-m", "honcho_grpc.cli", "worker"], signal.SIGTERM),
         env=env, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -87,13 +92,14 @@ async def exited(proc: subprocess.Popen[bytes]) -> int:
 class WorkerChild:
     """Keeps one worker process running until `stop()`."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, settings: Settings | None = None) -> None:
         self.dsn = dsn
+        self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
         self._stopping = False
 
     def spawn(self) -> None:
-        self.proc = spawn_worker(self.dsn)
+        self.proc = spawn_worker(self.dsn, self.settings)
 
     async def watch(self) -> None:
         while not self._stopping:
@@ -145,7 +151,7 @@ async def up(settings: Settings) -> None:
     if not settings.db.uri():
         print(f"honcho-grpc: {location(settings.db.data_dir)}", flush=True)
     db = await open_database(settings)
-    child = WorkerChild(db.dsn)
+    child = WorkerChild(db.dsn, settings)
     # Forked before the gRPC server starts its threads, as a habit (children are spawned
     # without running Python between fork and exec, so later restarts are safe too).
     child.spawn()

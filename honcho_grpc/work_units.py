@@ -111,6 +111,11 @@ def webhook_key(workspace_id: str, endpoint_id: str) -> str:
     return str(WorkUnitKey(TaskType.WEBHOOK, workspace_id, endpoint_id=endpoint_id))
 
 
+def kind_of(key: str) -> str:
+    """The task type a key names (its first part), the rest unchecked."""
+    return key.partition(":")[0]
+
+
 def parse_key(key: str) -> WorkUnitKey:
     """The inverse of the builders above."""
     kind, _, rest = key.partition(":")

@@ -58,6 +58,12 @@ async def claim_due(conn: Conn, limit: int) -> list[Pending]:
     return every(Pending, rows)
 
 
+async def any_due(conn: Executor) -> bool:
+    """Whether any message waits for its embedding now (rows backing off do not count)."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM embedding_backlog WHERE run_after <= now())"))
+
+
 async def store_embeddings(conn: Conn, items: list[Pending], model: str,
                            vectors: Sequence[Vector]) -> None:
     """The messages' vectors (replacing older ones), counted in the search statistics. One

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,9 @@ from honcho_grpc.db.pool import UNAVAILABLE, create_pool
 from honcho_grpc.domain import queue as domain_queue
 from honcho_grpc.providers.embeddings import Embedder
 from honcho_grpc.settings import Settings
-from honcho_grpc.store import idempotency
+from honcho_grpc.store import backlog, idempotency
 from honcho_grpc.store.queue import transport
-from honcho_grpc.work_units import session_of
+from honcho_grpc.work_units import TaskType, kind_of, session_of
 from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
 from honcho_grpc.worker.health import WorkerHealth
 from honcho_grpc.worker.queue import Job, LeaseLost, Queue, Unit, retry_failed
@@ -41,6 +42,8 @@ from honcho_grpc.worker.tasks import (
 )
 
 log = logging.getLogger(__name__)
+# How often a worker giving way to the embedding backlog looks whether it has emptied.
+GIVE_WAY_POLL_SECONDS = 0.25
 
 # A lost or restarting database, through either driver: waited out, never a task's failure.
 DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError,
@@ -262,6 +265,7 @@ class Worker:
         worked: set[Unit] = set()  # those of them whose rows were run
         try:
             while not self.stopping.is_set():
+                await self._give_way_to_embedding(unit)
                 head = await self.queue.next_batch(unit)
                 if head.abandoned:
                     await self.queue.fail(unit, head.abandoned, "abandoned: the worker running "
@@ -293,6 +297,21 @@ class Worker:
             with contextlib.suppress(*DB_ERRORS, psycopg.Error, asyncpg.PostgresError,
                                      asyncio.CancelledError):
                 await asyncio.shield(self._release(unit, ran))
+
+    async def _give_way_to_embedding(self, unit: Unit) -> None:
+        """With queue.yield_to_embedding_seconds: before a batch, wait while messages wait
+        for their embedding, at most that long (derivation still moves under a stream that
+        never lets the backlog empty). Webhook deliveries go at once."""
+        limit = self.settings.queue.yield_to_embedding_seconds
+        if limit <= 0 or kind_of(unit.work_unit_key) == TaskType.WEBHOOK:
+            return
+        assert self.ctx is not None
+        deadline = time.monotonic() + limit
+        while not self.stopping.is_set() and await backlog.any_due(self.ctx.db):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await _sleep_unless(self.stopping, min(GIVE_WAY_POLL_SECONDS, left))
 
     async def _run_batch(self, unit: Unit, jobs: list[Job],
                          joined: list[tuple[Unit, list[Job]]] | None = None) -> bool:
