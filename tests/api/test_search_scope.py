@@ -105,7 +105,14 @@ async def test_both_plans_find_the_scopes_nearest(stubs: Stubs, db: Database, ws
     by_filter = await nearest_of(Scope(ws), {"session_id": "s-small"})
     by_peer = await nearest_of(Scope(ws, peer_id="carol"), None)
     expected = nearest(vectors, query, 10)
-    assert found == by_filter == by_peer == expected
+    if path == "exact":
+        assert found == by_filter == by_peer == expected
+        return
+    # The index is approximate, and this database's index holds every test's vectors: each
+    # answer is the scope's own, and at most one of the true ten is missed.
+    for answer in (found, by_filter, by_peer):
+        assert len(answer) == 10 and set(answer) <= set(vectors)
+        assert len(set(answer) & set(expected)) >= 9, (answer, expected)
 
 
 async def test_reset_embeddings_counts_from_zero(stubs: Stubs, db: Database, ws: str) -> None:
