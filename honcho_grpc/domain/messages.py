@@ -172,7 +172,8 @@ def _not_found(workspace_id: str, session_id: str, message_id: str) -> Exception
 async def write_messages(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
                          batch: Sequence[NewMessage]) -> list[Message]:
     """Store a batch atomically (the caller owns the transaction); returns the messages."""
-    opened = await _open_batch(conn, workspace_id, session_id, batch)
+    opened = await store.open_batch(conn, workspace_id, session_id,
+                                    [m.peer_id for m in batch], len(batch))
     stored = await store.insert_messages(conn, workspace_id, session_id, opened, list(batch))
     await _follow_up(conn, settings, workspace_id, session_id, opened, batch)
     return stored
@@ -182,17 +183,10 @@ async def _import(conn: Conn, settings: Settings, workspace_id: str, session_id:
                   batch: Sequence[NewMessage]) -> None:
     """write_messages for bulk loads, which answer with counts: the messages are copied in
     (binary COPY), and nothing is read back."""
-    opened = await _open_batch(conn, workspace_id, session_id, batch)
+    opened = await store.open_batch(conn, workspace_id, session_id,
+                                    [m.peer_id for m in batch], len(batch))
     await store.copy_messages(conn, workspace_id, session_id, opened, list(batch))
     await _follow_up(conn, settings, workspace_id, session_id, opened, batch)
-
-
-async def _open_batch(conn: Conn, workspace_id: str, session_id: str,
-                      batch: Sequence[NewMessage]) -> OpenBatch:
-    """Workspace, session, authors and membership exist; the batch's sequence numbers are
-    taken."""
-    return await store.open_batch(conn, workspace_id, session_id, [m.peer_id for m in batch],
-                                  len(batch))
 
 
 async def _follow_up(conn: Conn, settings: Settings, workspace_id: str, session_id: str,
@@ -217,13 +211,12 @@ def _jobs_for(settings: Settings, workspace_id: str, session_id: str, opened: Op
     """Representation jobs (who observes each sender) and summary jobs (every N messages)."""
     watchers = [m.peer_id for m in opened.members if m.active and m.observe_others]
     observed_ok = {m.peer_id: m.observe_me for m in opened.members}
-    workspace_config, session_config = (opened.workspace_configuration,
-                                        opened.session_configuration)
+    configs = (opened.workspace_configuration, opened.session_configuration)
     jobs: list[Job] = []
     # Most messages carry no configuration of their own: resolve the session's once.
-    inherited = effective(settings, workspace_config, session_config, None)
+    inherited = effective(settings, *configs, None)
     for seq, message in enumerate(batch, start=opened.first_seq):
-        config = (effective(settings, workspace_config, session_config, message.configuration)
+        config = (effective(settings, *configs, message.configuration)
                   if message.configuration else inherited)
         sender = message.peer_id
         if config.reasoning_enabled and observed_ok.get(sender, True):
