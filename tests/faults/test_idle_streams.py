@@ -40,6 +40,12 @@ async def p95(call: Callable[[], Awaitable[Any]], n: int = 60) -> float:
     return statistics.quantiles(times, n=20)[18]
 
 
+async def steady_p95(call: Callable[[], Awaitable[Any]], rounds: int = 3) -> float:
+    """The best of a few rounds' p95: starvation slows every round, while a pause the
+    shared machine takes elsewhere (a checkpoint, another process) spoils one at most."""
+    return min([await p95(call) for _ in range(rounds)])
+
+
 def ordinary_calls(stubs: Stubs, ws: str) -> Callable[[], Awaitable[Any]]:
     counter = iter(range(10**9))
 
@@ -73,7 +79,7 @@ async def test_idle_streams_do_not_starve_other_tenants(stubs: Stubs, server: Ru
                                                                       peer_id="b"))
     calls = ordinary_calls(stubs, victim)
     await p95(calls, 10)  # warm up
-    before = await p95(calls)
+    before = await steady_p95(calls)
 
     never = asyncio.Event()
     open_calls: list[tuple[str, Any]] = []
@@ -94,7 +100,7 @@ async def test_idle_streams_do_not_starve_other_tenants(stubs: Stubs, server: Ru
             workspace_id=attacker))))
     await asyncio.sleep(1.0)  # every stream reached the server
 
-    during = await p95(calls)
+    during = await steady_p95(calls)
     health = await health_pb2_grpc.HealthStub(stubs.channel).Check(
         health_pb2.HealthCheckRequest(), timeout=5)
     # Idle streams hold no pooled connection: the pool has free ones (its size is 20 here).
