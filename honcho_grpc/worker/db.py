@@ -50,6 +50,15 @@ async def _configure(conn: Conn) -> None:
     telemetry.instrument_psycopg(conn)
 
 
+# How long one chain of reconnection attempts lasts, and how long a caller waits for a
+# connection. psycopg_pool doubles the pause between attempts (1, 2, 4, 8 s...) until the
+# chain gives up, so a long chain leaves a worker idle for up to the last pause after the
+# database is back (31 s, then 63 s). Short chains keep that pause under 4 s: a caller that
+# times out retries, and its request starts a new chain.
+RECONNECT_CHAIN_SECONDS = 5.0
+WAIT_FOR_CONNECTION_SECONDS = 5.0
+
+
 def make_pool(dsn: str, max_size: int, *, name: str = "honcho-worker") -> Pool:
     """An unopened pool of autocommit connections returning dict rows. Connections are not
     probed before use (a round trip each time): after a server restart the first use of a
@@ -58,7 +67,7 @@ def make_pool(dsn: str, max_size: int, *, name: str = "honcho-worker") -> Pool:
     return AsyncConnectionPool(
         dsn, connection_class=AsyncConnection[DictRow], kwargs=kwargs, min_size=1,
         max_size=max_size, open=False, configure=_configure, name=name,
-        reconnect_timeout=3600,
+        reconnect_timeout=RECONNECT_CHAIN_SECONDS, timeout=WAIT_FOR_CONNECTION_SECONDS,
     )
 
 
