@@ -50,6 +50,24 @@ DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.
                                               *UNAVAILABLE)
 
 
+class BacklogGlance:
+    """Whether messages wait for their embedding, asked of the database at most every
+    `fresh_for` seconds however many units ask (each asks before each of its batches)."""
+
+    def __init__(self, fresh_for: float = GIVE_WAY_POLL_SECONDS) -> None:
+        self.fresh_for = fresh_for
+        self._lock = asyncio.Lock()
+        self._asked_at = -fresh_for
+        self._waiting = False
+
+    async def any_due(self, db: asyncpg.Pool) -> bool:
+        async with self._lock:  # callers arriving meanwhile share the one query
+            if time.monotonic() - self._asked_at >= self.fresh_for:
+                self._waiting = await backlog.any_due(db)
+                self._asked_at = time.monotonic()
+            return self._waiting
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -81,6 +99,7 @@ class Worker:
         self.releasing: set[Unit] = set()  # done with, giving their lease back
         self.stats = Stats()
         self.ctx: TaskContext | None = None
+        self.backlog = BacklogGlance()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -307,7 +326,7 @@ class Worker:
             return
         assert self.ctx is not None
         deadline = time.monotonic() + limit
-        while not self.stopping.is_set() and await backlog.any_due(self.ctx.db):
+        while not self.stopping.is_set() and await self.backlog.any_due(self.ctx.db):
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -11,13 +11,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import cast
 
 import asyncpg
 
 from honcho_grpc.db.pool import Database
 from honcho_grpc.settings import Settings
+from honcho_grpc.store import backlog
 from honcho_grpc.supervisor import UP_YIELD_TO_EMBEDDING_SECONDS, spawn_worker
 from honcho_grpc.worker.queue import Job
+from honcho_grpc.worker.runner import BacklogGlance
 from honcho_grpc.worker.tasks import Handler, Result, TaskContext
 from tests.conftest import make_settings
 from tests.worker.conftest import eventually, running_worker, worker_settings
@@ -113,3 +116,31 @@ def test_up_gives_its_worker_the_setting_unless_configured(settings: Settings) -
     configured = make_settings(settings.db.connection_uri or "",
                                queue={"yield_to_embedding_seconds": 0})
     assert "QUEUE_YIELD_TO_EMBEDDING_SECONDS" not in worker_env(configured)
+
+
+class CountingPool:
+    """The real pool, counting the statements asked of it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.asked = 0
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        self.asked += 1
+        return await self.pool.fetchval(query, *args)
+
+
+async def test_units_giving_way_share_one_look_at_the_backlog(
+        db: Database, pg_dsn: str, ws: str) -> None:
+    glance = BacklogGlance(fresh_for=1.0)
+    counting = CountingPool(db.pool)
+    pool = cast(asyncpg.Pool, counting)
+    async with waiting_message(pg_dsn, ws) as conn:
+        answers = await asyncio.gather(*(glance.any_due(pool) for _ in range(8)))
+        assert answers == [True] * 8 and counting.asked == 1
+        await conn.execute("DELETE FROM embedding_backlog WHERE workspace_id = $1", ws)
+    # Other tests' leftovers may keep the shared backlog waiting: compare with the truth.
+    truth = await backlog.any_due(db.pool)
+    assert await glance.any_due(pool) is True  # still the fresh answer
+    await asyncio.sleep(1.0)
+    assert await glance.any_due(pool) is truth and counting.asked == 2
