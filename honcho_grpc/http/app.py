@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from honcho_grpc.http import conclusions, errors, messages, peers, scopes, sessions, workspaces
 from honcho_grpc.server.auth import Authorizer
@@ -27,6 +28,7 @@ def build_app(deps: Deps) -> FastAPI:
     # else: a bug) in ServerErrorMiddleware, which logs it and still answers {"detail"}.
     for kind in (*errors.HANDLED, Exception):
         app.add_exception_handler(kind, errors.handle)
+    app.add_exception_handler(RequestValidationError, errors.invalid_request)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -49,7 +49,7 @@ def metadata(c: Checker, field: str, value: Json | None) -> Json:
         return {}
     try:
         return c.struct(field, convert.struct(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # NaN; an integer beyond a double's range
         c.fail(field, "must be a JSON object of finite values")
         return {}
 
@@ -84,10 +84,16 @@ class Capture(Generic[T]):
         return empty_pb2.Empty()
 
 
+# Pages are numbered in int32, as gRPC's page sizes are: the offset (page - 1) * size then
+# always fits PostgreSQL's bigint.
+MAX_PAGE = 2**31 - 1
+
+
 class Paging:
     """Query `page` (1-based), `size` (1-100, default 50) and `reverse`, as Honcho takes them."""
 
-    def __init__(self, page: int = Query(1, ge=1), size: int = Query(50, ge=1, le=100),
+    def __init__(self, page: int = Query(1, ge=1, le=MAX_PAGE),
+                 size: int = Query(50, ge=1, le=100),
                  reverse: bool = Query(False)) -> None:
         self.page, self.size, self.reverse = page, size, reverse
 

@@ -11,6 +11,7 @@ from honcho_grpc_proto.v1 import webhook_pb2
 
 from honcho_grpc.domain import conclusions, webhooks
 from honcho_grpc.http import shapes
+from honcho_grpc.http.body import StrictJsonRoute
 from honcho_grpc.http.common import (
     CONCLUSION_FIELDS,
     Capture,
@@ -25,7 +26,7 @@ from honcho_grpc.model import Conclusion, ConclusionDraft
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
 
-router = APIRouter(prefix="/v3/workspaces/{workspace_id}")
+router = APIRouter(prefix="/v3/workspaces/{workspace_id}", route_class=StrictJsonRoute)
 Json = dict[str, Any]
 # Honcho's query filters name the pair under either spelling.
 OBSERVER_KEYS = ("observer", "observer_id")

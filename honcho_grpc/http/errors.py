@@ -5,10 +5,14 @@ here the gRPC code becomes the HTTP status Honcho answers with."""
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 import asyncpg
 import grpc
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from honcho_grpc.errors import HonchoError
@@ -50,3 +54,27 @@ async def handle(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         log.warning("%s %s answered %d: %s", request.method, request.url.path, status, detail)
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 `{"detail": [errors]}`, which echoes what it refused. An echo JSON cannot
+    carry (a non-finite number, a lone surrogate: in a query value or form field, say) is
+    written printable rather than failing the answer with a 500."""
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors())
+    try:
+        return JSONResponse({"detail": errors}, status_code=422)
+    except (ValueError, UnicodeEncodeError):
+        return JSONResponse({"detail": _printable(errors)}, status_code=422)
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -13,6 +13,7 @@ from honcho_grpc_proto.v1 import resources_pb2
 from honcho_grpc.domain import files, messages
 from honcho_grpc.errors import resource_exhausted
 from honcho_grpc.http import shapes
+from honcho_grpc.http.body import StrictJsonRoute
 from honcho_grpc.http.common import (
     Capture,
     Paging,
@@ -28,14 +29,9 @@ from honcho_grpc.model import Message, MessageDraft
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking
 
-router = APIRouter(prefix="/v3/workspaces/{workspace_id}/sessions/{session_id}/messages")
+router = APIRouter(prefix="/v3/workspaces/{workspace_id}/sessions/{session_id}/messages",
+                   route_class=StrictJsonRoute)
 Json = dict[str, Any]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _drafts(c: Checker, d: Deps, items: list[shapes.MessageIn]) -> list[MessageDraft]:
@@ -48,7 +44,7 @@ def _drafts(c: Checker, d: Deps, items: list[shapes.MessageIn]) -> list[MessageD
             metadata=metadata(c, f"messages[{i}].metadata", m.metadata),
             configuration=configuration(c, f"messages[{i}].configuration", m.configuration,
                                         resources_pb2.MessageConfiguration),
-            created_at=_utc(m.created_at)))
+            created_at=c.time(f"messages[{i}].created_at", m.created_at)))
     return out
 
 
@@ -106,6 +102,7 @@ async def upload(workspace_id: str, session_id: str, request: Request,
         config = configuration(c, "configuration",
                                _json_object(c, "configuration", configuration_json),
                                resources_pb2.MessageConfiguration)
+        created = c.time("created_at", created_at)
     files.check_content_type(content_type)
     files.check_filename(filename)
     limit = d.settings.app.max_file_bytes
@@ -120,7 +117,7 @@ async def upload(workspace_id: str, session_id: str, request: Request,
     stored = await messages.upload_file(d.pool, d.settings, files.Upload(
         workspace_id=workspace_id, session_id=session_id, peer_id=peer_id, filename=filename,
         content_type=content_type, size=len(data), metadata=meta, configuration=config,
-        created_at=_utc(created_at)), chunks)
+        created_at=created), chunks)
     return [shapes.message(m) for m in stored]
 
 

@@ -18,6 +18,7 @@ from honcho_grpc.domain.dialectic import Answer, Question, stream_answer
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery, render
 from honcho_grpc.domain.response_format import schema_problem
 from honcho_grpc.http import shapes
+from honcho_grpc.http.body import StrictJsonRoute
 from honcho_grpc.http.common import (
     SESSION_FIELDS,
     Paging,
@@ -31,13 +32,14 @@ from honcho_grpc.http.common import (
     renamed,
     scope_ids,
 )
+from honcho_grpc.http.errors import status_and_detail
 from honcho_grpc.http.search import run_search
 from honcho_grpc.http.workspaces import changes_of
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import checking
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v3/workspaces/{workspace_id}/peers")
+router = APIRouter(prefix="/v3/workspaces/{workspace_id}/peers", route_class=StrictJsonRoute)
 Json = dict[str, Any]
 
 
@@ -110,7 +112,9 @@ async def chat(workspace_id: str, peer_id: str, body: shapes.ChatBody, request: 
     answer = Answer()
     pieces = stream_answer(d.pool, d.embedder, d.llm, q, answer)
     if body.stream:
-        return StreamingResponse(_events(pieces), media_type="text/event-stream")
+        # Wait for the first piece: a failure before it is still answered with its status.
+        first = await anext(pieces, None)
+        return StreamingResponse(_events(first, pieces), media_type="text/event-stream")
     return {"content": "".join([p async for p in pieces])}
 
 
@@ -146,14 +150,21 @@ async def _question(d: Deps, workspace_id: str, peer_id: str, body: shapes.ChatB
                                 scope_ids=scope_ids_, session_ids=session_ids)
 
 
-async def _events(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _events(first: str | None, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
     """Honcho's SSE: `data: {"delta": {"content": ...}, "done": false}` per piece, then
-    `data: {"done": true}`. A failure after the first byte can only end the stream."""
+    `data: {"done": true}`. A failure once the answer has begun (its status is sent) ends
+    the stream with an `error` event in place of `done`: Honcho's SDKs skip an event that
+    has neither, and a reader can tell a cut answer from a whole one."""
     try:
-        async for piece in pieces:
-            yield _event({"delta": {"content": piece}, "done": False})
-    except Exception:
+        if first is not None:
+            yield _event({"delta": {"content": first}, "done": False})
+            async for piece in pieces:
+                yield _event({"delta": {"content": piece}, "done": False})
+    except Exception as exc:
         log.exception("chat stream failed")
+        status, detail = status_and_detail(exc)
+        yield f"event: error\n{_event({'detail': detail, 'status': status})}"
+        return
     finally:
         await pieces.aclose()  # type: ignore[attr-defined]
     yield _event({"done": True})

@@ -11,11 +11,12 @@ from honcho_grpc_proto.v1 import scope_pb2 as pb
 
 from honcho_grpc.domain import scopes
 from honcho_grpc.http import shapes
+from honcho_grpc.http.body import StrictJsonRoute
 from honcho_grpc.http.common import Paging, authorize, deps, metadata, paginate, scope_id_of
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking
 
-router = APIRouter(prefix="/v3/workspaces/{workspace_id}/scopes")
+router = APIRouter(prefix="/v3/workspaces/{workspace_id}/scopes", route_class=StrictJsonRoute)
 Json = dict[str, Any]
 
 

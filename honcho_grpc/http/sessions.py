@@ -13,6 +13,7 @@ from honcho_grpc.domain import peers, scopes, sessions, upsert
 from honcho_grpc.domain.context import build_context
 from honcho_grpc.domain.representation import DEFAULT_MAX, RepresentationQuery
 from honcho_grpc.http import shapes
+from honcho_grpc.http.body import StrictJsonRoute
 from honcho_grpc.http.common import (
     SESSION_FIELDS,
     Capture,
@@ -34,7 +35,7 @@ from honcho_grpc.model import PeerSettings, Session
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking
 
-router = APIRouter(prefix="/v3/workspaces/{workspace_id}/sessions")
+router = APIRouter(prefix="/v3/workspaces/{workspace_id}/sessions", route_class=StrictJsonRoute)
 Json = dict[str, Any]
 
 

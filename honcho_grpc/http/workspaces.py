@@ -13,12 +13,13 @@ from honcho_grpc_proto.v1 import workspace_pb2 as pb
 
 from honcho_grpc.domain import keys, upsert, workspaces
 from honcho_grpc.http import shapes
+from honcho_grpc.http.body import StrictJsonRoute
 from honcho_grpc.http.common import Paging, authorize, configuration, deps, metadata, once, paginate
 from honcho_grpc.http.search import run_search
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.validate import Checker, checking
 
-router = APIRouter(prefix="/v3")
+router = APIRouter(prefix="/v3", route_class=StrictJsonRoute)
 Json = dict[str, Any]
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -32,6 +33,8 @@ MAX_METADATA_DEPTH = 5
 MAX_METADATA_BYTES = 64 * 1024
 MAX_INSTRUCTION_CHARS = 10_000  # custom instructions go into every extraction prompt
 MAX_EVERY = 100_000  # summary intervals
+EARLIEST_TIME = datetime.min.replace(tzinfo=UTC) + timedelta(microseconds=1)
+LATEST_TIME = datetime.max.replace(tzinfo=UTC) - timedelta(microseconds=1)
 
 
 class Checker:
@@ -70,6 +73,23 @@ class Checker:
             uuid.UUID(value)
         except ValueError:
             self.fail(field, "must be a UUID")
+
+    def time(self, field: str, value: datetime | None) -> datetime | None:
+        """A caller's instant, in UTC (one without a zone is read as UTC). The first and last
+        microsecond of datetime's range are refused: asyncpg stores those two as -infinity
+        and infinity, which read back as naive datetimes that cannot be compared with any
+        other time."""
+        if value is None:
+            return None
+        try:
+            utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except (OverflowError, ValueError):  # an offset that moves it out of years 1-9999
+            utc = None
+        if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+            self.fail(field, f"must lie between {EARLIEST_TIME.isoformat()} and "
+                             f"{LATEST_TIME.isoformat()}")
+            return None
+        return utc
 
     def range(self, field: str, value: float, low: float, high: float) -> None:
         if not low <= value <= high:

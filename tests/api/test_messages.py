@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -155,6 +156,35 @@ async def test_created_at_and_list_filters(stubs: Stubs, ws: str) -> None:
     assert list(page.messages) == []
     await fails(stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
         workspace_id=ws, session_id="missing")), NOT_FOUND, reason="SESSION_NOT_FOUND")
+
+
+async def test_times_stored_as_infinity_are_refused(stubs: Stubs, db: Database,
+                                                    ws: str) -> None:
+    """The two instants asyncpg writes as -infinity and infinity (they read back naive and
+    broke every sort by time: chat answered INTERNAL) are refused, on every write path; the
+    microsecond inside each edge is kept."""
+    first = timestamp_pb2.Timestamp(seconds=-62135596800)  # 0001-01-01T00:00:00Z
+    last = timestamp_pb2.Timestamp(seconds=253402300799, nanos=999_999_999)
+    for edge in (first, last):
+        m = msg("a", "at the edge")
+        m.create_time.CopyFrom(edge)
+        await fails(stubs.messages.CreateMessages(create(ws, "s", msg("a", "fine"), m)), INVALID,
+                    field="messages[1].create_time")
+
+        async def one_import(m: message_pb2.MessageInput = m) -> AsyncIterator[
+                message_pb2.ImportMessagesRequest]:
+            yield message_pb2.ImportMessagesRequest(workspace_id=ws, session_id="s",
+                                                    messages=[m])
+
+        await fails(stubs.messages.ImportMessages(one_import()), INVALID,
+                    field="messages[0].create_time")
+    assert await count(db, "messages", ws) == 0
+    inside = msg("a", "just inside")
+    inside.create_time.CopyFrom(timestamp_pb2.Timestamp(seconds=-62135596800, nanos=1000))
+    await stubs.messages.CreateMessages(create(ws, "s", inside, msg("a", "now")))
+    page = await stubs.messages.ListMessages(message_pb2.ListMessagesRequest(
+        workspace_id=ws, session_id="s"))
+    assert page.messages[0].create_time == inside.create_time
 
 
 async def test_update_and_delete_message(stubs: Stubs, db: Database, ws: str) -> None:

@@ -83,6 +83,7 @@ class ChatRig:
     kind: str
     fake: ScriptedServer
     stubs: Stubs
+    http: str = ""  # the same server's HTTP face
 
     def tool_results(self, body: dict[str, Any]) -> dict[str, str]:
         """The tool results a request carried, by call id, whatever the wire format."""
@@ -115,7 +116,8 @@ async def chat_rig(kind: str, pg_dsn: str, db: Database, chunk_delay: float = 0.
                                        background=False)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
         try:
-            yield ChatRig(kind, fake, make_stubs(channel))
+            yield ChatRig(kind, fake, make_stubs(channel),
+                          f"http://127.0.0.1:{running.http_port}")
         finally:
             await channel.close()
             await running.stop(grace=1.0)

@@ -9,6 +9,7 @@ import asyncio
 import json
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import struct_pb2
 from honcho_grpc_proto.v1 import dialectic_pb2 as pb
@@ -105,6 +106,29 @@ async def test_provider_failure_is_unavailable_not_internal(rig: ChatRig, ws: st
     rig.fake.push(Failure(status))
     await fails(rig.stubs.dialectic.Chat(pb.ChatRequest(query=query)),
                 grpc.StatusCode.UNAVAILABLE, reason="LLM_UNAVAILABLE")
+
+
+async def test_http_stream_answers_a_failure_before_its_first_piece_with_its_status(
+        rig: ChatRig, ws: str) -> None:
+    """Honcho's SSE chat: a provider failing before the first piece is a 503 with its
+    detail, not a 200 stream holding only `done` (which reads as an empty answer)."""
+    await ask(rig, ws)
+    rig.fake.push(Failure(503, "upstream says no"))
+    async with httpx.AsyncClient(base_url=rig.http, timeout=10) as http:
+        failed = await http.post(f"/v3/workspaces/{ws}/peers/alice/chat",
+                                 json={"query": "What does alice do?", "stream": True,
+                                       "reasoning_level": "minimal"})
+        assert failed.status_code == 503, failed.text
+        assert "detail" in failed.json()
+        rig.fake.push(Reply(chunks=["Alice ", "is ", "a ", "nurse."]))
+        whole = await http.post(f"/v3/workspaces/{ws}/peers/alice/chat",
+                                json={"query": "What does alice do?", "stream": True,
+                                      "reasoning_level": "minimal"})
+    assert whole.status_code == 200
+    events = [json.loads(line[len("data: "):]) for line in whole.text.splitlines()
+              if line.startswith("data: ")]
+    assert "".join(e["delta"]["content"] for e in events[:-1]) == "Alice is a nurse."
+    assert events[-1] == {"done": True}
 
 
 async def test_answer_that_is_not_json_is_the_providers_failure(rig: ChatRig, ws: str) -> None:

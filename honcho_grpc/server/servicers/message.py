@@ -200,7 +200,7 @@ def _time(c: Checker, field: str, source: pb.MessageInput | pb.UploadFileHeader
     except (ValueError, OverflowError):
         c.fail(field, "is not a valid timestamp")
         return None
-    return value
+    return c.time(field, value)
 
 
 async def _chain(first: T | None, rest: AsyncIterator[T]) -> AsyncIterator[T]:
