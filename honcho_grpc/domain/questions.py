@@ -13,6 +13,7 @@ import asyncpg
 
 from honcho_grpc.domain import peers, scopes
 from honcho_grpc.domain.dialectic import LEVELS, Question, require_parties
+from honcho_grpc.domain.response_format import as_object_schema
 from honcho_grpc.errors import InvalidArgument
 
 MAX_QUERY_CHARS = 10_000
@@ -34,7 +35,7 @@ async def pose(pool: asyncpg.Pool, workspace_id: str, asker: str, query: str, *,
         await peers.get_or_create(pool, workspace_id, asker, {}, {})
     q = Question(workspace_id=workspace_id, observer_id=asker, target_id=target or asker,
                  query=query, session_id=session_id or None, level=level,
-                 response_format=response_format or None,
+                 response_format=as_object_schema(response_format),
                  sessions=await scopes.boundary(pool, workspace_id, scopes=scope_ids,
                                                 sessions=session_ids))
     await require_parties(pool, q)

@@ -26,3 +26,12 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         return f"is not a valid JSON Schema at {where}: {exc.message[:200]}"
     return None
+
+
+def as_object_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The schema a model is given: one that names no type is taken as the object schema
+    schema_problem lets it be (a model, like the local provider, would otherwise be free to
+    answer a string, and the answer must be an object)."""
+    if not schema or "type" in schema:
+        return schema or None
+    return {"type": "object", **schema}

@@ -233,8 +233,9 @@ def fill_schema(schema: Any, answer: str, items: Sequence[str],
 
 
 def _resolved(schema: Any, root: Any) -> dict[str, Any] | None:
-    """`schema` as a dict with its `$ref` followed; {} (anything) for `true` or a reference
-    that leads nowhere; None for `false` or what is not a schema."""
+    """`schema` as a dict with its `$ref` followed; {} (anything) for `true`; for a reference
+    that leads nowhere (remote, or round in a circle) the keywords beside it, which still
+    apply; None for `false` or what is not a schema."""
     if schema is True:
         return {}
     if not isinstance(schema, dict):
@@ -242,7 +243,7 @@ def _resolved(schema: Any, root: Any) -> dict[str, Any] | None:
     try:
         node: Any = resolve(schema, root if isinstance(root, dict) else schema)
     except (ValueError, LookupError, TypeError):
-        return {}
+        return {k: v for k, v in schema.items() if k != "$ref"}
     return {} if node is True else node if isinstance(node, dict) else None
 
 
