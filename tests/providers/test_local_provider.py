@@ -186,6 +186,20 @@ async def test_max_tokens_cuts_the_answer() -> None:
     assert done.finish_reason == "length" and done.usage.output_tokens <= 4
 
 
+@pytest.mark.parametrize("word", ["a" * 100_000, "é" * 600, "🙂" * 300, "中文字符" * 500,
+                                  "https://example.com/" + "x/" * 400])
+def test_summary_of_long_words_within_four_tokens_a_word(word: str) -> None:
+    from honcho_grpc.providers.llm.local_summary import TOKENS_PER_WORD
+    from honcho_grpc.providers.tokens import count_tokens
+
+    lines = [f"2024-05-01 10:00:0{i} alice: {i} {word}" for i in range(3)] + \
+        ["2024-05-01 10:01:00 bob: I moved to Lyon in March 2021."]
+    for max_words in (1, 5, 40, 750):
+        summary = summarize(lines, max_words)
+        assert summary and len(summary.split()) <= max_words, max_words
+        assert count_tokens(summary) <= TOKENS_PER_WORD * max_words, max_words
+
+
 async def test_summary_when_the_instructions_ask_for_one() -> None:
     # Three sentences' worth: every line of the transcript is material (none is taken for a
     # question), and the nurse, the dog and the clinic outweigh hiking and the cello.

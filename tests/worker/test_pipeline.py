@@ -92,6 +92,46 @@ async def test_summaries_every_twenty(stubs: Stubs, db: Database, pg_dsn: str, w
     assert sum(r["task_type"] == "summary" for r in rows) == 4
 
 
+def unspaced(i: int, chars: int = 2000) -> str:
+    """A message of `chars` characters with no space in it, as Chinese or Japanese is
+    written: to a summary that copies words, one word of a thousand tokens or more."""
+    import random
+
+    rnd = random.Random(i)
+    return f"{i}:" + "".join(chr(rnd.randrange(0x4E00, 0x9FA5)) for _ in range(chars))
+
+
+async def test_summaries_of_long_unspaced_messages(stubs: Stubs, db: Database, pg_dsn: str,
+                                                   ws: str) -> None:
+    # 20 long messages, then 20 short ones whose summary builds on the first: the offline
+    # model copies words, and these are thousands of tokens each. Both summaries are made
+    # (each was cut at its room twice, then retried by the queue until parked).
+    async def summary() -> tuple[str, str]:
+        r = await stubs.sessions.GetSummaries(session_pb2.GetSummariesRequest(
+            workspace_id=ws, session_id="s"))
+        return str(r.short_summary.last_message_sequence), r.short_summary.content
+
+    async with running_worker(worker_settings(pg_dsn, [ws], dream={"enabled": False})):
+        await say(stubs, ws, "s", *[("alice" if i % 2 else "bob", unspaced(i))
+                                    for i in range(20)])
+        await eventually(lambda: _settled(db, ws), within=60)
+        seq, first = await summary()
+        await say(stubs, ws, "s", *[("alice" if i % 2 else "bob", f"ok {i}")
+                                    for i in range(20)])
+        await eventually(lambda: _settled(db, ws), within=60)
+    rows = await queue_rows(db.pool, ws)
+    assert [(r["status"], r["last_error"]) for r in rows if r["task_type"] == "summary"] \
+        == [("completed", None)] * 2
+    assert seq == "20" and any(unspaced(i)[3:40] in first for i in range(20)), first[:200]
+    seq, second = await summary()
+    assert seq == "40" and "alice: ok 1" in second, second[:200]
+
+
+async def _settled(db: Database, ws: str) -> bool:
+    rows = await queue_rows(db.pool, ws)
+    return bool(rows) and all(r["status"] in ("completed", "failed") for r in rows)
+
+
 async def test_dream_supersedes_and_derives(stubs: Stubs, db: Database, pg_dsn: str,
                                             ws: str) -> None:
     await say(stubs, ws, "s", ("alice", "I live in Paris."), ("alice", "I like chess."),

@@ -5,6 +5,7 @@ the provider recognises the task from them. Usage is its token count, one call p
 from __future__ import annotations
 
 from honcho_grpc.providers.llm import LocalProvider
+from honcho_grpc.providers.tokens import count_tokens
 from honcho_grpc.settings import Settings
 from honcho_grpc.worker.reasoning import Reasoner
 from honcho_grpc.worker.values import Conclusion
@@ -46,6 +47,18 @@ async def test_summary_within_its_budget_from_what_it_was_given() -> None:
                                                         max_words=30)
     assert len(text.split()) <= 30 and "nurse in Lyon" in text and "cello" in text
     assert usage.calls == 1 and usage.output_tokens > 0
+
+
+async def test_summary_of_words_many_tokens_long_fits_its_room() -> None:
+    # The audit's case: a previous summary holding a word of 600 tokens, then a few short
+    # messages (40 words asked, 256 tokens of room, then 512): cut twice, then parked.
+    lines = [f"2024-05-01 10:00:{i:02d} bob: ok" for i in range(20)]
+    for previous in ("alice: " + "é" * 600, "alice: " + "a" * 100_000,
+                     "alice: " + "".join(chr(0x4E00 + i) for i in range(3000))):
+        text, usage = await Reasoner(LocalProvider()).summarize("short", previous, lines,
+                                                                max_words=40)
+        assert 0 < count_tokens(text) <= 160 and len(text.split()) <= 40, text
+        assert usage.calls == 1
 
 
 async def test_card_files_new_facts_first_under_their_prefix() -> None:
