@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
@@ -60,12 +61,22 @@ class ReasoningError(RuntimeError):
 
 
 class Truncated(ReasoningError):
-    """The answer stopped at its output limit: whatever it holds is cut, never stored."""
+    """The answer stopped at its output limit: whatever it holds is cut, never stored (a
+    summary aside: it keeps the whole sentences of `text`). Carries the bill, `usage`."""
+
+    def __init__(self, message: str, usage: Usage, text: str = "") -> None:
+        super().__init__(message, usage)
+        self.usage = usage
+        self.text = text  # the cut answer
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 # A truncated answer is asked once more with this many times the room (up to the ceiling);
 # cut again, an extraction splits its batch in halves (each starting with the larger room),
-# any other task fails and the queue retries it later.
+# a summary keeps the whole sentences it got to, any other task fails and the queue retries
+# it later.
 ROOM_GROWTH = 2
 MAX_OUTPUT_CEILING = 16384
 
@@ -317,7 +328,7 @@ class Reasoner:
             data, u = await self._json("extraction", system, head + "\n".join(lines),
                                        FACTS_SCHEMA, room=room)
         except Truncated as exc:
-            usage.add(exc.args[1])
+            usage.add(exc.usage)
             if len(lines) < 2:
                 raise
             log.info("extraction truncated twice: asking for each half of %d lines", len(lines))
@@ -340,7 +351,16 @@ class Reasoner:
             + "\n".join(lines)
         route = self.routes["summary"]
         room = route.max_output_tokens if "summary" in self._budgeted else max(256, max_words * 2)
-        text, usage = await self._roomy_text("summary", system, user, room=room)
+        try:
+            text, usage = await self._roomy_text("summary", system, user, room=room)
+        except Truncated as exc:
+            # Cut twice: a third call would be cut again (as the queue's retries would), and
+            # a narrative cut short still summarises what it got to.
+            text, usage = whole_sentences(exc.text), exc.usage
+            if not text:
+                raise  # nothing written (a model that spent its room thinking): retried
+            log.info("summary cut twice (%s): keeping %d of its %d characters", exc,
+                     len(text), len(exc.text))
         return text.strip(), usage
 
     @_traced("update_card")
@@ -433,7 +453,7 @@ class Reasoner:
         completion, usage = await self._complete(
             task, [Message("system", system), Message("user", user)], schema, max_tokens=room)
         if completion.finish_reason == "length":
-            raise Truncated(f"answer cut at {room} tokens", usage)
+            raise Truncated(f"answer cut at {room} tokens", usage, completion.text or "")
         return completion.text or "", usage
 
     async def _roomy_text(self, task: str, system: str, user: str, *, room: int,
@@ -443,13 +463,13 @@ class Reasoner:
         try:
             return await self._text(task, system, user, max_tokens=room, schema=schema)
         except Truncated as exc:
-            first: Usage = exc.args[1]
+            first = exc.usage
         room = min(room * ROOM_GROWTH, max(MAX_OUTPUT_CEILING, room))
         try:
             text, usage = await self._text(task, system, user, max_tokens=room, schema=schema)
         except Truncated as exc:
-            first.add(exc.args[1])
-            raise Truncated(str(exc), first) from exc
+            first.add(exc.usage)
+            raise Truncated(str(exc), first, exc.text) from exc
         usage.add(first)
         return text, usage
 
@@ -461,6 +481,24 @@ class Reasoner:
             return parse_structured(text, schema), usage
         except StructuredOutputError as exc:
             raise ReasoningError(str(exc)) from exc
+
+
+# A sentence ends at . ! ? or an ellipsis before a blank (or the end), and at the full-width
+# marks of Chinese and Japanese whatever follows; closing quotes and brackets go with it.
+_SENTENCE_END = re.compile(r"""[.!?\u2026]["'\u201d\u2019)\]]*(?=\s|$)"""
+                           r"""|[\u3002\uff01\uff1f]["'\u201d\u2019\u300d\u300f\uff09)]*""")
+
+
+def whole_sentences(text: str) -> str:
+    """A cut answer up to the end of its last whole sentence, when that keeps at least half
+    of it; else up to its last blank (the word it stopped in may be cut); else all of it (a
+    language without blanks)."""
+    text = text.strip()
+    ends = list(_SENTENCE_END.finditer(text))
+    if ends and ends[-1].end() * 2 >= len(text):
+        return text[:ends[-1].end()]
+    head, blank, _ = text.rpartition(" ")
+    return head.rstrip() if blank and head.strip() else text
 
 
 def facts_from(data: dict[str, Any], targets: list[str]) -> list[Fact]:

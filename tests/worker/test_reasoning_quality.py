@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import timestamp_pb2
-from honcho_grpc_proto.v1 import conclusion_pb2, message_pb2, resources_pb2
+from honcho_grpc_proto.v1 import conclusion_pb2, message_pb2, resources_pb2, session_pb2
 
 from honcho_grpc.db.pool import Database
 from tests.conftest import Stubs
@@ -154,6 +154,42 @@ async def test_a_truncated_extraction_is_asked_again_with_more_room(
     async with running_worker(settings):
         await eventually(lambda: settled(db, ws, "representation"))
     assert [c.content for c in await listed(stubs, ws)] == ["alice has a dog named Rex"]
+
+
+async def test_a_summary_cut_twice_keeps_its_whole_sentences(
+        fake: tuple[str, ScriptedServer], stubs: Stubs, db: Database, pg_dsn: str,
+        ws: str) -> None:
+    kind, server = fake
+    limit = {"openai": "length", "anthropic": "max_tokens"}[kind]
+
+    def respond(body: dict[str, Any]) -> Reply:
+        system = system_of(kind, body)
+        if "summary" in system:  # cut at its limit, whatever the room
+            return Reply(text="alice has a dog named Rex. She walks him every mor",
+                         finish_reason=limit, output_tokens=budget(kind, body))
+        if "peer card" in system:
+            return answer(kind, body, {"card": ["ATTRIBUTE: Has a dog named Rex"]})
+        return answer(kind, body, WHOLE)
+
+    server.respond = respond
+    await import_lines(stubs, ws, [("alice", f"I walk my dog Rex, day {i}.",
+                                    DAY1 + timedelta(days=i)) for i in range(20)])
+    settings = worker_settings(pg_dsn, [ws], llm=remote(kind, server),
+                               dream={"enabled": False})
+    async with running_worker(settings):
+        await eventually(lambda: settled(db, ws, "summary"))
+    rows = [r for r in await queue_rows(db.pool, ws) if r["task_type"] == "summary"]
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows] == \
+        [("completed", 1, None)]
+    # Asked again with twice the room, cut again: what it got to is kept, billed for both.
+    rooms = [budget(kind, r.body) for r in server.requests
+             if "summary" in system_of(kind, r.body)]
+    assert len(rooms) == 2 and rooms[1] == 2 * rooms[0], rooms
+    assert rows[0]["usage"]["output_tokens"] == sum(rooms), rows[0]["usage"]
+    r = await stubs.sessions.GetSummaries(session_pb2.GetSummariesRequest(
+        workspace_id=ws, session_id="s"))
+    assert r.short_summary.content == "alice has a dog named Rex."
+    assert r.short_summary.last_message_sequence == 20
 
 
 async def _failed(db: Database, ws: str) -> bool:
