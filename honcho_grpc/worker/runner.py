@@ -25,7 +25,8 @@ import psycopg
 from honcho_grpc import telemetry
 from honcho_grpc.db.pool import UNAVAILABLE, create_pool
 from honcho_grpc.domain import queue as domain_queue
-from honcho_grpc.providers.embeddings import Embedder
+from honcho_grpc.providers.embeddings import Embedder, EmbeddingDimensionError
+from honcho_grpc.providers.llm import LLMError
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import backlog, idempotency
 from honcho_grpc.store.queue import transport
@@ -33,11 +34,13 @@ from honcho_grpc.work_units import TaskType, kind_of, session_of
 from honcho_grpc.worker.db import Pool, connect, make_pool, resolve_dsn
 from honcho_grpc.worker.health import WorkerHealth
 from honcho_grpc.worker.queue import Job, LeaseLost, Queue, Unit, retry_failed
+from honcho_grpc.worker.reasoning import ReasoningError
 from honcho_grpc.worker.tasks import (
     Handler,
     PermanentError,
     Reasoning,
     TaskContext,
+    TransientError,
     default_handlers,
 )
 
@@ -383,8 +386,11 @@ class Worker:
     async def _failed(self, unit: Unit, jobs: list[Job], exc: Exception) -> bool:
         self.stats.failures += 1
         final = isinstance(exc, PermanentError)
+        # One line with what went wrong; a failure of a kind no task expects (a bug, an
+        # unknown fault) gets its traceback too.
         log.warning("worker %s: %s task failed (%s), attempt %d", self.worker_id,
-                    jobs[0].task_type, type(exc).__name__, jobs[0].attempts)
+                    jobs[0].task_type, failure_text(exc), jobs[0].attempts,
+                    exc_info=None if isinstance(exc, EXPECTED_ERRORS) else exc)
         statuses = await self.queue.fail(unit, jobs, f"{type(exc).__name__}: {exc}",
                                          final=final)
         # Parked rows no longer hold the unit up; rows backing off do (order is kept).
@@ -398,6 +404,21 @@ class Worker:
         if await self.queue.release(unit) and ran and self.ctx is not None:
             await domain_queue.announce_drained(self.ctx.db, unit.workspace_id,
                                                 unit.work_unit_key)
+
+
+# What a task fails with in the ordinary course: a provider down or refusing, an answer the
+# model cut or garbled, a payload or URL refused, a remote end that did not answer.
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    LLMError, ReasoningError, PermanentError, TransientError, EmbeddingDimensionError)
+MAX_LOGGED_ERROR_CHARS = 500
+
+
+def failure_text(exc: BaseException) -> str:
+    """`Class: message` on one line, at most MAX_LOGGED_ERROR_CHARS of the message."""
+    message = " ".join(str(exc).split())
+    if len(message) > MAX_LOGGED_ERROR_CHARS:
+        message = message[:MAX_LOGGED_ERROR_CHARS] + "..."
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -1,7 +1,7 @@
 """The values the worker's parts hand each other: what the reasoner is shown and returns,
-the token bill of a task, and the error that parks a task at once. A leaf module (it imports
-nothing of the worker), so the queue, the tasks and the reasoner can all depend on it
-without depending on each other."""
+the token bill of a task, the error that parks a task at once and the one a task expects.
+A leaf module (it imports nothing of the worker), so the queue, the tasks and the reasoner
+can all depend on it without depending on each other."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from honcho_grpc.model import ConclusionLevel, Fact
 
 class PermanentError(Exception):
     """Retrying cannot help (bad payload, refused URL): park the rows as failed at once."""
+
+
+class TransientError(RuntimeError):
+    """A failure a task expects now and then (a remote end down or refusing): retried with
+    backoff, logged in one line without a traceback."""
 
 
 @dataclass

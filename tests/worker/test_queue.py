@@ -4,16 +4,21 @@ unit, retries with backoff, parking and retrying failures, status by lease, hous
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from typing import Any
 
 import asyncpg
+import pytest
 from honcho_grpc_proto.v1 import workspace_pb2
 
 from honcho_grpc.db.pool import Database
+from honcho_grpc.providers.llm import LLMError
 from honcho_grpc.worker.db import make_pool
 from honcho_grpc.worker.queue import Job, retry_failed
+from honcho_grpc.worker.reasoning import Truncated
 from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext
+from honcho_grpc.worker.values import Usage
 from tests.conftest import Stubs
 from tests.worker.conftest import eventually, queue_rows, running_worker, worker_settings
 
@@ -211,6 +216,34 @@ async def test_housekeeping_removes_old_completed_rows(db: Database, pg_dsn: str
             return await queue_rows(db.pool, ws) == []
 
         await eventually(swept)
+
+
+async def test_a_failure_is_logged_in_one_line_with_its_message(
+        db: Database, pg_dsn: str, ws: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Expected failures (the model's answer cut, the provider refusing) in one line each with
+    # their message; one of a kind no task expects with its traceback too.
+    failures: list[Exception] = [
+        Truncated("answer cut at 512 tokens", Usage(10, 512, 1)),
+        LLMError("overloaded:\n  try again later", retryable=True, status_code=529),
+        KeyError("speaker")]
+
+    async def failing(ctx: TaskContext, jobs: list[Job]) -> Result:
+        if failures:
+            raise failures.pop(0)
+        return Result()
+
+    caplog.set_level(logging.WARNING, logger="honcho_grpc.worker.runner")
+    async with running_worker(worker_settings(pg_dsn, [ws]), handlers={"t": failing}) as w:
+        await add_jobs(db.pool, ws, [f"t:{ws}:a"])
+        await eventually(lambda: all_done(db, ws))
+    logged = [r for r in caplog.records if "task failed" in r.getMessage()]
+    assert [r.getMessage() for r in logged] == [
+        f"worker {w.worker_id}: t task failed (Truncated: answer cut at 512 tokens), attempt 1",
+        f"worker {w.worker_id}: t task failed (LLMError: overloaded: try again later), "
+        "attempt 2",
+        f"worker {w.worker_id}: t task failed (KeyError: 'speaker'), attempt 3"]
+    assert [r.exc_info is not None for r in logged] == [False, False, True]
+    assert logged[2].exc_info is not None and logged[2].exc_info[0] is KeyError
 
 
 async def test_unknown_task_types_park_as_failed(db: Database, pg_dsn: str, ws: str) -> None:

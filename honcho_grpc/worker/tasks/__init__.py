@@ -20,6 +20,7 @@ from honcho_grpc.work_units import MalformedWorkUnit, Payload, TaskType, parse_p
 from honcho_grpc.worker.queue import Job
 from honcho_grpc.worker.values import Conclusion, DreamPlan, Fact, Usage
 from honcho_grpc.worker.values import PermanentError as PermanentError
+from honcho_grpc.worker.values import TransientError as TransientError
 
 
 class Reasoning(Protocol):

@@ -27,7 +27,13 @@ from honcho_grpc.settings import WebhookSettings
 from honcho_grpc.store.webhooks import endpoint_url
 from honcho_grpc.work_units import WebhookPayload
 from honcho_grpc.worker.queue import Job
-from honcho_grpc.worker.tasks import PermanentError, Result, TaskContext, payloads
+from honcho_grpc.worker.tasks import (
+    PermanentError,
+    Result,
+    TaskContext,
+    TransientError,
+    payloads,
+)
 
 
 async def post_pinned(url: str, address: str | None, body: bytes, headers: dict[str, str],
@@ -60,7 +66,7 @@ async def deliver(url: str, body: bytes, settings: WebhookSettings) -> int:
     except UrlRefused as exc:
         raise PermanentError(f"webhook URL refused: {exc}") from exc
     if not addresses and not settings.allow_private:
-        raise RuntimeError("the webhook host does not resolve now")  # retried with backoff
+        raise TransientError("the webhook host does not resolve now")  # retried with backoff
     headers = {"Content-Type": "application/json", "User-Agent": "honcho-grpc-webhook"}
     if secret := settings.secret.get_secret_value():
         headers[SIGNATURE_HEADER] = sign(body, secret)
@@ -68,9 +74,9 @@ async def deliver(url: str, body: bytes, settings: WebhookSettings) -> int:
         status = await post_pinned(url, addresses[0] if addresses else None, body, headers,
                                    settings.timeout_seconds)
     except httpx.HTTPError as exc:
-        raise RuntimeError(f"webhook delivery failed: {type(exc).__name__}") from exc
+        raise TransientError(f"webhook delivery failed: {type(exc).__name__}") from exc
     if not 200 <= status < 300:
-        raise RuntimeError(f"webhook endpoint answered HTTP {status}")
+        raise TransientError(f"webhook endpoint answered HTTP {status}")
     return status
 
 
