@@ -85,6 +85,19 @@ async def settled(pool: asyncpg.Pool, ws: str, expected: int) -> bool:
     return bool(row["done"] == row["n"] == expected)
 
 
+async def queue_summary(pool: asyncpg.Pool, ws: str) -> list[tuple[Any, ...]]:
+    """The workspace's queue rows by type and status (attempts, a last error, how far off
+    the latest is due), then its leases (unit, holder, time left)."""
+    rows = await pool.fetch(
+        "SELECT task_type, status, count(*), max(attempts), max(last_error), "
+        "max(run_after) - now() FROM queue WHERE workspace_id = $1 GROUP BY 1, 2 "
+        "ORDER BY 1, 2", ws)
+    leases = await pool.fetch(
+        "SELECT work_unit_key, worker_id, expires_at - now() FROM work_unit_leases "
+        "WHERE workspace_id = $1", ws)
+    return [tuple(r) for r in rows] + [("lease", *r) for r in leases]
+
+
 async def duplicates(pool: asyncpg.Pool, ws: str) -> list[asyncpg.Record]:
     return list(await pool.fetch(
         "SELECT observer_id, observed_id, content, count(*) AS n, max(times_derived) AS td "
@@ -211,7 +224,10 @@ async def test_postgres_restart_under_the_worker(own_postgres: tuple[PostgresPro
     await write(dsn, ws, [f"I visited town number {i}." for i in range(20)])
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
-        await eventually(lambda: settled(pool, ws, 42), within=40)
+        try:
+            await eventually(lambda: settled(pool, ws, 42), within=40)
+        except AssertionError as exc:  # what the queue holds, for the next look at a flake
+            raise AssertionError(f"{exc}; the queue: {await queue_summary(pool, ws)}") from None
         assert await pool.fetchval("SELECT count(*) FROM conclusions") == 40
         assert await duplicates(pool, ws) == []
     finally:
