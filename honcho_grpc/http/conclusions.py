@@ -36,8 +36,10 @@ OBSERVED_KEYS = ("observed", "observed_id")
 @router.post("/conclusions", status_code=201)
 async def create(workspace_id: str, body: shapes.CreateConclusions, request: Request,
                  d: Deps = Depends(deps)) -> list[Json]:
-    await authorize(request, "ConclusionService/CreateConclusions",
-                    pb.CreateConclusionsRequest(workspace_id=workspace_id))
+    await authorize(request, "ConclusionService/CreateConclusions", pb.CreateConclusionsRequest(
+        workspace_id=workspace_id, conclusions=[
+            pb.ConclusionInput(observer_id=i.observer_id, session_id=i.session_id or "")
+            for i in body.conclusions]))
     with checking() as c:
         c.id("workspace_id", workspace_id)
         for i, item in enumerate(body.conclusions):
@@ -72,11 +74,11 @@ async def list_conclusions(workspace_id: str, request: Request,
 @router.post("/conclusions/query")
 async def query(workspace_id: str, body: shapes.ConclusionQuery, request: Request,
                 d: Deps = Depends(deps)) -> list[Json]:
-    await authorize(request, "ConclusionService/QueryConclusions",
-                    pb.QueryConclusionsRequest(workspace_id=workspace_id))
     rest = dict(body.filters or {})
     observer = next((str(rest.pop(k)) for k in OBSERVER_KEYS if k in rest), "")
     observed = next((str(rest.pop(k)) for k in OBSERVED_KEYS if k in rest), "")
+    await authorize(request, "ConclusionService/QueryConclusions",
+                    pb.QueryConclusionsRequest(workspace_id=workspace_id, observer_id=observer))
     with checking() as c:
         c.id("workspace_id", workspace_id)
         c.id("filters.observer", observer)

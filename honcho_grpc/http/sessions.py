@@ -57,7 +57,8 @@ def _peer_settings(c: Checker, peers_in: dict[str, shapes.SessionPeerConfig] | N
 async def get_or_create(workspace_id: str, body: shapes.CreateSession, request: Request,
                         d: Deps = Depends(deps)) -> JSONResponse:
     await authorize(request, "SessionService/GetOrCreateSession", pb.GetOrCreateSessionRequest(
-        workspace_id=workspace_id, session_id=body.id, scope_ids=body.scopes or []))
+        workspace_id=workspace_id, session_id=body.id, scope_ids=body.scopes or [],
+        peers={peer_id: resources_pb2.SessionPeerConfiguration() for peer_id in body.peers or {}}))
     with checking() as c:
         _ids(c, workspace_id, body.id)
         changes = changes_of(c, body)
@@ -155,7 +156,7 @@ async def set_peers(workspace_id: str, session_id: str,
 async def remove_peers(workspace_id: str, session_id: str, request: Request,
                        body: list[str] = Body(...), d: Deps = Depends(deps)) -> Json:
     await authorize(request, "SessionService/RemovePeers", pb.RemovePeersRequest(
-        workspace_id=workspace_id, session_id=session_id))
+        workspace_id=workspace_id, session_id=session_id, peer_ids=body))
     with checking() as c:
         _ids(c, workspace_id, session_id)
         if not body:

@@ -93,7 +93,7 @@ async def queue_status(workspace_id: str, request: Request, observer_id: str = "
                        sender_id: str = "", session_id: str = "",
                        d: Deps = Depends(deps)) -> Json:
     await authorize(request, "WorkspaceService/GetQueueStatus", pb.GetQueueStatusRequest(
-        workspace_id=workspace_id, session_id=session_id))
+        workspace_id=workspace_id, session_id=session_id, observer_id=observer_id))
     with checking() as c:
         c.id("workspace_id", workspace_id)
         c.id("session_id", session_id, required=False)
@@ -117,8 +117,8 @@ def _counts(counts: workspaces.QueueCounts) -> Json:
 @router.post("/workspaces/{workspace_id}/schedule_dream", status_code=204)
 async def schedule_dream(workspace_id: str, body: shapes.DreamBody, request: Request,
                          d: Deps = Depends(deps)) -> Response:
-    await authorize(request, "WorkspaceService/ScheduleDream",
-                    pb.ScheduleDreamRequest(workspace_id=workspace_id))
+    await authorize(request, "WorkspaceService/ScheduleDream", pb.ScheduleDreamRequest(
+        workspace_id=workspace_id, observer_id=body.observer, session_id=body.session_id or ""))
     with checking() as c:
         c.id("workspace_id", workspace_id)
         c.id("observer", body.observer)

@@ -137,6 +137,50 @@ async def test_peer_and_session_keys_are_limited_as_on_grpc(auth_http: str) -> N
         assert listed.json()["total"] == 0
 
 
+async def test_a_member_peer_key_reaches_no_further_than_on_grpc(auth_http: str) -> None:
+    """Each route hands the policy every name its body or query carries (peers, observers,
+    sessions), as the gRPC twin's request would: a member may join or leave itself, not add,
+    re-configure or remove others; it concludes, queries, dreams and reads queue status as
+    itself only."""
+    ws = f"auth-{uuid.uuid4().hex[:8]}"
+    admin = {"authorization": f"Bearer {key(admin=True)}"}
+    alice = {"authorization": f"Bearer {key(workspace=ws, peer='alice')}"}
+    base = f"/v3/workspaces/{ws}"
+    async with httpx.AsyncClient(base_url=auth_http) as http:
+        async def status(method: str, path: str, headers: dict[str, str], **kw: Any) -> int:
+            return (await http.request(method, f"{base}{path}", headers=headers, **kw)
+                    ).status_code
+
+        assert await status("POST", "/sessions", admin, json={
+            "id": "s1", "peers": {"alice": {}, "bob": {}}}) == 201
+        # Get-or-create naming other peers would add or re-configure them.
+        assert await status("POST", "/sessions", alice, json={
+            "id": "s1", "peers": {"carol": {}}}) == 401
+        assert await status("POST", "/sessions", alice, json={
+            "id": "s1", "peers": {"bob": {"observe_me": False}}}) == 401
+        assert await status("POST", "/sessions", alice, json={
+            "id": "s1", "peers": {"alice": {}}}) == 200
+        assert await status("DELETE", "/sessions/s1/peers", alice, json=["bob"]) == 401
+        members = (await http.get(f"{base}/sessions/s1/peers", headers=admin)).json()
+        assert {p["id"] for p in members["items"]} == {"alice", "bob"}
+        # Conclusions, queue status and dreams: as its own observer.
+        own = {"conclusions": [{"observer_id": "alice", "observed_id": "bob",
+                                "content": "bob plays chess", "session_id": "s1"}]}
+        other = {"conclusions": [{"observer_id": "bob", "observed_id": "alice",
+                                  "content": "alice plays chess"}]}
+        assert await status("POST", "/conclusions", alice, json=own) == 201
+        assert await status("POST", "/conclusions", alice, json=other) == 401
+        assert await status("POST", "/conclusions/query", alice, json={
+            "query": "chess", "filters": {"observer": "alice", "observed": "bob"}}) == 200
+        assert await status("POST", "/conclusions/query", alice, json={
+            "query": "chess", "filters": {"observer": "bob", "observed": "alice"}}) == 401
+        assert await status("GET", "/queue/status?observer_id=alice", alice) == 200
+        assert await status("GET", "/queue/status?observer_id=bob", alice) == 401
+        assert await status("POST", "/schedule_dream", alice, json={"observer": "bob"}) == 401
+        # Leaving is its own to do.
+        assert await status("DELETE", "/sessions/s1/peers", alice, json=["alice"]) == 200
+
+
 async def test_keys_route_mints_keys_that_work(auth_http: str) -> None:
     ws = f"auth-{uuid.uuid4().hex[:8]}"
     admin = {"authorization": f"Bearer {key(admin=True)}"}
