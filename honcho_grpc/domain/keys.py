@@ -110,8 +110,14 @@ def key_problems(claims: Claims, expires_at: datetime | None,
         problems.append(FieldViolation("session_id", "give peer_id or session_id, not both"))
     problems += [FieldViolation(FIELDS[claim], problem)
                  for claim, problem in scope_problems(claims)]
-    if expires_at is not None and expires_at <= datetime.now(UTC):
-        problems.append(FieldViolation(expiry_field, "must be in the future"))
+    if expires_at is not None:
+        try:
+            utc = expires_at.astimezone(UTC)
+        except (OverflowError, ValueError):  # an offset that moves it past year 9999
+            problems.append(FieldViolation(expiry_field, "is out of range"))
+        else:
+            if utc <= datetime.now(UTC):
+                problems.append(FieldViolation(expiry_field, "must be in the future"))
     return problems
 
 

@@ -89,7 +89,8 @@ async def test_response_formats_that_are_no_schema_are_refused(stubs: Stubs, db:
                 {"type": "object", "properties": {"job": {"type": "strin"}}},
                 {"type": "object", "required": "job"},
                 {"type": "object", "properties": {"n": {"minimum": "zero"}}},
-                {"type": "array", "items": {}}):
+                {"type": "array", "items": {}},
+                {"$schema": 5}, {"type": "object", "$schema": {"a": 1}}):  # crashed the lookup
         schema = struct_pb2.Struct()
         schema.update(bad)
         for call in (stubs.dialectic.Chat(pb.ChatRequest(query=query(
@@ -118,6 +119,13 @@ async def test_a_json_answer_for_any_valid_schema(stubs: Stubs, db: Database, ws
         assert isinstance(answer, dict), spec
         assert "nurse" in answer["job"] if "$defs" in spec or "properties" in spec \
             else answer == {}, (spec, answer)
+    # A choice whose branches name no type takes the type and properties beside it.
+    choice = struct_pb2.Struct()
+    choice.update({"oneOf": [{"required": ["job"]}, {"required": ["city"]}],
+                   "properties": {"job": {"type": "string"}, "city": {"type": "string"}}})
+    r = await stubs.dialectic.Chat(pb.ChatRequest(query=query(
+        ws, "Which job as a nurse?", response_format=choice)))
+    assert set(json.loads(r.content)) == {"job", "city"}
 
 
 async def test_cancel_stops_the_stream(stubs: Stubs, db: Database, ws: str) -> None:

@@ -198,6 +198,9 @@ async def test_keys_route_mints_keys_that_work(auth_http: str) -> None:
         past = await http.post("/v3/keys", headers=admin, params={
             "workspace_id": ws, "expires_at": "2001-01-01T00:00:00Z"})
         assert past.status_code == 422 and "expires_at" in past.json()["detail"]
+        beyond = await http.post("/v3/keys", headers=admin, params={
+            "workspace_id": ws, "expires_at": "9999-12-31T23:59:59-14:00"})  # past year 9999
+        assert beyond.status_code == 422 and "expires_at" in beyond.json()["detail"]
 
 
 @pytest.mark.skipif(NODE is None, reason="node is needed to run @honcho-ai/sdk (not on PATH)")

@@ -72,6 +72,18 @@ async def test_lone_surrogates_are_refused_wherever_they_are(
     assert stored.json()[0]["content"] == "hi \U0001F600"
 
 
+async def test_a_response_format_deeper_than_the_checker_recurses_is_refused(
+        http: httpx.AsyncClient) -> None:
+    schema: dict[str, object] = {"type": "string"}
+    for _ in range(200):  # gRPC cannot carry this (a Struct nests at most ~30 objects)
+        schema = {"type": "object", "properties": {"a": schema}}
+    ws = workspace()
+    await http.post("/v3/workspaces", json={"id": ws})
+    answer = await http.post(f"/v3/workspaces/{ws}/peers/alice/chat",
+                             json={"query": "what?", "response_format": schema})
+    assert answer.status_code == 422 and "nested" in answer.text, answer.text
+
+
 async def test_a_page_whose_offset_overflows_is_refused(http: httpx.AsyncClient) -> None:
     for page in (2**31, 2**63 - 1, 10**20):
         answer = await http.post(f"/v3/workspaces/list?page={page}", json={})

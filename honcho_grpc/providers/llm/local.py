@@ -211,7 +211,12 @@ def fill_schema(schema: Any, answer: str, items: Sequence[str],
     for key in ("anyOf", "oneOf"):
         options = node.get(key)
         if isinstance(options, list) and options:
-            return fill_schema(options[0], answer, items, root, depth + 1)
+            # The keywords beside the choice apply as well (the type, the properties).
+            chosen = _resolved(options[0], root)
+            if chosen is None:
+                return None
+            beside = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
+            return fill_schema({**beside, **chosen}, answer, items, root, depth + 1)
     if "const" in node:
         return node["const"]
     enum = node.get("enum")
