@@ -540,3 +540,20 @@ def test_client_does_not_need_the_server_package() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, cwd="/")
     assert done.returncode == 0, done.stderr
+
+
+def test_metadata_protobuf_cannot_carry_is_the_callers_value_error() -> None:
+    """An integer beyond a double, or nesting beyond protobuf's limit, is a ValueError naming
+    metadata (the MCP server shows a ValueError's text as the tool error), not an
+    OverflowError or a DecodeError from deep in protobuf."""
+    from honcho_grpc_client.types import MessageCreate
+
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(50):
+        node["a"] = {}
+        node = node["a"]
+    for metadata in ({"n": 10**400}, deep):
+        with pytest.raises(ValueError, match="metadata"):
+            MessageCreate("p", "hello", metadata=metadata).to_proto()
+    assert MessageCreate("p", "hello", metadata={"n": 10**300}).to_proto().metadata["n"] == 1e300

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
 from honcho_grpc_proto.v1 import (
     conclusion_pb2,
     dialectic_pb2,
@@ -42,7 +43,15 @@ def dict_to_struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct | None:
     if value is None:
         return None
     out = struct_pb2.Struct()
-    out.update(dict(value))
+    try:
+        out.update(dict(value))
+        # A request copies it by parsing, which stops at protobuf's nesting limit (~30
+        # objects): found here, it is the caller's ValueError, not a DecodeError later.
+        struct_pb2.Struct.FromString(out.SerializeToString())
+    except OverflowError:  # Struct numbers are doubles
+        raise ValueError("metadata: an integer is too large for a double") from None
+    except DecodeError:
+        raise ValueError("metadata: nested too deeply for protobuf") from None
     return out
 
 
