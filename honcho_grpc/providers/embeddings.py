@@ -78,6 +78,10 @@ class Embedder(Protocol):
     async def embed_one(self, text: str) -> Vector: ...
 
 
+class EmbeddingError(RuntimeError):
+    """A remote embeddings endpoint failed or answered nonsense (retried by the caller)."""
+
+
 class EmbeddingDimensionError(RuntimeError):
     """The model's output size differs from EMBEDDING_DIMENSIONS."""
 
@@ -341,16 +345,21 @@ class OpenAIEmbedder:
         self._client = client
 
     async def _request(self, batch: list[str]) -> list[Vector]:
+        from openai import APIError
+
         # The API refuses empty strings; a blank embeds as "nothing" just as well.
         inputs = [t if t else " " for t in batch]
-        if self.send_dimensions:
-            reply = await self._client.embeddings.create(
-                model=self.model_id, input=inputs, dimensions=self.dimensions)
-        else:
-            reply = await self._client.embeddings.create(model=self.model_id, input=inputs)
+        try:
+            if self.send_dimensions:
+                reply = await self._client.embeddings.create(
+                    model=self.model_id, input=inputs, dimensions=self.dimensions)
+            else:
+                reply = await self._client.embeddings.create(model=self.model_id, input=inputs)
+        except APIError as exc:  # after the SDK's own retries: an outage, not a bug
+            raise EmbeddingError(f"the embeddings endpoint failed: {exc}") from exc
         if len(reply.data) != len(inputs):
-            raise RuntimeError(f"the embeddings endpoint answered {len(reply.data)} vectors "
-                               f"for {len(inputs)} inputs")
+            raise EmbeddingError(f"the embeddings endpoint answered {len(reply.data)} vectors "
+                                 f"for {len(inputs)} inputs")
         ordered = sorted(reply.data, key=lambda d: d.index)
         wrong = {len(d.embedding) for d in ordered} - {self.dimensions}
         if wrong:

@@ -25,7 +25,7 @@ import psycopg
 from honcho_grpc import telemetry
 from honcho_grpc.db.pool import UNAVAILABLE, create_pool
 from honcho_grpc.domain import queue as domain_queue
-from honcho_grpc.providers.embeddings import Embedder, EmbeddingDimensionError
+from honcho_grpc.providers.embeddings import Embedder, EmbeddingDimensionError, EmbeddingError
 from honcho_grpc.providers.llm import LLMError
 from honcho_grpc.settings import Settings
 from honcho_grpc.store import backlog, idempotency
@@ -409,7 +409,8 @@ class Worker:
 # What a task fails with in the ordinary course: a provider down or refusing, an answer the
 # model cut or garbled, a payload or URL refused, a remote end that did not answer.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    LLMError, ReasoningError, PermanentError, TransientError, EmbeddingDimensionError)
+    LLMError, ReasoningError, PermanentError, TransientError, EmbeddingDimensionError,
+    EmbeddingError)
 MAX_LOGGED_ERROR_CHARS = 500
 
 

@@ -18,6 +18,7 @@ from honcho_grpc.providers.embeddings import (
     OPENAI_DEFAULT_MODEL,
     Embedder,
     EmbeddingDimensionError,
+    EmbeddingError,
     FakeEmbedder,
     LocalEmbedder,
     OpenAIEmbedder,
@@ -333,12 +334,15 @@ async def test_openai_dimension_mismatch_is_clear(server: FakeOpenAI) -> None:
 
 
 async def test_openai_errors_surface(server: FakeOpenAI) -> None:
+    """As an EmbeddingError carrying the endpoint's message (the worker logs it in one line,
+    as an expected failure), with the SDK's error as its cause."""
     import openai
 
     embedder = OpenAIEmbedder(settings(provider="openai", model="text-embedding-ada-002",
                                        openai_base_url=server.url), send_dimensions=True)
     try:
-        with pytest.raises(openai.BadRequestError, match="dimensions"):
+        with pytest.raises(EmbeddingError, match="dimensions") as caught:
             await embedder.embed(["hello"])
+        assert isinstance(caught.value.__cause__, openai.BadRequestError)
     finally:
         await embedder.close()
