@@ -11,8 +11,8 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from honcho_grpc.domain.nesting import json_depth
 from honcho_grpc.errors import InvalidArgument
 from honcho_grpc.model import Json
 
@@ -87,7 +87,7 @@ def _json_text(text: str, limits: FileLimits) -> str:
         raise _too_deep(limits) from exc
     except ValueError as exc:
         raise _refuse("file is not valid JSON", "FILE_NOT_JSON") from exc
-    if _depth(value) > limits.max_json_depth:
+    if json_depth(value, stop_after=limits.max_json_depth) > limits.max_json_depth:
         raise _too_deep(limits)
     pretty = json.dumps(value, indent=2, ensure_ascii=False)
     try:
@@ -101,18 +101,6 @@ def _json_text(text: str, limits: FileLimits) -> str:
 def _too_deep(limits: FileLimits) -> InvalidArgument:
     return _refuse(f"JSON nested deeper than {limits.max_json_depth} levels",
                    "FILE_JSON_TOO_DEEP")
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 async def _pdf_text(data: bytes, limits: FileLimits) -> str:

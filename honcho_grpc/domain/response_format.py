@@ -11,6 +11,8 @@ from typing import Any
 
 from jsonschema import exceptions, validators
 
+from honcho_grpc.domain.nesting import json_depth
+
 # Deeper schemas are refused before the meta-schema check, which recurses per level (an
 # HTTP body can nest far deeper than a gRPC Struct's 100 levels).
 MAX_SCHEMA_DEPTH = 32
@@ -20,7 +22,7 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
     """What makes `schema` unusable as a response format, or None."""
     if schema.get("type", "object") != "object":
         return "must be a JSON Schema of type object"
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
+    if json_depth(schema, stop_after=MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
         return f"is nested more than {MAX_SCHEMA_DEPTH} levels deep"
     if not isinstance(schema.get("$schema", ""), str):  # the draft is looked up by this URI
         return "must name its draft ($schema) as a URI string"
@@ -34,19 +36,6 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         return f"is not a valid JSON Schema at {where}: {exc.message[:200]}"
     return None
-
-
-def _depth(value: Any) -> int:
-    """How deeply objects and arrays nest in `value` (iteratively: no recursion to exhaust)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, level)
-            if level <= MAX_SCHEMA_DEPTH:
-                children = node.values() if isinstance(node, dict) else node
-                stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def as_object_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
