@@ -53,7 +53,16 @@ class Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Scripted = Reply | Failure
+@dataclass
+class Raw:
+    """A reply sent as given, whatever its protocol says (a hostile or broken provider):
+    `json` answers a plain call, `events` (whole SSE lines) a stream."""
+
+    json: Any = None
+    events: list[bytes] = field(default_factory=list)
+
+
+Scripted = Reply | Failure | Raw
 
 
 class ScriptedServer:
@@ -142,6 +151,11 @@ class ScriptedServer:
         if isinstance(item, Failure):
             await exchange.send_json(item.status, self.error_body(item.status, item.message),
                                      item.headers)
+        elif isinstance(item, Raw):
+            if body.get("stream"):
+                await exchange.stream(item.events, self.chunk_delay)
+            else:
+                await exchange.send_json(200, item.json)
         else:
             await asyncio.sleep(item.delay)
             await self._answer(exchange, item)

@@ -19,7 +19,7 @@ from honcho_grpc.providers.llm import (
     ToolCall,
     ToolSpec,
 )
-from tests.fakes.script import Failure, Reply, pieces
+from tests.fakes.script import Failure, Raw, Reply, pieces
 from tests.providers.conftest import Remote, serving
 
 ASK = [Message("system", "Be brief."), Message("user", "What does alice do?")]
@@ -209,3 +209,33 @@ async def test_cancelling_the_consumer_drops_the_connection(remote: Remote) -> N
             await task
         await asyncio.wait_for(slow.fake.hung_up.wait(), timeout=2)
         assert slow.fake.streams_completed == 0 and len(received) < 50
+
+
+# Replies of the wrong shape, per protocol: the SDKs build reply objects without validating
+# them, so each would surface as a TypeError or AttributeError where the reply is read.
+WRONG_SHAPES = {
+    "openai": [{"choices": [{"message": None}]}, {"choices": "x"}, {"choices": [5]}],
+    "anthropic": [{"content": None, "usage": {}}, {"content": [{"type": "text"}]},
+                  {"content": "x", "stop_reason": 5}],
+}
+BROKEN_STREAMS = {
+    "openai": [[b'data: {"choices": [{"delta": 5}], "usage": null}\n\n'],
+               [b"data: {not json\n\n"]],
+    "anthropic": [[b'event: message_start\ndata: {"type": "message_start", '
+                   b'"message": null}\n\n'],
+                  [b"event: content_block_delta\ndata: {not json\n\n"]],
+}
+
+
+async def test_replies_of_the_wrong_shape_are_the_providers_failure(remote: Remote) -> None:
+    """Never a TypeError (INTERNAL): an LLMError the caller may retry, for a plain call and a
+    stream alike."""
+    provider = remote.provider()
+    for shape in WRONG_SHAPES[remote.kind]:
+        remote.fake.push(Raw(json=shape))
+        with pytest.raises(LLMError):
+            await provider.complete(ASK, max_tokens=50)
+    for events in BROKEN_STREAMS[remote.kind]:
+        remote.fake.push(Raw(events=events))
+        with pytest.raises(LLMError):
+            _ = [e async for e in provider.stream(ASK, max_tokens=50)]

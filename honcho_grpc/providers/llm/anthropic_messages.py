@@ -39,6 +39,7 @@ from honcho_grpc.providers.llm.base import (
     ToolSpec,
     Usage,
     as_messages,
+    reading_reply,
 )
 from honcho_grpc.providers.llm.retry import Backoff, Retrier
 from honcho_grpc.providers.llm.structured import (
@@ -100,9 +101,10 @@ class AnthropicProvider:
         body.update(wire_conversation(msgs))
 
         async def attempt(model: str) -> Completion:
-            reply: AnthropicMessage = await self.client.messages.create(
-                model=model, timeout=timeout or self.settings.timeout_seconds, **body)
-            return _completion(reply, answer_tool)
+            with reading_reply():
+                reply: AnthropicMessage = await self.client.messages.create(
+                    model=model, timeout=timeout or self.settings.timeout_seconds, **body)
+                return _completion(reply, answer_tool)
 
         return await self.retrier.run(attempt)
 
@@ -126,18 +128,19 @@ class AnthropicProvider:
         usage, finish = Usage(), "stop"
         calls: dict[int, PartialToolCall] = {}
         try:
-            async for event in response:
-                if isinstance(event, RawMessageStartEvent):
-                    usage.input_tokens = _input_tokens(event.message.usage)
-                elif isinstance(event, RawContentBlockDeltaEvent) \
-                        and isinstance(event.delta, TextDelta):
-                    yield StreamEvent(text=event.delta.text)
-                elif isinstance(event, RawMessageDeltaEvent):
-                    usage.output_tokens = event.usage.output_tokens
-                    stop = event.delta.stop_reason
-                    finish = FINISH.get(stop, stop) if stop else finish
-                else:
-                    _add_tool_piece(calls, event)
+            with reading_reply():
+                async for event in response:
+                    if isinstance(event, RawMessageStartEvent):
+                        usage.input_tokens = _input_tokens(event.message.usage)
+                    elif isinstance(event, RawContentBlockDeltaEvent) \
+                            and isinstance(event.delta, TextDelta):
+                        yield StreamEvent(text=event.delta.text)
+                    elif isinstance(event, RawMessageDeltaEvent):
+                        usage.output_tokens = event.usage.output_tokens
+                        stop = event.delta.stop_reason
+                        finish = FINISH.get(stop, stop) if stop else finish
+                    else:
+                        _add_tool_piece(calls, event)
         except anthropic.APIError as exc:
             raise self.retrier.error(exc) from exc
         finally:

@@ -3,7 +3,8 @@ the `LLMProvider` interface every provider implements."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
 
@@ -81,6 +82,26 @@ class LLMError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
+
+
+# What reading a reply of the wrong shape raises: the SDKs build their reply objects from
+# the provider's JSON without validating it, so `choices: null` or a garbled stream surfaces
+# as one of these wherever the reply is read.
+MALFORMED_REPLY: tuple[type[Exception], ...] = (TypeError, AttributeError, KeyError,
+                                                IndexError, ValueError)
+
+
+@contextmanager
+def reading_reply() -> Iterator[None]:
+    """Around the code that reads a provider's reply: a reply of the wrong shape is the
+    provider's failure (LLMError, retryable), not INTERNAL. LLMError passes unchanged."""
+    try:
+        yield
+    except LLMError:
+        raise
+    except MALFORMED_REPLY as exc:
+        raise LLMError(f"the provider's reply has an unexpected shape ({type(exc).__name__}: "
+                       f"{str(exc)[:200]})", retryable=True) from exc
 
 
 class StructuredOutputError(LLMError):

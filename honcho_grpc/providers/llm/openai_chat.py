@@ -29,6 +29,7 @@ from honcho_grpc.providers.llm.base import (
     ToolSpec,
     Usage,
     as_messages,
+    reading_reply,
 )
 from honcho_grpc.providers.llm.retry import Backoff, Retrier
 from honcho_grpc.providers.llm.structured import (
@@ -66,9 +67,10 @@ class OpenAIProvider:
         body = self._body(as_messages(messages), max_tokens, response_schema, tools)
 
         async def attempt(model: str) -> Completion:
-            reply: ChatCompletion = await self.client.chat.completions.create(
-                model=model, timeout=timeout or self.settings.timeout_seconds, **body)
-            return _completion(reply)
+            with reading_reply():
+                reply: ChatCompletion = await self.client.chat.completions.create(
+                    model=model, timeout=timeout or self.settings.timeout_seconds, **body)
+                return _completion(reply)
 
         return await self.retrier.run(attempt)
 
@@ -86,16 +88,17 @@ class OpenAIProvider:
         usage, finish = Usage(), "stop"
         calls: dict[int, PartialToolCall] = {}
         try:
-            async for chunk in response:
-                if chunk.usage:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        yield StreamEvent(text=choice.delta.content)
-                    if choice.delta:
-                        _add_fragments(calls, choice.delta.tool_calls)
-                    if choice.finish_reason:
-                        finish = FINISH.get(choice.finish_reason, choice.finish_reason)
+            with reading_reply():
+                async for chunk in response:
+                    if chunk.usage:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    for choice in chunk.choices or []:
+                        if choice.delta and choice.delta.content:
+                            yield StreamEvent(text=choice.delta.content)
+                        if choice.delta:
+                            _add_fragments(calls, choice.delta.tool_calls)
+                        if choice.finish_reason:
+                            finish = FINISH.get(choice.finish_reason, choice.finish_reason)
         except openai.APIError as exc:
             raise self.retrier.error(exc) from exc
         finally:
