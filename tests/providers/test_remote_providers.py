@@ -19,6 +19,7 @@ from honcho_grpc.providers.llm import (
     ToolCall,
     ToolSpec,
 )
+from honcho_grpc.providers.llm.base import MAX_CHARS_PER_TOKEN
 from tests.fakes.script import Failure, Raw, Reply, pieces
 from tests.providers.conftest import Remote, serving
 
@@ -214,7 +215,8 @@ async def test_cancelling_the_consumer_drops_the_connection(remote: Remote) -> N
 # Replies of the wrong shape, per protocol: the SDKs build reply objects without validating
 # them, so each would surface as a TypeError or AttributeError where the reply is read.
 WRONG_SHAPES = {
-    "openai": [{"choices": [{"message": None}]}, {"choices": "x"}, {"choices": [5]}],
+    "openai": [{"choices": [{"message": None}]}, {"choices": "x"}, {"choices": [5]},
+               {"choices": [{"message": {"content": 123}}]}],
     "anthropic": [{"content": None, "usage": {}}, {"content": [{"type": "text"}]},
                   {"content": "x", "stop_reason": 5}],
 }
@@ -239,3 +241,34 @@ async def test_replies_of_the_wrong_shape_are_the_providers_failure(remote: Remo
         remote.fake.push(Raw(events=events))
         with pytest.raises(LLMError):
             _ = [e async for e in provider.stream(ASK, max_tokens=50)]
+
+
+async def test_a_stream_trickling_bytes_is_cut_at_the_timeout(remote: Remote) -> None:
+    """A byte every 0.1 s keeps every socket read short of the SDK's timeout, but no event
+    ever completes: the wait for each event is bounded, and it is the provider's failure."""
+    remote.fake.chunk_delay = 0.1
+    remote.fake.push(Raw(events=[b"data: {"] + [b" "] * 100))
+    started = time.monotonic()
+    with pytest.raises(LLMError, match="in time") as caught:
+        _ = [e async for e in remote.provider(timeout_seconds=1.0).stream(ASK, max_tokens=50)]
+    assert caught.value.retryable
+    assert time.monotonic() - started < 5
+
+
+async def test_a_model_that_ignores_max_tokens_is_cut_off(remote: Remote) -> None:
+    remote.fake.push(Reply(chunks=["more "] * 2000))  # the fake ignores max_tokens
+    events = [e async for e in remote.provider().stream(ASK, max_tokens=5)]
+    text = "".join(e.text for e in events)
+    assert 0 < len(text) <= 5 * MAX_CHARS_PER_TOKEN
+    assert events[-1].finish_reason == "length"
+    remote.fake.push(Reply("x" * 10_000))
+    done = await remote.provider().complete(ASK, max_tokens=5)
+    assert len(done.text) == 5 * MAX_CHARS_PER_TOKEN and done.finish_reason == "length"
+
+
+async def test_a_stream_that_says_nothing_is_no_answer(remote: Remote) -> None:
+    """An empty body, or one that is not SSE at all, is not an empty answer."""
+    for events in ([], [b'{"choices": [{"message": {"content": "hi"']):
+        remote.fake.push(Raw(events=events))
+        with pytest.raises(LLMError, match="without an answer"):
+            _ = [e async for e in remote.provider().stream(ASK, max_tokens=50)]

@@ -10,6 +10,7 @@ system prompt. Answers are repaired and validated either way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncGenerator, Sequence
@@ -34,12 +35,16 @@ from honcho_grpc.providers.llm.base import (
     Completion,
     Message,
     MessageLike,
+    Said,
     StreamEvent,
     ToolCall,
     ToolSpec,
     Usage,
     as_messages,
+    capped,
     reading_reply,
+    text_of,
+    within,
 )
 from honcho_grpc.providers.llm.retry import Backoff, Retrier
 from honcho_grpc.providers.llm.structured import (
@@ -100,11 +105,14 @@ class AnthropicProvider:
             body["tools"] = specs
         body.update(wire_conversation(msgs))
 
+        limit = timeout or self.settings.timeout_seconds
+
         async def attempt(model: str) -> Completion:
             with reading_reply():
-                reply: AnthropicMessage = await self.client.messages.create(
-                    model=model, timeout=timeout or self.settings.timeout_seconds, **body)
-                return _completion(reply, answer_tool)
+                async with asyncio.timeout(limit):  # the whole reply, not each read
+                    reply: AnthropicMessage = await self.client.messages.create(
+                        model=model, timeout=limit, **body)
+                return _completion(reply, answer_tool, max_tokens)
 
         return await self.retrier.run(attempt)
 
@@ -121,32 +129,35 @@ class AnthropicProvider:
             body["thinking"] = {"type": "enabled", "budget_tokens": thinking}
         if tools:
             body["tools"] = wire_tools(tools)
+        limit = timeout or self.settings.timeout_seconds
         response: anthropic.AsyncStream[Any] = await self.retrier.run(
-            lambda model: self.client.messages.create(
-                model=model, stream=True, timeout=timeout or self.settings.timeout_seconds,
-                **body))
-        usage, finish = Usage(), "stop"
+            lambda model: self.client.messages.create(model=model, stream=True, timeout=limit,
+                                                      **body))
+        usage, finish, said = Usage(), "", Said(max_tokens)
         calls: dict[int, PartialToolCall] = {}
         try:
             with reading_reply():
-                async for event in response:
+                async for event in within(response, limit):
                     if isinstance(event, RawMessageStartEvent):
                         usage.input_tokens = _input_tokens(event.message.usage)
                     elif isinstance(event, RawContentBlockDeltaEvent) \
                             and isinstance(event.delta, TextDelta):
-                        yield StreamEvent(text=event.delta.text)
+                        if piece := said.take(text_of(event.delta.text)):
+                            yield StreamEvent(text=piece)
+                        if said.full:
+                            finish = "length"
+                            break
                     elif isinstance(event, RawMessageDeltaEvent):
                         usage.output_tokens = event.usage.output_tokens
                         stop = event.delta.stop_reason
                         finish = FINISH.get(stop, stop) if stop else finish
                     else:
                         _add_tool_piece(calls, event)
-        except anthropic.APIError as exc:
+        except (anthropic.APIError, TimeoutError) as exc:
             raise self.retrier.error(exc) from exc
         finally:
             await response.close()  # closing (or cancelling) the consumer drops the connection
-        yield StreamEvent(usage=usage, finish_reason=finish,
-                          tool_calls=assemble_tool_calls(calls))
+        yield said.last_event(usage, finish, assemble_tool_calls(calls))
 
     async def aclose(self) -> None:
         """Close the SDK's connection pool."""
@@ -205,11 +216,13 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-def _completion(reply: AnthropicMessage, answer_tool: str) -> Completion:
-    text = "".join(b.text for b in reply.content if isinstance(b, TextBlock))
+def _completion(reply: AnthropicMessage, answer_tool: str, max_tokens: int) -> Completion:
+    text, cut = capped("".join(text_of(b.text) for b in reply.content
+                               if isinstance(b, TextBlock)), max_tokens)
     calls = [ToolCall(b.id, b.name, dict(b.input)) for b in reply.content
              if isinstance(b, ToolUseBlock)]
-    finish = FINISH.get(reply.stop_reason or "end_turn", reply.stop_reason or "stop")
+    finish = "length" if cut else \
+        FINISH.get(reply.stop_reason or "end_turn", reply.stop_reason or "stop")
     answer = next((c for c in calls if c.name == answer_tool), None) if answer_tool else None
     if answer is not None:
         # The answer tool's call is the structured answer, not a call for the caller to run;

@@ -3,10 +3,11 @@ the `LLMProvider` interface every provider implements."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
@@ -84,6 +85,8 @@ class LLMError(Exception):
         self.status_code = status_code
 
 
+T = TypeVar("T")
+
 # What reading a reply of the wrong shape raises: the SDKs build their reply objects from
 # the provider's JSON without validating it, so `choices: null` or a garbled stream surfaces
 # as one of these wherever the reply is read.
@@ -102,6 +105,69 @@ def reading_reply() -> Iterator[None]:
     except MALFORMED_REPLY as exc:
         raise LLMError(f"the provider's reply has an unexpected shape ({type(exc).__name__}: "
                        f"{str(exc)[:200]})", retryable=True) from exc
+
+
+# A model that ignores max_tokens (a broken or hostile server) is cut off at this many
+# characters a token of its budget: far above any real tokenizer's 3-4, and it bounds the
+# memory and the size of what reaches a caller (a gRPC message is at most 8 MB here).
+MAX_CHARS_PER_TOKEN = 16
+
+
+def text_of(value: object) -> str:
+    """A reply's text field: None is no text; anything but a string is a malformed reply
+    (read inside reading_reply, it becomes the provider's LLMError)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"text of type {type(value).__name__}")
+    return value
+
+
+def capped(text: str, max_tokens: int) -> tuple[str, bool]:
+    """`text` within MAX_CHARS_PER_TOKEN characters a token of `max_tokens`, and whether it
+    was cut."""
+    room = max(1, max_tokens) * MAX_CHARS_PER_TOKEN
+    return (text[:room], True) if len(text) > room else (text, False)
+
+
+class Said:
+    """What a stream has said so far, within its room (MAX_CHARS_PER_TOKEN a token)."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.room = max(1, max_tokens) * MAX_CHARS_PER_TOKEN
+        self.anything = False
+
+    @property
+    def full(self) -> bool:
+        return self.room <= 0
+
+    def take(self, piece: str) -> str:
+        """The part of `piece` that fits; '' when none does."""
+        piece = piece[:max(0, self.room)]
+        self.room -= len(piece)
+        self.anything = self.anything or bool(piece)
+        return piece
+
+    def last_event(self, usage: Usage, finish: str, calls: list[ToolCall]) -> StreamEvent:
+        """The stream's closing event. A stream that said nothing, called nothing and gave
+        no finish reason was no answer (an empty body, or not SSE at all), not an empty one."""
+        if not (self.anything or calls or finish):
+            raise LLMError("the provider's stream ended without an answer", retryable=True)
+        return StreamEvent(usage=usage, finish_reason=finish or "stop", tool_calls=calls)
+
+
+async def within(events: AsyncIterator[T], seconds: float) -> AsyncIterator[T]:
+    """`events`, each awaited at most `seconds` (TimeoutError). The SDKs' timeout bounds
+    each socket read, so a server trickling a byte at a time never trips it; this bounds
+    the wait for each whole event."""
+    source = aiter(events)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                item = await anext(source)
+        except StopAsyncIteration:
+            return
+        yield item
 
 
 class StructuredOutputError(LLMError):

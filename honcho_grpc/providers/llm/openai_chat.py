@@ -10,6 +10,7 @@ either way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncGenerator, Sequence
@@ -24,12 +25,16 @@ from honcho_grpc.providers.llm.base import (
     LLMError,
     Message,
     MessageLike,
+    Said,
     StreamEvent,
     ToolCall,
     ToolSpec,
     Usage,
     as_messages,
+    capped,
     reading_reply,
+    text_of,
+    within,
 )
 from honcho_grpc.providers.llm.retry import Backoff, Retrier
 from honcho_grpc.providers.llm.structured import (
@@ -65,12 +70,14 @@ class OpenAIProvider:
                        tools: Sequence[ToolSpec] | None = None,
                        timeout: float | None = None) -> Completion:  # noqa: ASYNC109
         body = self._body(as_messages(messages), max_tokens, response_schema, tools)
+        limit = timeout or self.settings.timeout_seconds
 
         async def attempt(model: str) -> Completion:
             with reading_reply():
-                reply: ChatCompletion = await self.client.chat.completions.create(
-                    model=model, timeout=timeout or self.settings.timeout_seconds, **body)
-                return _completion(reply)
+                async with asyncio.timeout(limit):  # the whole reply, not each read
+                    reply: ChatCompletion = await self.client.chat.completions.create(
+                        model=model, timeout=limit, **body)
+                return _completion(reply, max_tokens)
 
         return await self.retrier.run(attempt)
 
@@ -81,30 +88,33 @@ class OpenAIProvider:
         """Retries cover opening the stream only: deltas already yielded cannot be taken back,
         so a failure mid-stream raises LLMError."""
         body = self._body(as_messages(messages), max_tokens, None, tools)
+        limit = timeout or self.settings.timeout_seconds
         response: openai.AsyncStream[Any] = await self.retrier.run(
             lambda model: self.client.chat.completions.create(
                 model=model, stream=True, stream_options={"include_usage": True},
-                timeout=timeout or self.settings.timeout_seconds, **body))
-        usage, finish = Usage(), "stop"
+                timeout=limit, **body))
+        usage, finish, said = Usage(), "", Said(max_tokens)
         calls: dict[int, PartialToolCall] = {}
         try:
             with reading_reply():
-                async for chunk in response:
+                async for chunk in within(response, limit):
                     if chunk.usage:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     for choice in chunk.choices or []:
-                        if choice.delta and choice.delta.content:
-                            yield StreamEvent(text=choice.delta.content)
+                        if piece := said.take(text_of(choice.delta and choice.delta.content)):
+                            yield StreamEvent(text=piece)
                         if choice.delta:
                             _add_fragments(calls, choice.delta.tool_calls)
                         if choice.finish_reason:
                             finish = FINISH.get(choice.finish_reason, choice.finish_reason)
-        except openai.APIError as exc:
+                    if said.full:
+                        finish = "length"
+                        break
+        except (openai.APIError, TimeoutError) as exc:
             raise self.retrier.error(exc) from exc
         finally:
             await response.close()  # closing (or cancelling) the consumer drops the connection
-        yield StreamEvent(usage=usage, finish_reason=finish,
-                          tool_calls=assemble_tool_calls(calls))
+        yield said.last_event(usage, finish, assemble_tool_calls(calls))
 
     async def aclose(self) -> None:
         """Close the SDK's connection pool."""
@@ -154,17 +164,18 @@ def wire_message(message: Message) -> dict[str, Any]:
     return wire
 
 
-def _completion(reply: ChatCompletion) -> Completion:
+def _completion(reply: ChatCompletion, max_tokens: int) -> Completion:
     if not reply.choices:
         raise LLMError("the provider returned no choices")
     choice = reply.choices[0]
+    text, cut = capped(text_of(choice.message.content), max_tokens)
     calls = [ToolCall(c.id, c.function.name, tool_arguments(c.function.arguments))
              for c in choice.message.tool_calls or []
              if isinstance(c, ChatCompletionMessageFunctionToolCall)]
     usage = Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens) if reply.usage \
         else Usage()
-    finish = FINISH.get(choice.finish_reason, choice.finish_reason or "stop")
-    return Completion(choice.message.content or "", calls, usage, finish)
+    finish = "length" if cut else FINISH.get(choice.finish_reason, choice.finish_reason or "stop")
+    return Completion(text, calls, usage, finish)
 
 
 def _add_fragments(partial: dict[int, PartialToolCall],

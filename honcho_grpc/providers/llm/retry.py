@@ -61,6 +61,8 @@ class Retrier:
         self.connection_error = connection_error
 
     def retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, TimeoutError):  # our bound on a whole attempt or stream event
+            return True
         status = status_of(exc)
         if status is not None:
             return status in RETRYABLE_STATUS or status >= 500
@@ -84,11 +86,14 @@ class Retrier:
             async for attempt in retrying:
                 with attempt:
                     return await call(self.model_for(attempt.retry_state.attempt_number))
-        except self.api_error as exc:
+        except (self.api_error, TimeoutError) as exc:
             raise self.error(exc) from exc
         raise AssertionError("unreachable: tenacity returns or reraises")
 
     def error(self, exc: BaseException) -> LLMError:
+        if isinstance(exc, TimeoutError):
+            return LLMError("the provider did not answer in time (LLM_TIMEOUT_SECONDS)",
+                            retryable=True)
         return LLMError(f"{type(exc).__name__}: {exc}", retryable=self.retryable(exc),
                         status_code=status_of(exc))
 
