@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import jwt
@@ -456,3 +458,52 @@ def test_cli_keys_create_errors(args: tuple[str, ...], secret: str, message: str
 def test_cli_keys_secret() -> None:
     done = _cli("secret", secret=None)
     assert done.returncode == 0 and len(done.stdout.strip()) >= 48
+
+
+async def test_a_watch_ends_when_its_key_expires_or_its_peer_leaves(
+        auth_channel: grpc.aio.Channel, ws: str) -> None:
+    """The interceptor authorises a call when it opens; a watch lasts, so it is authorised
+    again while it runs (events.RECHECK_SECONDS): an expired key gets UNAUTHENTICATED, a peer
+    removed from the session it watches PERMISSION_DENIED, instead of the feed going on."""
+    from honcho_grpc_proto.v1 import event_pb2, event_pb2_grpc
+
+    from honcho_grpc.domain.keys import LEEWAY_SECONDS
+    from honcho_grpc.server.servicers.event import RECHECK_SECONDS
+
+    admin = bearer(token(admin=True))
+    sessions = session_pb2_grpc.SessionServiceStub(auth_channel)
+    messages = message_pb2_grpc.MessageServiceStub(auth_channel)
+    for session in ("s1", "s2"):
+        await sessions.GetOrCreateSession(session_pb2.GetOrCreateSessionRequest(
+            workspace_id=ws, session_id=session, peers={
+                "alice": resources_pb2.SessionPeerConfiguration(),
+                "bob": resources_pb2.SessionPeerConfiguration()}), metadata=admin)
+    events = event_pb2_grpc.EventServiceStub(auth_channel)
+
+    async def outcome(call: Any) -> grpc.StatusCode:
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async for _ in call:
+                pass
+        return ended.value.code()
+
+    # A key that expires while it watches.
+    short = events.WatchEvents(event_pb2.WatchEventsRequest(workspace_id=ws, session_id="s1"),
+                               metadata=bearer(token(workspace=ws, peer="alice",
+                                                     expires_in=2)), timeout=40)
+    await short.initial_metadata()
+    started = time.monotonic()
+    assert await outcome(short) == UNAUTH  # not the deadline's DEADLINE_EXCEEDED
+    # Expiry is judged with the clock-skew leeway every token check allows.
+    assert time.monotonic() - started < 2 + LEEWAY_SECONDS + 2 * RECHECK_SECONDS + 5
+    # A member removed from the session while it watches, with events still flowing there.
+    watch = events.WatchEvents(event_pb2.WatchEventsRequest(workspace_id=ws, session_id="s2"),
+                               metadata=bearer(token(workspace=ws, peer="alice")), timeout=20)
+    await watch.initial_metadata()
+    await sessions.RemovePeers(session_pb2.RemovePeersRequest(
+        workspace_id=ws, session_id="s2", peer_ids=["alice"]), metadata=admin)
+    for i in range(3):
+        await messages.CreateMessages(message_pb2.CreateMessagesRequest(
+            workspace_id=ws, session_id="s2", messages=[message_pb2.MessageInput(
+                peer_id="bob", content=f"after alice left {i}")]), metadata=admin)
+        await asyncio.sleep(1)
+    assert await outcome(watch) == DENIED

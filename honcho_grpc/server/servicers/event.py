@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,7 @@ from honcho_grpc.domain import workspaces
 from honcho_grpc.domain.events import EVENTS_CHANNEL
 from honcho_grpc.errors import HonchoError, resource_exhausted
 from honcho_grpc.server import convert
+from honcho_grpc.server.auth import PACKAGE, Authorizer
 from honcho_grpc.server.deps import Deps
 from honcho_grpc.server.limits import bearer_of
 from honcho_grpc.server.validate import checking
@@ -47,6 +49,10 @@ TYPES = {
 }
 LISTEN_TIMEOUT_SECONDS = 10.0
 BUFFER = 1000  # events a slow watcher may fall behind before its stream is ended
+# With auth on, a watch is authorised again this often while it lasts: a key that expires,
+# or a peer removed from the session it watches, loses the feed within this time.
+RECHECK_SECONDS = 2.0
+METHOD = f"/{PACKAGE}.EventService/WatchEvents"
 
 
 @dataclass(eq=False)
@@ -153,6 +159,8 @@ class EventServicer(rpc.EventServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.hub = EventHub(deps.db.dsn)
+        auth = deps.settings.auth
+        self.authorizer = Authorizer(auth, deps.pool) if auth.use_auth else None
 
     async def WatchEvents(self, request: pb.WatchEventsRequest,
                           context: Ctx) -> AsyncIterator[pb.WatchEventsResponse]:
@@ -167,17 +175,28 @@ class EventServicer(rpc.EventServiceServicer):
         watcher = Watcher(request.workspace_id, request.session_id, request.peer_id,
                           frozenset(request.types))
         with self.deps.streams.slot("watch", request.workspace_id, bearer_of(context)):
-            async for response in self._watch(watcher, context):
+            async for response in self._watch(watcher, request, context):
                 yield response
 
-    async def _watch(self, watcher: Watcher,
+    async def _watch(self, watcher: Watcher, request: pb.WatchEventsRequest,
                      context: Ctx) -> AsyncIterator[pb.WatchEventsResponse]:
         try:
             await self.hub.add(watcher)
             await context.send_initial_metadata(())
+            checked = time.monotonic()
             while True:
-                event = await watcher.queue.get()
-                yield pb.WatchEventsResponse(event=to_event(event))
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), RECHECK_SECONDS)
+                except TimeoutError:
+                    event = None
+                if self.authorizer is not None and \
+                        time.monotonic() - checked >= RECHECK_SECONDS:
+                    # The interceptor checked the call once, when it opened.
+                    await self.authorizer.check(
+                        METHOD, self.authorizer.claims(context.invocation_metadata()), request)
+                    checked = time.monotonic()
+                if event is not None:
+                    yield pb.WatchEventsResponse(event=to_event(event))
                 if watcher.overflowed:
                     raise resource_exhausted(
                         f"the watcher fell more than {BUFFER} events behind; reconnect",
