@@ -4,6 +4,7 @@ Checker, fed the same proto values the gRPC face checks), Honcho's page/size pag
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -72,6 +73,27 @@ def configuration(c: Checker, field: str, value: Json | None,
 def once(method: str) -> Retry[empty_pb2.Empty]:
     """HTTP writes carry no request_id: run once, nothing remembered for replay."""
     return Retry("", method, empty_pb2.Empty(), empty_pb2.Empty)
+
+
+# How often a route working for a client that may have gone checks that it is still there.
+DISCONNECT_POLL_SECONDS = 0.5
+
+
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result; cancelled (and so its model call closed) once the client hangs up.
+    uvicorn does not cancel a route whose client left, and a chat's model call would run
+    on to its end for nobody."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=DISCONNECT_POLL_SECONDS)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                # nginx's "client closed request": logged nowhere, read by nobody.
+                raise HTTPException(status_code=499, detail="the client closed the request")
+        return await task
+    finally:
+        task.cancel()
 
 
 class Capture(Generic[T]):

@@ -31,6 +31,7 @@ from honcho_grpc.http.common import (
     paginate,
     renamed,
     scope_ids,
+    while_connected,
 )
 from honcho_grpc.http.errors import status_and_detail
 from honcho_grpc.http.search import run_search
@@ -113,9 +114,13 @@ async def chat(workspace_id: str, peer_id: str, body: shapes.ChatBody, request: 
     pieces = stream_answer(d.pool, d.embedder, d.llm, q, answer)
     if body.stream:
         # Wait for the first piece: a failure before it is still answered with its status.
-        first = await anext(pieces, None)
+        first = await while_connected(request, anext(pieces, None))
         return StreamingResponse(_events(first, pieces), media_type="text/event-stream")
-    return {"content": "".join([p async for p in pieces])}
+    return {"content": "".join(await while_connected(request, _collect(pieces)))}
+
+
+async def _collect(pieces: AsyncIterator[str]) -> list[str]:
+    return [p async for p in pieces]
 
 
 def _boundary_options(scope: str | list[str] | None, filters: Json | None,

@@ -131,6 +131,22 @@ async def test_http_stream_answers_a_failure_before_its_first_piece_with_its_sta
     assert events[-1] == {"done": True}
 
 
+async def test_an_http_chat_whose_client_left_stops_its_model_call(pg_dsn: str, db: Database,
+                                                                   ws: str) -> None:
+    """uvicorn does not cancel a route whose client hung up: the chat notices, and the
+    provider's stream is closed rather than read to its end for nobody."""
+    async with chat_rig("openai", pg_dsn, db, chunk_delay=0.5) as rig:
+        await ask(rig, ws)
+        rig.fake.push(Reply(chunks=[f"w{i} " for i in range(200)]))  # 100 s of answer
+        async with httpx.AsyncClient(base_url=rig.http) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(f"/v3/workspaces/{ws}/peers/alice/chat", timeout=2,
+                                json={"query": "What does alice do?",
+                                      "reasoning_level": "minimal"})
+        await asyncio.wait_for(rig.fake.hung_up.wait(), 10)
+        assert rig.fake.streams_completed == 0
+
+
 async def test_answer_that_is_not_json_is_the_providers_failure(rig: ChatRig, ws: str) -> None:
     """A response_format the model cannot meet (even after the repair attempts) is an
     upstream failure with its own reason, not INTERNAL and not the caller's fault."""
