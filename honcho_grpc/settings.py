@@ -230,6 +230,8 @@ class LLMSettings(_Section):
     openai_base_url: str = ""
     anthropic_api_key: Secret
     anthropic_base_url: str = ""
+    # A plain call's whole reply, and each event of a stream, must arrive within this (each
+    # attempt; a trickling server cannot stretch it).
     timeout_seconds: Interval = 60.0
     max_retries: Size = 3
     structured_output_mode: Literal["json_schema", "json_object"] = "json_schema"

@@ -180,9 +180,10 @@ class StructuredOutputError(LLMError):
 
 @runtime_checkable
 class LLMProvider(Protocol):
-    """`timeout` (seconds) overrides `llm.timeout_seconds` for one call. It is the HTTP
-    timeout of each attempt, handed to the SDK (hence not `asyncio.timeout`); for a stream it
-    bounds the wait for each chunk, not the whole answer. Failures raise LLMError."""
+    """`timeout` (seconds) overrides `llm.timeout_seconds` for one call. It bounds each
+    attempt of a plain call as a whole, and for a stream the wait for each event (`within`),
+    not the whole answer, which MAX_CHARS_PER_TOKEN bounds instead; it is also handed to the
+    SDK for each read. Failures raise LLMError."""
 
     async def complete(self, messages: Sequence[MessageLike], *, max_tokens: int,
                        response_schema: dict[str, Any] | None = None,
