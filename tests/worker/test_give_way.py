@@ -104,12 +104,20 @@ def test_up_gives_its_worker_the_setting_unless_configured(settings: Settings) -
     def worker_env(given: Settings | None) -> dict[str, str]:
         proc = spawn_worker("postgresql://nobody@127.0.0.1:1/none", given)
         try:
-            with open(f"/proc/{proc.pid}/environ", "rb") as f:
-                pairs = f.read().split(b"\0")
+            # The child execs twice (die_with_parent's wrapper, then the worker); read in the
+            # middle of an exec, /proc/PID/environ can come back empty. Every read that is
+            # not mid-exec holds DB_CONNECTION_URI, which spawn_worker always sets.
+            deadline = time.monotonic() + 10
+            while True:
+                with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                    pairs = f.read().split(b"\0")
+                env = dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+                if "DB_CONNECTION_URI" in env or time.monotonic() > deadline:
+                    return env
+                time.sleep(0.01)
         finally:
             proc.kill()
             proc.wait()
-        return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
 
     assert worker_env(settings)["QUEUE_YIELD_TO_EMBEDDING_SECONDS"] == str(
         UP_YIELD_TO_EMBEDDING_SECONDS)
