@@ -272,3 +272,26 @@ async def test_a_stream_that_says_nothing_is_no_answer(remote: Remote) -> None:
         remote.fake.push(Raw(events=events))
         with pytest.raises(LLMError, match="without an answer"):
             _ = [e async for e in remote.provider().stream(ASK, max_tokens=50)]
+
+
+async def test_negative_usage_bills_nothing(remote: Remote) -> None:
+    remote.fake.push(Reply("Alice is a nurse.", input_tokens=-5, output_tokens=-99))
+    done = await remote.provider().complete(ASK, max_tokens=50)
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (0, 0)
+    remote.fake.push(Reply("Alice is a nurse.", input_tokens=-5, output_tokens=-99))
+    events = [e async for e in remote.provider().stream(ASK, max_tokens=50)]
+    assert events[-1].usage is not None
+    assert (events[-1].usage.input_tokens, events[-1].usage.output_tokens) == (0, 0)
+
+
+@pytest.mark.parametrize(("kind", "retryable"), [("overloaded_error", True),
+                                                 ("invalid_request_error", False)])
+async def test_an_error_event_inside_a_stream_is_judged_by_its_type(
+        anthropic_remote: Remote, kind: str, retryable: bool) -> None:
+    """Anthropic sends a mid-stream failure as an `error` event in the stream's 200."""
+    anthropic_remote.fake.push(Raw(events=[
+        b'event: error\ndata: {"type": "error", "error": {"type": "%s", '
+        b'"message": "no"}}\n\n' % kind.encode()]))
+    with pytest.raises(LLMError) as caught:
+        _ = [e async for e in anthropic_remote.provider().stream(ASK, max_tokens=50)]
+    assert caught.value.retryable is retryable

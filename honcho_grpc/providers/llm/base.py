@@ -51,6 +51,11 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
 
+    def __post_init__(self) -> None:
+        # A provider's counts, as it sent them: a negative or missing one bills nothing.
+        self.input_tokens = max(0, int(self.input_tokens or 0))
+        self.output_tokens = max(0, int(self.output_tokens or 0))
+
 
 # Finish reasons are normalised to this vocabulary whatever the provider calls them.
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -153,7 +158,8 @@ class Said:
         no finish reason was no answer (an empty body, or not SSE at all), not an empty one."""
         if not (self.anything or calls or finish):
             raise LLMError("the provider's stream ended without an answer", retryable=True)
-        return StreamEvent(usage=usage, finish_reason=finish or "stop", tool_calls=calls)
+        return StreamEvent(usage=Usage(usage.input_tokens, usage.output_tokens),  # checked
+                           finish_reason=finish or "stop", tool_calls=calls)
 
 
 async def within(events: AsyncIterator[T], seconds: float) -> AsyncIterator[T]:

@@ -21,6 +21,9 @@ from honcho_grpc.settings import LLMSettings
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+# An error event inside a stream arrives with the stream's 200: its type says what it is.
+RETRYABLE_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error",
+                                   "timeout_error", "server_error"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,14 @@ class Backoff:
 def status_of(exc: BaseException) -> int | None:
     status = getattr(exc, "status_code", None)
     return status if isinstance(status, int) else None
+
+
+def error_type(exc: BaseException) -> str:
+    """The `type` of the error body an SDK error carries (`{"error": {"type": ...}}`)."""
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else ""
 
 
 def retry_after(exc: BaseException | None) -> float | None:
@@ -64,6 +75,8 @@ class Retrier:
         if isinstance(exc, TimeoutError):  # our bound on a whole attempt or stream event
             return True
         status = status_of(exc)
+        if status is not None and status < 400:
+            return error_type(exc) in RETRYABLE_ERROR_TYPES
         if status is not None:
             return status in RETRYABLE_STATUS or status >= 500
         return isinstance(exc, self.connection_error)
