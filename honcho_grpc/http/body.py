@@ -68,21 +68,21 @@ def loads(body: bytes) -> Any:
 
 
 def _lone_surrogate(value: Any, path: str) -> str | None:
-    """Where the first string (or object key) that is not valid Unicode sits, if any."""
-    if isinstance(value, str):
-        return None if _encodable(value) else path
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _lone_surrogate(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not _encodable(key):
-                return f"a key of {path}"
-            found = _lone_surrogate(item, f"{path}.{key}")
-            if found is not None:
-                return found
+    """Where a string (or object key) that is not valid Unicode sits, if any; walked without
+    recursion, as JSON may nest as deep as the parser allows."""
+    stack = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if not _encodable(node):
+                return where
+        elif isinstance(node, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                if not _encodable(key):
+                    return f"a key of {where}"
+                stack.append((item, f"{where}.{key}"))
     return None
 
 

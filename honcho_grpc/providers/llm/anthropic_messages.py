@@ -139,7 +139,7 @@ class AnthropicProvider:
             with reading_reply():
                 async for event in within(response, limit):
                     if isinstance(event, RawMessageStartEvent):
-                        usage.input_tokens = _input_tokens(event.message.usage)
+                        usage = Usage(_input_tokens(event.message.usage), usage.output_tokens)
                     elif isinstance(event, RawContentBlockDeltaEvent) \
                             and isinstance(event.delta, TextDelta):
                         if piece := said.take(text_of(event.delta.text)):
@@ -148,7 +148,7 @@ class AnthropicProvider:
                             finish = "length"
                             break
                     elif isinstance(event, RawMessageDeltaEvent):
-                        usage.output_tokens = event.usage.output_tokens
+                        usage = Usage(usage.input_tokens, event.usage.output_tokens)
                         stop = event.delta.stop_reason
                         finish = FINISH.get(stop, stop) if stop else finish
                     else:

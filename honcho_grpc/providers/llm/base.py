@@ -105,8 +105,6 @@ def reading_reply() -> Iterator[None]:
     provider's failure (LLMError, retryable), not INTERNAL. LLMError passes unchanged."""
     try:
         yield
-    except LLMError:
-        raise
     except MALFORMED_REPLY as exc:
         raise LLMError(f"the provider's reply has an unexpected shape ({type(exc).__name__}: "
                        f"{str(exc)[:200]})", retryable=True) from exc
@@ -131,16 +129,16 @@ def text_of(value: object) -> str:
 def capped(text: str, max_tokens: int) -> tuple[str, bool]:
     """`text` within MAX_CHARS_PER_TOKEN characters a token of `max_tokens`, and whether it
     was cut."""
-    room = max(1, max_tokens) * MAX_CHARS_PER_TOKEN
-    return (text[:room], True) if len(text) > room else (text, False)
+    kept = Said(max_tokens).take(text)
+    return kept, len(kept) < len(text)
 
 
 class Said:
     """What a stream has said so far, within its room (MAX_CHARS_PER_TOKEN a token)."""
 
     def __init__(self, max_tokens: int) -> None:
-        self.room = max(1, max_tokens) * MAX_CHARS_PER_TOKEN
-        self.anything = False
+        self.limit = max(1, max_tokens) * MAX_CHARS_PER_TOKEN
+        self.room = self.limit
 
     @property
     def full(self) -> bool:
@@ -148,18 +146,16 @@ class Said:
 
     def take(self, piece: str) -> str:
         """The part of `piece` that fits; '' when none does."""
-        piece = piece[:max(0, self.room)]
+        piece = piece[:self.room]
         self.room -= len(piece)
-        self.anything = self.anything or bool(piece)
         return piece
 
     def last_event(self, usage: Usage, finish: str, calls: list[ToolCall]) -> StreamEvent:
         """The stream's closing event. A stream that said nothing, called nothing and gave
         no finish reason was no answer (an empty body, or not SSE at all), not an empty one."""
-        if not (self.anything or calls or finish):
+        if self.room == self.limit and not (calls or finish):
             raise LLMError("the provider's stream ended without an answer", retryable=True)
-        return StreamEvent(usage=Usage(usage.input_tokens, usage.output_tokens),  # checked
-                           finish_reason=finish or "stop", tool_calls=calls)
+        return StreamEvent(usage=usage, finish_reason=finish or "stop", tool_calls=calls)
 
 
 async def within(events: AsyncIterator[T], seconds: float) -> AsyncIterator[T]:

@@ -184,9 +184,11 @@ class EventServicer(rpc.EventServiceServicer):
             await self.hub.add(watcher)
             await context.send_initial_metadata(())
             checked = time.monotonic()
+            # Without auth nothing is re-checked, and an idle watch need not wake.
+            wake_every = RECHECK_SECONDS if self.authorizer is not None else None
             while True:
                 try:
-                    event = await asyncio.wait_for(watcher.queue.get(), RECHECK_SECONDS)
+                    event = await asyncio.wait_for(watcher.queue.get(), wake_every)
                 except TimeoutError:
                     event = None
                 if self.authorizer is not None and \
